@@ -1,0 +1,29 @@
+# Two commands: `make run` (set up + demo) and `make test` (set up + tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tuneforge-installed
+
+.PHONY: run test test-slow install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=23"
+	# The CPU build of torch (a file on disk on our machines); an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tuneforge demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m "slow" -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

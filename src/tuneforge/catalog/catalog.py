@@ -1,0 +1,210 @@
+"""Load the declarative catalog (``models.yaml`` plus the operator's file) and resolve model ids to weights."""
+
+from __future__ import annotations
+
+import difflib
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuneforge.errors import InvalidArgument, ModelNotFound, WeightsNotConfigured
+from tuneforge.settings import Settings, get_settings
+
+
+class TuningMode(str, Enum):
+    PEFT_ADAPTER = "PEFT_ADAPTER"
+    FULL = "FULL"
+
+    @classmethod
+    def parse(cls, value: str | int | "TuningMode") -> "TuningMode":
+        """Accept the enum, its wire spellings (``TUNING_MODE_FULL``, integers 1/2) and CLI shorthands."""
+        if isinstance(value, TuningMode):
+            return value
+        aliases = {
+            "1": cls.FULL, "full": cls.FULL, "tuning_mode_full": cls.FULL,
+            "2": cls.PEFT_ADAPTER, "peft_adapter": cls.PEFT_ADAPTER, "lora": cls.PEFT_ADAPTER,
+            "peft": cls.PEFT_ADAPTER, "adapter": cls.PEFT_ADAPTER, "tuning_mode_peft_adapter": cls.PEFT_ADAPTER,
+        }
+        found = aliases.get(str(value).strip().lower())
+        if found is None:
+            raise InvalidArgument(f"tuning mode {value!r} is not valid; use FULL or PEFT_ADAPTER (lora)")
+        return found
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModeSpec(_Strict):
+    max_seq_len: int = Field(gt=0, description="Longest example in tokens (after the chat template).")
+    learning_rate: float = Field(gt=0, description="Recommended learning rate; the multiplier scales it.")
+
+
+class Defaults(_Strict):
+    epochs: int = 3
+    adapter_size: int = 16
+    batch_size: int = 8
+
+
+class Family(_Strict):
+    name: str = ""
+    model_type: str = Field(description="Hugging Face config.model_type a checkpoint of this family has.")
+    tiny: str | None = Field(default=None, description="Catalog id of the family's tiny stand-in.")
+    end_of_turn: str = Field(description="Token that ends an assistant turn; trained as the turn's EOS.")
+
+
+class ModelEntry(_Strict):
+    id: str = ""
+    display_name: str = ""
+    family: str
+    modes: dict[TuningMode, ModeSpec]
+    modalities: list[str] = ["text"]
+    weights: str | None = Field(default=None, description="Local folder or gs:// URI in Hugging Face format.")
+    defaults: Defaults = Defaults()
+
+    def mode(self, mode: TuningMode) -> ModeSpec:
+        if mode not in self.modes:
+            allowed = ", ".join(m.value for m in self.modes)
+            raise InvalidArgument(f"{self.id} does not support tuning mode {mode.value}; it allows {allowed}")
+        return self.modes[mode]
+
+
+class Alias(_Strict):
+    id: str = ""
+    family: str
+    modes: list[TuningMode] = [TuningMode.PEFT_ADAPTER]
+    maps_to: str | None = Field(default=None, description="Open model (catalog id) this closed id runs as.")
+    batch_class: str | None = None
+
+
+class ResolvedModel(BaseModel):
+    """What a request for ``requested_id`` runs on."""
+
+    requested_id: str
+    entry: ModelEntry  # the open model that actually runs (the alias target or the tiny stand-in)
+    family: Family
+    weights: str  # a URI or builtin:NAME
+    stand_in: bool = False  # dev mode substituted a tiny model for missing weights
+    note: str = ""
+
+
+class CatalogFile(_Strict):
+    families: dict[str, Family] = {}
+    models: dict[str, ModelEntry] = {}
+    aliases: dict[str, Alias] = {}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Catalog:
+    def __init__(self, data: CatalogFile, operator_file: Path | None = None):
+        self.families = {k: v.model_copy(update={"name": k}) for k, v in data.families.items()}
+        self.models = {k: v.model_copy(update={"id": k}) for k, v in data.models.items()}
+        self.aliases = {k: v.model_copy(update={"id": k}) for k, v in data.aliases.items()}
+        self.operator_file = operator_file
+        for entry in [*self.models.values(), *self.aliases.values()]:
+            if entry.family not in self.families:
+                raise InvalidArgument(f"catalog: {entry.id} names unknown family {entry.family!r}")
+
+    # -- lookup -------------------------------------------------------------------------------------------------
+    def all_ids(self) -> list[str]:
+        return [*self.models, *self.aliases]
+
+    def _unknown(self, model_id: str) -> ModelNotFound:
+        close = difflib.get_close_matches(model_id, self.all_ids(), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return ModelNotFound(
+            f"unknown model {model_id!r}.{hint} Known ids: {', '.join(self.all_ids())}. "
+            f"Add your own in the catalog file ({self._config_hint()})."
+        )
+
+    def _config_hint(self) -> str:
+        return str(self.operator_file) if self.operator_file else "TUNEFORGE_CATALOG or <TUNEFORGE_HOME>/catalog.yaml"
+
+    def entry(self, model_id: str) -> ModelEntry:
+        """The catalog entry for an open model id (aliases resolve to their target)."""
+        if model_id in self.models:
+            return self.models[model_id]
+        if model_id in self.aliases and self.aliases[model_id].maps_to:
+            return self.entry(self.aliases[model_id].maps_to)
+        raise self._unknown(model_id)
+
+    def resolve(self, model_id: str, *, dev: bool | None = None, settings: Settings | None = None) -> ResolvedModel:
+        """Which weights ``model_id`` runs on. Dev mode is the one decision: no weights -> the family's tiny model."""
+        settings = settings or get_settings()
+        dev = settings.dev if dev is None else dev
+        if model_id in self.aliases:
+            alias = self.aliases[model_id]
+            if alias.maps_to:
+                target = self.resolve(alias.maps_to, dev=dev, settings=settings)
+                note = f"{model_id} runs as {alias.maps_to}" + (f"; {target.note}" if target.note else "")
+                return target.model_copy(update={"requested_id": model_id, "note": note})
+            family = self.families[alias.family]
+            if dev and family.tiny:
+                return self._stand_in(model_id, family, closed=True)
+            raise WeightsNotConfigured(
+                f"{model_id} is a closed model id and cannot run self-hosted; map it to an open model in the "
+                f"catalog file ({self._config_hint()}):\n  aliases:\n    {model_id}:\n      maps_to: "
+                f"meta/llama3_1@llama-3.1-8b-instruct\nor run the server in dev mode (--dev / TUNEFORGE_DEV=1) "
+                f"to use the tiny {family.tiny} stand-in."
+            )
+        if model_id not in self.models:
+            raise self._unknown(model_id)
+        entry = self.models[model_id]
+        family = self.families[entry.family]
+        if entry.weights:
+            return ResolvedModel(requested_id=model_id, entry=entry, family=family, weights=entry.weights)
+        if dev and family.tiny:
+            return self._stand_in(model_id, family, closed=False, original=entry)
+        raise WeightsNotConfigured(
+            f"weights for {model_id} are not configured. Put the model in Hugging Face format in a local folder "
+            f"or under a gs:// URI and name it in the catalog file ({self._config_hint()}):\n  models:\n"
+            f"    {model_id}:\n      weights: /path/to/weights-or-gs-uri\nor pass custom_base_model, or run in "
+            f"dev mode (--dev / TUNEFORGE_DEV=1) to use the tiny {family.tiny} stand-in."
+        )
+
+    def _stand_in(self, model_id: str, family: Family, *, closed: bool, original: ModelEntry | None = None):
+        tiny = self.models[family.tiny]
+        # The stand-in keeps the requested model's modes, so mode rules behave as they will with real weights;
+        # sequence lengths and learning rates are the tiny model's.
+        modes = tiny.modes
+        if original is not None:
+            modes = {m: tiny.modes.get(m, next(iter(tiny.modes.values()))) for m in original.modes}
+        entry = tiny.model_copy(update={"modes": modes, "modalities": original.modalities if original else tiny.modalities})
+        what = "closed model id" if closed else "model without configured weights"
+        note = f"dev mode: {model_id} ({what}) runs on the tiny random-init stand-in {tiny.id}"
+        return ResolvedModel(
+            requested_id=model_id, entry=entry, family=family, weights=tiny.weights or "", stand_in=True, note=note
+        )
+
+
+def load_catalog(settings: Settings | None = None, extra: Path | None = None) -> Catalog:
+    settings = settings or get_settings()
+    raw = yaml.safe_load(resources.files("tuneforge.catalog").joinpath("models.yaml").read_text("utf-8"))
+    operator = extra or settings.resolved_catalog
+    if operator is not None:
+        try:
+            over = yaml.safe_load(Path(operator).read_text("utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidArgument(f"catalog file {operator}: {exc}") from exc
+        if not isinstance(over, dict):
+            raise InvalidArgument(f"catalog file {operator}: expected a mapping with models/aliases/families")
+        raw = _deep_merge(raw, over)
+    try:
+        data = CatalogFile.model_validate(raw)
+    except ValidationError as exc:
+        where = operator or "built-in models.yaml"
+        raise InvalidArgument(f"catalog file {where} is invalid:\n{exc}") from exc
+    return Catalog(data, operator_file=Path(operator) if operator else None)

@@ -1,0 +1,160 @@
+"""Tiny random-init models of the seed families, with byte-level tokenizers built locally.
+
+Nothing is downloaded: each tiny model is built from a config with a fixed seed, saved once under
+``<home>/models/<name>`` in Hugging Face format, and from then on loaded like any local weights. The tokenizers map
+every UTF-8 byte to one token (so any text round-trips) plus the family's special tokens, and carry a chat template
+that renders the same turn markers as the real family's template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TINY_SEED = 1234
+
+# Chat templates (Jinja, as in tokenizer_config / chat_template.jinja). Each mirrors its family's real markers.
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+# Gemma has no system role: the system text opens the first user turn, as Gemma 3's own template does.
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% if messages and messages[0]['role'] == 'system' %}"
+    "{% set sys = messages[0]['content'] + '\n\n' %}{% set msgs = messages[1:] %}"
+    "{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
+    "{% for m in msgs %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{% if loop.first %}{{ sys }}{% endif %}{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    name: str
+    config_class: str
+    specials: tuple[str, ...]
+    bos: str | None
+    eos: str  # the end-of-turn token: generation stops here and every assistant turn is trained to end with it
+    pad: str
+    chat_template: str
+    config: dict = field(default_factory=dict)
+
+
+_COMMON = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
+)
+
+TINY_SPECS: dict[str, TinySpec] = {
+    "tiny-llama": TinySpec(
+        name="tiny-llama",
+        config_class="LlamaConfig",
+        specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                  "<|eot_id|>", "<|finetune_right_pad_id|>"),
+        bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>",
+        chat_template=LLAMA3_TEMPLATE,
+        config=dict(_COMMON),
+    ),
+    "tiny-gemma3": TinySpec(
+        name="tiny-gemma3",
+        config_class="Gemma3TextConfig",
+        specials=("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"),
+        bos="<bos>", eos="<end_of_turn>", pad="<pad>",
+        chat_template=GEMMA3_TEMPLATE,
+        # Gemma 3 interleaves sliding-window and global attention layers.
+        config=dict(_COMMON, head_dim=32, sliding_window=64,
+                    layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"]),
+    ),
+    "tiny-qwen3": TinySpec(
+        name="tiny-qwen3",
+        config_class="Qwen3Config",
+        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+        chat_template=CHATML_TEMPLATE,
+        config=dict(_COMMON, head_dim=32),
+    ),
+}
+
+
+def build_tokenizer(spec: TinySpec):
+    """A byte-level tokenizer: special tokens first, then one token per byte (no merges)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {}
+    for token in spec.specials:
+        vocab[token] = len(vocab)
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in spec.specials])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=spec.bos,
+        eos_token=spec.eos,
+        pad_token=spec.pad,
+        chat_template=spec.chat_template,
+        model_max_length=spec.config["max_position_embeddings"],
+    )
+
+
+def build_tiny_model(name: str, dest: Path) -> Path:
+    """Build tiny model ``name`` into ``dest`` (atomically: a half-built folder is never left behind)."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    spec = TINY_SPECS[name]
+    tokenizer = build_tokenizer(spec)
+    vocab_size = ((len(tokenizer) + 63) // 64) * 64  # round up, as real vocabularies are
+    config_cls = getattr(transformers, spec.config_class)
+    token_ids = dict(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = config_cls(vocab_size=vocab_size, **token_ids, **spec.config)
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(TINY_SEED)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    finally:
+        torch.random.set_rng_state(state)
+    model.generation_config = GenerationConfig(**token_ids, do_sample=False)
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "tuneforge_tiny.json").write_text(
+            json.dumps({"name": name, "seed": TINY_SEED, "note": "random init; for tests and demos"}, indent=2)
+        )
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not (dest / "config.json").exists():  # lost a race with another builder only if it finished
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

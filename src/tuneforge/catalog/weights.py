@@ -1,0 +1,54 @@
+"""Turn a resolved model's weights reference into a local Hugging Face folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tuneforge import storage
+from tuneforge.catalog.catalog import ResolvedModel
+from tuneforge.catalog.tiny import TINY_SPECS, build_tiny_model
+from tuneforge.errors import FailedPrecondition, InvalidArgument
+from tuneforge.settings import Settings, get_settings
+
+BUILTIN = "builtin:"
+
+
+def materialize(weights: str, settings: Settings | None = None) -> Path:
+    """A local folder with the weights: builds a tiny model on first use, downloads remote URIs once."""
+    settings = settings or get_settings()
+    if weights.startswith(BUILTIN):
+        name = weights[len(BUILTIN) :]
+        if name not in TINY_SPECS:
+            raise InvalidArgument(f"unknown builtin model {name!r}; builtin models: {', '.join(TINY_SPECS)}")
+        dest = settings.models_dir / name
+        if not (dest / "config.json").exists():
+            build_tiny_model(name, dest)
+        return dest
+    try:
+        path = storage.fetch(weights, settings)
+    except storage.StorageError as exc:
+        raise FailedPrecondition(f"model weights: {exc}") from exc
+    if not path.is_dir():
+        raise InvalidArgument(f"model weights {weights}: expected a folder in Hugging Face format, got a file")
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        raise InvalidArgument(
+            f"model weights {weights}: no config.json (or adapter_config.json) in {path}; point at a folder in "
+            "Hugging Face format (config.json, *.safetensors, tokenizer files)"
+        )
+    return path
+
+
+def check_architecture(path: Path, resolved: ResolvedModel) -> None:
+    """A custom base model must have the architecture of the base model it claims to be (SPEC §2.3)."""
+    config_file = path / "config.json"
+    if not config_file.exists():
+        return
+    model_type = json.loads(config_file.read_text()).get("model_type", "")
+    expected = resolved.family.model_type
+    # Gemma 3 text-only checkpoints report gemma3_text; multimodal ones gemma3.
+    if model_type != expected and not model_type.startswith(expected + "_"):
+        raise InvalidArgument(
+            f"custom base model at {path} is a {model_type!r} model, but {resolved.requested_id} is a "
+            f"{expected!r} model; the architecture must match the base model"
+        )

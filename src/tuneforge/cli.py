@@ -1,0 +1,278 @@
+"""`tuneforge` command line: tune, validate, demo, models."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted, Vertex AI-compatible model tuning.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _settings(dev: bool | None = None):
+    from tuneforge.settings import Settings
+
+    overrides = {"dev": dev} if dev is not None else {}
+    return Settings(**overrides)
+
+
+class RichCallbacks:
+    """Progress bar with steps, loss, tokens/s and ETA."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = None
+
+    def on_start(self, total_steps, start_step, info):
+        self.task = self.progress.add_task("training", total=total_steps, completed=start_step, loss="-", tps="-")
+
+    def on_step(self, step, total_steps, metrics):
+        self.progress.update(self.task, completed=step, loss=f"{metrics['train_total_loss']:.4f}",
+                             tps=f"{metrics['tokens_per_second']:,.0f}")
+
+    def on_eval(self, step, metrics):
+        self.progress.console.print(
+            f"  step {step}: eval_total_loss {metrics['eval_total_loss']:.4f}, "
+            f"eval token accuracy {metrics['eval_fraction_of_correct_next_step_preds']:.3f}"
+        )
+
+    def on_message(self, message):
+        self.progress.console.print(f"  {message}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+    )
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def tune(
+    model: str = typer.Option(..., "--model", "-m", help="Catalog model id (see `tuneforge models`)."),
+    train: str = typer.Option(..., "--train", help="Training JSONL (path or gs:// URI)."),
+    validation: Optional[str] = typer.Option(None, "--validation", help="Validation JSONL."),
+    mode: str = typer.Option("lora", "--mode", help="lora (PEFT_ADAPTER) or full (FULL)."),
+    output_uri: str = typer.Option(..., "--output-uri", "-o", help="Output folder or gs:// URI."),
+    epochs: Optional[float] = typer.Option(None, help="Epochs (catalog default)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps instead of epochs."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr"),
+    learning_rate_multiplier: Optional[float] = typer.Option(None, "--learning-rate-multiplier"),
+    adapter_size: Optional[int] = typer.Option(None, "--adapter-size", help="LoRA rank: 1, 2, 4, 8, 16, 32."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    micro_batch_size: Optional[int] = typer.Option(None, "--micro-batch-size"),
+    eval_steps: Optional[int] = typer.Option(None, "--eval-steps"),
+    save_steps: Optional[int] = typer.Option(None, "--save-steps"),
+    early_stopping: bool = typer.Option(False, "--early-stopping"),
+    best_checkpoint: bool = typer.Option(False, "--best-checkpoint", help="Export the best-evaluated checkpoint."),
+    packing: str = typer.Option("auto", help="auto, on or off."),
+    custom_base_model: Optional[str] = typer.Option(None, "--custom-base-model", help="Custom weights or an earlier run's output."),
+    export_merged: bool = typer.Option(False, "--export-merged", help="LoRA: also write a merged model."),
+    strict_length: bool = typer.Option(False, "--strict-length", help="Reject over-long examples."),
+    seed: int = typer.Option(42),
+    device: str = typer.Option("auto"),
+    dev: bool = typer.Option(False, "--dev", help="Run models without weights on their tiny stand-in."),
+):
+    """Run a tuning run locally, with a progress bar."""
+    _quiet_libraries()
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.train import TuningConfig, run_sft
+
+    try:
+        config = TuningConfig(
+            base_model=model, train_dataset=train, validation_dataset=validation, tuning_mode=mode,
+            output_uri=output_uri, epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
+            learning_rate_multiplier=learning_rate_multiplier, adapter_size=adapter_size, batch_size=batch_size,
+            micro_batch_size=micro_batch_size, eval_steps=eval_steps, save_steps=save_steps,
+            early_stopping=early_stopping, checkpoint_selection="best" if best_checkpoint else "last",
+            packing=packing, custom_base_model=custom_base_model, export_merged=export_merged,
+            strict_length=strict_length, seed=seed, device=device, dev=dev or None,
+        )
+    except Exception as exc:  # pydantic's message names the field
+        _fail(exc)
+    try:
+        with _progress() as progress:
+            result = run_sft(config, settings=_settings(dev or None), callbacks=RichCallbacks(progress))
+    except TuneforgeError as exc:
+        _fail(exc)
+    if result.cancelled:
+        console.print(f"stopped at step {result.steps}; run the same command again to resume")
+        raise typer.Exit(1)
+    console.print(f"[green]done[/green]: {result.steps} steps; final model in {result.final_dir}")
+    console.print(f"metrics: {result.output_dir / 'metrics.jsonl'}; TensorBoard: tensorboard --logdir {result.output_dir / 'tensorboard'}")
+
+
+@app.command()
+def validate(
+    file: str = typer.Argument(..., help="JSONL dataset (path or gs:// URI)."),
+    model: str = typer.Option(..., "--model", "-m", help="Catalog model id the data is for."),
+    mode: str = typer.Option("lora", "--mode", help="lora (PEFT_ADAPTER) or full (FULL)."),
+    strict_length: bool = typer.Option(False, "--strict-length", help="Over-long examples are errors."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    dev: bool = typer.Option(False, "--dev", help="Use the tiny stand-in's tokenizer when weights are not configured."),
+):
+    """Check a dataset for a model: every bad line with its line number, field, problem and fix."""
+    _quiet_libraries()
+    from tuneforge.catalog import TuningMode, load_catalog
+    from tuneforge.data import ChatEncoder, Limits, Report, prepare_dataset
+    from tuneforge.errors import TuneforgeError, WeightsNotConfigured
+    from tuneforge.train.loading import load_tokenizer, resolve_source
+
+    settings = _settings(dev or None)
+    try:
+        catalog = load_catalog(settings)
+        entry = catalog.entry(model) if model in catalog.models or (model in catalog.aliases and catalog.aliases[model].maps_to) else None
+        tuning_mode = TuningMode.parse(mode)
+        report = Report(source=file)
+        encoder = None
+        try:
+            source = resolve_source(catalog, model, None, dev=settings.dev, settings=settings)
+            entry = source.resolved.entry if entry is None else entry
+            encoder = ChatEncoder(load_tokenizer(source), end_of_turn=source.resolved.family.end_of_turn)
+        except WeightsNotConfigured as exc:
+            report.warning(f"token limits not checked: {exc.message.splitlines()[0]} (or pass --dev to count with the tiny stand-in's tokenizer)")
+        if entry is None:
+            entry = catalog.models[catalog.families[catalog.aliases[model].family].tiny]
+        if tuning_mode not in entry.modes:
+            allowed = ", ".join(m.value for m in entry.modes)
+            raise TuneforgeError(f"{model} does not support tuning mode {tuning_mode.value}; it allows {allowed}")
+        spec = entry.modes[tuning_mode]
+        limits = Limits(model_id=model, mode=tuning_mode.value, max_seq_len=spec.max_seq_len,
+                        other_modes={m.value: s.max_seq_len for m, s in entry.modes.items() if m != tuning_mode},
+                        text_only="image" not in entry.modalities, strict=strict_length)
+        prepared = prepare_dataset(file, limits, encoder, settings=settings, report=report)
+    except TuneforgeError as exc:
+        _fail(exc)
+    report = prepared.report
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for p in report.errors:
+            console.print(f"[red]error[/red]   {_esc(str(p))}")
+        for p in report.warnings:
+            console.print(f"[yellow]warning[/yellow] {_esc(str(p))}")
+        info = report.info
+        summary = f"{info.get('examples', 0)} examples in {info.get('lines', 0)} lines"
+        if "format" in info:
+            summary += f", format {info['format']}"
+        if "tokens" in info:
+            summary += (f"; {info['tokens']:,} tokens (longest {info['max_tokens']:,}, {info['target_tokens']:,} "
+                        f"trained), {info['truncated']} over the limit")
+        console.print(summary)
+        console.print(f"limits: {model} in {tuning_mode.value} mode: at most {limits.max_seq_len} tokens per example"
+                      + "".join(f"; {v} in {m}" for m, v in limits.other_modes.items()))
+        verdict = "[green]OK[/green]" if report.ok else f"[red]{len(report.errors)} error(s)[/red]"
+        console.print(f"{verdict}, {len(report.warnings)} warning(s)")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@app.command()
+def models():
+    """List the catalog: model ids, families, modes and sequence limits, and whether weights are configured."""
+    from tuneforge.catalog import load_catalog
+
+    catalog = load_catalog(_settings())
+    table = Table("id", "family", "modes (max tokens)", "weights")
+    for entry in catalog.models.values():
+        modes = ", ".join(f"{m.value} ({s.max_seq_len})" for m, s in entry.modes.items())
+        table.add_row(entry.id, entry.family, modes, entry.weights or "[dim]not configured[/dim]")
+    for alias in catalog.aliases.values():
+        table.add_row(alias.id, f"closed -> {alias.family}", ", ".join(m.value for m in alias.modes),
+                      f"maps to {alias.maps_to}" if alias.maps_to else "[dim]not mapped[/dim]")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: 6 epochs)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Run folder (default <home>/demo/run-<time>)."),
+):
+    """Tune a tiny model on the CPU to reverse strings, and show held-out answers before and after."""
+    _quiet_libraries()
+    import torch
+
+    from tuneforge.catalog import load_catalog
+    from tuneforge.catalog.weights import materialize
+    from tuneforge.demo import ReversalTask, exact_match, greedy_answers, make_task, write_jsonl
+    from tuneforge.train import TuningConfig, run_sft
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    settings = _settings()
+    root = output or settings.home / "demo" / time.strftime("run-%Y%m%d-%H%M%S")
+    task = make_task()
+    train_file = write_jsonl(root / "data" / "train.jsonl", task.train)
+    val_file = write_jsonl(root / "data" / "validation.jsonl", task.validation)
+    console.print(f"[bold]tuneforge demo[/bold]: teach tiny-llama (random init, {_params('tiny-llama', settings)}) "
+                  f"to reverse strings. {len(task.train)} training examples, {len(task.held_out)} held-out strings "
+                  "it never sees.")
+    base_dir = materialize(load_catalog(settings).resolve("tiny-llama").weights, settings)
+    prompts = [ReversalTask.prompt(s) for s in task.held_out]
+    expected = [ReversalTask.answer(s) for s in task.held_out]
+    before = greedy_answers(base_dir, prompts)
+    config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=str(train_file),
+                          validation_dataset=str(val_file), output_uri=str(root / "output"), epochs=4,
+                          batch_size=32, max_steps=steps, eval_steps=100)
+    with _progress() as progress:
+        result = run_sft(config, settings=settings, callbacks=RichCallbacks(progress))
+    after = greedy_answers(result.final_dir, prompts)
+    table = Table("held-out string", "expected", "before tuning", "after tuning")
+    for p, e, b, a in list(zip(prompts, expected, before, after))[:10]:
+        table.add_row(p, e, repr(b)[:20], f"[green]{a}[/green]" if a == e else f"[red]{a}[/red]")
+    console.print(table)
+    acc_before, acc_after = exact_match(before, expected), exact_match(after, expected)
+    console.print(f"held-out exact match: before [bold]{acc_before:.0%}[/bold], after [bold]{acc_after:.0%}[/bold] "
+                  f"({len(expected)} strings never seen in training)")
+    console.print(f"artifacts: {result.final_dir}")
+    console.print(f"metrics:   {result.output_dir / 'metrics.jsonl'}")
+    console.print(f"TensorBoard logs: {result.output_dir / 'tensorboard'}  (tensorboard --logdir {result.output_dir / 'tensorboard'})")
+    if acc_after < 0.9:
+        err.print("[red]the demo did not reach 90% held-out exact match[/red]")
+        raise typer.Exit(1)
+
+
+def _params(name: str, settings) -> str:
+    from tuneforge.catalog.tiny import TINY_SPECS
+
+    c = TINY_SPECS[name].config
+    return f"{c['num_hidden_layers']} layers, hidden {c['hidden_size']}"
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,409 @@
+"""Parse JSONL dataset lines of every documented format into :class:`Conversation`.
+
+Formats (SPEC §2.7), detected per line by their keys, one format per file:
+
+- ``prompt_completion``: ``{"prompt": str, "completion": str}``
+- ``chat``: ``{"messages": [{"role": system|user|assistant, "content": str | [parts]}]}``, parts being
+  ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url", "detail"}}``
+- ``generate_content``: ``{"systemInstruction"?: {"parts": [{"text"}]}, "contents": [{"role", "parts": [...]}]}``,
+  roles user and model/assistant in any case, parts ``{"text"}`` and ``{"file_data": {"mime_type", "file_uri"}}``
+
+Problems are collected into a :class:`Report` (never raised), worded as in ``EXAMPLES/invalid_examples.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from tuneforge.data.conversation import Conversation, ImagePart, Message, Part, TextPart
+from tuneforge.data.report import Report
+
+FORMAT_NAMES = {
+    "prompt_completion": "prompt/completion",
+    "chat": "chat messages",
+    "generate_content": "GenerateContent",
+}
+IMAGE_MIME_TYPES = ("image/jpeg", "image/png", "image/webp")
+IMAGE_DETAILS = ("low", "high", "auto")
+IMAGE_MODEL = "meta/llama4@llama-4-scout-17b-16e-instruct"
+_GC_ROLES = {"user": "user", "model": "assistant", "assistant": "assistant"}
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
+def _json_problem(text: str, exc: json.JSONDecodeError) -> tuple[str | None, str]:
+    """(path, message) for a JSON syntax error, with the fix for the usual mistakes."""
+    stripped = text.rstrip()
+    before = text[: exc.pos].rstrip()
+    at = text[exc.pos] if exc.pos < len(text) else ""
+    if exc.pos >= len(stripped) and stripped.startswith(("{", "[")):
+        return None, (
+            "invalid JSON (object not closed at end of line); each example must be a single JSON object on ONE "
+            "line; join the example's lines"
+        )
+    column = f"column {exc.colno}"
+    if before.endswith(",") and at in "]}":
+        return column, f"invalid JSON (expecting a value after ','); remove the trailing comma before '{at}'"
+    if at == "'" or "double quotes" in exc.msg:
+        return column, (
+            'invalid JSON (property names and strings need double quotes); write {"prompt": "...", '
+            '"completion": "..."}'
+        )
+    return column, f"invalid JSON ({exc.msg[0].lower() + exc.msg[1:]})"
+
+
+def detect_format(obj: dict) -> str | None:
+    if "messages" in obj:
+        return "chat"
+    if "contents" in obj:
+        return "generate_content"
+    if "prompt" in obj or "completion" in obj:
+        return "prompt_completion"
+    return None
+
+
+class _Line:
+    """Parsing context for one line: where problems go, and whether the model takes images."""
+
+    def __init__(self, report: Report, line: int, text_only_model: str | None = None):
+        self.report = report
+        self.line = line
+        self.failed = False
+        self.text_only_model = text_only_model
+
+    def image_allowed(self, path: str) -> bool:
+        if self.text_only_model:
+            self.error(f"image input, but {self.text_only_model} accepts text only; images are supported only by "
+                       f"{IMAGE_MODEL}", path)
+            return False
+        return True
+
+    def error(self, message: str, path: str | None = None) -> None:
+        self.failed = True
+        self.report.error(message, self.line, path)
+
+    def warning(self, message: str, path: str | None = None) -> None:
+        self.report.warning(message, self.line, path)
+
+    def string(self, value: Any, path: str, *, what: str = "a string", empty_fix: str | None = None) -> str | None:
+        if not isinstance(value, str):
+            fix = f'; write "{value}"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+            self.error(f"expected {what}, got {_type_name(value)}{fix}", path)
+            return None
+        if not value.strip() and empty_fix:
+            self.error(f"empty string; {empty_fix}", path)
+            return None
+        return value
+
+
+# --- images -----------------------------------------------------------------------------------------------------
+
+def _sniff_image(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _check_data_url(ctx: _Line, url: str, path: str) -> str | None:
+    header, sep, payload = url.partition(",")
+    if not sep or not header.endswith(";base64"):
+        ctx.error("data URL must look like data:image/png;base64,<base64 bytes>", path)
+        return None
+    mime = header[len("data:") : -len(";base64")]
+    if mime not in IMAGE_MIME_TYPES:
+        ctx.error(f'"{mime}" is not supported; use {", ".join(IMAGE_MIME_TYPES[:-1])} or {IMAGE_MIME_TYPES[-1]}', path)
+        return None
+    alphabet = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+    bad = next((i for i, ch in enumerate(payload.encode()) if ch not in alphabet), None)
+    try:
+        if bad is not None:
+            raise binascii.Error
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        pos = f" (bad character at position {bad})" if bad is not None else ""
+        ctx.error(f"payload is not valid base64{pos}", path)
+        return None
+    if _sniff_image(data) != mime:
+        short = mime.split("/")[1].upper().replace("JPEG", "JPEG")
+        ctx.error(f"data URL declares {mime} but the decoded bytes are not a {short} image; re-encode the file", path)
+        return None
+    return mime
+
+
+def _image_url_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
+    if not isinstance(spec, dict):
+        ctx.error(f'expected an object like {{"url": "gs://…"}}, got {_type_name(spec)}', path)
+        return None
+    detail = spec.get("detail", "auto")
+    if detail not in IMAGE_DETAILS:
+        ctx.error(f'"{detail}" is not one of {", ".join(IMAGE_DETAILS)}', f"{path}.detail")
+    url = spec.get("url")
+    if url is None:
+        ctx.error("required (gs://… or data:image/…;base64,…)", f"{path}.url")
+        return None
+    if ctx.string(url, f"{path}.url") is None:
+        return None
+    mime = None
+    if url.startswith("data:"):
+        mime = _check_data_url(ctx, url, f"{path}.url")
+        if mime is None:
+            return None
+    elif not url.startswith("gs://"):
+        ctx.error("image URL must be gs://bucket/path or data:image/…;base64,…", f"{path}.url")
+        return None
+    else:
+        guessed = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
+        mime = guessed.get(url.rsplit(".", 1)[-1].lower())
+        if mime is None:
+            ctx.error("image must be a .jpeg/.jpg, .png or .webp file", f"{path}.url")
+            return None
+    return ImagePart(uri=url, mime_type=mime, detail=detail if detail in IMAGE_DETAILS else "auto")
+
+
+def _file_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
+    if not isinstance(spec, dict):
+        ctx.error(f'expected an object like {{"mime_type": "image/png", "file_uri": "gs://…"}}, got '
+                  f"{_type_name(spec)}", path)
+        return None
+    mime = spec.get("mime_type", spec.get("mimeType"))
+    uri = spec.get("file_uri", spec.get("fileUri"))
+    ok = True
+    if mime not in IMAGE_MIME_TYPES:
+        ctx.error(f'"{mime}" is not supported; use image/jpeg, image/png or image/webp', f"{path}.mime_type")
+        ok = False
+    if not isinstance(uri, str) or not uri.startswith("gs://"):
+        ctx.error("required: a gs://bucket/path URI of the image", f"{path}.file_uri")
+        ok = False
+    return ImagePart(uri=uri, mime_type=mime) if ok else None
+
+
+# --- per-format parsers ------------------------------------------------------------------------------------------
+
+def _parse_prompt_completion(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
+    missing = [k for k in ("prompt", "completion") if k not in obj]
+    for key in missing:
+        fix = "add the expected output text" if key == "completion" else "add the input text"
+        ctx.error(f'prompt/completion example is missing "{key}"; {fix}')
+    if missing:
+        return None
+    prompt = ctx.string(obj["prompt"], "prompt", empty_fix="give the input text or drop the line")
+    completion = ctx.string(
+        obj["completion"], "completion", empty_fix="the example has nothing to learn; give the expected text or drop the line"
+    )
+    for key in obj.keys() - {"prompt", "completion"}:
+        ctx.warning(f'unknown key "{key}" is ignored (prompt/completion lines have "prompt" and "completion")', key)
+    if prompt is None or completion is None:
+        return None
+    return [(Message("user", (TextPart(prompt),)), "prompt"), (Message("assistant", (TextPart(completion),)), "completion")]
+
+
+def _chat_content(ctx: _Line, content: Any, path: str) -> tuple[Part, ...] | None:
+    if isinstance(content, str):
+        return (TextPart(content),)
+    if not isinstance(content, list):
+        fix = f'; write "{content}"' if isinstance(content, (int, float)) and not isinstance(content, bool) else ""
+        ctx.error(f"expected a string or a list of parts, got {_type_name(content)}{fix}", path)
+        return None
+    parts: list[Part] = []
+    for j, part in enumerate(content):
+        ppath = f"{path}[{j}]"
+        if not isinstance(part, dict):
+            ctx.error(f'expected a part like {{"type": "text", "text": "..."}}, got {_type_name(part)}', ppath)
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            text = ctx.string(part.get("text"), f"{ppath}.text")
+            if text is not None:
+                parts.append(TextPart(text))
+        elif kind == "image_url":
+            image = ctx.image_allowed(ppath) and _image_url_part(ctx, part.get("image_url"), f"{ppath}.image_url")
+            if image:
+                parts.append(image)
+        else:
+            ctx.error(f'part type {kind!r} is not supported; use "text" or "image_url"', f"{ppath}.type")
+    return tuple(parts)
+
+
+def _parse_chat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
+    msgs = obj["messages"]
+    if not isinstance(msgs, list):
+        ctx.error(f'expected a list like [{{"role": "user", "content": "..."}}], got {_type_name(msgs)}', "messages")
+        return None
+    out: list[tuple[Message, str]] = []
+    for i, m in enumerate(msgs):
+        path = f"messages[{i}]"
+        if not isinstance(m, dict):
+            ctx.error(f'expected an object like {{"role": "user", "content": "..."}}, got {_type_name(m)}', path)
+            continue
+        if "author" in m and "role" not in m:
+            ctx.error('chat messages use "role" (system, user or assistant), not "author"; rename the key', path)
+            continue
+        role = m.get("role")
+        if role not in ("system", "user", "assistant"):
+            shown = "missing" if role is None else f'"{role}" is not a valid role'
+            ctx.error(f"{shown}; use one of system, user, assistant", f"{path}.role")
+            continue
+        if "content" not in m:
+            ctx.error("missing; give the message text", f"{path}.content")
+            continue
+        parts = _chat_content(ctx, m["content"], f"{path}.content")
+        if parts is not None:
+            out.append((Message(role, parts), path))
+    return out
+
+
+def _gc_parts(ctx: _Line, parts: Any, path: str) -> tuple[Part, ...] | None:
+    if not isinstance(parts, list):
+        ctx.error(f'expected a list like [{{"text": "..."}}], got {_type_name(parts)}', path)
+        return None
+    out: list[Part] = []
+    for j, part in enumerate(parts):
+        ppath = f"{path}[{j}]"
+        if not isinstance(part, dict):
+            ctx.error(f'expected a part like {{"text": "..."}}, got {_type_name(part)}', ppath)
+        elif "text" in part:
+            text = ctx.string(part["text"], f"{ppath}.text")
+            if text is not None:
+                out.append(TextPart(text))
+        elif "file_data" in part or "fileData" in part:
+            key = "file_data" if "file_data" in part else "fileData"
+            image = ctx.image_allowed(ppath) and _file_data_part(ctx, part[key], f"{ppath}.{key}")
+            if image:
+                out.append(image)
+        else:
+            keys = ", ".join(part) or "none"
+            ctx.error(f'part has no "text" or "file_data" (keys: {keys})', ppath)
+    return tuple(out)
+
+
+def _parse_generate_content(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
+    out: list[tuple[Message, str]] = []
+    sys_key = "systemInstruction" if "systemInstruction" in obj else "system_instruction"
+    if sys_key in obj:
+        si = obj[sys_key]
+        if not isinstance(si, dict) or "parts" not in si:
+            ctx.error('expected {"parts": [{"text": "..."}]}', sys_key)
+        else:
+            parts = _gc_parts(ctx, si["parts"], f"{sys_key}.parts")
+            if parts is not None:
+                if any(isinstance(p, ImagePart) for p in parts):
+                    ctx.error("system instructions hold text only", f"{sys_key}.parts")
+                out.append((Message("system", parts), sys_key))
+    contents = obj["contents"]
+    if not isinstance(contents, list):
+        ctx.error(f'expected a list like [{{"role": "user", "parts": [...]}}], got {_type_name(contents)}', "contents")
+        return None
+    for i, c in enumerate(contents):
+        path = f"contents[{i}]"
+        if not isinstance(c, dict):
+            ctx.error(f'expected an object like {{"role": "user", "parts": [...]}}, got {_type_name(c)}', path)
+            continue
+        raw_role = c.get("role")
+        role = _GC_ROLES.get(raw_role.lower()) if isinstance(raw_role, str) else None
+        if isinstance(raw_role, str) and raw_role.lower() == "system":
+            ctx.error('"system" is not allowed in contents; put system text in systemInstruction.parts', f"{path}.role")
+            continue
+        if role is None:
+            shown = "missing" if raw_role is None else f'"{raw_role}" is not a valid role'
+            ctx.error(f"{shown}; use user or model (assistant)", f"{path}.role")
+            continue
+        if "parts" not in c:
+            ctx.error('missing; give [{"text": "..."}]', f"{path}.parts")
+            continue
+        parts = _gc_parts(ctx, c["parts"], f"{path}.parts")
+        if parts is not None:
+            out.append((Message(role, parts), path))  # type: ignore[arg-type]
+    return out
+
+
+_PARSERS = {
+    "prompt_completion": _parse_prompt_completion,
+    "chat": _parse_chat,
+    "generate_content": _parse_generate_content,
+}
+
+
+def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list[Message] | None:
+    """Conversation-level rules (SPEC §8 D4): one leading system turn, alternating turns, an assistant target."""
+    for i, (m, path) in enumerate(items):
+        if m.role == "system" and i > 0:
+            ctx.error(f"a system message is allowed only as the first message; move it to {key}[0]", path)
+    if ctx.failed:
+        return None
+    turns = [(m, path) for m, path in items if m.role != "system"]
+    if not any(m.role == "assistant" for m, _ in turns):
+        ctx.error("no assistant message, so there is no target to train on; add the expected assistant reply", key)
+        return None
+    if turns[0][0].role != "user":
+        ctx.error("the first turn must be from the user; add the user's message before it", turns[0][1])
+        return None
+    for (prev, _), (m, path) in zip(turns, turns[1:]):
+        if m.role == prev.role:
+            ctx.error(f"two {m.role} turns in a row; turns must alternate user and assistant (merge them)", path)
+            return None
+    for m, path in turns:
+        if m.role == "assistant" and not m.text.strip() and not m.images:
+            ctx.error("empty assistant message; the example has nothing to learn; give the reply or drop the line", path)
+            return None
+    messages = [m for m, _ in items]
+    if turns[-1][0].role != "assistant":
+        ctx.warning("the last user message has no assistant reply and is not trained on", turns[-1][1])
+        messages = messages[:-1]
+    return messages
+
+
+def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | None = None) -> list[Conversation]:
+    """Parse a JSONL file's lines; every problem goes into ``report``. Returns the lines that parsed cleanly.
+
+    ``text_only_model``: the id of the model being tuned when it takes no images (images are then errors).
+    """
+    conversations: list[Conversation] = []
+    file_format: tuple[str, int] | None = None
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            report.warning("blank line skipped", number)
+            continue
+        ctx = _Line(report, number, text_only_model)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            path, message = _json_problem(text, exc)
+            ctx.error(message, path)
+            continue
+        if not isinstance(obj, dict):
+            ctx.error(f"expected one JSON object per line, got {_type_name(obj)}; put each example on its own line")
+            continue
+        fmt = detect_format(obj)
+        if fmt is None:
+            keys = ", ".join(obj) or "none"
+            ctx.error(f'no supported format matches the keys [{keys}]; use {{"prompt","completion"}}, '
+                      '{"messages":[...]} or {"contents":[...]} (SPEC §2.7)')
+            continue
+        if file_format is None:
+            file_format = (fmt, number)
+        elif fmt != file_format[0]:
+            ctx.error(f"{FORMAT_NAMES[fmt]} format, but line {file_format[1]} set this file's format to "
+                      f"{FORMAT_NAMES[file_format[0]]}; use one format per file")
+            continue
+        items = _PARSERS[fmt](ctx, obj)
+        if items is None or ctx.failed:
+            continue
+        messages = _check_turns(ctx, items, "contents" if fmt == "generate_content" else "messages")
+        if messages is None:
+            continue
+        conversations.append(Conversation(messages, line=number))
+    if file_format is not None:
+        report.info["format"] = file_format[0]
+    return conversations

@@ -1,0 +1,68 @@
+"""Validation reports: every problem with line number, JSON path, what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Severity
+    message: str  # what is wrong; how to fix it
+    line: int | None = None  # 1-based line of the file; None for whole-file problems
+    path: str | None = None  # JSON path inside the line, e.g. messages[1].role
+    source: str | None = None  # file or parameter the problem belongs to
+
+    def __str__(self) -> str:
+        where = []
+        if self.source and self.line is None:
+            where.append(self.source)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.path:
+            where.append(self.path)
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Report:
+    source: str = ""
+    problems: list[Problem] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # counts, detected format, limits, token figures
+
+    def error(self, message: str, line: int | None = None, path: str | None = None) -> None:
+        self.problems.append(Problem("error", message, line, path, self.source))
+
+    def warning(self, message: str, line: int | None = None, path: str | None = None) -> None:
+        self.problems.append(Problem("warning", message, line, path, self.source))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def extend(self, other: "Report") -> None:
+        self.problems.extend(other.problems)
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "errors": [p.to_json() for p in self.errors],
+            "warnings": [p.to_json() for p in self.warnings],
+            "info": self.info,
+        }

@@ -1,0 +1,94 @@
+"""Dataset statistics in the shape of Vertex's ``tuningDataStats.supervisedTuningDataStats``.
+
+int64 fields are strings and doubles are numbers, as on the wire, so the stored JSON is served as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from tuneforge.data.conversation import Conversation
+from tuneforge.data.tokenize import Encoded
+
+NUM_BUCKETS = 10
+SAMPLE_EXAMPLES = 3
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    if not sorted_values:
+        return 0.0
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+
+
+def distribution(values: Sequence[int], billable_multiplier: int = 1) -> dict:
+    """``{sum, min, max, mean, median, p5, p95, buckets, billableSum}`` of per-example values."""
+    if not values:
+        return {"sum": "0", "billableSum": "0", "min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0,
+                "p5": 0.0, "p95": 0.0, "buckets": []}
+    ordered = sorted(values)
+    lo, hi = ordered[0], ordered[-1]
+    width = max(1.0, math.ceil((hi - lo + 1) / NUM_BUCKETS))
+    counts: dict[int, int] = {}
+    for v in ordered:
+        counts[int((v - lo) // width)] = counts.get(int((v - lo) // width), 0) + 1
+    buckets = [
+        {"count": float(counts[b]), "left": float(lo + b * width), "right": float(lo + (b + 1) * width)}
+        for b in sorted(counts)
+    ]
+    total = sum(ordered)
+    return {
+        "sum": str(total),
+        "billableSum": str(total * billable_multiplier),
+        "min": float(lo),
+        "max": float(hi),
+        "mean": total / len(ordered),
+        "median": float(statistics.median(ordered)),
+        "p5": _percentile(ordered, 5),
+        "p95": _percentile(ordered, 95),
+        "buckets": buckets,
+    }
+
+
+def _content(conversation: Conversation) -> list[dict]:
+    """A sample example as Vertex shows it: Content objects with roles user/model."""
+    out = []
+    for m in conversation.messages:
+        role = {"assistant": "model"}.get(m.role, m.role)
+        out.append({"role": role, "parts": [{"text": m.text}]})
+    return out
+
+
+def supervised_tuning_data_stats(
+    encoded: Sequence[Encoded],
+    conversations: Sequence[Conversation],
+    *,
+    epochs: float,
+    steps: int,
+    dropped: Sequence[str] = (),
+) -> dict:
+    """The ``supervisedTuningDataStats`` of a training set as it will be trained (after truncation and drops)."""
+    input_tokens = [len(e) - e.num_target_tokens for e in encoded]
+    output_tokens = [e.num_target_tokens for e in encoded]
+    total_tokens = sum(len(e) for e in encoded)
+    chars = sum(e.chars for e in encoded)
+    billable = max(1, math.ceil(epochs))
+    truncated = [e.index for e in encoded if e.truncated]
+    return {
+        "tuningDatasetExampleCount": str(len(encoded)),
+        "totalTuningCharacterCount": str(chars),
+        "totalBillableCharacterCount": str(chars * billable),
+        "totalBillableTokenCount": str(total_tokens * billable),
+        "tuningStepCount": str(steps),
+        "userInputTokenDistribution": distribution(input_tokens, billable),
+        "userOutputTokenDistribution": distribution(output_tokens, billable),
+        "userMessagePerExampleDistribution": distribution([e.num_messages for e in encoded]),
+        "userDatasetExamples": [{"contents": _content(c)} for c in conversations[:SAMPLE_EXAMPLES]],
+        "totalTruncatedExampleCount": str(len(truncated)),
+        "truncatedExampleIndices": [str(i) for i in truncated],
+        "droppedExampleReasons": list(dropped),
+    }

@@ -1,0 +1,117 @@
+"""Conversation -> token ids and labels, through the model's chat template, with loss masks correct by construction.
+
+The rule (DESIGN.md rule 4): every assistant turn is trained, each through its end-of-turn token (the EOS the model
+must learn to emit); system and user text and the template's own markers are never trained.
+
+How: the template renders the conversation to text. For assistant turn *i*, rendering the messages before it with
+the generation prompt gives the text up to where the reply starts; rendering through it gives the text up to where
+it ends. The trained span is the reply plus the end-of-turn token. The text is cut at span boundaries and each piece
+is tokenised on its own, so a prompt is tokenised exactly as it will be at inference, and no token straddles a
+trained and an untrained piece.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tuneforge.data.conversation import Conversation
+from tuneforge.errors import InvalidArgument
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX where not trained; same length as input_ids (the model shifts)
+    truncated: bool = False
+    index: int = 0  # position in the dataset (0-based), for stats and reports
+    line: int = 0
+    num_messages: int = 0
+    chars: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_target_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class ChatEncoder:
+    """Encodes conversations for one tokenizer + chat template; the same object serves training and inference."""
+
+    def __init__(self, tokenizer, end_of_turn: str | None = None, chat_template: str | None = None):
+        self.tokenizer = tokenizer
+        self.chat_template = chat_template or tokenizer.chat_template
+        if not self.chat_template:
+            raise InvalidArgument("the tokenizer has no chat template and the catalog family names none")
+        self.end_of_turn = end_of_turn or tokenizer.eos_token
+        if self.end_of_turn is None:
+            raise InvalidArgument("the tokenizer has no EOS token; set end_of_turn for the model family")
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def pieces(self, conversation: Conversation) -> list[tuple[str, bool]]:
+        """The rendered conversation cut into (text, trained) pieces."""
+        messages = conversation.template_messages()
+        full = self.render(messages)
+        pieces: list[tuple[str, bool]] = []
+        cursor = 0
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before = self.render(messages[:i], add_generation_prompt=True)
+            through = self.render(messages[: i + 1])
+            if not (through.startswith(before) and full.startswith(through)):
+                raise InvalidArgument(
+                    "the chat template does not render conversations incrementally (a prefix of the conversation "
+                    "renders differently inside the whole), so assistant turns cannot be masked exactly; use a "
+                    "template without history rewriting"
+                )
+            reply = through[len(before) :]
+            end = reply.find(self.end_of_turn)
+            if end < 0:
+                raise InvalidArgument(
+                    f"the chat template does not end assistant turns with {self.end_of_turn!r}; the model would "
+                    "never learn to stop. Fix the template or the family's end_of_turn in the catalog"
+                )
+            start, stop = len(before), len(before) + end + len(self.end_of_turn)
+            pieces.append((full[cursor:start], False))
+            pieces.append((full[start:stop], True))
+            cursor = stop
+        pieces.append((full[cursor:], False))
+        return [(text, trained) for text, trained in pieces if text]
+
+    def encode(self, conversation: Conversation, max_length: int | None = None, index: int = 0) -> Encoded:
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for text, trained in self.pieces(conversation):
+            ids = self._ids(text)
+            input_ids.extend(ids)
+            labels.extend(ids if trained else [IGNORE_INDEX] * len(ids))
+        truncated = max_length is not None and len(input_ids) > max_length
+        full_length = len(input_ids)
+        if truncated:  # from the right (SPEC §8 M4)
+            input_ids, labels = input_ids[:max_length], labels[:max_length]
+        return Encoded(
+            input_ids=input_ids,
+            labels=labels,
+            truncated=truncated,
+            index=index,
+            line=conversation.line,
+            num_messages=len(conversation.messages),
+            chars=sum(len(m.text) for m in conversation.messages),
+            meta={"full_length": full_length},
+        )
+
+    def encode_prompt(self, conversation: Conversation) -> list[int]:
+        """Token ids for generation: the conversation so far plus the generation prompt (as at training)."""
+        return self._ids(self.render(conversation.template_messages(), add_generation_prompt=True))

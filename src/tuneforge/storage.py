@@ -1,0 +1,109 @@
+"""URIs for datasets, weights and outputs.
+
+``gs://BUCKET/path`` maps to ``<bucket_root>/BUCKET/path`` unless real GCS is configured; ``file://`` URIs and
+plain paths are local. Everything else goes through fsspec when its backend is installed. Training code only ever
+sees local paths: remote inputs are downloaded into a cache, remote outputs are written locally and uploaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from tuneforge.settings import Settings, get_settings
+
+
+class StorageError(ValueError):
+    """A URI that cannot be read or written; the message says what to do."""
+
+
+def _split_gs(uri: str) -> tuple[str, str]:
+    rest = uri[len("gs://") :]
+    bucket, _, path = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"{uri!r}: a gs:// URI needs a bucket name, like gs://my-bucket/path/file.jsonl")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise StorageError(f"{uri!r}: '.' and '..' are not allowed in gs:// paths")
+    return bucket, "/".join(parts)
+
+
+def is_remote(uri: str, settings: Settings | None = None) -> bool:
+    settings = settings or get_settings()
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
+        return False
+    if scheme == "gs":
+        return settings.real_gcs
+    return True
+
+
+def local_path(uri: str | Path, settings: Settings | None = None) -> Path:
+    """The local path a URI maps to, without touching the file system.
+
+    Raises for URIs that live remotely (real GCS, s3://, ...): use :func:`fetch` / :func:`publish` for those.
+    """
+    settings = settings or get_settings()
+    uri = str(uri)
+    if uri.startswith("gs://") and not settings.real_gcs:
+        bucket, path = _split_gs(uri)
+        return settings.resolved_bucket_root / bucket / path
+    if uri.startswith("file://"):
+        return Path(unquote(urlparse(uri).path))
+    if is_remote(uri, settings):
+        raise StorageError(f"{uri!r} is remote; it has no local path until fetched")
+    return Path(uri).expanduser()
+
+
+def _fs_for(uri: str):
+    try:
+        import fsspec
+    except ImportError as exc:  # pragma: no cover - fsspec is a dependency
+        raise StorageError(str(exc)) from exc
+    scheme = urlparse(uri).scheme
+    try:
+        return fsspec.filesystem(scheme)
+    except (ImportError, ValueError) as exc:
+        hint = " (pip install gcsfs)" if scheme == "gs" else ""
+        raise StorageError(f"cannot open {uri!r}: no fsspec backend for {scheme}://{hint}") from exc
+
+
+def fetch(uri: str | Path, settings: Settings | None = None) -> Path:
+    """A local path holding the object or folder at ``uri``; remote objects are downloaded into a cache once."""
+    settings = settings or get_settings()
+    uri = str(uri)
+    if not is_remote(uri, settings):
+        path = local_path(uri, settings)
+        if not path.exists():
+            raise StorageError(f"{uri} not found (looked at {path}); upload it there or fix the path")
+        return path
+    cache = settings.home / "cache" / urlparse(uri).scheme / uri.split("://", 1)[1].strip("/")
+    if not cache.exists():
+        fs = _fs_for(uri)
+        if not fs.exists(uri):
+            raise StorageError(f"{uri} not found (or not readable by the service); upload it or fix the path")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fs.get(uri, str(cache), recursive=fs.isdir(uri))
+    return cache
+
+
+def output_dir(uri: str | Path, settings: Settings | None = None) -> Path:
+    """The local folder a run writes ``uri``'s contents into (the mapped path, or a staging folder for remote URIs)."""
+    settings = settings or get_settings()
+    uri = str(uri)
+    if not is_remote(uri, settings):
+        return local_path(uri, settings)
+    return settings.home / "staging" / urlparse(uri).scheme / uri.split("://", 1)[1].strip("/")
+
+
+def publish(local: Path, uri: str | Path, settings: Settings | None = None) -> None:
+    """Make the staged folder ``local`` visible at ``uri`` (a no-op when ``uri`` maps to ``local``)."""
+    settings = settings or get_settings()
+    uri = str(uri)
+    if not is_remote(uri, settings):
+        target = local_path(uri, settings)
+        if target.resolve() != Path(local).resolve():
+            shutil.copytree(local, target, dirs_exist_ok=True)
+        return
+    _fs_for(uri).put(str(local), uri, recursive=True)

@@ -1,0 +1,78 @@
+"""The tuning run's configuration: declared once, typed, with defaults and help; resolved and saved with artifacts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tuneforge.catalog.catalog import TuningMode
+
+ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+class TuningConfig(BaseModel):
+    """What a caller asks for. ``None`` means "the catalog's recommended value"."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    base_model: str = Field(description="Catalog model id, e.g. meta/llama3_1@llama-3.1-8b or tiny-llama.")
+    custom_base_model: str | None = Field(
+        default=None, description="Folder (local or gs://) with weights of the same architecture, or an earlier "
+        "run's output (full model or LoRA adapter) to continue tuning."
+    )
+    tuning_mode: TuningMode = Field(default=TuningMode.PEFT_ADAPTER, description="PEFT_ADAPTER (LoRA) or FULL.")
+    train_dataset: str = Field(description="Training JSONL (local path or gs:// URI).")
+    validation_dataset: str | None = Field(default=None, description="Validation JSONL, evaluated every eval_steps.")
+    output_uri: str = Field(description="Where artifacts go; the model lands in <output_uri>/postprocess/node-0/checkpoints/final.")
+
+    epochs: float | None = Field(default=None, gt=0, description="Passes over the training set (catalog default).")
+    max_steps: int | None = Field(default=None, gt=0, description="Train this many optimizer steps instead of epochs (pipelines' train_steps).")
+    learning_rate: float | None = Field(default=None, gt=0, description="Absolute peak learning rate.")
+    learning_rate_multiplier: float | None = Field(default=None, gt=0, description="Multiplies the catalog's recommended rate.")
+    adapter_size: int | None = Field(default=None, description="LoRA rank: 1, 2, 4, 8, 16 or 32.")
+    lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha (default 2 x rank).")
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    batch_size: int | None = Field(default=None, gt=0, description="Examples per optimizer step.")
+    micro_batch_size: int | None = Field(default=None, gt=0, description="Examples per forward pass; gradients accumulate over batch_size / micro_batch_size passes (default: the whole batch at once).")
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Fraction of steps of linear warm-up.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Decay after warm-up.")
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="Final learning rate as a fraction of the peak.")
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+
+    eval_steps: int | None = Field(default=None, gt=0, description="Evaluate the validation set every N steps (default: about 10 times per run, and at the end).")
+    save_steps: int | None = Field(default=None, gt=0, description="Save a resumable checkpoint every N steps (always at the end of each epoch).")
+    keep_checkpoints: int = Field(default=2, ge=1, description="Resumable checkpoints kept on disk (plus the best).")
+    early_stopping: bool = Field(default=False, description="Stop when eval token accuracy stops improving.")
+    early_stopping_patience: int = Field(default=2, ge=1, description="Evaluations without improvement before stopping.")
+    early_stopping_min_delta: float = Field(default=0.0, ge=0, description="Improvement that counts.")
+    checkpoint_selection: Literal["last", "best"] = Field(default="last", description="Final model: the last step, or the best-evaluated checkpoint.")
+
+    packing: Literal["auto", "on", "off"] = Field(default="auto", description="Pack short examples into shared rows (auto: when it saves padding).")
+    strict_length: bool = Field(default=False, description="Reject over-long examples instead of truncating them.")
+    export_merged: bool = Field(default=False, description="LoRA: also write the adapter merged into the base, under final/merged.")
+    seed: int = 42
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dev: bool | None = Field(default=None, description="Dev mode: run models without weights on their tiny stand-in.")
+
+    @field_validator("tuning_mode", mode="before")
+    @classmethod
+    def _mode(cls, value):
+        return TuningMode.parse(value)
+
+    @field_validator("adapter_size")
+    @classmethod
+    def _adapter(cls, value):
+        if value is not None and value not in ADAPTER_SIZES:
+            raise ValueError(f"adapter_size must be one of {', '.join(map(str, ADAPTER_SIZES))} (got {value})")
+        return value
+
+    @model_validator(mode="after")
+    def _exclusive(self):
+        if self.learning_rate is not None and self.learning_rate_multiplier is not None:
+            raise ValueError("give learning_rate or learning_rate_multiplier, not both")
+        if self.adapter_size is not None and self.tuning_mode == TuningMode.FULL:
+            raise ValueError("adapter_size applies to PEFT_ADAPTER tuning only; remove it or use tuning_mode PEFT_ADAPTER")
+        return self

@@ -1,0 +1,111 @@
+"""Load the model to tune: a catalog base, a custom checkpoint, or an earlier run's output (continued tuning)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tuneforge.catalog.catalog import Catalog, ResolvedModel
+from tuneforge.catalog.weights import check_architecture, materialize
+from tuneforge.errors import InvalidArgument
+from tuneforge.settings import Settings
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
+
+@dataclass
+class ModelSource:
+    """Where weights and tokenizer come from for one run."""
+
+    resolved: ResolvedModel
+    base_dir: Path  # full Hugging Face model folder the run starts from
+    adapter_dir: Path | None = None  # an earlier run's LoRA adapter to continue from
+    tokenizer_dir: Path | None = None
+
+    def describe(self) -> dict:
+        return {
+            "requested": self.resolved.requested_id,
+            "runs_on": self.resolved.entry.id,
+            "weights": self.resolved.weights,
+            "stand_in": self.resolved.stand_in,
+            "note": self.resolved.note,
+            "base_dir": str(self.base_dir),
+            "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None,
+        }
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / f).exists() for f in TOKENIZER_FILES)
+
+
+def resolve_source(
+    catalog: Catalog, base_model: str, custom_base_model: str | None, *, dev: bool | None, settings: Settings
+) -> ModelSource:
+    """Resolve the catalog id and, if given, the custom base (a full model or an earlier run's adapter)."""
+    if custom_base_model is None:
+        resolved = catalog.resolve(base_model, dev=dev, settings=settings)
+        base_dir = materialize(resolved.weights, settings)
+        return ModelSource(resolved, base_dir, tokenizer_dir=base_dir)
+
+    custom = materialize(custom_base_model, settings)
+    if (custom / "adapter_config.json").exists():
+        # An earlier PEFT run: its adapter sits on the base model the manifest (or base_model) names.
+        resolved = catalog.resolve(base_model, dev=dev, settings=settings)
+        base_dir = _adapter_base(custom, resolved, settings)
+        check_architecture(base_dir, resolved)
+        tok = custom if _has_tokenizer(custom) else base_dir
+        return ModelSource(resolved, base_dir, adapter_dir=custom, tokenizer_dir=tok)
+
+    # A full checkpoint (custom weights, or an earlier FULL run): it replaces the catalog weights.
+    try:
+        resolved = catalog.resolve(base_model, dev=dev, settings=settings)
+    except Exception:  # weights not configured is fine: the custom folder brings them
+        entry = catalog.entry(base_model)
+        resolved = ResolvedModel(requested_id=base_model, entry=entry, family=catalog.families[entry.family],
+                                 weights=custom_base_model)
+    resolved = resolved.model_copy(update={"weights": custom_base_model, "stand_in": False, "note": ""})
+    check_architecture(custom, resolved)
+    tok = custom if _has_tokenizer(custom) else materialize(catalog.resolve(base_model, dev=dev, settings=settings).weights, settings)
+    return ModelSource(resolved, custom, tokenizer_dir=tok)
+
+
+def _adapter_base(adapter_dir: Path, resolved: ResolvedModel, settings: Settings) -> Path:
+    manifest = adapter_dir / "tuneforge_manifest.json"
+    if manifest.exists():
+        base = json.loads(manifest.read_text()).get("base_model", {})
+        if base.get("weights"):
+            return materialize(base["weights"], settings)
+    return materialize(resolved.weights, settings)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument(f"device {name!r} requested but no CUDA device is available; use device=cpu or auto")
+    return device
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(source.tokenizer_dir or source.base_dir))
+
+
+def load_model(source: ModelSource, device: torch.device, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(source.base_dir), dtype=dtype)
+    return model.to(device)

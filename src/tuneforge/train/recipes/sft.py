@@ -1,0 +1,420 @@
+"""Supervised fine-tuning: the one recipe behind tuningJobs, the CLI and the demo.
+
+Method, top to bottom:
+1. Resolve the model (catalog id, custom base or an earlier run's output) and its limits for the tuning mode.
+2. Read, validate and tokenise the datasets with the model's chat template. Any error stops the run here, before
+   weights are loaded, with every problem listed.
+3. Resolve hyperparameters (catalog defaults x the caller's values) and write the resolved config and data stats.
+4. Load the model; wrap it in LoRA for PEFT_ADAPTER. Resume from the last checkpoint in the output folder if any.
+5. Train: AdamW, linear warm-up then decay, gradient accumulation normalised per target token across micro-batches,
+   short examples packed into shared rows. Evaluate every ``eval_steps``; keep the best checkpoint; stop early
+   when asked to. Save a resumable checkpoint every epoch and every ``save_steps``.
+6. Export the final model (best or last) to ``<output>/postprocess/node-0/checkpoints/final`` with tokenizer,
+   chat template, resolved config and a manifest of hashes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import tuneforge
+from tuneforge import storage
+from tuneforge.catalog import TuningMode, load_catalog
+from tuneforge.catalog.catalog import Catalog
+from tuneforge.data import IGNORE_INDEX, Batch, ChatEncoder, Limits, Report, collate, prepare_dataset
+from tuneforge.data.stats import supervised_tuning_data_stats
+from tuneforge.errors import DatasetInvalid, InvalidArgument
+from tuneforge.settings import Settings, get_settings
+from tuneforge.train.artifacts import CONFIG, RunLayout, replace_dir, write_json, write_manifest
+from tuneforge.train.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, save_trainable, load_trainable
+from tuneforge.train.config import TuningConfig
+from tuneforge.train.loading import ModelSource, load_model, load_tokenizer, pick_device, pick_dtype, resolve_source
+from tuneforge.train.lora import apply_lora, load_adapter
+from tuneforge.train.metrics import MetricsWriter
+from tuneforge.train.schedule import lr_factor
+
+
+class Callbacks:
+    """Hooks for progress display and the service; all optional."""
+
+    def on_start(self, total_steps: int, start_step: int, info: dict) -> None: ...
+    def on_step(self, step: int, total_steps: int, metrics: dict) -> None: ...
+    def on_eval(self, step: int, metrics: dict) -> None: ...
+    def on_message(self, message: str) -> None: ...
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    final_dir: Path | None
+    steps: int
+    total_steps: int
+    last_train: dict = field(default_factory=dict)
+    last_eval: dict = field(default_factory=dict)
+    best_eval: dict = field(default_factory=dict)
+    stopped_early: bool = False
+    cancelled: bool = False
+    resumed_from: int = 0
+    data_stats: dict = field(default_factory=dict)
+    resolved: dict = field(default_factory=dict)
+
+
+# --- 1-3: model, data, hyperparameters ---------------------------------------------------------------------------
+
+def _datasets(config: TuningConfig, limits: Limits, encoder: ChatEncoder, settings: Settings):
+    train = prepare_dataset(config.train_dataset, limits, encoder, settings=settings)
+    val = prepare_dataset(config.validation_dataset, limits, encoder, settings=settings) if config.validation_dataset else None
+    combined = Report(source="datasets", problems=train.report.problems + (val.report.problems if val else []))
+    if combined.errors:
+        raise DatasetInvalid(
+            f"{len(combined.errors)} error(s) in the dataset(s); nothing was trained. Fix every line listed "
+            f"(`tuneforge validate FILE --model {config.base_model}` prints the same report)", combined
+        )
+    return train, val, combined
+
+
+def _use_packing(setting: str, lengths: list[int], micro: int) -> bool:
+    """auto: pack when padding would waste at least a quarter of the compute (micro-batches of similar order)."""
+    if setting != "auto":
+        return setting == "on"
+    if micro <= 1 or not lengths:
+        return False
+    padded = sum(max(lengths[i : i + micro]) * len(lengths[i : i + micro]) for i in range(0, len(lengths), micro))
+    return padded >= 1.33 * sum(lengths)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+# --- 5: the training step ----------------------------------------------------------------------------------------
+
+def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int, int]:
+    """(sum of token losses, correct next-token predictions, target tokens) for one micro-batch.
+
+    No 2-D attention mask is passed: position ids restarting per example make transformers build the
+    block-diagonal causal mask for packed rows, and right padding is never attended by earlier tokens.
+    """
+    out = model(
+        input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device), use_cache=False
+    )
+    logits = out.logits[:, :-1, :]
+    labels = batch.labels[:, 1:].to(device)
+    mask = labels != IGNORE_INDEX
+    picked = logits[mask].float()
+    targets = labels[mask]
+    loss_sum = F.cross_entropy(picked, targets, reduction="sum")
+    correct = int((picked.argmax(-1) == targets).sum())
+    return loss_sum, correct, int(mask.sum())
+
+
+def train_step(model, micro_batches: list[Batch], device: torch.device) -> dict:
+    """Forward/backward over micro-batches; the loss is normalised by the target tokens of the whole step, so
+    accumulating 4 x 2 examples gives the same gradient as 8 x 1 (and as 1 x 8)."""
+    total = sum(mb.num_target_tokens for mb in micro_batches)
+    loss_total, correct_total = 0.0, 0
+    for mb in micro_batches:
+        loss_sum, correct, _ = batch_loss(model, mb, device)
+        (loss_sum / max(total, 1)).backward()
+        loss_total += float(loss_sum.detach())
+        correct_total += correct
+    return {
+        "train_total_loss": loss_total / max(total, 1),
+        "train_fraction_of_correct_next_step_preds": correct_total / max(total, 1),
+        "train_num_predictions": total,
+    }
+
+
+@torch.no_grad()
+def evaluate(model, batches: list[Batch], device: torch.device) -> dict:
+    was_training = model.training
+    model.eval()
+    loss_total, correct_total, total = 0.0, 0, 0
+    for mb in batches:
+        loss_sum, correct, n = batch_loss(model, mb, device)
+        loss_total += float(loss_sum)
+        correct_total += correct
+        total += n
+    model.train(was_training)
+    return {
+        "eval_total_loss": loss_total / max(total, 1),
+        "eval_fraction_of_correct_next_step_preds": correct_total / max(total, 1),
+        "eval_num_predictions": total,
+    }
+
+
+# --- 6: export ---------------------------------------------------------------------------------------------------
+
+def _end_ids(tokenizer, end_of_turn: str) -> list[int]:
+    ids = [tokenizer.convert_tokens_to_ids(end_of_turn)]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return [i for i in ids if i is not None and i >= 0]
+
+
+def export_final(model, tokenizer, encoder: ChatEncoder, source: ModelSource, layout: RunLayout,
+                 record: dict, *, lora: bool, merged: bool) -> Path:
+    """Write the final model folder atomically (a reader never sees a half-written final/)."""
+    from transformers import GenerationConfig
+
+    tmp = layout.final.with_name(".final.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    end_ids = _end_ids(tokenizer, encoder.end_of_turn)
+    base_model = getattr(model, "get_base_model", lambda: model)()
+    gen = base_model.generation_config if base_model.generation_config is not None else GenerationConfig()
+    gen.eos_token_id = end_ids if len(end_ids) > 1 else end_ids[0]
+    if tokenizer.pad_token_id is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+    tokenizer.chat_template = encoder.chat_template  # serving renders prompts exactly as training did
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    gen.save_pretrained(str(tmp))
+    if lora:
+        # Plain peft finds the base by this path: PeftModel.from_pretrained(AutoModel...(base), final).
+        cfg_path = tmp / "adapter_config.json"
+        import json
+
+        adapter_cfg = json.loads(cfg_path.read_text())
+        adapter_cfg["base_model_name_or_path"] = str(source.base_dir)
+        cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
+    write_json(tmp / CONFIG, record)
+    if lora and merged:
+        merged_dir = tmp / "merged"
+        full = model.merge_and_unload()  # last use of the model: merging changes it in place
+        full.generation_config = gen
+        full.save_pretrained(str(merged_dir))
+        tokenizer.save_pretrained(str(merged_dir))
+        write_json(merged_dir / CONFIG, record)
+        write_manifest(merged_dir, kind="full", base_model=record["model"])
+    write_manifest(tmp, kind="lora" if lora else "full", base_model=record["model"])
+    replace_dir(tmp, layout.final)
+    return layout.final
+
+
+# --- the recipe --------------------------------------------------------------------------------------------------
+
+def run_sft(
+    config: TuningConfig,
+    *,
+    settings: Settings | None = None,
+    catalog: Catalog | None = None,
+    callbacks: Callbacks | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    settings = settings or get_settings()
+    catalog = catalog or load_catalog(settings)
+    cb = callbacks or Callbacks()
+    dev = settings.dev if config.dev is None else config.dev
+    mode = config.tuning_mode
+
+    # 1. Model and limits.
+    source = resolve_source(catalog, config.base_model, config.custom_base_model, dev=dev, settings=settings)
+    entry = source.resolved.entry
+    if mode not in entry.modes:
+        allowed = ", ".join(m.value for m in entry.modes)
+        raise InvalidArgument(f"{config.base_model} does not support tuning mode {mode.value}; it allows {allowed}")
+    mode_spec = entry.modes[mode]
+    if source.resolved.note:
+        cb.on_message(source.resolved.note)
+
+    # 2. Data, validated and tokenised before any weights are loaded.
+    tokenizer = load_tokenizer(source)
+    encoder = ChatEncoder(tokenizer, end_of_turn=source.resolved.family.end_of_turn)
+    limits = Limits(
+        model_id=config.base_model, mode=mode.value, max_seq_len=mode_spec.max_seq_len,
+        other_modes={m.value: s.max_seq_len for m, s in entry.modes.items() if m != mode},
+        text_only="image" not in entry.modalities, strict=config.strict_length,
+    )
+    train, val, report = _datasets(config, limits, encoder, settings)
+    for warning in report.warnings:
+        cb.on_message(f"warning: {warning}")
+
+    # 3. Hyperparameters, resolved once and saved.
+    n = len(train.examples)
+    defaults = entry.defaults
+    batch_size = min(config.batch_size or defaults.batch_size, n)
+    micro = min(config.micro_batch_size or batch_size, batch_size)
+    steps_per_epoch = math.ceil(n / batch_size)
+    epochs = config.epochs or defaults.epochs
+    total_steps = config.max_steps or max(1, math.ceil(epochs * steps_per_epoch))
+    epochs_effective = total_steps / steps_per_epoch if config.max_steps is None else total_steps * batch_size / n
+    lr = config.learning_rate or mode_spec.learning_rate * (config.learning_rate_multiplier or 1.0)
+    rank = config.adapter_size or defaults.adapter_size
+    alpha = config.lora_alpha or 2.0 * rank
+    warmup_steps = round(config.warmup_ratio * total_steps)
+    eval_steps = config.eval_steps or max(1, total_steps // 10)
+    save_steps = config.save_steps or steps_per_epoch
+    lengths = [len(train.examples[i]) for i in _epoch_order(n, config.seed, 0)]
+    packing = _use_packing(config.packing, lengths, micro)
+    row_tokens = max(mode_spec.max_seq_len, max(lengths))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.dtype, device)
+    lora = mode == TuningMode.PEFT_ADAPTER
+
+    out_dir = storage.output_dir(config.output_uri, settings)
+    layout = RunLayout(out_dir)
+    record = {
+        "request": config.model_dump(mode="json"),
+        "model": source.describe(),
+        "resolved": {
+            "tuning_mode": mode.value, "max_seq_len": mode_spec.max_seq_len, "epochs": epochs,
+            "epochs_effective": epochs_effective, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+            "batch_size": batch_size, "micro_batch_size": micro, "gradient_accumulation": math.ceil(batch_size / micro),
+            "learning_rate": lr, "warmup_steps": warmup_steps, "lr_scheduler": config.lr_scheduler,
+            "adapter_size": rank if lora else None, "lora_alpha": alpha if lora else None,
+            "eval_steps": eval_steps if val else None, "save_steps": save_steps, "packing": packing,
+            "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+            "train_examples": n, "validation_examples": len(val.examples) if val else 0,
+        },
+        "versions": {"tuneforge": tuneforge.__version__, "torch": torch.__version__,
+                     "transformers": _version("transformers"), "peft": _version("peft")},
+    }
+    _check_same_run(layout, record)
+    data_stats = supervised_tuning_data_stats(
+        train.examples, train.conversations, epochs=epochs_effective, steps=total_steps, dropped=train.dropped
+    )
+    write_json(layout.root / CONFIG, record)
+    write_json(layout.data_stats, {"supervisedTuningDataStats": data_stats})
+    write_json(layout.validation_report, report.to_json())
+
+    # 4. Model (+ LoRA), optimizer, schedule; resume if a checkpoint exists.
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model = load_model(source, device, dtype)
+    if source.adapter_dir is not None:
+        model = load_adapter(model, source.adapter_dir, trainable=lora)
+        if not lora:
+            model = model.merge_and_unload()  # FULL continued from an adapter: start from the merged weights
+    elif lora:
+        model = apply_lora(model, rank, alpha, config.lora_dropout)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, config.lr_scheduler, config.min_lr_ratio)
+    )
+    state = TrainerState()
+    resume = latest_checkpoint(layout)
+    if resume is not None:
+        state = load_checkpoint(resume, model, optimizer, scheduler)
+        cb.on_message(f"resuming from {resume.name} (step {state.step})")
+    resumed_from = state.step
+
+    val_batches = []
+    if val is not None:
+        val_batches = [collate(val.examples[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
+                       for i in range(0, len(val.examples), micro)]
+    writer = MetricsWriter(layout.metrics, layout.tensorboard, resume_step=state.step)
+    cb.on_start(total_steps, state.step, record["resolved"])
+
+    # 5. Train.
+    result = RunResult(output_dir=out_dir, final_dir=None, steps=state.step, total_steps=total_steps,
+                       resumed_from=resumed_from, data_stats=data_stats, resolved=record)
+    try:
+        while state.step < total_steps:
+            epoch, index = divmod(state.step, steps_per_epoch)
+            order = _epoch_order(n, config.seed, epoch)
+            picked = [train.examples[i] for i in order[index * batch_size : (index + 1) * batch_size]]
+            micro_batches = [collate(picked[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
+                             for i in range(0, len(picked), micro)]
+            started = time.perf_counter()
+            metrics = train_step(model, micro_batches, device)
+            if config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            lr_now = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            elapsed = time.perf_counter() - started
+            tokens = sum(mb.num_tokens for mb in micro_batches)
+            writer.log(state.step, metrics, epoch=state.step / steps_per_epoch, learning_rate=lr_now,
+                       tokens_per_second=tokens / max(elapsed, 1e-9))
+            result.last_train = metrics
+            cb.on_step(state.step, total_steps, {**metrics, "tokens_per_second": tokens / max(elapsed, 1e-9)})
+
+            if val_batches and (state.step % eval_steps == 0 or state.step == total_steps):
+                ev = evaluate(model, val_batches, device)
+                writer.log(state.step, ev, epoch=state.step / steps_per_epoch)
+                result.last_eval = ev
+                cb.on_eval(state.step, ev)
+                score = ev["eval_fraction_of_correct_next_step_preds"]
+                if state.best_score is None or score > state.best_score + config.early_stopping_min_delta:
+                    state.best_score, state.best_step, state.bad_evals = score, state.step, 0
+                    state.best_eval = ev
+                    if config.checkpoint_selection == "best":
+                        save_trainable(model, layout.best)
+                else:
+                    state.bad_evals += 1
+                    if config.early_stopping and state.bad_evals >= config.early_stopping_patience:
+                        result.stopped_early = True
+                        cb.on_message(f"early stopping at step {state.step}: no gain in eval token accuracy for "
+                                      f"{state.bad_evals} evaluations (best at step {state.best_step})")
+
+            stopping = result.stopped_early or (should_stop is not None and should_stop())
+            if state.step % save_steps == 0 or state.step % steps_per_epoch == 0 or stopping:
+                if state.step < total_steps or stopping:
+                    save_checkpoint(layout.step_dir(state.step), model, optimizer, scheduler, state)
+                    prune_checkpoints(layout, config.keep_checkpoints)
+            if stopping:
+                if not result.stopped_early:
+                    result.cancelled = True
+                    cb.on_message(f"stopped at step {state.step}; rerun with the same output to resume")
+                break
+    finally:
+        writer.close()
+    result.steps = state.step
+    result.best_eval = state.best_eval or {}
+    if result.cancelled:
+        return result
+
+    # 6. Export.
+    if config.checkpoint_selection == "best" and state.best_step is not None and state.best_step != state.step:
+        load_trainable(model, layout.best)
+        cb.on_message(f"final model: the best checkpoint (step {state.best_step})")
+    record["final"] = {"step": state.best_step if config.checkpoint_selection == "best" and state.best_step else state.step,
+                       "stopped_early": result.stopped_early, "best_eval": state.best_eval}
+    write_json(layout.root / CONFIG, record)
+    result.final_dir = export_final(model, tokenizer, encoder, source, layout, record, lora=lora, merged=config.export_merged)
+    storage.publish(out_dir, config.output_uri, settings)
+    return result
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(name)
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def _check_same_run(layout: RunLayout, record: dict) -> None:
+    """Resuming into an output folder is only safe when it holds the same run."""
+    import json
+
+    path = layout.root / CONFIG
+    if not path.exists() or latest_checkpoint(layout) is None:
+        return
+    previous = json.loads(path.read_text())
+    keys = ("request", "resolved")
+    ignore = {"device", "dtype"}
+    before = {k: {kk: vv for kk, vv in previous.get(k, {}).items() if kk not in ignore} for k in keys}
+    now = {k: {kk: vv for kk, vv in record[k].items() if kk not in ignore} for k in keys}
+    if before != now:
+        raise InvalidArgument(
+            f"{layout.root} holds checkpoints of a different run (its tuneforge_config.json differs); use a new "
+            "output_uri, or delete that folder to start over"
+        )

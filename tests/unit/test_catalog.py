@@ -1,0 +1,134 @@
+import hashlib
+import json
+
+import pytest
+
+from tuneforge.catalog import TuningMode, load_catalog
+from tuneforge.catalog.tiny import TINY_SPECS, build_tiny_model
+from tuneforge.catalog.weights import check_architecture, materialize
+from tuneforge.errors import InvalidArgument, ModelNotFound, WeightsNotConfigured
+
+# SPEC §2.2, exactly as written.
+SEED_MODELS = {
+    "google/gemma-3-27b-it": {"PEFT_ADAPTER": 8192, "FULL": 8192},
+    "meta/llama3_1@llama-3.1-8b": {"PEFT_ADAPTER": 4096, "FULL": 8192},
+    "meta/llama3_1@llama-3.1-8b-instruct": {"PEFT_ADAPTER": 4096, "FULL": 8192},
+    "meta/llama3-2@llama-3.2-1b-instruct": {"FULL": 8192},
+    "meta/llama3-2@llama-3.2-3b-instruct": {"FULL": 8192},
+    "meta/llama3-3@llama-3.3-70b-instruct": {"PEFT_ADAPTER": 4096, "FULL": 8192},
+    "qwen/qwen3@qwen3-32b": {"PEFT_ADAPTER": 8192, "FULL": 8192},
+    "meta/llama4@llama-4-scout-17b-16e-instruct": {"PEFT_ADAPTER": 2048},
+}
+CLOSED = ["gemini-1.0-pro-002", "gemini-1.5-flash-001", "gemini-1.5-flash-002", "code-bison@002",
+          "codechat-bison@002", "text-bison@002", "chat-bison@002", "text-unicorn@001"]
+
+
+def test_every_seed_model_with_its_modes_and_lengths(settings):
+    catalog = load_catalog(settings)
+    for model_id, modes in SEED_MODELS.items():
+        entry = catalog.models[model_id]
+        assert {m.value: s.max_seq_len for m, s in entry.modes.items()} == modes, model_id
+    assert catalog.models["meta/llama4@llama-4-scout-17b-16e-instruct"].modalities == ["text", "image"]
+    assert all(catalog.models[m].modalities == ["text"] for m in SEED_MODELS if "llama4" not in m)
+    assert set(CLOSED) <= set(catalog.aliases)
+
+
+def test_unknown_id_suggests_and_lists(settings):
+    with pytest.raises(ModelNotFound) as exc:
+        load_catalog(settings).resolve("llama-3.1-8b")
+    assert "Did you mean meta/llama3_1@llama-3.1-8b" in str(exc.value)
+    assert "qwen/qwen3@qwen3-32b" in str(exc.value)
+
+
+def test_missing_weights_says_where_to_put_them(settings):
+    with pytest.raises(WeightsNotConfigured) as exc:
+        load_catalog(settings).resolve("meta/llama3_1@llama-3.1-8b", dev=False)
+    msg = str(exc.value)
+    assert "weights for meta/llama3_1@llama-3.1-8b are not configured" in msg
+    assert "weights: /path/to/weights-or-gs-uri" in msg and "--dev" in msg
+
+
+def test_closed_id_needs_a_mapping_or_dev_mode(settings):
+    catalog = load_catalog(settings)
+    with pytest.raises(WeightsNotConfigured) as exc:
+        catalog.resolve("gemini-1.5-flash-002", dev=False)
+    assert "maps_to:" in str(exc.value)
+    resolved = catalog.resolve("gemini-1.5-flash-002", dev=True)
+    assert resolved.stand_in and resolved.entry.id == "tiny-gemma3"
+    assert "dev mode" in resolved.note
+    # Dev mode keeps the requested model's modes (so mode rules behave as with real weights).
+    llama32 = catalog.resolve("meta/llama3-2@llama-3.2-1b-instruct", dev=True)
+    assert list(llama32.entry.modes) == [TuningMode.FULL]
+
+
+def test_operator_file_adds_weights_and_maps_aliases(settings, tmp_path, tiny_dir):
+    weights = tiny_dir("tiny-llama")
+    op = tmp_path / "catalog.yaml"
+    op.write_text(
+        f"models:\n  meta/llama3_1@llama-3.1-8b-instruct:\n    weights: {weights}\n"
+        "  my-org/my-model:\n    family: qwen3\n    modes: {FULL: {max_seq_len: 2048, learning_rate: 1.0e-5}}\n"
+        "aliases:\n  gemini-1.5-flash-002:\n    maps_to: meta/llama3_1@llama-3.1-8b-instruct\n"
+    )
+    catalog = load_catalog(settings, extra=op)
+    resolved = catalog.resolve("gemini-1.5-flash-002", dev=False)
+    assert resolved.entry.id == "meta/llama3_1@llama-3.1-8b-instruct"
+    assert resolved.weights == str(weights) and not resolved.stand_in
+    # The merge is field by field: the modes of the built-in entry survive.
+    assert resolved.entry.modes[TuningMode.PEFT_ADAPTER].max_seq_len == 4096
+    assert catalog.models["my-org/my-model"].family == "qwen3"
+
+
+def test_bad_operator_file_is_a_clear_error(settings, tmp_path):
+    op = tmp_path / "catalog.yaml"
+    op.write_text("models:\n  x:\n    family: nope\n    modes: {FULL: {max_seq_len: 10, learning_rate: 1}}\n")
+    with pytest.raises(InvalidArgument, match="unknown family 'nope'"):
+        load_catalog(settings, extra=op)
+
+
+def _tree_hash(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.suffix in (".safetensors", ".json") and p.name != "tuneforge_tiny.json":
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(TINY_SPECS))
+def test_tiny_models_are_deterministic_and_load_with_plain_transformers(name, tmp_path, tiny_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    first = tiny_dir(name)
+    again = build_tiny_model(name, tmp_path / name)
+    assert _tree_hash(first) == _tree_hash(again)  # same seed, same weights, same tokenizer
+    model = AutoModelForCausalLM.from_pretrained(str(first))
+    tok = AutoTokenizer.from_pretrained(str(first))
+    assert sum(p.numel() for p in model.parameters()) < 2_000_000
+    text = "héllo wörld ✓"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 3 or tok.eos_token_id in out[0].tolist()
+    assert json.loads((first / "config.json").read_text())["model_type"] in ("llama", "gemma3_text", "qwen3")
+    assert isinstance(model, torch.nn.Module)
+
+
+def test_weights_from_local_dir_and_gs_uri(settings, tiny_dir):
+    import shutil
+
+    src = tiny_dir("tiny-qwen3")
+    dest = settings.resolved_bucket_root / "my-bucket" / "weights" / "qwen"
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    assert materialize("gs://my-bucket/weights/qwen", settings) == dest
+    assert materialize(str(src), settings) == src
+    with pytest.raises(Exception, match="not found"):
+        materialize("gs://my-bucket/weights/missing", settings)
+
+
+def test_architecture_must_match(settings, tiny_dir):
+    catalog = load_catalog(settings)
+    resolved = catalog.resolve("meta/llama3_1@llama-3.1-8b", dev=True)
+    check_architecture(tiny_dir("tiny-llama"), resolved)
+    with pytest.raises(InvalidArgument, match="architecture must match"):
+        check_architecture(tiny_dir("tiny-qwen3"), resolved)
