@@ -43,5 +43,6 @@ class DatasetInvalid(InvalidArgument):
     """A dataset with errors; ``report`` holds every problem found, not just the first."""
 
     def __init__(self, message: str, report):
-        super().__init__(message, details=[str(p) for p in report.errors])
+        details = [f"{p.source}: {p}" if p.source and p.line is not None else str(p) for p in report.errors]
+        super().__init__(message, details=details)
         self.report = report

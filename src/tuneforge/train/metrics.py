@@ -36,9 +36,13 @@ class MetricsWriter:
         record = {"step": step, **context, **values}
         with self.jsonl_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        # add_scalar would strip the leading "/" (tensorboardX cleans tags); the documented names keep it, so the
+        # summary is written as it is.
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag="/" + name, simple_value=float(value)) for name, value in values.items()])
         for w in self._writers:
-            for name, value in values.items():
-                w.add_scalar("/" + name, value, global_step=step)
+            w._get_file_writer().add_summary(summary, global_step=step)
             w.flush()
 
     def close(self) -> None:

@@ -299,6 +299,8 @@ def run_sft(
             model = model.merge_and_unload()  # FULL continued from an adapter: start from the merged weights
     elif lora:
         model = apply_lora(model, rank, alpha, config.lora_dropout)
+    if not lora:
+        model.requires_grad_(True)  # FULL trains every weight (peft leaves merged base weights frozen)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)

@@ -1,0 +1,95 @@
+"""`tuneforge validate` and `tuneforge tune` as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tuneforge.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_validate_clean_file_reports_format_tokens_and_limits(examples):
+    result = invoke("validate", str(examples / "chat_messages.jsonl"), "--model", "tiny-llama", "--mode", "full")
+    assert result.exit_code == 0, result.output
+    assert "10 examples in 10 lines, format chat" in result.output
+    assert "at most 1024 tokens per example" in result.output and "OK" in result.output
+
+
+def test_validate_lists_every_bad_line_and_exits_non_zero(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text("\n".join([
+        '{"prompt": "a", "completion": "b"}',
+        '{"prompt": "Name a colour.", "completion": ""}',
+        '{"messages": [{"role": "user", "content": "Hi"}]}',
+        "{'prompt': 'x'}",
+    ]) + "\n")
+    result = invoke("validate", str(f), "--model", "tiny-qwen3")
+    assert result.exit_code == 1
+    out = result.output
+    assert "line 2, completion: empty string" in out
+    assert "line 3: chat messages format, but line 1 set this file's format to prompt/completion" in out
+    assert "line 4, column 2: invalid JSON" in out
+    assert "3 error(s)" in out
+
+
+def test_validate_over_long_examples_warn_or_fail_in_strict_mode(tmp_path):
+    f = tmp_path / "long.jsonl"
+    f.write_text(json.dumps({"prompt": "x" * 5000, "completion": "ok"}) + "\n")
+    # A real id without weights: dev mode counts tokens with the stand-in's tokenizer, limits are the model's.
+    result = invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--mode", "lora", "--dev")
+    assert result.exit_code == 0, result.output
+    assert "over the 4096-token limit of meta/llama3_1@llama-3.1-8b in PEFT_ADAPTER mode (8192 in FULL); shorten it, or use FULL" in result.output
+    strict = invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--dev", "--strict-length")
+    assert strict.exit_code == 1
+    data = json.loads(invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--dev", "--json").output)
+    assert data["ok"] and data["warnings"][0]["line"] == 1
+
+
+def test_validate_without_weights_still_checks_structure(examples):
+    result = invoke("validate", str(examples / "generate_content.jsonl"), "--model", "qwen/qwen3@qwen3-32b")
+    assert result.exit_code == 0
+    assert "token limits not checked: weights for qwen/qwen3@qwen3-32b are not configured" in result.output
+
+
+def test_validate_image_for_text_model(examples):
+    result = invoke("validate", str(examples / "multimodal_chat.jsonl"), "--model", "meta/llama3_1@llama-3.1-8b-instruct", "--dev")
+    assert result.exit_code == 1
+    assert "accepts text only" in result.output
+
+
+def test_unknown_model_and_missing_file_are_clear_errors(tmp_path, examples):
+    result = invoke("validate", str(examples / "chat_messages.jsonl"), "--model", "llama-3")
+    assert result.exit_code == 1 and "unknown model 'llama-3'" in result.output
+    result = invoke("validate", str(tmp_path / "nope.jsonl"), "--model", "tiny-llama")
+    assert result.exit_code == 1 and "not found" in result.output
+
+
+def test_tune_command_end_to_end(tmp_path, settings):
+    from tuneforge.demo import make_task, write_jsonl
+
+    task = make_task(n_train=16, n_validation=8, n_held_out=1)
+    train = write_jsonl(settings.resolved_bucket_root / "b" / "train.jsonl", task.train, fmt="prompt_completion")
+    result = invoke("tune", "--model", "tiny-gemma3", "--train", "gs://b/train.jsonl", "--mode", "lora",
+                    "--adapter-size", "2", "--max-steps", "2", "--batch-size", "8", "--output-uri", "gs://b/out")
+    assert result.exit_code == 0, result.output
+    assert "done" in result.output and (settings.resolved_bucket_root / "b" / "out" / "postprocess" / "node-0" / "checkpoints" / "final" / "adapter_model.safetensors").exists()
+    assert train.exists()
+    bad = invoke("tune", "--model", "tiny-gemma3", "--train", str(train), "--mode", "lora", "--adapter-size", "3",
+                 "--output-uri", str(tmp_path / "x"))
+    assert bad.exit_code == 1 and "adapter_size must be one of" in bad.output
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).with_name("tuneforge")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0 and "validate" in out.stdout and "tune" in out.stdout and "demo" in out.stdout
