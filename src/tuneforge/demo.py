@@ -105,3 +105,21 @@ def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int = 16
 
 def exact_match(answers: list[str], expected: list[str]) -> float:
     return sum(a == e for a, e in zip(answers, expected)) / max(1, len(expected))
+
+
+def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) -> Path:
+    """A base that already knows something: tiny-llama FULL-tuned to repeat its input.
+
+    LoRA on a random-init model is degenerate: the frozen embeddings, norms and output head keep the logits near
+    uniform, so an adapter cannot reach confident answers. Real LoRA adapts a capable base; this makes one.
+    """
+    from tuneforge.train import TuningConfig, run_sft
+
+    final = root / "copy-base" / "postprocess" / "node-0" / "checkpoints" / "final"
+    if final.exists():
+        return final
+    lines = [json.dumps({"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s}]}) for s in strings]
+    (root / "copy.jsonl").write_text("\n".join(lines) + "\n")
+    run_sft(TuningConfig(base_model="tiny-llama", train_dataset=str(root / "copy.jsonl"), output_uri=str(root / "copy-base"),
+                         tuning_mode="FULL", epochs=epochs, batch_size=32, seed=5), settings=settings)
+    return final

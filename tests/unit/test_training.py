@@ -128,7 +128,7 @@ def test_lora_run_artifacts_load_with_plain_peft(data, tmp_path, settings):
     assert adapter_cfg["r"] == 4 and adapter_cfg["lora_alpha"] == 8
     assert set(adapter_cfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     resolved = json.loads((final / "tuneforge_config.json").read_text())["resolved"]
-    assert resolved["learning_rate"] == 5e-3 and resolved["adapter_size"] == 4 and resolved["tuning_mode"] == "PEFT_ADAPTER"
+    assert resolved["learning_rate"] == 2e-3 and resolved["adapter_size"] == 4 and resolved["tuning_mode"] == "PEFT_ADAPTER"
 
     tok = AutoTokenizer.from_pretrained(str(final))
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(adapter_cfg["base_model_name_or_path"]), str(final))

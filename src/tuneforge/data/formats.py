@@ -236,6 +236,11 @@ def _chat_content(ctx: _Line, content: Any, path: str) -> tuple[Part, ...] | Non
     return tuple(parts)
 
 
+def _bad_role(ctx: _Line, role: Any, allowed: str, path: str) -> None:
+    shown = "missing" if role is None else f'"{role}" is not a valid role'
+    ctx.error(f"{shown}; use {allowed}", f"{path}.role")
+
+
 def _parse_chat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
     msgs = obj["messages"]
     if not isinstance(msgs, list):
@@ -252,8 +257,7 @@ def _parse_chat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
             continue
         role = m.get("role")
         if role not in ("system", "user", "assistant"):
-            shown = "missing" if role is None else f'"{role}" is not a valid role'
-            ctx.error(f"{shown}; use one of system, user, assistant", f"{path}.role")
+            _bad_role(ctx, role, "one of system, user, assistant", path)
             continue
         if "content" not in m:
             ctx.error("missing; give the message text", f"{path}.content")
@@ -316,8 +320,7 @@ def _parse_generate_content(ctx: _Line, obj: dict) -> list[tuple[Message, str]] 
             ctx.error('"system" is not allowed in contents; put system text in systemInstruction.parts', f"{path}.role")
             continue
         if role is None:
-            shown = "missing" if raw_role is None else f'"{raw_role}" is not a valid role'
-            ctx.error(f"{shown}; use user or model (assistant)", f"{path}.role")
+            _bad_role(ctx, raw_role, "user or model (assistant)", path)
             continue
         if "parts" not in c:
             ctx.error('missing; give [{"text": "..."}]', f"{path}.parts")
