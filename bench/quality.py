@@ -16,7 +16,14 @@ from pathlib import Path
 import torch
 import transformers
 
-from tuneforge.demo import ReversalTask, copy_base, exact_match, greedy_answers, make_task, write_jsonl
+from tuneforge.demo import (
+    ReversalTask,
+    copy_base,
+    exact_match,
+    greedy_answers,
+    make_task,
+    write_jsonl,
+)
 from tuneforge.train import TuningConfig, run_sft
 
 

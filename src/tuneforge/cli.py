@@ -11,7 +11,14 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted, Vertex AI-compatible model tuning.")
@@ -141,32 +148,29 @@ def validate(
     """Check a dataset for a model: every bad line with its line number, field, problem and fix."""
     _quiet_libraries()
     from tuneforge.catalog import TuningMode, load_catalog
-    from tuneforge.data import ChatEncoder, Limits, Report, prepare_dataset
+    from tuneforge.data import Limits, Report, prepare_dataset
     from tuneforge.errors import TuneforgeError, WeightsNotConfigured
-    from tuneforge.train.loading import load_tokenizer, resolve_source
+    from tuneforge.train.loading import chat_encoder, limits_for, resolve_source
 
     settings = _settings(dev or None)
+    report = Report(source=file)
     try:
         catalog = load_catalog(settings)
-        entry = catalog.entry(model) if model in catalog.models or (model in catalog.aliases and catalog.aliases[model].maps_to) else None
         tuning_mode = TuningMode.parse(mode)
-        report = Report(source=file)
         encoder = None
         try:
             source = resolve_source(catalog, model, None, dev=settings.dev, settings=settings)
-            entry = source.resolved.entry if entry is None else entry
-            encoder = ChatEncoder(load_tokenizer(source), end_of_turn=source.resolved.family.end_of_turn)
+            entry = source.resolved.entry
+            encoder = chat_encoder(source)
         except WeightsNotConfigured as exc:
-            report.warning(f"token limits not checked: {exc.message.splitlines()[0]} (or pass --dev to count with the tiny stand-in's tokenizer)")
-        if entry is None:
-            entry = catalog.models[catalog.families[catalog.aliases[model].family].tiny]
-        if tuning_mode not in entry.modes:
-            allowed = ", ".join(m.value for m in entry.modes)
-            raise TuneforgeError(f"{model} does not support tuning mode {tuning_mode.value}; it allows {allowed}")
-        spec = entry.modes[tuning_mode]
-        limits = Limits(model_id=model, mode=tuning_mode.value, max_seq_len=spec.max_seq_len,
-                        other_modes={m.value: s.max_seq_len for m, s in entry.modes.items() if m != tuning_mode},
-                        text_only="image" not in entry.modalities, strict=strict_length)
+            # Structure is still checked; token counts need the model's tokenizer.
+            entry = catalog.models.get(model)  # None for a closed id that is not mapped yet
+            report.warning(f"token limits not checked: {exc.message.splitlines()[0]} (or pass --dev to count "
+                           "with the tiny stand-in's tokenizer)")
+        if entry is not None:
+            limits = limits_for(entry, model, tuning_mode, strict_length)
+        else:
+            limits = Limits(model_id=model, mode=tuning_mode.value, max_seq_len=0, strict=strict_length)
         prepared = prepare_dataset(file, limits, encoder, settings=settings, report=report)
     except TuneforgeError as exc:
         _fail(exc)
@@ -186,8 +190,9 @@ def validate(
             summary += (f"; {info['tokens']:,} tokens (longest {info['max_tokens']:,}, {info['target_tokens']:,} "
                         f"trained), {info['truncated']} over the limit")
         console.print(summary)
-        console.print(f"limits: {model} in {tuning_mode.value} mode: at most {limits.max_seq_len} tokens per example"
-                      + "".join(f"; {v} in {m}" for m, v in limits.other_modes.items()))
+        if limits.max_seq_len:
+            console.print(f"limits: {model} in {tuning_mode.value} mode: at most {limits.max_seq_len} tokens per "
+                          "example" + "".join(f"; {v} in {m}" for m, v in limits.other_modes.items()))
         verdict = "[green]OK[/green]" if report.ok else f"[red]{len(report.errors)} error(s)[/red]"
         console.print(f"{verdict}, {len(report.warnings)} warning(s)")
     raise typer.Exit(0 if report.ok else 1)
@@ -226,7 +231,13 @@ def demo(
 
     from tuneforge.catalog import load_catalog
     from tuneforge.catalog.weights import materialize
-    from tuneforge.demo import ReversalTask, exact_match, greedy_answers, make_task, write_jsonl
+    from tuneforge.demo import (
+        ReversalTask,
+        exact_match,
+        greedy_answers,
+        make_task,
+        write_jsonl,
+    )
     from tuneforge.train import TuningConfig, run_sft
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))

@@ -59,6 +59,10 @@ def test_closed_id_needs_a_mapping_or_dev_mode(settings):
     # Dev mode keeps the requested model's modes (so mode rules behave as with real weights).
     llama32 = catalog.resolve("meta/llama3-2@llama-3.2-1b-instruct", dev=True)
     assert list(llama32.entry.modes) == [TuningMode.FULL]
+    # ... and its documented sequence limits, with the tiny model's learning rate.
+    llama31 = catalog.resolve("meta/llama3_1@llama-3.1-8b", dev=True)
+    assert {m.value: s.max_seq_len for m, s in llama31.entry.modes.items()} == {"PEFT_ADAPTER": 4096, "FULL": 8192}
+    assert llama31.entry.modes[TuningMode.FULL].learning_rate == catalog.models["tiny-llama"].modes[TuningMode.FULL].learning_rate
 
 
 def test_operator_file_adds_weights_and_maps_aliases(settings, tmp_path, tiny_dir):

@@ -5,7 +5,14 @@ Figures are recorded in docs/quality.md.
 
 import pytest
 
-from tuneforge.demo import ReversalTask, copy_base, exact_match, greedy_answers, make_task, write_jsonl
+from tuneforge.demo import (
+    ReversalTask,
+    copy_base,
+    exact_match,
+    greedy_answers,
+    make_task,
+    write_jsonl,
+)
 from tuneforge.train import TuningConfig, run_sft
 
 LORA_FIGURE = 0.75  # docs/quality.md: 0.77 measured; a little slack for thread-count float differences

@@ -186,6 +186,38 @@ def test_full_run_loads_with_plain_transformers(data, tmp_path, settings, family
     assert tok.convert_tokens_to_ids(tok.eos_token) in (eos if isinstance(eos, list) else [eos])
 
 
+PLAIN_LOAD = """
+import json, sys
+from pathlib import Path
+from transformers import AutoModelForCausalLM, AutoTokenizer
+final = Path(sys.argv[1])
+tok = AutoTokenizer.from_pretrained(final)
+if (final / "adapter_config.json").exists():
+    from peft import PeftModel
+    base = json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), final)
+else:
+    model = AutoModelForCausalLM.from_pretrained(final)
+ids = tok.apply_chat_template([{"role": "user", "content": "abc"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+out = model.generate(**ids, max_new_tokens=5, do_sample=False)
+assert not any(m.startswith("tuneforge") for m in sys.modules), "tuneforge was imported"
+print(json.dumps({"new_tokens": out.shape[1] - ids["input_ids"].shape[1], "text": tok.decode(out[0, ids["input_ids"].shape[1]:])}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["PEFT_ADAPTER", "FULL"])
+def test_artifacts_load_and_generate_in_a_process_without_tuneforge(data, tmp_path, settings, mode):
+    import subprocess
+    import sys
+
+    result = run_sft(cfg(data, tmp_path, tuning_mode=mode, max_steps=2), settings=settings)
+    proc = subprocess.run([sys.executable, "-c", PLAIN_LOAD, str(result.final_dir)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 1 <= out["new_tokens"] <= 5
+
+
 # --- resume ------------------------------------------------------------------------------------------------------
 
 class StopAt(Callbacks):
@@ -214,6 +246,30 @@ def test_stopped_run_resumes_with_the_same_loss_curve(data, tmp_path, settings, 
                 assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-6), (x["step"], key)
 
 
+class Crash(Callbacks):
+    """Dies like a killed worker: mid-epoch, after metrics for steps past the last checkpoint were written."""
+
+    def on_step(self, step, total_steps, metrics):
+        if step == 7:
+            raise KeyboardInterrupt("killed")
+
+
+def test_crashed_run_resumes_from_its_last_checkpoint_with_the_same_curve(data, tmp_path, settings):
+    kw = dict(epochs=2, batch_size=8, save_steps=4)
+    whole = run_sft(cfg(data, tmp_path / "a", **kw), settings=settings)
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(cfg(data, tmp_path / "b", **kw), settings=settings, callbacks=Crash())
+    crashed = read_metrics(tmp_path / "b" / "out" / "metrics.jsonl")
+    assert crashed[-1]["step"] == 7  # step 7 was logged after the last checkpoint (end of epoch 1, step 6)
+    resumed = run_sft(cfg(data, tmp_path / "b", **kw), settings=settings)
+    assert resumed.resumed_from == 6 and resumed.steps == whole.steps
+    a = read_metrics(tmp_path / "a" / "out" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "b" / "out" / "metrics.jsonl")
+    assert [m["step"] for m in b] == [m["step"] for m in a]  # step 7 is not duplicated
+    for x, y in zip(a, b):
+        assert y["train_total_loss"] == pytest.approx(x["train_total_loss"], rel=1e-4)
+
+
 def test_resume_refuses_a_different_run_in_the_same_folder(data, tmp_path, settings):
     cb = StopAt(2)
     run_sft(cfg(data, tmp_path, epochs=2, save_steps=1), settings=settings, callbacks=cb, should_stop=lambda: cb.step >= 2)
@@ -229,9 +285,12 @@ def test_continued_tuning_from_full_and_from_lora_outputs(data, tmp_path, settin
     record = json.loads((again.final_dir / "tuneforge_config.json").read_text())
     assert record["model"]["base_dir"] == str(full.final_dir)
 
+    import shutil
+
     lora = run_sft(cfg(data, tmp_path / "lora", max_steps=2, adapter_size=2), settings=settings)
+    shutil.copytree(lora.final_dir, settings.resolved_bucket_root / "tuned" / "lora-run")  # continue from gs://
     first_loss = read_metrics(tmp_path / "lora" / "out" / "metrics.jsonl")[-1]["train_total_loss"]
-    lora2 = run_sft(cfg(data, tmp_path / "lora2", max_steps=2, custom_base_model=str(lora.final_dir)), settings=settings)
+    lora2 = run_sft(cfg(data, tmp_path / "lora2", max_steps=2, custom_base_model="gs://tuned/lora-run"), settings=settings)
     assert json.loads((lora2.final_dir / "adapter_config.json").read_text())["r"] == 2  # the same adapter, continued
     cont_first = read_metrics(tmp_path / "lora2" / "out" / "metrics.jsonl")[0]["train_total_loss"]
     assert cont_first < read_metrics(tmp_path / "lora" / "out" / "metrics.jsonl")[0]["train_total_loss"]

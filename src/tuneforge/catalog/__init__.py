@@ -3,8 +3,8 @@
 from tuneforge.catalog.catalog import (
     Catalog,
     Family,
-    ModeSpec,
     ModelEntry,
+    ModeSpec,
     ResolvedModel,
     TuningMode,
     load_catalog,

@@ -177,11 +177,14 @@ class Catalog:
 
     def _stand_in(self, model_id: str, family: Family, *, closed: bool, original: ModelEntry | None = None):
         tiny = self.models[family.tiny]
-        # The stand-in keeps the requested model's modes, so mode rules behave as they will with real weights;
-        # sequence lengths and learning rates are the tiny model's.
+        # The stand-in keeps the requested model's modes and documented sequence limits, so validation and mode
+        # rules behave as they will with real weights; learning rates are the tiny model's (a real model's rate
+        # would teach a random-init tiny model nothing).
         modes = tiny.modes
         if original is not None:
-            modes = {m: tiny.modes.get(m, next(iter(tiny.modes.values()))) for m in original.modes}
+            fallback = next(iter(tiny.modes.values()))
+            modes = {m: s.model_copy(update={"learning_rate": tiny.modes.get(m, fallback).learning_rate})
+                     for m, s in original.modes.items()}
         entry = tiny.model_copy(update={"modes": modes, "modalities": original.modalities if original else tiny.modalities})
         what = "closed model id" if closed else "model without configured weights"
         note = f"dev mode: {model_id} ({what}) runs on the tiny random-init stand-in {tiny.id}"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from tuneforge.catalog.catalog import Catalog, ResolvedModel
+from tuneforge.catalog.catalog import Catalog, ModelEntry, ResolvedModel, TuningMode
 from tuneforge.catalog.weights import check_architecture, materialize
-from tuneforge.errors import InvalidArgument
+from tuneforge.data import ChatEncoder, Limits
+from tuneforge.errors import InvalidArgument, WeightsNotConfigured
 from tuneforge.settings import Settings
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -59,16 +60,21 @@ def resolve_source(
         tok = custom if _has_tokenizer(custom) else base_dir
         return ModelSource(resolved, base_dir, adapter_dir=custom, tokenizer_dir=tok)
 
-    # A full checkpoint (custom weights, or an earlier FULL run): it replaces the catalog weights.
-    try:
-        resolved = catalog.resolve(base_model, dev=dev, settings=settings)
-    except Exception:  # weights not configured is fine: the custom folder brings them
-        entry = catalog.entry(base_model)
-        resolved = ResolvedModel(requested_id=base_model, entry=entry, family=catalog.families[entry.family],
-                                 weights=custom_base_model)
-    resolved = resolved.model_copy(update={"weights": custom_base_model, "stand_in": False, "note": ""})
+    # A full checkpoint (custom weights, or an earlier FULL run): it replaces the catalog weights, which need not
+    # be configured. base_model still names the architecture, limits and defaults.
+    entry = catalog.entry(base_model)
+    resolved = ResolvedModel(requested_id=base_model, entry=entry, family=catalog.families[entry.family],
+                             weights=custom_base_model)
     check_architecture(custom, resolved)
-    tok = custom if _has_tokenizer(custom) else materialize(catalog.resolve(base_model, dev=dev, settings=settings).weights, settings)
+    if _has_tokenizer(custom):
+        return ModelSource(resolved, custom, tokenizer_dir=custom)
+    try:
+        tok = materialize(catalog.resolve(base_model, dev=dev, settings=settings).weights, settings)
+    except WeightsNotConfigured as exc:
+        raise InvalidArgument(
+            f"custom base model {custom_base_model} has no tokenizer files ({', '.join(TOKENIZER_FILES)}) and the "
+            f"weights of {base_model} are not configured to take them from; add the tokenizer to the folder"
+        ) from exc
     return ModelSource(resolved, custom, tokenizer_dir=tok)
 
 
@@ -79,6 +85,23 @@ def _adapter_base(adapter_dir: Path, resolved: ResolvedModel, settings: Settings
         if base.get("weights"):
             return materialize(base["weights"], settings)
     return materialize(resolved.weights, settings)
+
+
+def limits_for(entry: ModelEntry, requested_id: str, mode: TuningMode, strict: bool = False) -> Limits:
+    """What the catalog allows for ``requested_id`` in ``mode``; a mode it does not allow is an error."""
+    if mode not in entry.modes:
+        allowed = ", ".join(m.value for m in entry.modes)
+        raise InvalidArgument(f"{requested_id} does not support tuning mode {mode.value}; it allows {allowed}")
+    return Limits(
+        model_id=requested_id, mode=mode.value, max_seq_len=entry.modes[mode].max_seq_len,
+        other_modes={m.value: s.max_seq_len for m, s in entry.modes.items() if m != mode},
+        text_only="image" not in entry.modalities, strict=strict,
+    )
+
+
+def chat_encoder(source: ModelSource, tokenizer=None) -> ChatEncoder:
+    """The encoder training and serving share: the model's chat template, the family's end-of-turn token."""
+    return ChatEncoder(tokenizer or load_tokenizer(source), end_of_turn=source.resolved.family.end_of_turn)
 
 
 def pick_device(name: str) -> torch.device:

@@ -15,6 +15,7 @@ Method, top to bottom:
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -30,14 +31,45 @@ import tuneforge
 from tuneforge import storage
 from tuneforge.catalog import TuningMode, load_catalog
 from tuneforge.catalog.catalog import Catalog
-from tuneforge.data import IGNORE_INDEX, Batch, ChatEncoder, Limits, Report, collate, prepare_dataset
+from tuneforge.data import (
+    IGNORE_INDEX,
+    Batch,
+    ChatEncoder,
+    Limits,
+    Report,
+    collate,
+    prepare_dataset,
+)
 from tuneforge.data.stats import supervised_tuning_data_stats
 from tuneforge.errors import DatasetInvalid, InvalidArgument
 from tuneforge.settings import Settings, get_settings
-from tuneforge.train.artifacts import CONFIG, RunLayout, replace_dir, write_json, write_manifest
-from tuneforge.train.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint, save_trainable, load_trainable
+from tuneforge.train.artifacts import (
+    CONFIG,
+    RunLayout,
+    replace_dir,
+    write_json,
+    write_manifest,
+)
+from tuneforge.train.checkpoint import (
+    TrainerState,
+    latest_checkpoint,
+    load_checkpoint,
+    load_trainable,
+    prune_checkpoints,
+    save_checkpoint,
+    save_trainable,
+)
 from tuneforge.train.config import TuningConfig
-from tuneforge.train.loading import ModelSource, load_model, load_tokenizer, pick_device, pick_dtype, resolve_source
+from tuneforge.train.loading import (
+    ModelSource,
+    chat_encoder,
+    limits_for,
+    load_model,
+    load_tokenizer,
+    pick_device,
+    pick_dtype,
+    resolve_source,
+)
 from tuneforge.train.lora import apply_lora, load_adapter
 from tuneforge.train.metrics import MetricsWriter
 from tuneforge.train.schedule import lr_factor
@@ -183,8 +215,6 @@ def export_final(model, tokenizer, encoder: ChatEncoder, source: ModelSource, la
     if lora:
         # Plain peft finds the base by this path: PeftModel.from_pretrained(AutoModel...(base), final).
         cfg_path = tmp / "adapter_config.json"
-        import json
-
         adapter_cfg = json.loads(cfg_path.read_text())
         adapter_cfg["base_model_name_or_path"] = str(source.base_dir)
         cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
@@ -221,21 +251,14 @@ def run_sft(
     # 1. Model and limits.
     source = resolve_source(catalog, config.base_model, config.custom_base_model, dev=dev, settings=settings)
     entry = source.resolved.entry
-    if mode not in entry.modes:
-        allowed = ", ".join(m.value for m in entry.modes)
-        raise InvalidArgument(f"{config.base_model} does not support tuning mode {mode.value}; it allows {allowed}")
+    limits = limits_for(entry, config.base_model, mode, config.strict_length)
     mode_spec = entry.modes[mode]
     if source.resolved.note:
         cb.on_message(source.resolved.note)
 
     # 2. Data, validated and tokenised before any weights are loaded.
     tokenizer = load_tokenizer(source)
-    encoder = ChatEncoder(tokenizer, end_of_turn=source.resolved.family.end_of_turn)
-    limits = Limits(
-        model_id=config.base_model, mode=mode.value, max_seq_len=mode_spec.max_seq_len,
-        other_modes={m.value: s.max_seq_len for m, s in entry.modes.items() if m != mode},
-        text_only="image" not in entry.modalities, strict=config.strict_length,
-    )
+    encoder = chat_encoder(source, tokenizer)
     train, val, report = _datasets(config, limits, encoder, settings)
     for warning in report.warnings:
         cb.on_message(f"warning: {warning}")
@@ -383,11 +406,12 @@ def run_sft(
         return result
 
     # 6. Export.
-    if config.checkpoint_selection == "best" and state.best_step is not None and state.best_step != state.step:
+    if config.checkpoint_selection == "best" and state.best_step not in (None, state.step):
         load_trainable(model, layout.best)
         cb.on_message(f"final model: the best checkpoint (step {state.best_step})")
-    record["final"] = {"step": state.best_step if config.checkpoint_selection == "best" and state.best_step else state.step,
-                       "stopped_early": result.stopped_early, "best_eval": state.best_eval}
+    use_best = config.checkpoint_selection == "best" and state.best_step is not None
+    record["final"] = {"step": state.best_step if use_best else state.step, "stopped_early": result.stopped_early,
+                       "best_eval": state.best_eval}
     write_json(layout.root / CONFIG, record)
     result.final_dir = export_final(model, tokenizer, encoder, source, layout, record, lora=lora, merged=config.export_merged)
     storage.publish(out_dir, config.output_uri, settings)
@@ -405,8 +429,6 @@ def _version(name: str) -> str:
 
 def _check_same_run(layout: RunLayout, record: dict) -> None:
     """Resuming into an output folder is only safe when it holds the same run."""
-    import json
-
     path = layout.root / CONFIG
     if not path.exists() or latest_checkpoint(layout) is None:
         return
