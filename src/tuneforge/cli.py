@@ -281,6 +281,81 @@ def _params(name: str, settings) -> str:
     return f"{c['num_hidden_layers']} layers, hidden {c['hidden_size']}"
 
 
+def _service_settings(**flags):
+    from tuneforge.settings import Settings
+
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Listen address (TUNEFORGE_HOST, default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (TUNEFORGE_PORT, default 8080)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="sqlite:///… or postgresql://… (TUNEFORGE_DATABASE_URL)."),
+    home: Optional[Path] = typer.Option(None, help="TUNEFORGE_HOME."),
+    bucket_root: Optional[Path] = typer.Option(None, "--bucket-root", help="TUNEFORGE_BUCKET_ROOT."),
+    api_keys: Optional[str] = typer.Option(None, "--api-keys", help="KEY or KEY=proj1|proj2, comma-separated (TUNEFORGE_API_KEYS)."),
+    workers: Optional[int] = typer.Option(None, help="In-process worker slots (0: run `tuneforge worker` separately)."),
+    dev: Optional[bool] = typer.Option(None, "--dev/--no-dev", help="Dev mode: models without weights run on tiny stand-ins."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without API keys."),
+):
+    """Start the Vertex-compatible API (and an in-process worker)."""
+    _quiet_libraries()
+    import logging
+
+    import uvicorn
+
+    from tuneforge.api import create_app
+
+    settings = _service_settings(host=host, port=port, database_url=database_url, home=home, bucket_root=bucket_root,
+                                 api_keys=api_keys, workers=workers, dev=dev, insecure=insecure or None)
+    if not settings.api_keys and not _is_loopback(settings.host) and not settings.insecure:
+        _fail(Exception(f"refusing to listen on {settings.host} without API keys; set --api-keys (TUNEFORGE_API_KEYS) "
+                        "or pass --insecure"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    console.print(f"tuneforge API on http://{settings.host}:{settings.port} (database {settings.resolved_database_url.split('://')[0]}, "
+                  f"dev mode {'on' if settings.dev else 'off'})")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+def worker(
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="The server's database (TUNEFORGE_DATABASE_URL)."),
+    home: Optional[Path] = typer.Option(None, help="TUNEFORGE_HOME."),
+    bucket_root: Optional[Path] = typer.Option(None, "--bucket-root", help="TUNEFORGE_BUCKET_ROOT."),
+    slots: int = typer.Option(1, help="Jobs this worker runs at once."),
+    dev: Optional[bool] = typer.Option(None, "--dev/--no-dev"),
+):
+    """Run jobs from the shared database (any number of workers, on any machine that sees the database and storage)."""
+    _quiet_libraries()
+    import logging
+    import signal
+    import threading
+
+    from tuneforge.jobs.db import Store
+    from tuneforge.jobs.worker import Worker
+
+    settings = _service_settings(database_url=database_url, home=home, bucket_root=bucket_root, dev=dev)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    w = Worker(Store(settings.resolved_database_url), settings, slots=slots)
+    console.print(f"worker {w.worker_id} on {settings.resolved_database_url.split('://')[0]}, {slots} slot(s)")
+    w.run(stop)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

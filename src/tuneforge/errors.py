@@ -31,6 +31,10 @@ class FailedPrecondition(TuneforgeError):
     code = "FAILED_PRECONDITION"
 
 
+class ResourceExhausted(TuneforgeError):
+    code = "RESOURCE_EXHAUSTED"
+
+
 class ModelNotFound(NotFound):
     """An id that is not in the catalog."""
 

@@ -32,6 +32,32 @@ class Settings(BaseSettings):
         default=False,
         description="Read and write gs:// URIs on Google Cloud Storage (needs gcsfs) instead of the local bucket root.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the job store (sqlite:///… or postgresql://…). Default: SQLite under <home>.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    port: int = Field(default=8080, description="Port the API listens on.")
+    api_keys: str = Field(
+        default="",
+        description="Comma-separated API keys; KEY=proj1|proj2 scopes a key to projects. Empty: no authentication "
+        "(only allowed on loopback unless --insecure).",
+    )
+    insecure: bool = Field(default=False, description="Allow listening on a non-loopback address without API keys.")
+    max_running_jobs_per_project: int = Field(default=1, ge=1, description="Concurrent tuning jobs per project (quota).")
+    queue_over_quota: bool = Field(
+        default=False, description="Over quota: queue new jobs (JOB_STATE_QUEUED) instead of answering 429."
+    )
+    heartbeat_seconds: float = Field(default=2.0, gt=0, description="How often a worker records a running job's heartbeat.")
+    heartbeat_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="A running job whose heartbeat is older than this is recovered."
+    )
+    max_attempts: int = Field(default=3, ge=1, description="Runs of a job (first plus resumptions) before it fails.")
+    workers: int = Field(default=1, ge=0, description="In-process worker slots of `tuneforge serve` (0: none).")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'tuneforge.db'}"
 
     @property
     def resolved_bucket_root(self) -> Path:

@@ -1,0 +1,54 @@
+"""FastAPI app factory: store, services, routers, errors; optionally an in-process worker."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tuneforge.api import errors
+from tuneforge.api.deps import parse_api_keys
+from tuneforge.api.routers import models, tuning_jobs
+from tuneforge.jobs.db import Store
+from tuneforge.jobs.service import TuningJobService
+from tuneforge.settings import Settings
+
+
+def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
+    store = Store(settings.resolved_database_url)  # upgrades an empty or older database
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        stop = threading.Event()
+        thread = None
+        if with_worker and settings.workers > 0:
+            from tuneforge.jobs.worker import Worker
+
+            worker = Worker(store, settings, slots=settings.workers)
+            thread = threading.Thread(target=worker.run, args=(stop,), name="tuneforge-worker", daemon=True)
+            thread.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=30)
+            store.dispose()
+
+    app = FastAPI(title="tuneforge", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.api_keys = parse_api_keys(settings.api_keys)
+    app.state.tuning_jobs = TuningJobService(store, settings)
+    app.state.ready = False
+    errors.install(app)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok" if app.state.ready else "starting", "database": store.dialect}
+
+    app.include_router(tuning_jobs.router)
+    app.include_router(models.router)
+    return app

@@ -1,0 +1,56 @@
+"""Request plumbing shared by routers: the JSON body, API-key authentication scoped to projects."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from tuneforge.errors import InvalidArgument, TuneforgeError
+
+
+class Unauthenticated(TuneforgeError):
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(TuneforgeError):
+    code = "PERMISSION_DENIED"
+
+
+def parse_api_keys(spec: str) -> dict[str, set[str] | None]:
+    """``KEY`` (all projects) or ``KEY=proj1|proj2``, comma-separated."""
+    keys: dict[str, set[str] | None] = {}
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        key, _, projects = item.partition("=")
+        keys[key.strip()] = {p.strip() for p in projects.split("|") if p.strip()} if projects else None
+    return keys
+
+
+def authorize(request: Request, project: str) -> None:
+    keys: dict = request.app.state.api_keys
+    if not keys:
+        return
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if token not in keys:
+        raise Unauthenticated("missing or unknown API key; send Authorization: Bearer <key> (with the SDK: "
+                              "credentials=google.oauth2.credentials.Credentials(token=KEY))")
+    scope = keys[token]
+    if scope is not None and project not in scope:
+        raise PermissionDenied(f"this API key may not use project {project!r}")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return body

@@ -1,0 +1,1 @@
+"""Jobs: the durable store (SQLAlchemy), the tuning-job service (validation, quota, states) and workers."""

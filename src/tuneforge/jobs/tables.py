@@ -1,0 +1,79 @@
+"""Job store tables (SQLAlchemy 2). The schema is created and upgraded by Alembic (jobs/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TuningJobRow(Base):
+    """A tuning run: the stored TuningJob resource plus what the worker needs to run and recover it."""
+
+    __tablename__ = "tuning_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    location: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(40), index=True)
+    resource: Mapped[dict] = mapped_column(JSON)  # the TuningJob as requested (camelCase echo)
+    config: Mapped[dict] = mapped_column(JSON)  # the TuningConfig the engine runs
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    base_model: Mapped[str] = mapped_column(String(256), default="")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    tuned_model: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    data_stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # step, total steps, last metrics
+
+    __table_args__ = (Index("ix_tuning_jobs_project_state", "project", "state"),)
+
+
+class MetricRow(Base):
+    """One metric value of a job at a step (documented names: train_total_loss, eval_…)."""
+
+    __tablename__ = "job_metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("tuning_jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(96))
+    value: Mapped[float] = mapped_column(Float)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelRow(Base):
+    """A registry model (the output of a successful run)."""
+
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    location: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    artifact_uri: Mapped[str] = mapped_column(Text)
+    base_model: Mapped[str] = mapped_column(String(256), default="")
+    kind: Mapped[str] = mapped_column(String(16), default="full")  # full | lora
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

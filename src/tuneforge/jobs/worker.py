@@ -1,0 +1,284 @@
+"""Workers: claim runnable jobs, run each in a child process, keep heartbeats, cancel, recover.
+
+State lives in the database (DESIGN.md rule 8): a worker may die at any moment. A job whose heartbeat goes stale
+is resumed by any worker (training picks up from its last checkpoint in the output folder) up to
+``max_attempts`` runs, then failed with a clear error. A child whose worker died stops at its next step, so a
+recovered job never runs twice at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, text, update
+
+from tuneforge.jobs import states
+from tuneforge.jobs.db import Store
+from tuneforge.jobs.tables import MetricRow, ModelRow, TuningJobRow, utcnow
+from tuneforge.settings import Settings
+
+log = logging.getLogger("tuneforge.worker")
+CANCEL_GRACE_SECONDS = 6.0  # after this the child is killed: cancel completes well inside 10 s
+
+
+@dataclass
+class Running:
+    job_id: str
+    process: mp.Process
+    started: float
+    cancel_seen_at: float | None = None
+
+
+class Worker:
+    def __init__(self, store: Store, settings: Settings, *, slots: int = 1, worker_id: str | None = None):
+        self.store = store
+        self.settings = settings
+        self.slots = max(1, slots)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
+        self.running: dict[str, Running] = {}
+        self._ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited locks, threads or CUDA state
+
+    # -- claiming ---------------------------------------------------------------------------------------------------
+    def claim(self) -> str | None:
+        """Atomically take the oldest runnable job whose project is under its running quota."""
+        limit = self.settings.max_running_jobs_per_project
+        with self.store.session() as s:
+            running = (select(func.count()).select_from(TuningJobRow.__table__.alias("r"))
+                       .where(text("r.project = tuning_jobs.project"), text("r.state IN ('JOB_STATE_RUNNING', 'JOB_STATE_CANCELLING')"))
+                       .scalar_subquery())
+            q = (select(TuningJobRow.id).where(TuningJobRow.state.in_(states.CLAIMABLE), running < limit)
+                 .order_by(TuningJobRow.create_time, TuningJobRow.id).limit(1))
+            if self.store.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True, of=TuningJobRow)
+            job_id = s.scalar(q)
+            if job_id is None:
+                return None
+            now = utcnow()
+            done = s.execute(
+                update(TuningJobRow).where(TuningJobRow.id == job_id, TuningJobRow.state.in_(states.CLAIMABLE))
+                .values(state=states.RUNNING, worker_id=self.worker_id, heartbeat_time=now, update_time=now,
+                        start_time=func.coalesce(TuningJobRow.start_time, now), attempts=TuningJobRow.attempts + 1)
+            ).rowcount
+            return job_id if done == 1 else None
+
+    # -- one pass of the loop -------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        self.recover_stale()
+        self._watch_children()
+        while len(self.running) < self.slots:
+            job_id = self.claim()
+            if job_id is None:
+                break
+            process = self._ctx.Process(target=child_main, args=(job_id, self.store.url, self.settings.model_dump(mode="json"), os.getpid()),
+                                        name=f"tuneforge-job-{job_id}", daemon=False)
+            process.start()
+            self.running[job_id] = Running(job_id, process, time.monotonic())
+            log.info("job %s started in process %s", job_id, process.pid)
+
+    def _watch_children(self) -> None:
+        now = utcnow()
+        for job_id, run in list(self.running.items()):
+            with self.store.session() as s:
+                row = s.get(TuningJobRow, job_id)
+                if row is not None and row.state in (states.RUNNING, states.CANCELLING):
+                    row.heartbeat_time = now
+                cancel = row is not None and row.cancel_requested
+            if cancel and run.process.is_alive():
+                run.cancel_seen_at = run.cancel_seen_at or time.monotonic()
+                if time.monotonic() - run.cancel_seen_at > CANCEL_GRACE_SECONDS:
+                    run.process.kill()
+            if run.process.is_alive():
+                continue
+            run.process.join()
+            del self.running[job_id]
+            self._after_exit(job_id, run.process.exitcode)
+
+    def _after_exit(self, job_id: str, exitcode: int | None) -> None:
+        """A child that ended without writing a final state crashed or was killed."""
+        with self.store.session() as s:
+            row = s.get(TuningJobRow, job_id)
+            if row is None or row.state in states.FINAL:
+                return
+            now = utcnow()
+            row.update_time = now
+            if row.cancel_requested:
+                _finish_cancelled(row, now)
+            elif row.attempts < self.settings.max_attempts:
+                row.state = states.PENDING  # resumed from its last checkpoint by the next claim
+                row.worker_id = None
+                log.warning("job %s: training process exited with %s; requeued (attempt %s of %s)", job_id, exitcode,
+                            row.attempts, self.settings.max_attempts)
+            else:
+                row.state = states.FAILED
+                row.end_time = now
+                row.error = {"code": 13, "message": f"the training process exited unexpectedly (exit code {exitcode}) "
+                             f"{row.attempts} times; see the worker log"}
+
+    def recover_stale(self) -> None:
+        """Jobs RUNNING on a worker whose heartbeat stopped (killed, machine lost): requeue or fail them."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_seconds)
+        with self.store.session() as s:
+            q = select(TuningJobRow).where(TuningJobRow.state.in_((states.RUNNING, states.CANCELLING)),
+                                           TuningJobRow.heartbeat_time < cutoff)
+            if self.store.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            for row in s.scalars(q):
+                if row.id in self.running:
+                    continue
+                now = utcnow()
+                row.update_time = now
+                row.worker_id = None
+                if row.cancel_requested:
+                    _finish_cancelled(row, now)
+                elif row.attempts < self.settings.max_attempts:
+                    row.state = states.PENDING
+                    log.warning("job %s: worker lost (no heartbeat since %s); requeued", row.id, row.heartbeat_time)
+                else:
+                    row.state = states.FAILED
+                    row.end_time = now
+                    row.error = {"code": 4, "message": f"the worker running this job stopped responding {row.attempts} "
+                                 "times (no heartbeat); giving up"}
+
+    def run(self, stop: threading.Event, poll_seconds: float | None = None) -> None:
+        poll = poll_seconds or min(1.0, self.settings.heartbeat_seconds)
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must survive a database hiccup
+                log.exception("worker tick failed")
+            stop.wait(poll)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop children; their jobs go back to PENDING and resume from their checkpoints on the next worker."""
+        for run in self.running.values():
+            if run.process.is_alive():
+                run.process.terminate()
+        for job_id, run in list(self.running.items()):
+            run.process.join(timeout=10)
+            if run.process.is_alive():
+                run.process.kill()
+                run.process.join()
+            with self.store.session() as s:
+                row = s.get(TuningJobRow, job_id)
+                if row is not None and row.state not in states.FINAL:
+                    if row.cancel_requested:
+                        _finish_cancelled(row, utcnow())
+                    else:
+                        row.state, row.worker_id, row.attempts = states.PENDING, None, max(0, row.attempts - 1)
+        self.running.clear()
+
+
+def _finish_cancelled(row: TuningJobRow, now) -> None:
+    row.state = states.CANCELLED
+    row.end_time = now
+    row.error = {"code": 1, "message": "CANCELED"}
+
+
+# -- the child process ------------------------------------------------------------------------------------------------
+
+def child_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -> None:
+    """Run one job to a final state (or stop when cancelled or orphaned). Runs in a fresh interpreter."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.train import Callbacks, TuningConfig, run_sft
+
+    settings = Settings(**settings_json)
+    store = Store(db_url, migrate=False)
+    with store.session() as s:
+        row = s.get(TuningJobRow, job_id)
+        config = TuningConfig(**row.config)
+        project, location, display, labels = row.project, row.location, row.display_name, dict(row.labels or {})
+
+    class DbCallbacks(Callbacks):
+        def on_start(self, total_steps, start_step, info):
+            with store.session() as s:
+                s.execute(MetricRow.__table__.delete().where(MetricRow.job_id == job_id, MetricRow.step > start_step))
+                job = s.get(TuningJobRow, job_id)
+                job.progress = {"step": start_step, "totalSteps": total_steps, "resolved": info}
+
+        def _metrics(self, step, metrics):
+            now = utcnow()
+            with store.session() as s:
+                for name, value in metrics.items():
+                    s.add(MetricRow(job_id=job_id, step=step, name=name, value=float(value), time=now))
+                job = s.get(TuningJobRow, job_id)
+                job.progress = {**(job.progress or {}), "step": step, **{k: float(v) for k, v in metrics.items()}}
+                job.update_time = now
+
+        def on_step(self, step, total_steps, metrics):
+            self._metrics(step, {k: v for k, v in metrics.items() if k.startswith("train_")})
+
+        def on_eval(self, step, metrics):
+            self._metrics(step, metrics)
+
+    def should_stop() -> bool:
+        if os.getppid() != parent_pid:  # the worker died: stop; another worker will resume this job
+            return True
+        with store.session() as s:
+            return bool(s.scalar(select(TuningJobRow.cancel_requested).where(TuningJobRow.id == job_id)))
+
+    try:
+        result = run_sft(config, settings=settings, callbacks=DbCallbacks(), should_stop=should_stop)
+    except TuneforgeError as exc:
+        _fail(store, job_id, exc.code, str(exc))
+        return
+    except Exception as exc:  # a bug or an environment problem: the job says so instead of hanging
+        traceback.print_exc()
+        _fail(store, job_id, "INTERNAL", f"training failed: {type(exc).__name__}: {exc}")
+        return
+    if result.cancelled:
+        with store.session() as s:
+            row = s.get(TuningJobRow, job_id)
+            if row.cancel_requested:
+                _finish_cancelled(row, utcnow())
+        return
+    _succeed(store, job_id, result, project, location, display, labels, config)
+
+
+_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "RESOURCE_EXHAUSTED": 8, "INTERNAL": 13}
+
+
+def _fail(store: Store, job_id: str, code: str, message: str) -> None:
+    with store.session() as s:
+        row = s.get(TuningJobRow, job_id)
+        now = utcnow()
+        row.state, row.end_time, row.update_time = states.FAILED, now, now
+        row.error = {"code": _CODES.get(code, 13), "message": message}
+
+
+def _succeed(store: Store, job_id, result, project, location, display, labels, config) -> None:
+    from tuneforge.jobs.service import model_name, new_id
+
+    now = utcnow()
+    with store.session() as s:
+        model = ModelRow(
+            id=new_id(), project=project, location=location, version=1, display_name=display,
+            description=f"Tuned by tuningJobs/{job_id} from {config.base_model}", artifact_uri=str(config.output_uri).rstrip("/") + "/postprocess/node-0/checkpoints/final",
+            labels={**labels, "google-vertex-llm-tuning-base-model-id": config.base_model.replace("@", "-").replace("/", "-"),
+                    "google-vertex-llm-tuning-job-id": job_id},
+            base_model=config.base_model, kind="lora" if config.tuning_mode.value == "PEFT_ADAPTER" else "full",
+            job_id=job_id, create_time=now, update_time=now,
+        )
+        s.add(model)
+        row = s.get(TuningJobRow, job_id)
+        steps_per_epoch = result.resolved["resolved"]["steps_per_epoch"]
+        row.tuned_model = {
+            "model": model_name(model) + "@1",
+            "checkpoints": [{"checkpointId": str(i + 1), "epoch": str(i + 1), "step": str((i + 1) * steps_per_epoch)}
+                            for i in range(max(1, result.steps // max(1, steps_per_epoch)))],
+        }
+        row.data_stats = {"supervisedTuningDataStats": result.data_stats}
+        row.state, row.end_time, row.update_time = states.SUCCEEDED, now, now
