@@ -1,0 +1,144 @@
+"""A real tuneforge server in a subprocess, on SQLite or on the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+PG_ADMIN = os.environ.get("TUNEFORGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for this test session (dropped at the end)."""
+    if not _pg_available():
+        pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432; start it with "
+                    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
+    import psycopg
+
+    name = f"tuneforge_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    env: dict
+    process: subprocess.Popen
+    log: Path
+    extra: list = field(default_factory=list)
+
+    @property
+    def bucket(self) -> Path:
+        return self.home / "buckets"
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kw)
+
+
+def _tuneforge() -> str:
+    return str(Path(sys.executable).with_name("tuneforge"))
+
+
+def start_server(home: Path, database_url: str, *, extra_env: dict | None = None, args: tuple = ()) -> Server:
+    port = free_port()
+    env = {**os.environ, "TUNEFORGE_HOME": str(home), "TUNEFORGE_DATABASE_URL": database_url, "TUNEFORGE_DEV": "1",
+           "TUNEFORGE_PORT": str(port), "TUNEFORGE_HEARTBEAT_SECONDS": "0.5", "TOKENIZERS_PARALLELISM": "false"}
+    env.update(extra_env or {})
+    log = home / f"server-{port}.log"
+    proc = subprocess.Popen([_tuneforge(), "serve", *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2).json().get("status") == "ok":
+                return Server(url, home, env, proc, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tuneforge.db'}"
+    url = request.getfixturevalue("pg_url")
+    # Each test gets its own tables: a fresh database is too slow, so drop the schema's tables instead.
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS job_metrics, models, tuning_jobs, alembic_version CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture()
+def server(tmp_path, database_url):
+    home = tmp_path / "home"
+    home.mkdir()
+    srv = start_server(home, database_url)
+    yield srv
+    srv.stop()
+
+
+def write_dataset(path: Path, n: int = 24, fmt: str = "generate_content", seed: int = 0) -> Path:
+    from tuneforge.demo import make_task, write_jsonl
+
+    task = make_task(n_train=n, n_validation=1, n_held_out=1, seed=seed)
+    return write_jsonl(path, task.train, fmt=fmt)
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.3, what: str = "condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
