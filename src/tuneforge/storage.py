@@ -48,7 +48,13 @@ def local_path(uri: str | Path, settings: Settings | None = None) -> Path:
     uri = str(uri)
     if uri.startswith("gs://") and not settings.real_gcs:
         bucket, path = _split_gs(uri)
-        return settings.resolved_bucket_root / bucket / path
+        root = settings.resolved_bucket_root
+        mapped = root / bucket / path
+        # A symlink inside the bucket root must not lead out of it.
+        if not mapped.resolve().is_relative_to(root.resolve()):
+            raise StorageError(f"{uri!r} resolves outside the bucket root (a symbolic link?); gs:// URIs must stay "
+                               "inside it")
+        return mapped
     if uri.startswith("file://"):
         return Path(unquote(urlparse(uri).path))
     if is_remote(uri, settings):

@@ -126,6 +126,16 @@ def server(tmp_path, database_url):
     srv.stop()
 
 
+@pytest.fixture()
+def sqlite_server(tmp_path):
+    """For tests of the API surface that do not depend on the database kind."""
+    home = tmp_path / "home"
+    home.mkdir()
+    srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}")
+    yield srv
+    srv.stop()
+
+
 def write_dataset(path: Path, n: int = 24, fmt: str = "generate_content", seed: int = 0) -> Path:
     from tuneforge.demo import make_task, write_jsonl
 

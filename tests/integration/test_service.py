@@ -1,0 +1,203 @@
+"""The service over real HTTP: bad input, quota, durability across restarts and killed workers, auth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import start_server, wait_for, write_dataset
+
+BASE = "/v1/projects/p/locations/us-central1/tuningJobs"
+
+
+def create(client, body, base=BASE):
+    return client.post(base, content=json.dumps(body))
+
+
+def gemini(uri="gs://b/train.jsonl", **spec):
+    return {"baseModel": "gemini-1.5-flash-002", "supervisedTuningSpec": {"trainingDatasetUri": uri, **spec}}
+
+
+def error(resp):
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    return body["error"]
+
+
+def test_bad_input_is_a_clear_4xx_naming_the_field(sqlite_server):
+    server = sqlite_server
+    write_dataset(server.bucket / "b" / "train.jsonl")
+    (server.bucket / "b" / "bad.jsonl").write_text('{"prompt": "a"}\n{"messages": [{"role": "bot", "content": "x"}]}\n')
+    with server.client() as c:
+        r = c.post(BASE, content="{not json")
+        assert r.status_code == 400 and "not valid JSON" in error(r)["message"]
+        r = create(c, {"baseModel": "llama-9", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl"}})
+        assert r.status_code == 404 and error(r)["status"] == "NOT_FOUND" and "unknown model 'llama-9'" in error(r)["message"]
+        r = create(c, {"baseModel": "meta/llama3-2@llama-3.2-1b-instruct",
+                       "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl", "tuningMode": 2}})
+        assert r.status_code == 400 and "does not support PEFT_ADAPTER; it allows FULL" in error(r)["message"]
+        r = create(c, gemini("gs://b/missing.jsonl"))
+        assert r.status_code == 400 and "gs://b/missing.jsonl not found" in error(r)["message"]
+        r = create(c, gemini("gs://b/bad.jsonl"))
+        err = error(r)
+        assert r.status_code == 400 and err["status"] == "INVALID_ARGUMENT"
+        violations = err["details"][0]["fieldViolations"]
+        assert [v["field"] for v in violations] == ["gs://b/bad.jsonl:1", "gs://b/bad.jsonl:2"]
+        assert 'missing "completion"' in violations[0]["description"]
+        r = create(c, gemini(hyperParameters={"epochCount": "two"}))
+        assert r.status_code == 400 and "epochCount must be an integer" in error(r)["message"]
+        r = create(c, gemini(hyperParameters={"adapterSize": 9}))
+        assert r.status_code == 400 and "adapterSize must be one of" in error(r)["message"]
+        r = create(c, {**gemini(), "bogus": 1})
+        assert r.status_code == 400 and "unknown field(s) bogus" in error(r)["message"]
+        r = create(c, {"baseModel": "gemini-1.5-flash-002", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/x",
+                                                                                    "training_dataset_uri": "gs://b/y"}})
+        assert r.status_code == 400 and "given twice" in error(r)["message"]
+        r = create(c, gemini(), base="/v1/projects/p/locations/mars/tuningJobs")
+        assert r.status_code == 400 and "us-central1" in error(r)["message"]
+        r = c.get(BASE + "/42")
+        assert r.status_code == 404 and error(r)["message"] == "TuningJob projects/p/locations/us-central1/tuningJobs/42 not found."
+        r = c.get(BASE, params={"filter": "nonsense"})
+        assert r.status_code == 400 and "filter" in error(r)["message"]
+        assert c.get(BASE).json() == {"tuningJobs": []}
+
+
+@pytest.mark.parametrize("uri", ["gs://b/../../etc/passwd", "gs://b/../secrets.jsonl"])
+def test_uris_cannot_escape_the_bucket_root(sqlite_server, uri):
+    with sqlite_server.client() as c:
+        r = create(c, gemini(uri))
+        assert r.status_code == 400 and "'..' are not allowed" in error(r)["message"]
+
+
+def test_symlink_out_of_the_bucket_root_is_refused(sqlite_server, tmp_path):
+    server = sqlite_server
+    secret = tmp_path / "secret.jsonl"
+    write_dataset(secret)
+    (server.bucket / "b").mkdir(parents=True, exist_ok=True)
+    os.symlink(secret, server.bucket / "b" / "link.jsonl")
+    with server.client() as c:
+        r = create(c, gemini("gs://b/link.jsonl"))
+        assert r.status_code == 400 and "outside the bucket root" in error(r)["message"]
+
+
+def test_quota_answers_429_or_queues(tmp_path, database_url):
+    home = tmp_path / "h"
+    home.mkdir()
+    write_dataset(home / "buckets" / "b" / "train.jsonl", n=64)
+    srv = start_server(home, database_url, extra_env={"TUNEFORGE_WORKERS": "0"})
+    try:
+        with srv.client() as c:
+            first = create(c, gemini(hyperParameters={"epochCount": "50"}))
+            assert first.status_code == 200 and first.json()["state"] == "JOB_STATE_PENDING"
+            r = create(c, gemini())
+            assert r.status_code == 429 and error(r)["status"] == "RESOURCE_EXHAUSTED"
+            other = create(c, gemini(), base="/v1/projects/other/locations/us-central1/tuningJobs")
+            assert other.status_code == 200  # the quota is per project
+    finally:
+        srv.stop()
+    srv = start_server(home, database_url, extra_env={"TUNEFORGE_WORKERS": "0", "TUNEFORGE_QUEUE_OVER_QUOTA": "1"})
+    try:
+        with srv.client() as c:
+            r = create(c, gemini())
+            assert r.status_code == 200 and r.json()["state"] == "JOB_STATE_QUEUED"
+            assert len(c.get(BASE).json()["tuningJobs"]) == 2  # the job from before the restart is still there
+    finally:
+        srv.stop()
+
+
+def test_restart_loses_no_job_metric_or_state(tmp_path, database_url):
+    home = tmp_path / "h"
+    home.mkdir()
+    write_dataset(home / "buckets" / "b" / "train.jsonl")
+    srv = start_server(home, database_url)
+    with srv.client() as c:
+        job = create(c, gemini(hyperParameters={"epochCount": "2"}, validationDatasetUri="gs://b/train.jsonl")).json()
+        done = wait_for(lambda: c.get("/v1/" + job["name"]).json()["state"] == "JOB_STATE_SUCCEEDED" and c.get("/v1/" + job["name"]).json(),
+                        what="job success")
+        metrics = c.get("/v1/" + job["name"] + "/metrics").json()["metrics"]
+    srv.stop()
+    assert {m["name"] for m in metrics} >= {"train_total_loss", "train_fraction_of_correct_next_step_preds",
+                                             "train_num_predictions", "eval_total_loss"}
+    srv = start_server(home, database_url)
+    try:
+        with srv.client() as c:
+            after = c.get("/v1/" + job["name"]).json()
+            assert after == done
+            assert c.get("/v1/" + job["name"] + "/metrics").json()["metrics"] == metrics
+            assert c.get("/v1/projects/p/locations/us-central1/models").json()["models"][0]["name"] + "@1" == after["tunedModel"]["model"]
+    finally:
+        srv.stop()
+
+
+def test_killed_worker_job_is_resumed_from_its_checkpoint(tmp_path, database_url):
+    home = tmp_path / "h"
+    home.mkdir()
+    write_dataset(home / "buckets" / "b" / "train.jsonl", n=64)
+    env_extra = {"TUNEFORGE_WORKERS": "0", "TUNEFORGE_HEARTBEAT_TIMEOUT_SECONDS": "3"}
+    srv = start_server(home, database_url, extra_env=env_extra)
+    tf = str(Path(sys.executable).with_name("tuneforge"))
+
+    def worker():
+        return subprocess.Popen([tf, "worker"], env={**srv.env, **env_extra}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    try:
+        with srv.client() as c:
+            job = create(c, gemini(hyperParameters={"epochCount": "6", "batchSize": "8"})).json()
+            name = "/v1/" + job["name"]
+            w1 = worker()
+            # Epochs are 8 steps: wait until the first epoch's checkpoint exists, then kill the worker outright.
+            wait_for(lambda: (c.get(name).json().get("state") == "JOB_STATE_RUNNING"
+                              and list((home / "buckets").glob("tuneforge-p/tuningJobs/*/checkpoints/step-*/COMPLETE"))),
+                     what="first checkpoint")
+            os.killpg(w1.pid, signal.SIGKILL)  # the worker and its training child, like a lost machine
+            w1.wait()
+            w2 = worker()
+            try:
+                final = wait_for(lambda: (j := c.get(name).json())["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED") and j,
+                                 timeout=180, what="job end after recovery")
+            finally:
+                w2.terminate()
+                w2.wait(timeout=30)
+            assert final["state"] == "JOB_STATE_SUCCEEDED", final.get("error")
+            steps = [m["step"] for m in c.get(name + "/metrics").json()["metrics"] if m["name"] == "train_total_loss"]
+            assert steps == list(range(1, 49))  # every step once: resumed, not restarted, no duplicates
+    finally:
+        srv.stop()
+
+
+def test_api_keys_scope_projects_and_the_sdk_sends_them(tmp_path):
+    home = tmp_path / "h"
+    home.mkdir()
+    srv = start_server(home, f"sqlite:///{home / 'db.sqlite'}", extra_env={"TUNEFORGE_API_KEYS": "k1=p,k2"})
+    try:
+        with srv.client() as c:
+            assert c.get(BASE).status_code == 401
+            assert c.get(BASE, headers={"Authorization": "Bearer nope"}).status_code == 401
+            assert c.get(BASE, headers={"Authorization": "Bearer k1"}).status_code == 200
+            r = c.get("/v1/projects/q/locations/us-central1/tuningJobs", headers={"Authorization": "Bearer k1"})
+            assert r.status_code == 403 and error(r)["status"] == "PERMISSION_DENIED"
+            assert c.get("/v1/projects/q/locations/us-central1/tuningJobs", headers={"Authorization": "Bearer k2"}).status_code == 200
+        import google.oauth2.credentials
+        import vertexai
+        from vertexai.tuning import sft
+
+        vertexai.init(project="p", location="us-central1", api_endpoint=srv.url, api_transport="rest",
+                      credentials=google.oauth2.credentials.Credentials(token="k1"))
+        assert list(sft.SupervisedTuningJob.list()) == []
+    finally:
+        srv.stop()
+
+
+def test_serve_refuses_a_public_address_without_keys(tmp_path):
+    tf = str(Path(sys.executable).with_name("tuneforge"))
+    out = subprocess.run([tf, "serve", "--host", "0.0.0.0"], env={**os.environ, "TUNEFORGE_HOME": str(tmp_path)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "refusing to listen on 0.0.0.0 without API keys" in out.stdout + out.stderr
