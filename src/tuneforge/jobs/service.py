@@ -213,10 +213,8 @@ class TuningJobService:
                                 settings=self.settings)
         limits = limits_for(source.resolved.entry, config["base_model"], TuningMode(config["tuning_mode"]))
         encoder = chat_encoder(source)
-        reports = []
-        for field, uri in (("trainingDatasetUri", config["train_dataset"]), ("validationDatasetUri", config["validation_dataset"])):
-            if uri:
-                reports.append(prepare_dataset(uri, limits, encoder, settings=self.settings).report)
+        reports = [prepare_dataset(uri, limits, encoder, settings=self.settings).report
+                   for uri in (config["train_dataset"], config["validation_dataset"]) if uri]
         combined = Report(source="datasets", problems=[p for r in reports for p in r.problems])
         if combined.errors:
             raise DatasetInvalid(f"{len(combined.errors)} error(s) in the dataset(s); fix every line listed", combined)
