@@ -26,6 +26,66 @@ console = Console()
 err = Console(stderr=True)
 
 
+_ADAPTER_WORDS = {1: "ONE", 2: "TWO", 4: "FOUR", 8: "EIGHT", 16: "SIXTEEN", 32: "THIRTY_TWO"}
+
+jobs_app = typer.Typer(help="Tuning jobs on a tuneforge server.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _client(server: str, project: str, location: str, api_key: str | None):
+    from tuneforge.client import Client
+
+    return Client(server, project=project, location=location, api_key=api_key)
+
+
+_SERVER = typer.Option("http://127.0.0.1:8080", "--server", envvar="TUNEFORGE_SERVER", help="Server URL.")
+_PROJECT = typer.Option("tuneforge", "--project", help="Project.")
+_LOCATION = typer.Option("us-central1", "--location", help="Region.")
+_KEY = typer.Option(None, "--api-key", envvar="TUNEFORGE_API_KEY", help="API key.")
+
+
+@jobs_app.command("list")
+def jobs_list(server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION,
+              api_key: Optional[str] = _KEY, filter: Optional[str] = typer.Option(None, help='e.g. state=JOB_STATE_RUNNING')):
+    """List tuning jobs, newest first."""
+    from tuneforge.client import ApiError
+
+    try:
+        jobs = _client(server, project, location, api_key).list(filter)
+    except ApiError as exc:
+        _fail(exc)
+    table = Table("job", "state", "base model", "display name", "created")
+    for j in jobs:
+        table.add_row(j["name"].rsplit("/", 1)[-1], j["state"].removeprefix("JOB_STATE_"), j.get("baseModel", ""),
+                      j.get("tunedModelDisplayName", ""), j.get("createTime", ""))
+    console.print(table)
+
+
+@jobs_app.command("get")
+def jobs_get(job: str, server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION,
+             api_key: Optional[str] = _KEY):
+    """Print a tuning job as JSON."""
+    from tuneforge.client import ApiError
+
+    try:
+        print(json.dumps(_client(server, project, location, api_key).get(job), indent=2))
+    except ApiError as exc:
+        _fail(exc)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job: str, server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION,
+                api_key: Optional[str] = _KEY):
+    """Cancel a tuning job."""
+    from tuneforge.client import ApiError
+
+    try:
+        _client(server, project, location, api_key).cancel(job)
+    except ApiError as exc:
+        _fail(exc)
+    console.print(f"cancelling {job}")
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
@@ -106,8 +166,35 @@ def tune(
     seed: int = typer.Option(42),
     device: str = typer.Option("auto"),
     dev: bool = typer.Option(False, "--dev", help="Run models without weights on their tiny stand-in."),
+    server: Optional[str] = typer.Option(None, "--server", help="Submit to this tuneforge server (URL) instead of running here."),
+    project: str = typer.Option("tuneforge", "--project", help="With --server: the project."),
+    location: str = typer.Option("us-central1", "--location", help="With --server: the region."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNEFORGE_API_KEY", help="With --server: the API key."),
 ):
-    """Run a tuning run locally, with a progress bar."""
+    """Run a tuning run here (or on a server with --server), with a progress bar."""
+    if server:
+        from tuneforge.client import ApiError, Client
+
+        hyper = {k: v for k, v in {"epochCount": str(int(epochs)) if epochs else None, "learningRate": learning_rate,
+                                   "learningRateMultiplier": learning_rate_multiplier, "adapterSize": adapter_size and f"ADAPTER_SIZE_{_ADAPTER_WORDS[adapter_size]}",
+                                   "batchSize": str(batch_size) if batch_size else None}.items() if v is not None}
+        spec = {"trainingDatasetUri": train, "tuningMode": "TUNING_MODE_FULL" if mode.lower() in ("full", "1") else "TUNING_MODE_PEFT_ADAPTER",
+                "hyperParameters": hyper}
+        if validation:
+            spec["validationDatasetUri"] = validation
+        body = {"baseModel": model, "outputUri": output_uri, "supervisedTuningSpec": spec}
+        if custom_base_model:
+            body["customBaseModel"] = custom_base_model
+        client = Client(server, project=project, location=location, api_key=api_key)
+        try:
+            job = client.create_tuning_job(body)
+            console.print(f"submitted {job['name']}")
+            final = _follow(client, job["name"])
+        except ApiError as exc:
+            _fail(exc)
+        console.print(f"{final['state']}" + (f": {final['error']['message']}" if final.get("error") else
+                                              f"; model {final.get('tunedModel', {}).get('model', '')}"))
+        raise typer.Exit(0 if final["state"] == "JOB_STATE_SUCCEEDED" else 1)
     _quiet_libraries()
     from tuneforge.errors import TuneforgeError
     from tuneforge.train import TuningConfig, run_sft
@@ -222,30 +309,25 @@ def models():
 
 @app.command()
 def demo(
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: 6 epochs)."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Run folder (default <home>/demo/run-<time>)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default: 4 epochs)."),
+    local: bool = typer.Option(False, "--local", help="Train in this process instead of through the API server."),
 ):
-    """Tune a tiny model on the CPU to reverse strings, and show held-out answers before and after."""
+    """Tune a tiny model to reverse strings through the REST API, and show held-out answers before and after."""
     _quiet_libraries()
     import torch
 
+    from tuneforge import storage
     from tuneforge.catalog import load_catalog
     from tuneforge.catalog.weights import materialize
-    from tuneforge.demo import (
-        ReversalTask,
-        exact_match,
-        greedy_answers,
-        make_task,
-        write_jsonl,
-    )
-    from tuneforge.train import TuningConfig, run_sft
+    from tuneforge.demo import ReversalTask, exact_match, greedy_answers, make_task, write_jsonl
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     settings = _settings()
-    root = output or settings.home / "demo" / time.strftime("run-%Y%m%d-%H%M%S")
+    run = time.strftime("run-%Y%m%d-%H%M%S")
     task = make_task()
-    train_file = write_jsonl(root / "data" / "train.jsonl", task.train)
-    val_file = write_jsonl(root / "data" / "validation.jsonl", task.validation)
+    data_uri = f"gs://tuneforge-demo/{run}"
+    train_file = write_jsonl(storage.local_path(f"{data_uri}/train.jsonl", settings), task.train)
+    write_jsonl(storage.local_path(f"{data_uri}/validation.jsonl", settings), task.validation)
     console.print(f"[bold]tuneforge demo[/bold]: teach tiny-llama (random init, {_params('tiny-llama', settings)}) "
                   f"to reverse strings. {len(task.train)} training examples, {len(task.held_out)} held-out strings "
                   "it never sees.")
@@ -253,12 +335,24 @@ def demo(
     prompts = [ReversalTask.prompt(s) for s in task.held_out]
     expected = [ReversalTask.answer(s) for s in task.held_out]
     before = greedy_answers(base_dir, prompts)
-    config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=str(train_file),
-                          validation_dataset=str(val_file), output_uri=str(root / "output"), epochs=4,
-                          batch_size=32, max_steps=steps, eval_steps=100)
-    with _progress() as progress:
-        result = run_sft(config, settings=settings, callbacks=RichCallbacks(progress))
-    after = greedy_answers(result.final_dir, prompts)
+    output_uri = f"{data_uri}/output"
+    if local:
+        from tuneforge.train import TuningConfig, run_sft
+
+        config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=str(train_file),
+                              validation_dataset=f"{data_uri}/validation.jsonl", output_uri=output_uri, epochs=4,
+                              batch_size=32, max_steps=steps, eval_steps=100)
+        with _progress() as progress:
+            run_sft(config, settings=settings, callbacks=RichCallbacks(progress))
+    else:
+        hyper = {"epochCount": "4", "batchSize": "32"}
+        body = {"baseModel": "tiny-llama", "tunedModelDisplayName": "demo-reverse", "outputUri": output_uri,
+                "supervisedTuningSpec": {"trainingDatasetUri": f"{data_uri}/train.jsonl",
+                                         "validationDatasetUri": f"{data_uri}/validation.jsonl",
+                                         "tuningMode": "TUNING_MODE_FULL", "hyperParameters": hyper}}
+        _demo_through_server(settings, body)
+    final_dir = storage.local_path(output_uri, settings) / "postprocess" / "node-0" / "checkpoints" / "final"
+    after = greedy_answers(final_dir, prompts)
     table = Table("held-out string", "expected", "before tuning", "after tuning")
     for p, e, b, a in list(zip(prompts, expected, before, after))[:10]:
         table.add_row(p, e, repr(b)[:20], f"[green]{a}[/green]" if a == e else f"[red]{a}[/red]")
@@ -266,12 +360,86 @@ def demo(
     acc_before, acc_after = exact_match(before, expected), exact_match(after, expected)
     console.print(f"held-out exact match: before [bold]{acc_before:.0%}[/bold], after [bold]{acc_after:.0%}[/bold] "
                   f"({len(expected)} strings never seen in training)")
-    console.print(f"artifacts: {result.final_dir}")
-    console.print(f"metrics:   {result.output_dir / 'metrics.jsonl'}")
-    console.print(f"TensorBoard logs: {result.output_dir / 'tensorboard'}  (tensorboard --logdir {result.output_dir / 'tensorboard'})")
+    out = storage.local_path(output_uri, settings)
+    console.print(f"artifacts: {final_dir}")
+    console.print(f"metrics:   {out / 'metrics.jsonl'}")
+    console.print(f"TensorBoard logs: {out / 'tensorboard'}  (tensorboard --logdir {out / 'tensorboard'})")
     if acc_after < 0.9:
         err.print("[red]the demo did not reach 90% held-out exact match[/red]")
         raise typer.Exit(1)
+
+
+def _demo_through_server(settings, body: dict) -> None:
+    """Start `tuneforge serve` on a free port, submit the run over REST, follow it, stop the server."""
+    import socket
+    import subprocess
+
+    from tuneforge.client import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TUNEFORGE_HOME": str(settings.home), "TUNEFORGE_PORT": str(port)}
+    log_path = settings.home / "demo" / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen([sys.executable, "-m", "tuneforge", "serve"], env=env, stdout=log_path.open("w"),
+                              stderr=subprocess.STDOUT)
+    client = Client(f"http://127.0.0.1:{port}", project="tuneforge-demo")
+    job = None
+    try:
+        _wait_ready(client, server, log_path)
+        console.print(f"server: http://127.0.0.1:{port} (log {log_path})")
+        job = client.create_tuning_job(body)
+        console.print(f"submitted {job['name']} over REST")
+        final = _follow(client, job["name"])
+        if final["state"] != "JOB_STATE_SUCCEEDED":
+            _fail(Exception(f"the demo job ended {final['state']}: {final.get('error', {}).get('message', '')}"))
+        console.print(f"registered model: {final['tunedModel']['model']}")
+    except KeyboardInterrupt:
+        if job is not None:  # an interrupted demo must not be resumed by the next server start
+            client.cancel(job["name"])
+        raise
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        client.close()
+
+
+def _wait_ready(client, server, log_path: Path, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            _fail(Exception(f"the server exited; see {log_path}:\n{log_path.read_text()[-2000:]}"))
+        try:
+            if client.http.get("/healthz", timeout=2).json().get("status") == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    _fail(Exception(f"the server did not start within {timeout:.0f} s; see {log_path}"))
+
+
+def _follow(client, name: str) -> dict:
+    """Follow a job with a progress bar fed by its streamed metrics."""
+    with _progress() as progress:
+        task = progress.add_task("queued", total=None, loss="-", tps="-")
+
+        def update(job, page):
+            total = page["progress"]["totalSteps"]
+            losses = [m for m in page["metrics"] if m["name"] == "train_total_loss"]
+            fields = {"loss": f"{losses[-1]['value']:.4f}"} if losses else {}
+            for m in page["metrics"]:
+                if m["name"] == "eval_total_loss":
+                    progress.console.print(f"  step {m['step']}: eval_total_loss {m['value']:.4f}")
+            progress.update(task, description=job["state"].removeprefix("JOB_STATE_").lower(), total=total,
+                            completed=page["progress"]["step"], **fields)
+
+        return client.follow(name, on_progress=update)
 
 
 def _params(name: str, settings) -> str:

@@ -271,9 +271,10 @@ class TuningJobService:
         more = len(rows) > size
         return list(rows[:size]), (_encode_token(offset + size) if more else "")
 
-    def metrics(self, job_id: str) -> list[MetricRow]:
+    def metrics(self, job_id: str, since_step: int = 0) -> list[MetricRow]:
         with self.store.session() as s:
-            return list(s.scalars(select(MetricRow).where(MetricRow.job_id == job_id).order_by(MetricRow.step, MetricRow.id)))
+            q = select(MetricRow).where(MetricRow.job_id == job_id, MetricRow.step > since_step)
+            return list(s.scalars(q.order_by(MetricRow.step, MetricRow.id)))
 
     # -- cancel -------------------------------------------------------------------------------------------------
     def cancel(self, project: str, location: str, job_id: str) -> None:

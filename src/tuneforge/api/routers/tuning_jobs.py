@@ -54,9 +54,13 @@ def verb(request: Request, version: str, project: str, location: str, job_and_ve
 
 
 @router.get(BASE + "/{job_id}/metrics")
-def metrics(request: Request, version: str, project: str, location: str, job_id: str):
-    """Metrics streamed by the running job (tuneforge extension, for the console)."""
+def metrics(request: Request, version: str, project: str, location: str, job_id: str, sinceStep: int = 0):
+    """Metrics streamed by the running job, and its progress (tuneforge extension, for the CLI and console)."""
     authorize(request, project)
-    _service(request).get(project, location, job_id)
-    rows = _service(request).metrics(job_id)
-    return {"metrics": [{"step": r.step, "name": r.name, "value": r.value} for r in rows]}
+    row = _service(request).get(project, location, job_id)
+    rows = _service(request).metrics(job_id, since_step=sinceStep)
+    progress = row.progress or {}
+    return {
+        "metrics": [{"step": r.step, "name": r.name, "value": r.value} for r in rows],
+        "progress": {"step": progress.get("step", 0), "totalSteps": progress.get("totalSteps")},
+    }

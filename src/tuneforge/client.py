@@ -1,0 +1,85 @@
+"""A small REST client for a tuneforge server (the CLI's `--server` paths and the demo use it)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tuneforge.errors import TuneforgeError
+
+FINAL_STATES = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"}
+
+
+class ApiError(TuneforgeError):
+    def __init__(self, status: int, body: dict):
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        self.status = status
+        self.status_name = err.get("status", "")
+        violations = [v.get("description", "") for d in err.get("details", []) for v in d.get("fieldViolations", [])]
+        super().__init__(f"{status} {err.get('status', '')}: {err.get('message', body)}", details=violations)
+
+
+class Client:
+    def __init__(self, url: str, project: str = "tuneforge", location: str = "us-central1",
+                 api_key: str | None = None, timeout: float = 60):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.parent = f"projects/{project}/locations/{location}"
+
+    def _call(self, method: str, path: str, **kw) -> dict:
+        resp = self.http.request(method, "/v1/" + path.lstrip("/"), **kw)
+        try:
+            body = resp.json()
+        except json.JSONDecodeError:
+            body = {"error": {"message": resp.text}}
+        if resp.status_code >= 400:
+            raise ApiError(resp.status_code, body)
+        return body
+
+    def _name(self, job: str) -> str:
+        return job if job.startswith("projects/") else f"{self.parent}/tuningJobs/{job}"
+
+    def create_tuning_job(self, body: dict) -> dict:
+        return self._call("POST", f"{self.parent}/tuningJobs", content=json.dumps(body))
+
+    def get(self, job: str) -> dict:
+        return self._call("GET", self._name(job))
+
+    def list(self, filter: str | None = None) -> list[dict]:
+        jobs, token = [], None
+        while True:
+            params = {k: v for k, v in (("filter", filter), ("pageToken", token)) if v}
+            page = self._call("GET", f"{self.parent}/tuningJobs", params=params)
+            jobs.extend(page.get("tuningJobs", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return jobs
+
+    def cancel(self, job: str) -> None:
+        self._call("POST", self._name(job) + ":cancel")
+
+    def metrics(self, job: str, since_step: int = 0) -> dict:
+        return self._call("GET", self._name(job) + "/metrics", params={"sinceStep": since_step})
+
+    def follow(self, job: str, on_progress: Callable[[dict, dict], None] | None = None, poll: float = 0.5,
+               timeout: float | None = None) -> dict:
+        """Poll until the job ends; ``on_progress(job, metrics_page)`` after each poll. Returns the final job."""
+        started, seen = time.monotonic(), 0
+        while True:
+            current = self.get(job)
+            page = self.metrics(job, since_step=seen)
+            if page["metrics"]:
+                seen = max(m["step"] for m in page["metrics"])
+            if on_progress:
+                on_progress(current, page)
+            if current["state"] in FINAL_STATES:
+                return current
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise TimeoutError(f"{job} still {current['state']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def close(self) -> None:
+        self.http.close()

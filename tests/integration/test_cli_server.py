@@ -1,0 +1,73 @@
+"""`tuneforge tune --server`, `tuneforge jobs …` against a live server; claim safety between workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tests.integration.conftest import write_dataset
+
+TF = str(Path(sys.executable).with_name("tuneforge"))
+
+
+def tf(*args, env=None, timeout=300):
+    return subprocess.run([TF, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def test_tune_with_server_and_jobs_commands(sqlite_server):
+    write_dataset(sqlite_server.bucket / "b" / "train.jsonl")
+    out = tf("tune", "--server", sqlite_server.url, "--project", "p", "--model", "tiny-qwen3", "--train",
+             "gs://b/train.jsonl", "--mode", "lora", "--adapter-size", "2", "--epochs", "1", "--output-uri", "gs://b/o")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "submitted projects/p/locations/us-central1/tuningJobs/" in out.stdout and "JOB_STATE_SUCCEEDED" in out.stdout
+    job_id = out.stdout.split("tuningJobs/")[1].split()[0]
+    listed = tf("jobs", "list", "--server", sqlite_server.url, "--project", "p")
+    assert listed.returncode == 0 and job_id in listed.stdout and "SUCCEEDED" in listed.stdout
+    got = json.loads(tf("jobs", "get", job_id, "--server", sqlite_server.url, "--project", "p").stdout)
+    assert got["supervisedTuningSpec"]["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_TWO"
+    assert got["tunedModel"]["model"].endswith("@1")
+    again = tf("jobs", "cancel", job_id, "--server", sqlite_server.url, "--project", "p")
+    assert again.returncode == 1 and "cannot be cancelled" in again.stderr + again.stdout
+    bad = tf("tune", "--server", sqlite_server.url, "--model", "nope", "--train", "gs://b/train.jsonl", "--output-uri", "gs://b/x")
+    assert bad.returncode == 1 and "404 NOT_FOUND" in bad.stderr + bad.stdout
+
+
+def test_two_workers_never_claim_the_same_job(database_url, tmp_path):
+    from sqlalchemy import select
+
+    from tuneforge.jobs import states
+    from tuneforge.jobs.db import Store
+    from tuneforge.jobs.tables import TuningJobRow, utcnow
+    from tuneforge.jobs.worker import Worker
+    from tuneforge.settings import Settings
+
+    settings = Settings(home=tmp_path, max_running_jobs_per_project=1000)
+    store = Store(database_url)
+    with store.session() as s:
+        for i in range(40):
+            s.add(TuningJobRow(id=str(10**17 + i), project="p", location="us-central1", state=states.PENDING,
+                               resource={}, config={}, labels={}, display_name="", base_model="x",
+                               create_time=utcnow(), update_time=utcnow(), cancel_requested=False, attempts=0))
+    claimed: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+
+    def claim_all(name):
+        w = Worker(Store(database_url, migrate=False), settings, worker_id=name)
+        while (job := w.claim()) is not None:
+            claimed[name].append(job)
+
+    threads = [threading.Thread(target=claim_all, args=(n,)) for n in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [j for jobs in claimed.values() for j in jobs]
+    assert len(everything) == 40 and len(set(everything)) == 40
+    with store.session() as s:
+        rows = s.scalars(select(TuningJobRow)).all()
+        assert all(r.state == states.RUNNING and r.attempts == 1 for r in rows)
+        assert {r.worker_id for r in rows} <= set(claimed)
