@@ -319,7 +319,13 @@ def demo(
     from tuneforge import storage
     from tuneforge.catalog import load_catalog
     from tuneforge.catalog.weights import materialize
-    from tuneforge.demo import ReversalTask, exact_match, greedy_answers, make_task, write_jsonl
+    from tuneforge.demo import (
+        ReversalTask,
+        exact_match,
+        greedy_answers,
+        make_task,
+        write_jsonl,
+    )
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     settings = _settings()

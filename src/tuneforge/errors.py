@@ -31,6 +31,10 @@ class FailedPrecondition(TuneforgeError):
     code = "FAILED_PRECONDITION"
 
 
+class AlreadyExists(TuneforgeError):
+    code = "ALREADY_EXISTS"
+
+
 class ResourceExhausted(TuneforgeError):
     code = "RESOURCE_EXHAUSTED"
 

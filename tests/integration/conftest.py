@@ -107,12 +107,13 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tuneforge.db'}"
     url = request.getfixturevalue("pg_url")
-    # Each test gets its own tables: a fresh database is too slow, so drop the schema's tables instead.
+    # Each test gets an empty schema: a fresh database per test is too slow.
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS job_metrics, models, tuning_jobs, alembic_version CASCADE"))
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
 

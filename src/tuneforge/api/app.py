@@ -9,9 +9,11 @@ from fastapi import FastAPI
 
 from tuneforge.api import errors
 from tuneforge.api.deps import parse_api_keys
-from tuneforge.api.routers import models, tuning_jobs
+from tuneforge.api.routers import endpoints, models, pipeline_jobs, tuning_jobs
 from tuneforge.jobs.db import Store
+from tuneforge.jobs.pipelines import PipelineJobService
 from tuneforge.jobs.service import TuningJobService
+from tuneforge.serve.endpoints import EndpointService
 from tuneforge.settings import Settings
 
 
@@ -42,6 +44,8 @@ def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
     app.state.store = store
     app.state.api_keys = parse_api_keys(settings.api_keys)
     app.state.tuning_jobs = TuningJobService(store, settings)
+    app.state.pipeline_jobs = PipelineJobService(store, settings)
+    app.state.endpoints = EndpointService(store)
     app.state.ready = False
     errors.install(app)
 
@@ -49,6 +53,6 @@ def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
     def healthz():
         return {"status": "ok" if app.state.ready else "starting", "database": store.dialect}
 
-    app.include_router(tuning_jobs.router)
-    app.include_router(models.router)
+    for router in (tuning_jobs.router, pipeline_jobs.router, models.router, endpoints.router):
+        app.include_router(router)
     return app

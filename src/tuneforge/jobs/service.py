@@ -16,7 +16,13 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tuneforge.catalog import TuningMode, load_catalog
-from tuneforge.errors import DatasetInvalid, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuneforge.errors import (
+    DatasetInvalid,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from tuneforge.jobs import states
 from tuneforge.jobs.db import Store
 from tuneforge.jobs.tables import MetricRow, ModelRow, TuningJobRow, utcnow

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -76,4 +86,55 @@ class ModelRow(Base):
     kind: Mapped[str] = mapped_column(String(16), default="full")  # full | lora
     job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PipelineJobRow(Base):
+    """A pipelineJobs resource (code-model tuning, distillation): the echo of the request plus state and tasks."""
+
+    __tablename__ = "pipeline_jobs"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    location: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(40), index=True)
+    template: Mapped[str] = mapped_column(String(64))  # tune-large-model | tune-large-chat-model | distillation
+    resource: Mapped[dict] = mapped_column(JSON)
+    parameters: Mapped[dict] = mapped_column(JSON)  # coerced parameterValues
+    tasks: Mapped[list] = mapped_column(JSON)  # PipelineTaskDetail list
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EndpointRow(Base):
+    __tablename__ = "endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    location: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    deployed_models: Mapped[list] = mapped_column(JSON, default=list)
+    traffic_split: Mapped[dict] = mapped_column(JSON, default=dict)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OperationRow(Base):
+    """A long-running operation; ``name`` is the full resource name (…/endpoints/E/operations/O)."""
+
+    __tablename__ = "operations"
+
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_json: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    response: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

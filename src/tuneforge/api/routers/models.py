@@ -7,7 +7,12 @@ from sqlalchemy import select
 
 from tuneforge.api.deps import authorize
 from tuneforge.errors import NotFound
-from tuneforge.jobs.service import DEFAULT_PAGE_SIZE, _decode_token, _encode_token, model_json
+from tuneforge.jobs.service import (
+    DEFAULT_PAGE_SIZE,
+    _decode_token,
+    _encode_token,
+    model_json,
+)
 from tuneforge.jobs.tables import ModelRow
 
 router = APIRouter()

@@ -1,0 +1,38 @@
+"""Long-running operations, stored so polling survives restarts. ``response``/``metadata`` carry ``@type``."""
+
+from __future__ import annotations
+
+from tuneforge.errors import NotFound
+from tuneforge.jobs.db import Store
+from tuneforge.jobs.service import _ts, new_id
+from tuneforge.jobs.tables import OperationRow, utcnow
+
+
+def record_done(store: Store, parent: str, response: dict, metadata_type: str | None = None) -> dict:
+    """An operation that finished synchronously (the common case for resource bookkeeping)."""
+    now = utcnow()
+    name = f"{parent}/operations/{new_id()}"
+    metadata = {"@type": metadata_type, "genericMetadata": {"createTime": _ts(now), "updateTime": _ts(now)}} if metadata_type else None
+    with store.session() as s:
+        s.add(OperationRow(name=name, done=True, metadata_json=metadata, response=response, create_time=now, update_time=now))
+    return operation_json(name, True, metadata, response, None)
+
+
+def operation_json(name: str, done: bool, metadata: dict | None, response: dict | None, error: dict | None) -> dict:
+    out: dict = {"name": name, "done": done}
+    if metadata:
+        out["metadata"] = metadata
+    if done:
+        if error:
+            out["error"] = error
+        else:
+            out["response"] = response if response is not None else {"@type": "type.googleapis.com/google.protobuf.Empty"}
+    return out
+
+
+def get(store: Store, name: str) -> dict:
+    with store.session() as s:
+        row = s.get(OperationRow, name)
+    if row is None:
+        raise NotFound(f"Operation {name} not found.")
+    return operation_json(row.name, row.done, row.metadata_json, row.response, row.error)

@@ -1,0 +1,244 @@
+"""pipelineJobs (code-model tuning, distillation): templates, parameter checks, the resource and its tasks.
+
+The templates run on the shared engine in the pipelines issue; here a job is validated, stored with its planned
+tasks, listed, read and cancelled with the spellings the SDK expects (contract §5).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from tuneforge.catalog import load_catalog
+from tuneforge.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from tuneforge.jobs.db import Store
+from tuneforge.jobs.service import (
+    DEFAULT_PAGE_SIZE,
+    PIPELINE_REGIONS,
+    _decode_token,
+    _encode_token,
+    _ts,
+)
+from tuneforge.jobs.tables import PipelineJobRow, utcnow
+from tuneforge.settings import Settings
+
+_KFP = "https://us-kfp.pkg.dev/ml-pipeline/"
+TEMPLATES = {
+    _KFP + "large-language-model-pipelines/tune-large-model/v3.0.0": "tune-large-model",
+    _KFP + "large-language-model-pipelines/tune-large-model/v2.0.0": "tune-large-model",
+    _KFP + "large-language-model-pipelines/tune-large-chat-model/v3.0.0": "tune-large-chat-model",
+    _KFP + "distillation/distillation/v1.0.0": "distillation",
+}
+
+PENDING, RUNNING, SUCCEEDED, FAILED = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
+                                       "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED")
+CANCELLING, CANCELLED = "PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED"
+FINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+# parameter -> kind (SPEC §3.5, §5.4; contract §5.3)
+_COMMON = {
+    "project": "str", "location": "region", "dataset_uri": "str", "dataset_name": "str", "model_display_name": "str",
+    "train_steps": "int", "learning_rate": "float", "learning_rate_multiplier": "float", "evaluation_data_uri": "str",
+    "evaluation_interval": "int", "enable_early_stopping": "bool", "enable_checkpoint_selection": "tri",
+    "tensorboard_resource_id": "str", "accelerator_type": "accel", "max_context_length": "ctx",
+    "encryption_spec_key_name": "str",
+}
+PARAMETERS = {
+    "tune-large-model": {**_COMMON, "large_model_reference": "model"},
+    "tune-large-chat-model": {**_COMMON, "large_model_reference": "model", "default_context": "str"},
+    "distillation": {**_COMMON, "teacher_model_reference": "model", "student_model_reference": "model"},
+}
+REQUIRED = {
+    "tune-large-model": ("large_model_reference",),
+    "tune-large-chat-model": ("large_model_reference",),
+    "distillation": ("teacher_model_reference", "student_model_reference"),
+}
+CHAT_EVALUATION = ("evaluation_data_uri", "evaluation_interval", "enable_early_stopping", "enable_checkpoint_selection")
+DEFAULTS = {"train_steps": 300, "learning_rate_multiplier": 1.0, "evaluation_interval": 20, "enable_early_stopping": True,
+            "accelerator_type": "GPU", "enable_checkpoint_selection": "default"}
+
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    """SPEC §8 P1: quoted numbers and booleans are fine; anything else is rejected naming the parameter."""
+    where = f"runtimeConfig.parameterValues.{name}"
+    if kind in ("int", "float"):
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"{where} must be a number (got {value!r})") from None
+        if kind == "int":
+            if not number.is_integer() or number < 1:
+                raise InvalidArgument(f"{where} must be a whole number of at least 1 (got {value!r})")
+            return int(number)
+        if number <= 0:
+            raise InvalidArgument(f"{where} must be greater than 0 (got {value!r})")
+        return number
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise InvalidArgument(f"{where} must be true or false (got {value!r})")
+    if kind == "tri":
+        text = str(value).lower() if isinstance(value, (str, bool)) else None
+        if text not in ("true", "false", "default"):
+            raise InvalidArgument(f'{where} must be "true", "false" or "default" (got {value!r})')
+        return text
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{where} must be a non-empty string (got {value!r})")
+    if kind == "region" and value not in PIPELINE_REGIONS:
+        raise InvalidArgument(f"{where}: {value!r} is not a supported region; use one of {', '.join(PIPELINE_REGIONS)}")
+    if kind == "accel" and value not in ("GPU", "TPU"):
+        raise InvalidArgument(f'{where} must be "GPU" or "TPU" (got {value!r})')
+    if kind == "ctx" and value not in ("8k", "32k"):
+        raise InvalidArgument(f'{where} must be "8k" or "32k" (got {value!r})')
+    return value
+
+
+def _planned_tasks(template: str, params: dict, now: str) -> list[dict]:
+    upload = "upload-model" if template == "distillation" else "upload-llm-model"
+    deploy = "deploy-model" if template == "distillation" else "deploy-llm-model"
+    names = ["validate-data"]
+    if template == "distillation":
+        names.append("teacher-labelling")
+    names.append("tune")
+    if params.get("evaluation_data_uri"):
+        names.append("evaluate")
+    names += [upload, deploy]
+    tasks = [{"taskId": "1", "taskName": template, "state": "PENDING", "createTime": now,
+              "execution": {"schemaTitle": "system.Run", "state": "NEW", "metadata": {}}}]
+    for i, name in enumerate(names, start=2):
+        tasks.append({"taskId": str(i), "parentTaskId": "1", "taskName": name, "state": "PENDING", "createTime": now,
+                      "execution": {"schemaTitle": "system.ContainerExecution", "state": "NEW", "metadata": {}}})
+    return tasks
+
+
+class PipelineJobService:
+    def __init__(self, store: Store, settings: Settings):
+        self.store = store
+        self.settings = settings
+
+    def validate(self, location: str, body: dict) -> tuple[str, dict]:
+        if location not in PIPELINE_REGIONS:
+            raise InvalidArgument(f"location {location!r} is not supported; use one of {', '.join(PIPELINE_REGIONS)}")
+        uri = body.get("templateUri")
+        if uri not in TEMPLATES:
+            raise InvalidArgument(f"templateUri {uri!r} is not a supported pipeline; supported: {', '.join(TEMPLATES)}")
+        template = TEMPLATES[uri]
+        runtime = body.get("runtimeConfig") or {}
+        raw = runtime.get("parameterValues") or runtime.get("parameter_values") or {}
+        if not isinstance(raw, dict):
+            raise InvalidArgument("runtimeConfig.parameterValues must be an object")
+        allowed = PARAMETERS[template]
+        for key in raw:
+            if key not in allowed:
+                close = difflib.get_close_matches(key.strip(" :"), list(allowed), n=1, cutoff=0.6)
+                hint = f'; did you mean "{close[0]}"?' if close else f"; parameters of {template}: {', '.join(sorted(allowed))}"
+                raise InvalidArgument(f'runtimeConfig.parameterValues: unknown parameter "{key}"{hint}')
+        if template == "tune-large-chat-model":
+            given = [k for k in CHAT_EVALUATION if k in raw]
+            if given:
+                raise InvalidArgument(f"{', '.join(given)}: evaluation is not supported for code chat; remove "
+                                      "evaluation_data_uri, evaluation_interval, enable_early_stopping and "
+                                      "enable_checkpoint_selection")
+        params = {k: _coerce(k, allowed[k], v) for k, v in raw.items() if v is not None}
+        for key in REQUIRED[template]:
+            if key not in params:
+                raise InvalidArgument(f"runtimeConfig.parameterValues.{key} is required for {template}")
+        if "dataset_uri" not in params and "dataset_name" not in params:
+            raise InvalidArgument("runtimeConfig.parameterValues.dataset_uri is required (a gs:// JSONL file)")
+        for needs_eval in ("evaluation_interval", "enable_early_stopping"):
+            if needs_eval in raw and "evaluation_data_uri" not in params:
+                raise InvalidArgument(f"runtimeConfig.parameterValues.{needs_eval} needs evaluation_data_uri")
+        catalog = load_catalog(self.settings)
+        for key, kind in allowed.items():
+            if kind == "model" and key in params and params[key] not in catalog.all_ids():
+                catalog.resolve(params[key])  # raises NOT_FOUND with suggestions
+        kms = (body.get("encryptionSpec") or {}).get("kmsKeyName")
+        if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
+            raise InvalidArgument("encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give one key")
+        for key, value in DEFAULTS.items():
+            if key in allowed and not (template == "tune-large-chat-model" and key in CHAT_EVALUATION):
+                params.setdefault(key, value)
+        params.setdefault("location", location)
+        if "model_display_name" not in params:
+            params["model_display_name"] = (
+                f"{params['student_model_reference']} distilled from {params['teacher_model_reference']}"
+                if template == "distillation" else f"{params['large_model_reference']} tuned for {params['train_steps']} steps"
+            )[:128]
+        return template, params
+
+    def create(self, project: str, location: str, body: dict, job_id: str | None) -> PipelineJobRow:
+        template, params = self.validate(location, body)
+        if job_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", job_id):
+            raise InvalidArgument("pipelineJobId must be 1-128 lowercase letters, digits or hyphens")
+        job_id = job_id or f"{template}-{time.strftime('%Y%m%d%H%M%S')}"
+        now = utcnow()
+        resource = {k: v for k, v in body.items() if k in ("displayName", "runtimeConfig", "templateUri", "labels",
+                                                          "encryptionSpec", "serviceAccount", "network")}
+        resource.setdefault("displayName", job_id)
+        resource["templateMetadata"] = {"version": body["templateUri"].rsplit("/", 1)[-1]}
+        with self.store.session() as s:
+            if s.get(PipelineJobRow, job_id) is not None:
+                raise AlreadyExists(f"PipelineJob projects/{project}/locations/{location}/pipelineJobs/{job_id} already exists; "
+                                    "use another pipelineJobId (the SDK makes one per second)")
+            row = PipelineJobRow(id=job_id, project=project, location=location, state=PENDING, template=template,
+                                 resource=resource, parameters=params, tasks=_planned_tasks(template, params, _ts(now)),
+                                 labels=body.get("labels") or {}, create_time=now, update_time=now, cancel_requested=False)
+            s.add(row)
+        return row
+
+    def get(self, project: str, location: str, job_id: str) -> PipelineJobRow:
+        with self.store.session() as s:
+            row = s.get(PipelineJobRow, job_id)
+        if row is None or row.project != project or row.location != location:
+            raise NotFound(f"PipelineJob projects/{project}/locations/{location}/pipelineJobs/{job_id} not found.")
+        return row
+
+    def list(self, project: str, location: str, page_size: int | None, page_token: str | None):
+        size = min(max(1, page_size or DEFAULT_PAGE_SIZE), 1000)
+        offset = _decode_token(page_token)
+        with self.store.session() as s:
+            rows = s.scalars(select(PipelineJobRow).where(PipelineJobRow.project == project, PipelineJobRow.location == location)
+                             .order_by(PipelineJobRow.create_time.desc(), PipelineJobRow.id.desc()).offset(offset).limit(size + 1)).all()
+        return list(rows[:size]), (_encode_token(offset + size) if len(rows) > size else "")
+
+    def cancel(self, project: str, location: str, job_id: str) -> None:
+        self.get(project, location, job_id)
+        with self.store.session() as s:
+            row = s.get(PipelineJobRow, job_id, with_for_update=True)
+            if row.state in FINAL:
+                raise FailedPrecondition(f"PipelineJob {job_id} is in state {row.state} and cannot be cancelled")
+            now = utcnow()
+            row.cancel_requested, row.update_time = True, now
+            if row.state == PENDING:
+                row.state, row.end_time = CANCELLED, now
+                row.error = {"code": 1, "message": "CANCELED"}
+                row.tasks = [{**t, "state": "CANCELLED"} for t in row.tasks]
+            else:
+                row.state = CANCELLING
+
+
+def pipeline_job_json(row: PipelineJobRow) -> dict:
+    out = dict(row.resource)
+    out.update(name=f"projects/{row.project}/locations/{row.location}/pipelineJobs/{row.id}", state=row.state,
+               labels=row.labels or {}, createTime=_ts(row.create_time), updateTime=_ts(row.update_time),
+               jobDetail={"taskDetails": row.tasks})
+    if row.start_time:
+        out["startTime"] = _ts(row.start_time)
+    if row.end_time:
+        out["endTime"] = _ts(row.end_time)
+    if row.error:
+        out["error"] = row.error
+    return out

@@ -1,0 +1,1 @@
+"""Serving: endpoints (resources here; engines and deployment in the serving issue)."""

@@ -1,0 +1,125 @@
+"""pipelineJobs, endpoints, operations over HTTP; the SDK's PipelineJob and Endpoint; schema upgrades."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+TUNE = "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-model/v3.0.0"
+CHAT = "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-chat-model/v3.0.0"
+DISTILL = "https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0"
+BASE = "/v1/projects/p/locations/us-central1/pipelineJobs"
+
+
+def body(template=TUNE, **params):
+    values = {"project": "p", "dataset_uri": "gs://b/code.jsonl", **params}
+    if template != DISTILL:
+        values.setdefault("large_model_reference", "codechat-bison@002" if template == CHAT else "code-bison@002")
+    return {"displayName": "x", "runtimeConfig": {"gcsOutputDirectory": "gs://b/out", "parameterValues": values},
+            "templateUri": template}
+
+
+def err(resp):
+    return resp.json()["error"]["message"]
+
+
+def test_pipeline_jobs_create_get_list_cancel(sqlite_server):
+    with sqlite_server.client() as c:
+        r = c.post(BASE, params={"pipelineJobId": "tune-large-model-20261123072027"},
+                   content=json.dumps(body(train_steps=10.0, evaluation_data_uri="gs://b/eval.jsonl",
+                                           evaluation_interval="5", enable_early_stopping="true")))
+        assert r.status_code == 200, r.text
+        job = r.json()
+        assert job["name"] == "projects/p/locations/us-central1/pipelineJobs/tune-large-model-20261123072027"
+        assert job["state"] == "PIPELINE_STATE_PENDING" and job["templateUri"] == TUNE
+        tasks = [t["taskName"] for t in job["jobDetail"]["taskDetails"]]
+        assert tasks == ["tune-large-model", "validate-data", "tune", "evaluate", "upload-llm-model", "deploy-llm-model"]
+        again = c.post(BASE, params={"pipelineJobId": "tune-large-model-20261123072027"}, content=json.dumps(body()))
+        assert again.status_code == 409 and again.json()["error"]["status"] == "ALREADY_EXISTS"
+        assert [j["name"] for j in c.get(BASE).json()["pipelineJobs"]] == [job["name"]]
+        assert c.post("/v1/" + job["name"] + ":cancel").json() == {}
+        cancelled = c.get("/v1/" + job["name"]).json()
+        assert cancelled["state"] == "PIPELINE_STATE_CANCELLED" and cancelled["error"]["code"] == 1
+        assert c.post("/v1/" + job["name"] + ":cancel").status_code == 400
+        d = c.post(BASE, content=json.dumps(body(DISTILL, teacher_model_reference="text-unicorn@001",
+                                                 student_model_reference="text-bison@002")))
+        assert d.status_code == 200 and d.json()["name"].split("/")[-1].startswith("distillation-")
+        assert "teacher-labelling" in [t["taskName"] for t in d.json()["jobDetail"]["taskDetails"]]
+
+
+@pytest.mark.parametrize("payload,message", [
+    ({**body(), "templateUri": "https://example.com/mine"}, "is not a supported pipeline"),
+    (body(**{"evaluation_data_uri:": "gs://b/e.jsonl"}), 'unknown parameter "evaluation_data_uri:"; did you mean "evaluation_data_uri"?'),
+    (body(CHAT, evaluation_data_uri="gs://b/e.jsonl"), "evaluation is not supported for code chat"),
+    (body(train_steps="many"), "train_steps must be a number"),
+    (body(enable_early_stopping="yes", evaluation_data_uri="gs://b/e.jsonl"), "enable_early_stopping must be true or false"),
+    (body(evaluation_interval=5), "evaluation_interval needs evaluation_data_uri"),
+    (body(accelerator_type="FPGA"), 'accelerator_type must be "GPU" or "TPU"'),
+    (body(location="mars"), "not a supported region"),
+    (body(DISTILL, teacher_model_reference="text-unicorn@001"), "student_model_reference is required"),
+    ({**body(encryption_spec_key_name="k1"), "encryptionSpec": {"kmsKeyName": "k2"}}, "differ"),
+])
+def test_pipeline_parameters_are_checked(sqlite_server, payload, message):
+    with sqlite_server.client() as c:
+        r = c.post(BASE, content=json.dumps(payload))
+        assert r.status_code == 400 and message in err(r), r.text
+
+
+def test_endpoints_and_operations(sqlite_server):
+    with sqlite_server.client() as c:
+        op = c.post("/v1/projects/p/locations/us-central1/endpoints", content=json.dumps({"displayName": "e"})).json()
+        assert op["done"] and op["response"]["@type"] == "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint"
+        endpoint = op["response"]["name"]
+        assert op["name"].startswith(endpoint + "/operations/")
+        assert c.get("/ui/" + op["name"]).json() == op  # the SDK polls under /ui/
+        assert c.get("/v1/" + endpoint).json()["displayName"] == "e"
+        assert [e["name"] for e in c.get("/v1/projects/p/locations/us-central1/endpoints").json()["endpoints"]] == [endpoint]
+        deleted = c.delete("/v1/" + endpoint).json()
+        assert deleted["done"] and deleted["response"] == {"@type": "type.googleapis.com/google.protobuf.Empty"}
+        assert c.get("/v1/" + endpoint).status_code == 404
+        assert c.get("/ui/projects/p/locations/us-central1/operations/1").status_code == 404
+
+
+def test_sdk_endpoint_create_and_pipeline_list(sqlite_server):
+    import google.auth.credentials
+    from google.cloud import aiplatform
+
+    aiplatform.init(project="p", location="us-central1", api_endpoint=sqlite_server.url, api_transport="rest",
+                    credentials=google.auth.credentials.AnonymousCredentials())
+    endpoint = aiplatform.Endpoint.create(display_name="sdk-endpoint")
+    assert endpoint.display_name == "sdk-endpoint"
+    assert [e.resource_name for e in aiplatform.Endpoint.list()] == [endpoint.resource_name]
+    with sqlite_server.client() as c:
+        c.post(BASE, params={"pipelineJobId": "tune-large-model-1"}, content=json.dumps(body()))
+    jobs = aiplatform.PipelineJob.list()
+    assert [j.resource_name.split("/")[-1] for j in jobs] == ["tune-large-model-1"]
+    assert jobs[0].state.name == "PIPELINE_STATE_PENDING"
+    model_path = "/v1/projects/p/locations/us-central1/models/123%401"
+    with sqlite_server.client() as c:  # "@" arrives percent-encoded; an unknown model is a 404 that names it
+        r = c.get(model_path)
+        assert r.status_code == 404 and "models/123 not found" in err(r)
+
+
+def test_server_upgrades_an_older_database(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from tuneforge.jobs.db import Store, make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    cfg = Config()
+    from pathlib import Path
+
+    import tuneforge.jobs.db as db
+
+    cfg.set_main_option("script_location", str(Path(db.__file__).with_name("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")  # a database from before pipelines and endpoints
+    assert "endpoints" not in inspect(engine).get_table_names()
+    Store(url)  # what the server does on start
+    assert {"endpoints", "pipeline_jobs", "operations", "tuning_jobs"} <= set(inspect(engine).get_table_names())
+    upgrade(engine)  # idempotent
