@@ -200,3 +200,64 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path):
     out = subprocess.run([tf, "serve", "--host", "0.0.0.0"], env={**os.environ, "TUNEFORGE_HOME": str(tmp_path)},
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "refusing to listen on 0.0.0.0 without API keys" in out.stdout + out.stderr
+
+
+WRONG_VALUES = [None, 0, -3, 1.5, True, "", "x", [], ["a"], {}, {"a": 1}]
+FIELDS = [
+    ("baseModel",), ("tunedModelDisplayName",), ("labels",), ("description",), ("outputUri",), ("customBaseModel",),
+    ("serviceAccount",), ("encryptionSpec",), ("supervisedTuningSpec",), ("supervisedTuningSpec", "trainingDatasetUri"),
+    ("supervisedTuningSpec", "validationDatasetUri"), ("supervisedTuningSpec", "tuningMode"),
+    ("supervisedTuningSpec", "hyperParameters"), ("supervisedTuningSpec", "hyperParameters", "epochCount"),
+    ("supervisedTuningSpec", "hyperParameters", "learningRate"),
+    ("supervisedTuningSpec", "hyperParameters", "learningRateMultiplier"),
+    ("supervisedTuningSpec", "hyperParameters", "adapterSize"), ("supervisedTuningSpec", "hyperParameters", "batchSize"),
+]
+
+
+def test_wrong_types_anywhere_never_give_a_5xx(sqlite_server):
+    """Every field of the create body, set to values of every JSON type: always a 2xx or a clear 4xx."""
+    import copy
+
+    write_dataset(sqlite_server.bucket / "b" / "train.jsonl")
+    valid = {**gemini(hyperParameters={"epochCount": "1"}), "tunedModelDisplayName": "t", "labels": {"a": "b"}}
+    statuses = set()
+    with sqlite_server.client() as c:
+        for path in FIELDS:
+            for value in WRONG_VALUES:
+                body = copy.deepcopy(valid)
+                node = body
+                for key in path[:-1]:
+                    node = node.setdefault(key, {}) if isinstance(node.get(key), dict) else node.setdefault(key, {})
+                node[path[-1]] = value
+                r = create(c, body)
+                statuses.add(r.status_code)
+                assert r.status_code < 500, (path, value, r.text)
+                if r.status_code >= 400:
+                    assert error(r)["message"], (path, value)
+                else:  # accepted: cancel it so the project stays under its quota of one active job
+                    assert c.post("/v1/" + r.json()["name"] + ":cancel").status_code in (200, 400)
+        for raw in ["", "null", "[]", "3", '"s"', "{", '{"a": }']:
+            r = c.post(BASE, content=raw)
+            assert r.status_code == 400, (raw, r.text)
+    assert 400 in statuses
+
+
+def test_resource_fields_are_recorded_and_echoed(sqlite_server):
+    write_dataset(sqlite_server.bucket / "b" / "train.jsonl")
+    body = {**gemini(hyperParameters={"epochCount": "1", "learningRateMultiplier": 2.0}),
+            "tunedModelDisplayName": "t", "description": "mine", "labels": {"team": "a"},
+            "serviceAccount": "sa@p.iam.gserviceaccount.com",
+            "encryptionSpec": {"kmsKeyName": "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"}}
+    with sqlite_server.client() as c:
+        job = create(c, body).json()
+        got = c.get("/v1beta1/" + job["name"]).json()  # the same resource under every API version
+        assert got["serviceAccount"] == body["serviceAccount"] and got["encryptionSpec"] == body["encryptionSpec"]
+        assert got["description"].startswith("mine\ndev mode: gemini-1.5-flash-002 (closed model id) runs on")
+        assert got["labels"] == {"team": "a", "tuneforge-dev-stand-in": "tiny-gemma3"}
+        assert got["supervisedTuningSpec"]["hyperParameters"] == {"epochCount": "1", "learningRateMultiplier": 2.0}
+        assert got["outputUri"] == f"gs://tuneforge-p/tuningJobs/{job['name'].rsplit('/', 1)[1]}"
+        assert "experiment" not in got and got["createTime"].endswith("Z")
+        listed = c.get(BASE, params={"filter": 'labels.team="a" AND state!=JOB_STATE_FAILED'}).json()["tuningJobs"]
+        assert [j["name"] for j in listed] == [job["name"]]
+        assert c.get(BASE, params={"filter": 'labels.team="b"'}).json() == {"tuningJobs": []}
+        c.post("/v1/" + job["name"] + ":cancel")

@@ -62,6 +62,8 @@ def normalize_keys(value: Any, path: str = "") -> Any:
         return value
     out: dict[str, Any] = {}
     for key, item in value.items():
+        if item is None:  # proto-JSON: null means "not set"
+            continue
         camel = _camel(key)
         if camel in out:
             raise InvalidArgument(f"{path + '.' if path else ''}{camel} is given twice (as {key} and {camel}); give it once")
@@ -166,6 +168,12 @@ class TuningJobService:
         labels = body.get("labels") or {}
         if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             raise InvalidArgument("labels must be an object of string keys and string values")
+        for field in ("tunedModelDisplayName", "description", "outputUri", "customBaseModel", "serviceAccount"):
+            if body.get(field) is not None and not isinstance(body[field], str):
+                raise InvalidArgument(f"{field} must be a string (got {body[field]!r})")
+        for field in ("validationDatasetUri",):
+            if spec.get(field) is not None and not isinstance(spec[field], str):
+                raise InvalidArgument(f"supervisedTuningSpec.{field} must be a string (got {spec[field]!r})")
         display = body.get("tunedModelDisplayName") or f"tuned-{base_model.split('/')[-1]}-{job_id[-6:]}"
         if len(display) > 128:
             raise InvalidArgument(f"tunedModelDisplayName is {len(display)} characters; at most 128 are allowed")
@@ -234,7 +242,7 @@ class TuningJobService:
         if model_info["stand_in"]:
             labels[DEV_LABEL] = model_info["runs_on"]
             note = model_info["note"]
-            resource["description"] = (resource.get("description", "") + "\n" + note).strip()
+            resource["description"] = ((resource.get("description") or "") + "\n" + note).strip()
         with self.store.session() as s:
             active = s.scalar(select(func.count()).select_from(TuningJobRow).where(
                 TuningJobRow.project == project, TuningJobRow.state.in_(states.ACTIVE)))
