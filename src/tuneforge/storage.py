@@ -62,6 +62,29 @@ def local_path(uri: str | Path, settings: Settings | None = None) -> Path:
     return Path(uri).expanduser()
 
 
+def check_client_uri(uri: str, field: str, settings: Settings | None = None) -> str:
+    """A URI from an API client: gs:// (mapped under the bucket root), or a file path inside the bucket root.
+
+    Operators' own paths (catalog weights, CLI arguments) are not limited; what a client sends over the API can
+    never reach outside the bucket root: no '..', no absolute path or file:// URI elsewhere, no symlink out.
+    """
+    settings = settings or get_settings()
+    if not isinstance(uri, str) or not uri:
+        raise StorageError(f"{field} must be a gs:// URI")
+    if uri.startswith("gs://"):
+        if not settings.real_gcs:
+            local_path(uri, settings)  # raises for '..' and symlinks out of the root
+        return uri
+    scheme = urlparse(uri).scheme
+    if scheme not in ("", "file"):
+        raise StorageError(f"{field}: {uri!r} is not supported; use a gs://BUCKET/path URI")
+    path = local_path(uri, settings)
+    root = settings.resolved_bucket_root.resolve()
+    if not path.is_absolute() or not path.resolve().is_relative_to(root):
+        raise StorageError(f"{field}: {uri!r} is outside the bucket root; use a gs://BUCKET/path URI")
+    return uri
+
+
 def _fs_for(uri: str):
     try:
         import fsspec

@@ -68,11 +68,22 @@ def test_bad_input_is_a_clear_4xx_naming_the_field(sqlite_server):
         assert c.get(BASE).json() == {"tuningJobs": []}
 
 
-@pytest.mark.parametrize("uri", ["gs://b/../../etc/passwd", "gs://b/../secrets.jsonl"])
-def test_uris_cannot_escape_the_bucket_root(sqlite_server, uri):
+@pytest.mark.parametrize("uri,message", [
+    ("gs://b/../../etc/passwd", "'..' are not allowed"),
+    ("gs://b/../secrets.jsonl", "'..' are not allowed"),
+    ("/etc/passwd", "outside the bucket root"),
+    ("file:///etc/passwd", "outside the bucket root"),
+    ("train.jsonl", "outside the bucket root"),
+    ("s3://b/train.jsonl", "use a gs://BUCKET/path URI"),
+])
+def test_uris_cannot_escape_the_bucket_root(sqlite_server, uri, message):
     with sqlite_server.client() as c:
-        r = create(c, gemini(uri))
-        assert r.status_code == 400 and "'..' are not allowed" in error(r)["message"]
+        for body in (gemini(uri), {**gemini(), "outputUri": uri}, {**gemini(), "customBaseModel": uri}):
+            r = create(c, body)
+            assert r.status_code == 400 and message in error(r)["message"], (body, r.text)
+        # A file path inside the bucket root is fine (and still has to exist).
+        r = create(c, gemini(str(sqlite_server.bucket / "b" / "none.jsonl")))
+        assert r.status_code == 400 and "not found" in error(r)["message"]
 
 
 def test_symlink_out_of_the_bucket_root_is_refused(sqlite_server, tmp_path):

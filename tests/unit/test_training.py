@@ -168,6 +168,18 @@ def test_tensorboard_events_carry_the_documented_tags(data, tmp_path, settings):
     assert [e.step for e in acc.Scalars("/eval_total_loss")] == [2, 4]
 
 
+def test_events_also_go_to_the_tensorboard_resource_location(data, tmp_path, settings):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_sft(cfg(data, tmp_path, max_steps=2, tensorboard="projects/p/locations/us-central1/tensorboards/tb-1"),
+            settings=settings)
+    acc = EventAccumulator(str(settings.home / "tensorboards" / "tb-1" / "out"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("/train_total_loss")] == [1, 2]
+    with pytest.raises(ValueError, match="TensorBoard id"):
+        cfg(data, tmp_path, tensorboard="projects/p/tensorboards/..")
+
+
 @pytest.mark.parametrize("family", ["tiny-gemma3", "tiny-qwen3"])
 def test_full_run_loads_with_plain_transformers(data, tmp_path, settings, family):
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tuneforge import storage
 from tuneforge.catalog import load_catalog
 from tuneforge.errors import (
     AlreadyExists,
@@ -165,6 +166,12 @@ class PipelineJobService:
         for key, kind in allowed.items():
             if kind == "model" and key in params and params[key] not in catalog.all_ids():
                 catalog.resolve(params[key])  # raises NOT_FOUND with suggestions
+        for key in ("dataset_uri", "evaluation_data_uri"):
+            if key in params:
+                try:
+                    storage.check_client_uri(params[key], f"runtimeConfig.parameterValues.{key}", self.settings)
+                except storage.StorageError as exc:
+                    raise InvalidArgument(str(exc)) from None
         kms = (body.get("encryptionSpec") or {}).get("kmsKeyName")
         if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
             raise InvalidArgument("encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give one key")

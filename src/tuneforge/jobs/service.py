@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from tuneforge import storage
 from tuneforge.catalog import TuningMode, load_catalog
 from tuneforge.errors import (
     DatasetInvalid,
@@ -196,6 +197,15 @@ class TuningJobService:
         if adapter is not None and mode == TuningMode.FULL:
             raise InvalidArgument("supervisedTuningSpec.hyperParameters.adapterSize applies to PEFT_ADAPTER tuning only")
         output_uri = body.get("outputUri") or f"gs://tuneforge-{project}/tuningJobs/{job_id}"
+        uris = {"supervisedTuningSpec.trainingDatasetUri": train_uri, "outputUri": output_uri,
+                "supervisedTuningSpec.validationDatasetUri": spec.get("validationDatasetUri"),
+                "customBaseModel": body.get("customBaseModel")}
+        for field, uri in uris.items():
+            if uri:
+                try:
+                    storage.check_client_uri(uri, field, self.settings)
+                except storage.StorageError as exc:
+                    raise InvalidArgument(str(exc)) from None
         config = dict(
             base_model=base_model, custom_base_model=body.get("customBaseModel") or None, tuning_mode=mode.value,
             train_dataset=train_uri, validation_dataset=spec.get("validationDatasetUri") or None, output_uri=output_uri,

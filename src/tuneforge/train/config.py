@@ -52,6 +52,10 @@ class TuningConfig(BaseModel):
     packing: Literal["auto", "on", "off"] = Field(default="auto", description="Pack short examples into shared rows (auto: when it saves padding).")
     strict_length: bool = Field(default=False, description="Reject over-long examples instead of truncating them.")
     export_merged: bool = Field(default=False, description="LoRA: also write the adapter merged into the base, under final/merged.")
+    tensorboard: str | None = Field(
+        default=None, description="Vertex TensorBoard resource (bare id or projects/…/tensorboards/ID): events also go "
+        "to <home>/tensorboards/<ID>/<run>, besides the run's own tensorboard/ folder."
+    )
     seed: int = 42
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -67,6 +71,16 @@ class TuningConfig(BaseModel):
     def _adapter(cls, value):
         if value is not None and value not in ADAPTER_SIZES:
             raise ValueError(f"adapter_size must be one of {', '.join(map(str, ADAPTER_SIZES))} (got {value})")
+        return value
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard(cls, value):
+        if value is None:
+            return value
+        tb_id = value.rstrip("/").rsplit("/", 1)[-1]
+        if not tb_id or not all(c.isalnum() or c in "-_" for c in tb_id):
+            raise ValueError(f"tensorboard must be a TensorBoard id or projects/…/tensorboards/ID (got {value!r})")
         return value
 
     @model_validator(mode="after")

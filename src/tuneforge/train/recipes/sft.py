@@ -341,7 +341,10 @@ def run_sft(
     if val is not None:
         val_batches = [collate(val.examples[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
                        for i in range(0, len(val.examples), micro)]
-    writer = MetricsWriter(layout.metrics, layout.tensorboard, resume_step=state.step)
+    extra_tb = None
+    if config.tensorboard:
+        extra_tb = settings.home / "tensorboards" / config.tensorboard.rstrip("/").rsplit("/", 1)[-1] / out_dir.name
+    writer = MetricsWriter(layout.metrics, layout.tensorboard, resume_step=state.step, extra_tensorboard_dir=extra_tb)
     cb.on_start(total_steps, state.step, record["resolved"])
 
     # 5. Train.
