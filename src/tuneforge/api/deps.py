@@ -54,3 +54,11 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object")
     return body
+
+
+def split_verb(value: str, collection: str, verbs: tuple[str, ...] = ("cancel",)) -> tuple[str, str]:
+    """``123:cancel`` -> ("123", "cancel"); a verb the collection does not have is a clear 400."""
+    resource_id, _, verb = value.partition(":")
+    if verb not in verbs:
+        raise InvalidArgument(f"unknown method {verb!r} on {collection}; supported: {', '.join(verbs)}")
+    return resource_id, verb

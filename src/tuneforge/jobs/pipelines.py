@@ -22,13 +22,8 @@ from tuneforge.errors import (
     NotFound,
 )
 from tuneforge.jobs.db import Store
-from tuneforge.jobs.service import (
-    DEFAULT_PAGE_SIZE,
-    PIPELINE_REGIONS,
-    _decode_token,
-    _encode_token,
-    _ts,
-)
+from tuneforge.jobs.paging import page
+from tuneforge.jobs.service import PIPELINE_REGIONS, _ts
 from tuneforge.jobs.tables import PipelineJobRow, utcnow
 from tuneforge.settings import Settings
 
@@ -214,12 +209,10 @@ class PipelineJobService:
         return row
 
     def list(self, project: str, location: str, page_size: int | None, page_token: str | None):
-        size = min(max(1, page_size or DEFAULT_PAGE_SIZE), 1000)
-        offset = _decode_token(page_token)
+        q = (select(PipelineJobRow).where(PipelineJobRow.project == project, PipelineJobRow.location == location)
+             .order_by(PipelineJobRow.create_time.desc(), PipelineJobRow.id.desc()))
         with self.store.session() as s:
-            rows = s.scalars(select(PipelineJobRow).where(PipelineJobRow.project == project, PipelineJobRow.location == location)
-                             .order_by(PipelineJobRow.create_time.desc(), PipelineJobRow.id.desc()).offset(offset).limit(size + 1)).all()
-        return list(rows[:size]), (_encode_token(offset + size) if len(rows) > size else "")
+            return page(s, q, page_size, page_token)
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
         self.get(project, location, job_id)

@@ -6,8 +6,6 @@ google.rpc.Status in one place.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import secrets
 from datetime import datetime, timezone
@@ -26,6 +24,7 @@ from tuneforge.errors import (
 )
 from tuneforge.jobs import states
 from tuneforge.jobs.db import Store
+from tuneforge.jobs.paging import page
 from tuneforge.jobs.tables import MetricRow, ModelRow, TuningJobRow, utcnow
 from tuneforge.settings import Settings
 
@@ -39,7 +38,6 @@ ADAPTER_SIZE_ENUM = {0: None, 1: 1, 2: 4, 3: 8, 4: 16, 5: 32, 6: 2}
 ADAPTER_SIZE_NAMES = {"ADAPTER_SIZE_ONE": 1, "ADAPTER_SIZE_TWO": 2, "ADAPTER_SIZE_FOUR": 4, "ADAPTER_SIZE_EIGHT": 8,
                       "ADAPTER_SIZE_SIXTEEN": 16, "ADAPTER_SIZE_THIRTY_TWO": 32, "ADAPTER_SIZE_UNSPECIFIED": None}
 DEV_LABEL = "tuneforge-dev-stand-in"
-DEFAULT_PAGE_SIZE = 50
 
 
 def new_id() -> str:
@@ -284,16 +282,11 @@ class TuningJobService:
 
     def list(self, project: str, location: str, *, filter: str | None = None, page_size: int | None = None,
              page_token: str | None = None) -> tuple[list[TuningJobRow], str]:
-        size = min(max(1, page_size or DEFAULT_PAGE_SIZE), 1000)
-        offset = _decode_token(page_token)
+        q = select(TuningJobRow).where(TuningJobRow.project == project, TuningJobRow.location == location)
+        for clause in parse_filter(filter):
+            q = clause(q)
         with self.store.session() as s:
-            q = select(TuningJobRow).where(TuningJobRow.project == project, TuningJobRow.location == location)
-            for clause in parse_filter(filter):
-                q = clause(q)
-            rows = s.scalars(q.order_by(TuningJobRow.create_time.desc(), TuningJobRow.id.desc())
-                             .offset(offset).limit(size + 1)).all()
-        more = len(rows) > size
-        return list(rows[:size]), (_encode_token(offset + size) if more else "")
+            return page(s, q.order_by(TuningJobRow.create_time.desc(), TuningJobRow.id.desc()), page_size, page_token)
 
     def metrics(self, job_id: str, since_step: int = 0) -> list[MetricRow]:
         with self.store.session() as s:
@@ -364,19 +357,6 @@ def parse_model_filter(text: str | None):
         value, op = m.group(4), m.group(3)
         clauses.append(lambda q, column=column, value=value, op=op: q.where(column == value if op == "=" else column != value))
     return clauses
-
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
-
-
-def _decode_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
-    except Exception:
-        raise InvalidArgument("pageToken is not valid; pass the nextPageToken of the previous page") from None
 
 
 # -- resource JSON -----------------------------------------------------------------------------------------------------

@@ -7,13 +7,8 @@ from sqlalchemy import select
 from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuneforge.jobs import operations
 from tuneforge.jobs.db import Store
-from tuneforge.jobs.service import (
-    DEFAULT_PAGE_SIZE,
-    _decode_token,
-    _encode_token,
-    _ts,
-    new_id,
-)
+from tuneforge.jobs.paging import page
+from tuneforge.jobs.service import _ts, new_id
 from tuneforge.jobs.tables import EndpointRow, utcnow
 
 
@@ -57,12 +52,10 @@ class EndpointService:
         return row
 
     def list(self, project: str, location: str, page_size: int | None, page_token: str | None):
-        size = min(max(1, page_size or DEFAULT_PAGE_SIZE), 1000)
-        offset = _decode_token(page_token)
+        q = (select(EndpointRow).where(EndpointRow.project == project, EndpointRow.location == location)
+             .order_by(EndpointRow.create_time.desc(), EndpointRow.id.desc()))
         with self.store.session() as s:
-            rows = s.scalars(select(EndpointRow).where(EndpointRow.project == project, EndpointRow.location == location)
-                             .order_by(EndpointRow.create_time.desc(), EndpointRow.id.desc()).offset(offset).limit(size + 1)).all()
-        return list(rows[:size]), (_encode_token(offset + size) if len(rows) > size else "")
+            return page(s, q, page_size, page_token)
 
     def delete(self, project: str, location: str, endpoint_id: str) -> dict:
         row = self.get(project, location, endpoint_id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from tuneforge.api.deps import authorize, json_body
 from tuneforge.jobs import operations
+from tuneforge.jobs.paging import page_json
 from tuneforge.serve.endpoints import endpoint_json
 
 router = APIRouter()
@@ -23,10 +24,7 @@ def list_endpoints(request: Request, version: str, project: str, location: str, 
                    pageToken: str | None = None):
     authorize(request, project)
     rows, token = request.app.state.endpoints.list(project, location, pageSize, pageToken)
-    out: dict = {"endpoints": [endpoint_json(r) for r in rows]}
-    if token:
-        out["nextPageToken"] = token
-    return out
+    return page_json("endpoints", [endpoint_json(r) for r in rows], token)
 
 
 @router.get(BASE + "/{endpoint_id}")

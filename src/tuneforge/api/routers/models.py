@@ -7,12 +7,8 @@ from sqlalchemy import select
 
 from tuneforge.api.deps import authorize
 from tuneforge.errors import NotFound
-from tuneforge.jobs.service import (
-    DEFAULT_PAGE_SIZE,
-    _decode_token,
-    _encode_token,
-    model_json,
-)
+from tuneforge.jobs.paging import page, page_json
+from tuneforge.jobs.service import model_json, parse_model_filter
 from tuneforge.jobs.tables import ModelRow
 
 router = APIRouter()
@@ -23,19 +19,12 @@ BASE = "/{version}/projects/{project}/locations/{location}/models"
 def list_models(request: Request, version: str, project: str, location: str, filter: str | None = None,
                 pageSize: int | None = None, pageToken: str | None = None):
     authorize(request, project)
-    from tuneforge.jobs.service import parse_model_filter
-
-    size = min(max(1, pageSize or DEFAULT_PAGE_SIZE), 1000)
-    offset = _decode_token(pageToken)
+    q = select(ModelRow).where(ModelRow.project == project, ModelRow.location == location)
+    for clause in parse_model_filter(filter):
+        q = clause(q)
     with request.app.state.store.session() as s:
-        q = select(ModelRow).where(ModelRow.project == project, ModelRow.location == location)
-        for clause in parse_model_filter(filter):
-            q = clause(q)
-        rows = s.scalars(q.order_by(ModelRow.create_time.desc(), ModelRow.id.desc()).offset(offset).limit(size + 1)).all()
-    out: dict = {"models": [model_json(r) for r in rows[:size]]}
-    if len(rows) > size:
-        out["nextPageToken"] = _encode_token(offset + size)
-    return out
+        rows, token = page(s, q.order_by(ModelRow.create_time.desc(), ModelRow.id.desc()), pageSize, pageToken)
+    return page_json("models", [model_json(r) for r in rows], token)
 
 
 @router.get(BASE + "/{model_id}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from tuneforge.api.deps import authorize, json_body
-from tuneforge.errors import InvalidArgument
+from tuneforge.api.deps import authorize, json_body, split_verb
+from tuneforge.jobs.paging import page_json
 from tuneforge.jobs.service import tuning_job_json
 
 router = APIRouter()
@@ -31,10 +31,7 @@ def list_jobs(request: Request, version: str, project: str, location: str, filte
               pageSize: int | None = None, pageToken: str | None = None):
     authorize(request, project)
     rows, token = _service(request).list(project, location, filter=filter, page_size=pageSize, page_token=pageToken)
-    out: dict = {"tuningJobs": [tuning_job_json(r) for r in rows]}
-    if token:
-        out["nextPageToken"] = token
-    return out
+    return page_json("tuningJobs", [tuning_job_json(r) for r in rows], token)
 
 
 @router.get(BASE + "/{job_id}")
@@ -46,9 +43,7 @@ def get(request: Request, version: str, project: str, location: str, job_id: str
 @router.post(BASE + "/{job_and_verb}")
 def verb(request: Request, version: str, project: str, location: str, job_and_verb: str):
     authorize(request, project)
-    job_id, _, action = job_and_verb.partition(":")
-    if action != "cancel":
-        raise InvalidArgument(f"unknown method {action!r} on tuningJobs; supported: cancel")
+    job_id, _ = split_verb(job_and_verb, "tuningJobs")
     _service(request).cancel(project, location, job_id)
     return {}
 
