@@ -52,7 +52,7 @@ def test_pipeline_jobs_create_get_list_cancel(sqlite_server):
     ({**body(), "templateUri": "https://example.com/mine"}, "is not a supported pipeline"),
     (body(**{"evaluation_data_uri:": "gs://b/e.jsonl"}), 'unknown parameter "evaluation_data_uri:"; did you mean "evaluation_data_uri"?'),
     (body(CHAT, evaluation_data_uri="gs://b/e.jsonl"), "evaluation is not supported for code chat"),
-    (body(train_steps="many"), "train_steps must be a number"),
+    (body(train_steps="many"), "train_steps must be an integer"),
     (body(enable_early_stopping="yes", evaluation_data_uri="gs://b/e.jsonl"), "enable_early_stopping must be true or false"),
     (body(evaluation_interval=5), "evaluation_interval needs evaluation_data_uri"),
     (body(accelerator_type="FPGA"), 'accelerator_type must be "GPU" or "TPU"'),

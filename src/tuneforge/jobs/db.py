@@ -76,3 +76,14 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def get_scoped(store: Store, table, resource_id: str, project: str, location: str, kind: str, collection: str):
+    """A row of ``table`` that belongs to ``projects/{project}/locations/{location}``, or NOT_FOUND naming it."""
+    from tuneforge.errors import NotFound
+
+    with store.session() as s:
+        row = s.get(table, resource_id)
+    if row is None or row.project != project or row.location != location:
+        raise NotFound(f"{kind} projects/{project}/locations/{location}/{collection}/{resource_id} not found.")
+    return row

@@ -19,11 +19,10 @@ from tuneforge.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
 )
-from tuneforge.jobs.db import Store
+from tuneforge.jobs.db import Store, get_scoped
 from tuneforge.jobs.paging import page
-from tuneforge.jobs.service import PIPELINE_REGIONS, _ts
+from tuneforge.jobs.service import PIPELINE_REGIONS, _float, _int, _ts
 from tuneforge.jobs.tables import PipelineJobRow, utcnow
 from tuneforge.settings import Settings
 
@@ -66,20 +65,10 @@ DEFAULTS = {"train_steps": 300, "learning_rate_multiplier": 1.0, "evaluation_int
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """SPEC §8 P1: quoted numbers and booleans are fine; anything else is rejected naming the parameter."""
     where = f"runtimeConfig.parameterValues.{name}"
-    if kind in ("int", "float"):
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"{where} must be a number (got {value!r})") from None
-        if kind == "int":
-            if not number.is_integer() or number < 1:
-                raise InvalidArgument(f"{where} must be a whole number of at least 1 (got {value!r})")
-            return int(number)
-        if number <= 0:
-            raise InvalidArgument(f"{where} must be greater than 0 (got {value!r})")
-        return number
+    if kind == "int":
+        return _int(value, where, minimum=1)
+    if kind == "float":
+        return _float(value, where)
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -202,11 +191,7 @@ class PipelineJobService:
         return row
 
     def get(self, project: str, location: str, job_id: str) -> PipelineJobRow:
-        with self.store.session() as s:
-            row = s.get(PipelineJobRow, job_id)
-        if row is None or row.project != project or row.location != location:
-            raise NotFound(f"PipelineJob projects/{project}/locations/{location}/pipelineJobs/{job_id} not found.")
-        return row
+        return get_scoped(self.store, PipelineJobRow, job_id, project, location, "PipelineJob", "pipelineJobs")
 
     def list(self, project: str, location: str, page_size: int | None, page_token: str | None):
         q = (select(PipelineJobRow).where(PipelineJobRow.project == project, PipelineJobRow.location == location)

@@ -19,11 +19,10 @@ from tuneforge.errors import (
     DatasetInvalid,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     ResourceExhausted,
 )
 from tuneforge.jobs import states
-from tuneforge.jobs.db import Store
+from tuneforge.jobs.db import Store, get_scoped
 from tuneforge.jobs.paging import page
 from tuneforge.jobs.tables import MetricRow, ModelRow, TuningJobRow, utcnow
 from tuneforge.settings import Settings
@@ -274,11 +273,7 @@ class TuningJobService:
 
     # -- read ---------------------------------------------------------------------------------------------------
     def get(self, project: str, location: str, job_id: str) -> TuningJobRow:
-        with self.store.session() as s:
-            row = s.get(TuningJobRow, job_id)
-            if row is None or row.project != project or row.location != location:
-                raise NotFound(f"TuningJob projects/{project}/locations/{location}/tuningJobs/{job_id} not found.")
-            return row
+        return get_scoped(self.store, TuningJobRow, job_id, project, location, "TuningJob", "tuningJobs")
 
     def list(self, project: str, location: str, *, filter: str | None = None, page_size: int | None = None,
              page_token: str | None = None) -> tuple[list[TuningJobRow], str]:

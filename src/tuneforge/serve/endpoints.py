@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
+from tuneforge.errors import FailedPrecondition, InvalidArgument
 from tuneforge.jobs import operations
-from tuneforge.jobs.db import Store
+from tuneforge.jobs.db import Store, get_scoped
 from tuneforge.jobs.paging import page
 from tuneforge.jobs.service import _ts, new_id
 from tuneforge.jobs.tables import EndpointRow, utcnow
@@ -45,11 +45,7 @@ class EndpointService:
                                       f"type.googleapis.com/google.cloud.aiplatform.{api}.CreateEndpointOperationMetadata")
 
     def get(self, project: str, location: str, endpoint_id: str) -> EndpointRow:
-        with self.store.session() as s:
-            row = s.get(EndpointRow, endpoint_id)
-        if row is None or row.project != project or row.location != location:
-            raise NotFound(f"Endpoint projects/{project}/locations/{location}/endpoints/{endpoint_id} not found.")
-        return row
+        return get_scoped(self.store, EndpointRow, endpoint_id, project, location, "Endpoint", "endpoints")
 
     def list(self, project: str, location: str, page_size: int | None, page_token: str | None):
         q = (select(EndpointRow).where(EndpointRow.project == project, EndpointRow.location == location)

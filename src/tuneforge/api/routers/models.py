@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from tuneforge.api.deps import authorize
-from tuneforge.errors import NotFound
+from tuneforge.jobs.db import get_scoped
 from tuneforge.jobs.paging import page, page_json
 from tuneforge.jobs.service import model_json, parse_model_filter
 from tuneforge.jobs.tables import ModelRow
@@ -31,8 +31,4 @@ def list_models(request: Request, version: str, project: str, location: str, fil
 def get_model(request: Request, version: str, project: str, location: str, model_id: str):
     authorize(request, project)
     model_id = model_id.split("@", 1)[0]  # models/123@1: version 1 is the only version
-    with request.app.state.store.session() as s:
-        row = s.get(ModelRow, model_id)
-    if row is None or row.project != project or row.location != location:
-        raise NotFound(f"Model projects/{project}/locations/{location}/models/{model_id} not found.")
-    return model_json(row)
+    return model_json(get_scoped(request.app.state.store, ModelRow, model_id, project, location, "Model", "models"))
