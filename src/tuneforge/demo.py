@@ -123,3 +123,25 @@ def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) 
     run_sft(TuningConfig(base_model="tiny-llama", train_dataset=str(root / "copy.jsonl"), output_uri=str(root / "copy-base"),
                          tuning_mode="FULL", epochs=epochs, batch_size=32, seed=5), settings=settings)
     return final
+
+
+def held_out_quality(root: Path, mode: str, *, epochs: float, settings=None, seed: int = 11, **overrides) -> dict:
+    """Tune tiny-llama on the reversal task and score held-out exact match (docs/quality.md, its test and bench).
+
+    LoRA runs start from a copy-tuned base (see :func:`copy_base`), FULL runs from the random-init model.
+    """
+    import time
+
+    from tuneforge.train import TuningConfig, run_sft
+
+    task = make_task(seed=seed)
+    train = write_jsonl(root / "train.jsonl", task.train)
+    if mode == "PEFT_ADAPTER":
+        overrides["custom_base_model"] = str(copy_base(root, task.train, settings))
+    started = time.perf_counter()
+    result = run_sft(TuningConfig(base_model="tiny-llama", train_dataset=str(train), output_uri=str(root / mode),
+                                  tuning_mode=mode, epochs=epochs, batch_size=32, seed=5, **overrides), settings=settings)
+    seconds = time.perf_counter() - started
+    answers = greedy_answers(result.final_dir, [ReversalTask.prompt(s) for s in task.held_out])
+    return {"mode": mode, "epochs": epochs, "steps": result.steps, "train_seconds": round(seconds, 1),
+            "held_out_exact_match": exact_match(answers, [ReversalTask.answer(s) for s in task.held_out]), **overrides}

@@ -22,7 +22,13 @@ from tuneforge.errors import (
 )
 from tuneforge.jobs.db import Store, get_scoped
 from tuneforge.jobs.paging import page
-from tuneforge.jobs.service import PIPELINE_REGIONS, _float, _int, _ts
+from tuneforge.jobs.service import (
+    PIPELINE_REGIONS,
+    _float,
+    _int,
+    _ts,
+    job_resource_json,
+)
 from tuneforge.jobs.tables import PipelineJobRow, utcnow
 from tuneforge.settings import Settings
 
@@ -216,14 +222,6 @@ class PipelineJobService:
 
 
 def pipeline_job_json(row: PipelineJobRow) -> dict:
-    out = dict(row.resource)
-    out.update(name=f"projects/{row.project}/locations/{row.location}/pipelineJobs/{row.id}", state=row.state,
-               labels=row.labels or {}, createTime=_ts(row.create_time), updateTime=_ts(row.update_time),
-               jobDetail={"taskDetails": row.tasks})
-    if row.start_time:
-        out["startTime"] = _ts(row.start_time)
-    if row.end_time:
-        out["endTime"] = _ts(row.end_time)
-    if row.error:
-        out["error"] = row.error
+    out = job_resource_json(row, f"projects/{row.project}/locations/{row.location}/pipelineJobs/{row.id}")
+    out["jobDetail"] = {"taskDetails": row.tasks}
     return out

@@ -69,18 +69,22 @@ def normalize_keys(value: Any, path: str = "") -> Any:
     return out
 
 
-def _int(value: Any, field: str, *, minimum: int | None = None) -> int | None:
-    """int64 fields arrive as strings; Struct numbers as integral floats."""
-    if value is None:
-        return None
+def _number(value: Any, field: str, what: str) -> float:
+    """A JSON number or a numeric string (int64 fields arrive as strings, Struct numbers as doubles); not a bool."""
     try:
         if isinstance(value, bool):
             raise ValueError
-        number = float(value)
-        if not number.is_integer():
-            raise ValueError
+        return float(value)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{field} must be an integer (got {value!r})") from None
+        raise InvalidArgument(f"{field} must be {what} (got {value!r})") from None
+
+
+def _int(value: Any, field: str, *, minimum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    number = _number(value, field, "an integer")
+    if not number.is_integer():
+        raise InvalidArgument(f"{field} must be an integer (got {value!r})")
     if minimum is not None and number < minimum:
         raise InvalidArgument(f"{field} must be at least {minimum} (got {int(number)})")
     return int(number)
@@ -89,12 +93,7 @@ def _int(value: Any, field: str, *, minimum: int | None = None) -> int | None:
 def _float(value: Any, field: str) -> float | None:
     if value is None:
         return None
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{field} must be a number (got {value!r})") from None
+    number = _number(value, field, "a number")
     if not number > 0:
         raise InvalidArgument(f"{field} must be greater than 0 (got {value!r})")
     return number
@@ -368,10 +367,10 @@ def job_name(row: TuningJobRow) -> str:
     return f"projects/{row.project}/locations/{row.location}/tuningJobs/{row.id}"
 
 
-def tuning_job_json(row: TuningJobRow) -> dict:
-    """The TuningJob resource. ``experiment`` is never set (the SDK breaks on it, contract §10)."""
+def job_resource_json(row, name: str) -> dict:
+    """What every job resource shows: the stored request echo, name, state, labels, times and error."""
     out = dict(row.resource)
-    out.update(name=job_name(row), state=row.state, labels=row.labels or {}, createTime=_ts(row.create_time),
+    out.update(name=name, state=row.state, labels=row.labels or {}, createTime=_ts(row.create_time),
                updateTime=_ts(row.update_time))
     if row.start_time:
         out["startTime"] = _ts(row.start_time)
@@ -379,6 +378,12 @@ def tuning_job_json(row: TuningJobRow) -> dict:
         out["endTime"] = _ts(row.end_time)
     if row.error:
         out["error"] = row.error
+    return out
+
+
+def tuning_job_json(row: TuningJobRow) -> dict:
+    """The TuningJob resource. ``experiment`` is never set (the SDK breaks on it, contract §10)."""
+    out = job_resource_json(row, job_name(row))
     if row.tuned_model:
         out["tunedModel"] = row.tuned_model
     if row.data_stats:
