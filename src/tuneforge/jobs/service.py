@@ -124,6 +124,13 @@ def _tuning_mode(value: Any) -> TuningMode | None:
         ) from None
 
 
+def finish_cancelled(row: TuningJobRow, now) -> None:
+    """The final state of a cancelled job: CANCELLED, ended now, error code 1 (google.rpc CANCELLED)."""
+    row.state = states.CANCELLED
+    row.end_time = now
+    row.error = {"code": 1, "message": "CANCELED"}
+
+
 class TuningJobService:
     def __init__(self, store: Store, settings: Settings):
         self.store = store
@@ -134,7 +141,7 @@ class TuningJobService:
         if location not in allowed:
             raise InvalidArgument(f"location {location!r} is not supported; use one of {', '.join(allowed)}")
 
-    def build_config(self, project: str, job_id: str, body: dict) -> tuple[dict, dict, dict]:
+    def build_config(self, project: str, job_id: str, body: dict, catalog) -> tuple[dict, dict, dict]:
         """(TuningConfig fields, resource echo, labels) from a create body; every problem is a 400 naming the field."""
         from tuneforge.train import TuningConfig
 
@@ -175,7 +182,6 @@ class TuningJobService:
         if len(display) > 128:
             raise InvalidArgument(f"tunedModelDisplayName is {len(display)} characters; at most 128 are allowed")
 
-        catalog = load_catalog(self.settings)
         mode = _tuning_mode(spec.get("tuningMode"))
         entry_modes = None
         if base_model in catalog.aliases:
@@ -221,14 +227,13 @@ class TuningJobService:
         resource["outputUri"] = output_uri
         return config, resource, dict(labels)
 
-    def preflight(self, config: dict) -> dict:
+    def preflight(self, config: dict, catalog) -> dict:
         """Resolve the model and validate the datasets now, before the job is stored: a bad request never
         becomes a job, and every dataset problem is reported at once. Returns what the job should say about
         the model it runs on."""
         from tuneforge.data import Report, prepare_dataset
         from tuneforge.train.loading import chat_encoder, limits_for, resolve_source
 
-        catalog = load_catalog(self.settings)
         source = resolve_source(catalog, config["base_model"], config["custom_base_model"], dev=self.settings.dev,
                                 settings=self.settings)
         limits = limits_for(source.resolved.entry, config["base_model"], TuningMode(config["tuning_mode"]))
@@ -243,8 +248,9 @@ class TuningJobService:
     def create(self, project: str, location: str, body: dict) -> TuningJobRow:
         self.check_region(location)
         job_id = new_id()
-        config, resource, labels = self.build_config(project, job_id, body)
-        model_info = self.preflight(config)
+        catalog = load_catalog(self.settings)
+        config, resource, labels = self.build_config(project, job_id, body, catalog)
+        model_info = self.preflight(config, catalog)
         if model_info["stand_in"]:
             labels[DEV_LABEL] = model_info["runs_on"]
             note = model_info["note"]
@@ -276,9 +282,8 @@ class TuningJobService:
 
     def list(self, project: str, location: str, *, filter: str | None = None, page_size: int | None = None,
              page_token: str | None = None) -> tuple[list[TuningJobRow], str]:
-        q = select(TuningJobRow).where(TuningJobRow.project == project, TuningJobRow.location == location)
-        for clause in parse_filter(filter):
-            q = clause(q)
+        q = select(TuningJobRow).where(TuningJobRow.project == project, TuningJobRow.location == location,
+                                       *filter_conditions(filter, TUNING_JOB_FILTERS, TuningJobRow.labels))
         with self.store.session() as s:
             return page(s, q.order_by(TuningJobRow.create_time.desc(), TuningJobRow.id.desc()), page_size, page_token)
 
@@ -301,56 +306,40 @@ class TuningJobService:
             row.cancel_requested = True
             row.update_time = now
             if row.state in states.CLAIMABLE:  # not started: nothing to stop
-                row.state = states.CANCELLED
-                row.end_time = now
-                row.error = {"code": 1, "message": "CANCELED"}
+                finish_cancelled(row, now)
             elif row.state == states.RUNNING:
                 row.state = states.CANCELLING
 
 
 # -- filters and paging ----------------------------------------------------------------------------------------------
 
-_CLAUSE = re.compile(r'^\s*(labels\.([\w.-]+)|display_name|displayName|state|base_model|baseModel)\s*(=|!=)\s*"?([^"]*)"?\s*$')
+_CLAUSE = re.compile(r'^\s*(labels\.([\w.-]+)|[A-Za-z_]+)\s*(=|!=)\s*"?([^"]*)"?\s*$')
 
 
-def parse_filter(text: str | None):
-    """AIP-160 subset: ``labels.KEY="V"``, ``display_name="…"``, ``state=JOB_STATE_…``, ``base_model="…"`` joined
-    by AND (``=`` and ``!=``)."""
+def filter_conditions(text: str | None, columns: dict, labels) -> list:
+    """AIP-160 subset: ``labels.KEY="V"`` and ``field="V"`` (``=``, ``!=``) joined by AND, as SQL conditions.
+
+    ``columns`` maps the field names a collection accepts (both spellings) to columns; ``labels`` is its JSON
+    labels column (``json_extract`` on SQLite, ``->>`` on PostgreSQL).
+    """
     if not text or not text.strip():
         return []
-    clauses = []
+    usage = ", ".join(['labels.KEY="VALUE"', *(f'{name}="…"' for name in columns if "_" in name or name.islower())])
+    conditions = []
     for part in re.split(r"\s+AND\s+", text.strip()):
         m = _CLAUSE.match(part)
-        if not m:
-            raise InvalidArgument(f"filter: cannot parse {part!r}; use labels.KEY=\"VALUE\", display_name=\"…\", "
-                                  "state=JOB_STATE_… or base_model=\"…\", joined with AND")
-        field, label_key, op, value = m.group(1), m.group(2), m.group(3), m.group(4)
-        if label_key is not None:
-            label = TuningJobRow.labels[label_key].as_string()  # json_extract on SQLite, ->> on PostgreSQL
-            clauses.append(lambda q, label=label, value=value, op=op: q.where(label == value if op == "=" else label != value))
-            continue
-        column = {"display_name": TuningJobRow.display_name, "displayName": TuningJobRow.display_name,
-                  "state": TuningJobRow.state, "base_model": TuningJobRow.base_model, "baseModel": TuningJobRow.base_model}[field]
-        clauses.append(lambda q, column=column, value=value, op=op: q.where(column == value if op == "=" else column != value))
-    return clauses
+        if not m or (m.group(2) is None and m.group(1) not in columns):
+            raise InvalidArgument(f"filter: cannot parse {part!r}; use {usage}, joined with AND")
+        column = labels[m.group(2)].as_string() if m.group(2) else columns[m.group(1)]
+        value = m.group(4)
+        conditions.append(column == value if m.group(3) == "=" else column != value)
+    return conditions
 
 
-_MODEL_CLAUSE = re.compile(r'^\s*(labels\.([\w.-]+)|display_name|displayName)\s*(=|!=)\s*"?([^"]*)"?\s*$')
-
-
-def parse_model_filter(text: str | None):
-    """``labels.KEY="V"`` and ``display_name="…"`` joined by AND, for models.list (the SDK's tuned-model listing)."""
-    if not text or not text.strip():
-        return []
-    clauses = []
-    for part in re.split(r"\s+AND\s+", text.strip()):
-        m = _MODEL_CLAUSE.match(part)
-        if not m:
-            raise InvalidArgument(f'filter: cannot parse {part!r}; use labels.KEY="VALUE" or display_name="…", joined with AND')
-        column = ModelRow.labels[m.group(2)].as_string() if m.group(2) else ModelRow.display_name
-        value, op = m.group(4), m.group(3)
-        clauses.append(lambda q, column=column, value=value, op=op: q.where(column == value if op == "=" else column != value))
-    return clauses
+TUNING_JOB_FILTERS = {"display_name": TuningJobRow.display_name, "displayName": TuningJobRow.display_name,
+                      "state": TuningJobRow.state, "base_model": TuningJobRow.base_model,
+                      "baseModel": TuningJobRow.base_model}
+MODEL_FILTERS = {"display_name": ModelRow.display_name, "displayName": ModelRow.display_name}
 
 
 # -- resource JSON -----------------------------------------------------------------------------------------------------

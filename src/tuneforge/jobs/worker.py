@@ -22,6 +22,7 @@ from sqlalchemy import func, select, text, update
 
 from tuneforge.jobs import states
 from tuneforge.jobs.db import Store
+from tuneforge.jobs.service import finish_cancelled
 from tuneforge.jobs.tables import MetricRow, ModelRow, TuningJobRow, utcnow
 from tuneforge.settings import Settings
 
@@ -110,7 +111,7 @@ class Worker:
             now = utcnow()
             row.update_time = now
             if row.cancel_requested:
-                _finish_cancelled(row, now)
+                finish_cancelled(row, now)
             elif row.attempts < self.settings.max_attempts:
                 row.state = states.PENDING  # resumed from its last checkpoint by the next claim
                 row.worker_id = None
@@ -137,7 +138,7 @@ class Worker:
                 row.update_time = now
                 row.worker_id = None
                 if row.cancel_requested:
-                    _finish_cancelled(row, now)
+                    finish_cancelled(row, now)
                 elif row.attempts < self.settings.max_attempts:
                     row.state = states.PENDING
                     log.warning("job %s: worker lost (no heartbeat since %s); requeued", row.id, row.heartbeat_time)
@@ -171,16 +172,10 @@ class Worker:
                 row = s.get(TuningJobRow, job_id)
                 if row is not None and row.state not in states.FINAL:
                     if row.cancel_requested:
-                        _finish_cancelled(row, utcnow())
+                        finish_cancelled(row, utcnow())
                     else:
                         row.state, row.worker_id, row.attempts = states.PENDING, None, max(0, row.attempts - 1)
         self.running.clear()
-
-
-def _finish_cancelled(row: TuningJobRow, now) -> None:
-    row.state = states.CANCELLED
-    row.end_time = now
-    row.error = {"code": 1, "message": "CANCELED"}
 
 
 # -- the child process ------------------------------------------------------------------------------------------------
@@ -243,7 +238,7 @@ def child_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -
         with store.session() as s:
             row = s.get(TuningJobRow, job_id)
             if row.cancel_requested:
-                _finish_cancelled(row, utcnow())
+                finish_cancelled(row, utcnow())
         return
     _succeed(store, job_id, result, project, location, display, labels, config)
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from tuneforge.api.deps import authorize
 from tuneforge.jobs.db import get_scoped
 from tuneforge.jobs.paging import page, page_json
-from tuneforge.jobs.service import model_json, parse_model_filter
+from tuneforge.jobs.service import MODEL_FILTERS, filter_conditions, model_json
 from tuneforge.jobs.tables import ModelRow
 
 router = APIRouter()
@@ -19,9 +19,8 @@ BASE = "/{version}/projects/{project}/locations/{location}/models"
 def list_models(request: Request, version: str, project: str, location: str, filter: str | None = None,
                 pageSize: int | None = None, pageToken: str | None = None):
     authorize(request, project)
-    q = select(ModelRow).where(ModelRow.project == project, ModelRow.location == location)
-    for clause in parse_model_filter(filter):
-        q = clause(q)
+    q = select(ModelRow).where(ModelRow.project == project, ModelRow.location == location,
+                               *filter_conditions(filter, MODEL_FILTERS, ModelRow.labels))
     with request.app.state.store.session() as s:
         rows, token = page(s, q.order_by(ModelRow.create_time.desc(), ModelRow.id.desc()), pageSize, pageToken)
     return page_json("models", [model_json(r) for r in rows], token)
