@@ -1,4 +1,4 @@
-"""`tuneforge` command line: tune, validate, demo, models."""
+"""`tuneforge` command line: tune, validate, demo, models, serve, worker, jobs, deploy, predict, chat."""
 
 from __future__ import annotations
 
@@ -84,6 +84,87 @@ def jobs_cancel(job: str, server: str = _SERVER, project: str = _PROJECT, locati
     except ApiError as exc:
         _fail(exc)
     console.print(f"cancelling {job}")
+
+
+@app.command()
+def deploy(
+    model: str = typer.Argument(..., help="Registry model (id or projects/…/models/ID) or weights (gs://… folder)."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Deploy onto this endpoint (default: a new one)."),
+    machine_type: Optional[str] = typer.Option(None, "--machine-type", help="Recorded, e.g. g2-standard-12."),
+    accelerator_type: Optional[str] = typer.Option(None, "--accelerator-type", help="Recorded, e.g. NVIDIA_L4."),
+    accelerator_count: int = typer.Option(0, "--accelerator-count"),
+    server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION, api_key: Optional[str] = _KEY,
+):
+    """Deploy a model on an endpoint and print the endpoint's name."""
+    from tuneforge.errors import TuneforgeError
+
+    resources = {}
+    if machine_type or accelerator_type:
+        spec = {k: v for k, v in (("machineType", machine_type), ("acceleratorType", accelerator_type)) if v}
+        if accelerator_type:
+            spec["acceleratorCount"] = accelerator_count or 1
+        resources = {"dedicatedResources": {"machineSpec": spec, "minReplicaCount": 1, "maxReplicaCount": 1}}
+    try:
+        name = _client(server, project, location, api_key).deploy(model, endpoint, resources)
+    except TuneforgeError as exc:
+        _fail(exc)
+    print(name)
+
+
+@app.command()
+def predict(
+    endpoint: str = typer.Argument(..., help="Endpoint id or projects/…/endpoints/ID."),
+    prompt: str = typer.Argument(..., help="The prompt."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
+    temperature: Optional[float] = typer.Option(None, "--temperature"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    top_k: Optional[int] = typer.Option(None, "--top-k"),
+    server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION, api_key: Optional[str] = _KEY,
+):
+    """Send one prompt to an endpoint's predict and print the answer."""
+    from tuneforge.errors import TuneforgeError
+
+    instance = {"prompt": prompt, "raw_response": True, "max_tokens": max_tokens, "temperature": temperature,
+                "top_p": top_p, "top_k": top_k}
+    try:
+        out = _client(server, project, location, api_key).predict(endpoint, [{k: v for k, v in instance.items()
+                                                                              if v is not None}])
+    except TuneforgeError as exc:
+        _fail(exc)
+    print(out["predictions"][0])
+
+
+@app.command()
+def chat(
+    endpoint: str = typer.Argument(..., help="Endpoint id or projects/…/endpoints/ID."),
+    system: Optional[str] = typer.Option(None, "--system", help="System instruction."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
+    temperature: Optional[float] = typer.Option(None, "--temperature"),
+    server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION, api_key: Optional[str] = _KEY,
+):
+    """Chat with an endpoint: type a message, read the streamed answer; an empty line or Ctrl-D ends."""
+    from tuneforge.errors import TuneforgeError
+
+    client = _client(server, project, location, api_key)
+    history = [{"role": "system", "content": system}] if system else []
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            console.print("[bold]you>[/bold] ", end="")
+        line = sys.stdin.readline()
+        if not line.strip():
+            return
+        history.append({"role": "user", "content": line.rstrip("\n")})
+        answer = []
+        try:
+            for piece in client.chat_stream(endpoint, history, max_tokens=max_tokens, temperature=temperature):
+                answer.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except TuneforgeError as exc:
+            _fail(exc)
+        sys.stdout.write("\n")
+        history.append({"role": "assistant", "content": "".join(answer)})
 
 
 def _quiet_libraries() -> None:

@@ -81,5 +81,59 @@ class Client:
                 raise TimeoutError(f"{job} still {current['state']} after {timeout:.0f} s")
             time.sleep(poll)
 
+    # -- deploying and serving ---------------------------------------------------------------------------------
+    def _resource(self, kind: str, ref: str) -> str:
+        return ref if ref.startswith("projects/") else f"{self.parent}/{kind}/{ref}"
+
+    def wait_operation(self, op: dict, timeout: float = 600) -> dict:
+        deadline = time.monotonic() + timeout
+        while not op.get("done"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"operation {op['name']} not done after {timeout:.0f} s")
+            time.sleep(0.3)
+            op = self._call("GET", op["name"])
+        if "error" in op:
+            raise TuneforgeError(f"operation failed: {op['error'].get('message', op['error'])}")
+        return op["response"]
+
+    def deploy(self, model: str, endpoint: str | None = None, resources: dict | None = None) -> str:
+        """Deploy a registry model (id or name) or weights (gs:// URI); returns the endpoint's resource name."""
+        resources = resources or {}
+        if model.startswith("gs://"):
+            body = {"customModel": {"gcsUri": model}, "deployConfig": resources}
+            resp = self.http.post(f"/v1beta1/{self.parent}:deploy", content=json.dumps(body))
+            op = resp.json()
+            if resp.status_code >= 400:
+                raise ApiError(resp.status_code, op)
+            return self.wait_operation(op)["endpoint"]
+        model_name = self._resource("models", model)
+        if endpoint is None:
+            display = self._call("GET", model_name).get("displayName", "model")
+            op = self._call("POST", f"{self.parent}/endpoints", content=json.dumps({"displayName": f"{display}_endpoint"}))
+            endpoint = self.wait_operation(op)["name"]
+        endpoint = self._resource("endpoints", endpoint)
+        body = {"deployedModel": {"model": model_name, **resources}, "trafficSplit": {"0": 100}}
+        self.wait_operation(self._call("POST", endpoint + ":deployModel", content=json.dumps(body)))
+        return endpoint
+
+    def predict(self, endpoint: str, instances: list[dict]) -> dict:
+        return self._call("POST", self._resource("endpoints", endpoint) + ":predict",
+                          content=json.dumps({"instances": instances}))
+
+    def chat_stream(self, endpoint: str, messages: list[dict], **params):
+        """OpenAI-style chat over SSE; yields the answer's text as it is generated."""
+        url = "/v1/" + self._resource("endpoints", endpoint) + "/chat/completions"
+        body = {"messages": messages, "stream": True, **{k: v for k, v in params.items() if v is not None}}
+        with self.http.stream("POST", url, content=json.dumps(body), timeout=None) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise ApiError(resp.status_code, resp.json())
+            for line in resp.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                for choice in json.loads(line[6:]).get("choices", []):
+                    if choice.get("delta", {}).get("content"):
+                        yield choice["delta"]["content"]
+
     def close(self) -> None:
         self.http.close()

@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=3, ge=1, description="Runs of a job (first plus resumptions) before it fails.")
     workers: int = Field(default=1, ge=0, description="In-process worker slots of `tuneforge serve` (0: none).")
+    auto_deploy: bool = Field(
+        default=True, description="Deploy each finished tuning job's model on a new endpoint (tunedModel.endpoint), "
+        "as Vertex does; the model is loaded on its first request."
+    )
+    serve_device: str = Field(default="auto", description="Where deployed models run: auto (CUDA if present), cpu, cuda.")
+    serve_max_batch_size: int = Field(default=32, ge=1, description="Sequences decoded together per loaded model.")
+    serve_batch_wait_ms: float = Field(
+        default=2.0, ge=0, description="An idle model waits this long for more requests to prefill them together."
+    )
+    serve_memory_limit_bytes: int | None = Field(
+        default=None, ge=0, description="Cap on memory the serving engine may fill with weights (default: what is free)."
+    )
+    serve_default_max_tokens: int = Field(default=256, ge=1, description="Tokens generated when a request names none.")
 
     @property
     def resolved_database_url(self) -> str:

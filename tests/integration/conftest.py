@@ -102,8 +102,7 @@ def start_server(home: Path, database_url: str, *, extra_env: dict | None = None
     raise RuntimeError(f"server did not become ready: {log.read_text()[-3000:]}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
+def _database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tuneforge.db'}"
     url = request.getfixturevalue("pg_url")
@@ -116,6 +115,18 @@ def database_url(request, tmp_path):
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def every_database_url(request, tmp_path):
+    """Both databases in `make test`: for what differs between them (claims, restarts, migrations)."""
+    return _database_url(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def database_url(request, tmp_path):
+    """SQLite in `make test`, PostgreSQL too in `make test-slow`: for long flows whose database code is shared."""
+    return _database_url(request, tmp_path)
 
 
 @pytest.fixture()
@@ -132,6 +143,15 @@ def sqlite_server(tmp_path):
     """For tests of the API surface that do not depend on the database kind."""
     home = tmp_path / "home"
     home.mkdir()
+    srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """One server for a module's many small requests that leave nothing behind (validation errors)."""
+    home = tmp_path_factory.mktemp("shared-home")
     srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}")
     yield srv
     srv.stop()

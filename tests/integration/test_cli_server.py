@@ -36,8 +36,26 @@ def test_tune_with_server_and_jobs_commands(sqlite_server):
     bad = tf("tune", "--server", sqlite_server.url, "--model", "nope", "--train", "gs://b/train.jsonl", "--output-uri", "gs://b/x")
     assert bad.returncode == 1 and "404 NOT_FOUND" in bad.stderr + bad.stdout
 
+    # deploy, predict and chat from the command line
+    url = ("--server", sqlite_server.url, "--project", "p")
+    deployed = tf("deploy", got["tunedModel"]["model"].split("@")[0], "--machine-type", "g2-standard-12",
+                  "--accelerator-type", "NVIDIA_L4", *url)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    endpoint = deployed.stdout.strip()
+    assert endpoint.startswith("projects/p/locations/us-central1/endpoints/")
+    assert endpoint != got["tunedModel"]["endpoint"]  # the job's own endpoint is another one
+    for target in (endpoint, got["tunedModel"]["endpoint"].rsplit("/", 1)[-1]):
+        said = tf("predict", target, "hello", "--max-tokens", "4", "--temperature", "0", *url)
+        assert said.returncode == 0, said.stdout + said.stderr
+    talk = subprocess.run([TF, "chat", endpoint, "--max-tokens", "4", *url], input="hi\nagain\n\n", capture_output=True,
+                          text=True, timeout=120)
+    assert talk.returncode == 0 and talk.stdout.count("\n") >= 2, talk.stdout + talk.stderr
+    bad = tf("predict", "404", "hello", *url)
+    assert bad.returncode == 1 and "404 NOT_FOUND" in bad.stderr + bad.stdout
 
-def test_two_workers_never_claim_the_same_job(database_url, tmp_path):
+
+def test_two_workers_never_claim_the_same_job(every_database_url, tmp_path):
+    database_url = every_database_url
     from sqlalchemy import select
 
     from tuneforge.jobs import states

@@ -60,8 +60,8 @@ def test_pipeline_jobs_create_get_list_cancel(sqlite_server):
     (body(DISTILL, teacher_model_reference="text-unicorn@001"), "student_model_reference is required"),
     ({**body(encryption_spec_key_name="k1"), "encryptionSpec": {"kmsKeyName": "k2"}}, "differ"),
 ])
-def test_pipeline_parameters_are_checked(sqlite_server, payload, message):
-    with sqlite_server.client() as c:
+def test_pipeline_parameters_are_checked(shared_server, payload, message):
+    with shared_server.client() as c:
         r = c.post(BASE, content=json.dumps(payload))
         assert r.status_code == 400 and message in err(r), r.text
 

@@ -51,6 +51,14 @@ def test_gemini_style_sft_train_refresh_list_models(vertex):
     model = aiplatform.Model(job.tuned_model_name)
     assert model.display_name == "tuned-gemini"
     assert model.labels["tuneforge-dev-stand-in"] == "tiny-gemma3"
+    # the tuning job deployed its model, as Vertex does; the endpoint answers generateContent
+    from vertexai.generative_models import GenerationConfig, GenerativeModel
+
+    endpoint = job.tuned_model_endpoint_name
+    assert endpoint.startswith("projects/my-project/locations/us-central1/endpoints/")
+    assert [d.endpoint for d in model.gca_resource.deployed_models] == [endpoint]
+    answer = GenerativeModel(endpoint).generate_content("hello", generation_config=GenerationConfig(max_output_tokens=4))
+    assert answer.candidates[0].finish_reason.name in ("STOP", "MAX_TOKENS")
 
 
 def test_open_model_sft_train_with_source_model(vertex):

@@ -76,13 +76,13 @@ def test_bad_input_is_a_clear_4xx_naming_the_field(sqlite_server):
     ("train.jsonl", "outside the bucket root"),
     ("s3://b/train.jsonl", "use a gs://BUCKET/path URI"),
 ])
-def test_uris_cannot_escape_the_bucket_root(sqlite_server, uri, message):
-    with sqlite_server.client() as c:
+def test_uris_cannot_escape_the_bucket_root(shared_server, uri, message):
+    with shared_server.client() as c:
         for body in (gemini(uri), {**gemini(), "outputUri": uri}, {**gemini(), "customBaseModel": uri}):
             r = create(c, body)
             assert r.status_code == 400 and message in error(r)["message"], (body, r.text)
         # A file path inside the bucket root is fine (and still has to exist).
-        r = create(c, gemini(str(sqlite_server.bucket / "b" / "none.jsonl")))
+        r = create(c, gemini(str(shared_server.bucket / "b" / "none.jsonl")))
         assert r.status_code == 400 and "not found" in error(r)["message"]
 
 
@@ -122,7 +122,8 @@ def test_quota_answers_429_or_queues(tmp_path, database_url):
         srv.stop()
 
 
-def test_restart_loses_no_job_metric_or_state(tmp_path, database_url):
+def test_restart_loses_no_job_metric_or_state(tmp_path, every_database_url):
+    database_url = every_database_url
     home = tmp_path / "h"
     home.mkdir()
     write_dataset(home / "buckets" / "b" / "train.jsonl")

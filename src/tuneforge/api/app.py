@@ -14,6 +14,7 @@ from tuneforge.jobs.db import Store
 from tuneforge.jobs.pipelines import PipelineJobService
 from tuneforge.jobs.service import TuningJobService
 from tuneforge.serve.endpoints import EndpointService
+from tuneforge.serve.engine import Engine
 from tuneforge.settings import Settings
 
 
@@ -30,10 +31,12 @@ def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
             worker = Worker(store, settings, slots=settings.workers)
             thread = threading.Thread(target=worker.run, args=(stop,), name="tuneforge-worker", daemon=True)
             thread.start()
+        app.state.endpoints.resume()
         app.state.ready = True
         try:
             yield
         finally:
+            app.state.engine.close()
             stop.set()
             if thread is not None:
                 thread.join(timeout=30)
@@ -45,7 +48,11 @@ def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
     app.state.api_keys = parse_api_keys(settings.api_keys)
     app.state.tuning_jobs = TuningJobService(store, settings)
     app.state.pipeline_jobs = PipelineJobService(store, settings)
-    app.state.endpoints = EndpointService(store)
+    app.state.engine = Engine(device=settings.serve_device, max_batch=settings.serve_max_batch_size,
+                              batch_wait_ms=settings.serve_batch_wait_ms,
+                              memory_limit_bytes=settings.serve_memory_limit_bytes,
+                              default_max_tokens=settings.serve_default_max_tokens)
+    app.state.endpoints = EndpointService(store, settings, app.state.engine)
     app.state.ready = False
     errors.install(app)
 

@@ -29,7 +29,8 @@ def parse_api_keys(spec: str) -> dict[str, set[str] | None]:
     return keys
 
 
-def authorize(request: Request, project: str) -> None:
+def authorize(request: Request, project: str | None) -> None:
+    """A valid key for ``project``; ``None`` (server-wide operator views) needs a key scoped to every project."""
     keys: dict = request.app.state.api_keys
     if not keys:
         return
@@ -39,8 +40,9 @@ def authorize(request: Request, project: str) -> None:
         raise Unauthenticated("missing or unknown API key; send Authorization: Bearer <key> (with the SDK: "
                               "credentials=google.oauth2.credentials.Credentials(token=KEY))")
     scope = keys[token]
-    if scope is not None and project not in scope:
-        raise PermissionDenied(f"this API key may not use project {project!r}")
+    if scope is not None and (project is None or project not in scope):
+        raise PermissionDenied(f"this API key may not use project {project!r}" if project is not None
+                               else "this view needs an API key that is not scoped to projects")
 
 
 async def json_body(request: Request) -> dict[str, Any]:

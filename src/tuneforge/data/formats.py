@@ -410,3 +410,51 @@ def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | Non
     if file_format is not None:
         report.info["format"] = file_format[0]
     return conversations
+
+
+def parse_request(obj: dict, fmt: str, text_only_model: str | None = None) -> Conversation:
+    """A serving request's conversation (chat ``messages`` or generateContent ``contents``), parsed by the same code
+    as training lines so the chat template sees the same messages. Raises InvalidArgument naming each bad field.
+
+    Lenient where the documents are (SPEC §8 S3): ``parts`` may be one object instead of a list, roles in any case.
+    """
+    from tuneforge.errors import InvalidArgument
+
+    if fmt == "generate_content":
+        obj = dict(obj)
+        contents = obj.get("contents")
+        if isinstance(contents, dict):
+            contents = [contents]
+        if isinstance(contents, list):
+            obj["contents"] = [{**c, "parts": [c["parts"]]} if isinstance(c, dict) and isinstance(c.get("parts"), dict)
+                               else c for c in contents]
+        for key in ("systemInstruction", "system_instruction"):
+            si = obj.get(key)
+            if isinstance(si, dict) and isinstance(si.get("parts"), dict):
+                obj[key] = {**si, "parts": [si["parts"]]}
+            elif isinstance(si, str):
+                obj[key] = {"parts": [{"text": si}]}
+    key = "contents" if fmt == "generate_content" else "messages"
+    report = Report()
+    ctx = _Line(report, 0, text_only_model)
+    items = _PARSERS[fmt](ctx, obj) if key in obj else None
+    if key not in obj:
+        ctx.error(f"missing; give the conversation as {key}", key)
+    elif not ctx.failed and not [m for m, _ in items or [] if m.role != "system"]:
+        ctx.error("empty; give at least one user message", key)
+    if not ctx.failed:
+        for i, (m, path) in enumerate(items):
+            if m.role == "system" and i > 0:
+                ctx.error(f"a system message is allowed only first; move it to {key}[0]", path)
+        turns = [(m, path) for m, path in items if m.role != "system"]
+        if turns and turns[0][0].role != "user":
+            ctx.error("the first turn must be from the user", turns[0][1])
+        for (prev, _), (m, path) in zip(turns, turns[1:]):
+            if m.role == prev.role:
+                ctx.error(f"two {m.role} turns in a row; turns must alternate (merge them)", path)
+        if turns and turns[-1][0].role != "user":
+            ctx.error("the last turn must be from the user (the message to answer)", turns[-1][1])
+    if ctx.failed:
+        problems = [f"{p.path}: {p.message}" if p.path else p.message for p in report.errors]
+        raise InvalidArgument("; ".join(problems))
+    return Conversation([m for m, _ in items])

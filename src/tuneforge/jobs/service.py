@@ -384,8 +384,9 @@ def model_name(row: ModelRow) -> str:
     return f"projects/{row.project}/locations/{row.location}/models/{row.id}"
 
 
-def model_json(row: ModelRow) -> dict:
+def model_json(row: ModelRow, deployed: list[dict] | None = None) -> dict:
     return {
+        "deployedModels": deployed or [],
         "name": model_name(row), "displayName": row.display_name, "description": row.description,
         "versionId": str(row.version), "versionAliases": ["default"], "labels": row.labels or {},
         "artifactUri": row.artifact_uri, "createTime": _ts(row.create_time), "updateTime": _ts(row.update_time),

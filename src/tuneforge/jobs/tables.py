@@ -126,6 +126,24 @@ class EndpointRow(Base):
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class DeployedModelRow(Base):
+    """A model deployed on an endpoint. ``state``: DEPLOYING (its operation is loading it), DEPLOYED."""
+
+    __tablename__ = "deployed_models"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(String(32), index=True)
+    model_id: Mapped[str] = mapped_column(String(32), index=True)
+    project: Mapped[str] = mapped_column(String(128))
+    location: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    resources: Mapped[dict] = mapped_column(JSON, default=dict)  # {"dedicatedResources": …} as requested
+    state: Mapped[str] = mapped_column(String(16), default="DEPLOYED")
+    operation: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class OperationRow(Base):
     """A long-running operation; ``name`` is the full resource name (…/endpoints/E/operations/O)."""
 

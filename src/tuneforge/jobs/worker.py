@@ -240,7 +240,7 @@ def child_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -
             if row.cancel_requested:
                 finish_cancelled(row, utcnow())
         return
-    _succeed(store, job_id, result, project, location, display, labels, config)
+    _succeed(store, job_id, result, project, location, display, labels, config, settings.auto_deploy)
 
 
 _CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "RESOURCE_EXHAUSTED": 8, "INTERNAL": 13}
@@ -254,7 +254,7 @@ def _fail(store: Store, job_id: str, code: str, message: str) -> None:
         row.error = {"code": _CODES.get(code, 13), "message": message}
 
 
-def _succeed(store: Store, job_id, result, project, location, display, labels, config) -> None:
+def _succeed(store: Store, job_id, result, project, location, display, labels, config, deploy: bool) -> None:
     from tuneforge.jobs.service import model_name, new_id
 
     now = utcnow()
@@ -275,5 +275,10 @@ def _succeed(store: Store, job_id, result, project, location, display, labels, c
             "checkpoints": [{"checkpointId": str(i + 1), "epoch": str(i + 1), "step": str((i + 1) * steps_per_epoch)}
                             for i in range(max(1, result.steps // max(1, steps_per_epoch)))],
         }
+        if deploy:
+            from tuneforge.serve.endpoints import auto_deploy
+
+            s.flush()
+            row.tuned_model = {**row.tuned_model, "endpoint": auto_deploy(s, model, display)}
         row.data_stats = {"supervisedTuningDataStats": result.data_stats}
         row.state, row.end_time, row.update_time = states.SUCCEEDED, now, now

@@ -78,13 +78,24 @@ def resolve_source(
     return ModelSource(resolved, custom, tokenizer_dir=tok)
 
 
-def _adapter_base(adapter_dir: Path, resolved: ResolvedModel, settings: Settings) -> Path:
+def adapter_base(adapter_dir: Path, settings: Settings) -> Path | None:
+    """The base model folder an adapter was trained on: its manifest's weights, else peft's recorded path."""
     manifest = adapter_dir / "tuneforge_manifest.json"
     if manifest.exists():
         base = json.loads(manifest.read_text()).get("base_model", {})
+        if base.get("base_dir") and (Path(base["base_dir"]) / "config.json").exists():
+            return Path(base["base_dir"])  # the exact folder it was trained on (a custom base, for one)
         if base.get("weights"):
             return materialize(base["weights"], settings)
-    return materialize(resolved.weights, settings)
+    config = adapter_dir / "adapter_config.json"
+    recorded = json.loads(config.read_text()).get("base_model_name_or_path") if config.exists() else None
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
+    return None
+
+
+def _adapter_base(adapter_dir: Path, resolved: ResolvedModel, settings: Settings) -> Path:
+    return adapter_base(adapter_dir, settings) or materialize(resolved.weights, settings)
 
 
 def limits_for(entry: ModelEntry, requested_id: str, mode: TuningMode, strict: bool = False) -> Limits:

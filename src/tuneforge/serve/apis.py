@@ -1,0 +1,345 @@
+"""The three serving APIs over one engine: Vertex ``predict``, ``generateContent`` (and its stream), OpenAI chat.
+
+Each API turns its request into prompts (token ids rendered through the deployed model's own chat template, the
+one training used) plus validated SamplingParams, runs them on the engine and shapes the answer. Text APIs that send
+a bare prompt (``predict``) are rendered as one user turn, as prompt/completion training examples are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tuneforge.data import formats
+from tuneforge.data.conversation import Conversation, Message, TextPart
+from tuneforge.errors import FailedPrecondition, InvalidArgument
+from tuneforge.serve.engine import Deployment, GenRequest
+from tuneforge.serve.sampling import SamplingParams, build_params
+
+SAFETY = {"blocked": False, "categories": [], "scores": []}
+FINISH_GEMINI = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER", "error": "OTHER"}
+
+
+@dataclass
+class Prompt:
+    ids: list[int]
+    params: SamplingParams
+    text: str = ""  # what the user sent, for predict's "Prompt:/Output:" framing
+
+
+def conversation_ids(dep: Deployment, conversation: Conversation) -> list[int]:
+    if not dep.chat_template:
+        raise FailedPrecondition("the deployed model has no chat template, so it cannot take a conversation; use "
+                                 "predict with a raw prompt, or deploy a model tuned by tuneforge (its template is saved)")
+    text = dep.tokenizer.apply_chat_template(conversation.template_messages(), chat_template=dep.chat_template,
+                                             tokenize=False, add_generation_prompt=True)
+    return dep.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def prompt_ids(dep: Deployment, text: str) -> list[int]:
+    """A bare prompt: one user turn through the chat template (as prompt/completion data is trained), or the raw
+    text for a model without one."""
+    if dep.chat_template:
+        return conversation_ids(dep, Conversation([Message("user", (TextPart(text),))]))
+    return dep.tokenizer(text)["input_ids"]
+
+
+def check_length(dep: Deployment, ids: list[int], where: str) -> None:
+    if len(ids) >= dep.context_len:
+        raise InvalidArgument(f"{where} is {len(ids)} tokens, but the model's context is {dep.context_len} tokens "
+                              "(prompt plus answer); shorten it")
+
+
+# -- running -----------------------------------------------------------------------------------------------------
+
+class Run:
+    """Requests on the engine whose events arrive on an asyncio queue as (candidate, event)."""
+
+    def __init__(self, dep: Deployment, prompts: list[Prompt]):
+        loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.requests: list[GenRequest] = []
+        for i, p in enumerate(prompts):
+            for c in range(p.params.n):
+                def on_event(event, index=len(self.requests)):
+                    loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+                self.requests.append(GenRequest(p.ids, p.params, on_event, candidate=c))
+        for r in self.requests:
+            dep.submit(r)
+        self.pending = len(self.requests)
+
+    def cancel(self) -> None:
+        for r in self.requests:
+            r.cancelled.set()
+
+    async def events(self) -> AsyncIterator[tuple[int, dict]]:
+        try:
+            while self.pending:
+                index, event = await self.queue.get()
+                if event["type"] == "done":
+                    self.pending -= 1
+                yield index, event
+        finally:
+            self.cancel()  # the client went away (or we are done): free the engine's slots
+
+    async def results(self, disconnected=None) -> list[dict]:
+        """Every request's final event, in order. ``disconnected``: async () -> bool, polled to free abandoned slots."""
+        done: dict[int, dict] = {}
+        watcher = asyncio.create_task(self._watch(disconnected)) if disconnected else None
+        try:
+            async for index, event in self.events():
+                if event["type"] == "done":
+                    done[index] = event
+        finally:
+            if watcher:
+                watcher.cancel()
+        errors = [e for e in done.values() if e["finish_reason"] == "error"]
+        if errors:
+            raise RuntimeError(errors[0].get("error", "generation failed"))
+        return [done[i] for i in range(len(self.requests))]
+
+    async def _watch(self, disconnected) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            if await disconnected():
+                self.cancel()
+                return
+
+
+# -- predict -----------------------------------------------------------------------------------------------------
+
+_OPEN_NAMES = {"max_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k"}
+
+
+def _legacy_params(dep: Deployment, parameters: dict, path: str) -> SamplingParams:
+    max_tokens = parameters.get("maxOutputTokens", parameters.get("maxDecodeSteps"))
+    return build_params(defaults=dep.defaults, max_tokens=max_tokens, temperature=parameters.get("temperature"),
+                        top_p=parameters.get("topP"), top_k=parameters.get("topK"),
+                        stop=parameters.get("stopSequences"), n=parameters.get("candidateCount"),
+                        seed=parameters.get("seed"),
+                        names={k: f"{path}.{v}" for k, v in {"max_tokens": "maxOutputTokens", "temperature": "temperature",
+                               "top_p": "topP", "top_k": "topK", "stop": "stopSequences",
+                               "n": "candidateCount", "seed": "seed"}.items()})
+
+
+def predict_prompts(dep: Deployment, body: dict) -> tuple[list[Prompt], list[str]]:
+    """Prompts for each instance and how to shape each answer: "open" (string), "text", "chat"."""
+    instances = body.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise InvalidArgument('instances must be a non-empty list, e.g. [{"prompt": "What is a car?"}]')
+    if len(instances) > 64:
+        raise InvalidArgument(f"instances has {len(instances)} items; send at most 64 per request")
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidArgument("parameters must be an object")
+    prompts, kinds = [], []
+    for i, inst in enumerate(instances):
+        path = f"instances[{i}]"
+        if not isinstance(inst, dict):
+            raise InvalidArgument(f'{path} must be an object like {{"prompt": "..."}}')
+        if "prompt" in inst:
+            text = inst["prompt"]
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidArgument(f"{path}.prompt must be a non-empty string")
+            raw = inst.get("raw_response", False)
+            if not isinstance(raw, bool):
+                raise InvalidArgument(f"{path}.raw_response must be true or false")
+            merged = {**parameters, **inst}
+            params = build_params(defaults=dep.defaults, max_tokens=merged.get("max_tokens"),
+                                  temperature=merged.get("temperature"), top_p=merged.get("top_p"),
+                                  top_k=merged.get("top_k"), stop=merged.get("stop"), seed=merged.get("seed"),
+                                  names={k: f"{path}.{v}" for k, v in {**_OPEN_NAMES, "stop": "stop", "seed": "seed"}.items()})
+            ids = prompt_ids(dep, text)
+            kinds.append("raw" if raw else "open")
+        elif "content" in inst or "prefix" in inst:  # TextGenerationModel / CodeGenerationModel
+            key = "content" if "content" in inst else "prefix"
+            text = inst[key]
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidArgument(f"{path}.{key} must be a non-empty string")
+            params = _legacy_params(dep, parameters, "parameters")
+            ids = prompt_ids(dep, text)
+            kinds.append("text")
+        elif "messages" in inst:  # ChatModel / CodeChatModel: author/content messages, optional context
+            conversation = _legacy_chat(inst, path)
+            params = _legacy_params(dep, parameters, "parameters")
+            ids = conversation_ids(dep, conversation)
+            text = ""
+            kinds.append("chat")
+        else:
+            raise InvalidArgument(f'{path} has none of "prompt", "content", "prefix" or "messages"; '
+                                  'send {"prompt": "..."}')
+        check_length(dep, ids, f"{path} prompt")
+        prompts.append(Prompt(ids, params, text))
+    return prompts, kinds
+
+
+def _legacy_chat(inst: dict, path: str) -> Conversation:
+    messages = inst["messages"]
+    if not isinstance(messages, list):
+        raise InvalidArgument(f"{path}.messages must be a list of {{author, content}}")
+    converted = []
+    context = inst.get("context")
+    if context is not None:
+        if not isinstance(context, str):
+            raise InvalidArgument(f"{path}.context must be a string")
+        converted.append({"role": "system", "content": context})
+    for j, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+            raise InvalidArgument(f"{path}.messages[{j}] must be an object with a string content")
+        author = str(m.get("author", "user")).lower()
+        converted.append({"role": "user" if author == "user" else "assistant", "content": m["content"]})
+    try:
+        return formats.parse_request({"messages": converted}, "chat")
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{path}: {exc}") from None
+
+
+def predict_answer(kind: str, prompt: Prompt, results: list[dict]):
+    first = results[0]
+    if kind == "raw":
+        return first["text"]
+    if kind == "open":
+        return f"Prompt:\n{prompt.text}\nOutput:\n{first['text']}"
+    if kind == "text":
+        return {"content": first["text"], "safetyAttributes": SAFETY, "citationMetadata": {"citations": []}}
+    return {"candidates": [{"author": "1", "content": r["text"]} for r in results],
+            "safetyAttributes": [SAFETY for _ in results]}
+
+
+# -- generateContent ---------------------------------------------------------------------------------------------
+
+def generate_content_prompt(dep: Deployment, body: dict) -> Prompt:
+    conversation = formats.parse_request(body, "generate_content")
+    if any(m.images for m in conversation.messages):
+        raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text parts")
+    config = body.get("generationConfig", body.get("generation_config")) or {}
+    if not isinstance(config, dict):
+        raise InvalidArgument("generationConfig must be an object")
+
+    def field(camel: str, snake: str):
+        return config.get(camel, config.get(snake))
+
+    params = build_params(
+        defaults=dep.defaults, max_tokens=field("maxOutputTokens", "max_output_tokens"),
+        temperature=field("temperature", "temperature"), top_p=field("topP", "top_p"), top_k=field("topK", "top_k"),
+        stop=field("stopSequences", "stop_sequences"), seed=field("seed", "seed"),
+        n=field("candidateCount", "candidate_count"),
+        names={"max_tokens": "generationConfig.maxOutputTokens", "temperature": "generationConfig.temperature",
+               "top_p": "generationConfig.topP", "top_k": "generationConfig.topK",
+               "stop": "generationConfig.stopSequences", "seed": "generationConfig.seed",
+               "n": "generationConfig.candidateCount"})
+    ids = conversation_ids(dep, conversation)
+    check_length(dep, ids, "contents")
+    return Prompt(ids, params)
+
+
+def gemini_response(results: list[dict], model_version: str, response_id: str, *, texts: list[str] | None = None,
+                    final: bool = True) -> dict:
+    """A GenerateContentResponse; ``texts`` overrides each candidate's text (stream chunks carry only new text)."""
+    candidates = []
+    for i, r in enumerate(results):
+        cand: dict = {"content": {"role": "model", "parts": [{"text": texts[i] if texts else r.get("text", "")}]},
+                      "index": i}
+        if final:
+            cand["finishReason"] = FINISH_GEMINI[r["finish_reason"]]
+        candidates.append(cand)
+    out: dict = {"candidates": candidates, "modelVersion": model_version, "responseId": response_id,
+                 "createTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if final:
+        prompt_tokens = results[0]["prompt_tokens"] if results else 0
+        completion = sum(r["completion_tokens"] for r in results)
+        out["usageMetadata"] = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion,
+                                "totalTokenCount": prompt_tokens + completion}
+    return out
+
+
+async def gemini_stream(run: Run, model_version: str, sse: bool) -> AsyncIterator[bytes]:
+    """streamGenerateContent: one JSON array streamed element by element (the SDK's REST transport), or SSE."""
+    response_id = uuid.uuid4().hex
+    n = len(run.requests)
+    final: dict[int, dict] = {}
+    first = True
+    if not sse:
+        yield b"["
+    async for index, event in run.events():
+        if event["type"] == "delta":
+            chunk = {"candidates": [{"content": {"role": "model", "parts": [{"text": event["text"]}]}, "index": index}],
+                     "modelVersion": model_version, "responseId": response_id}
+        else:
+            final[index] = event
+            if len(final) < n:
+                continue
+            results = [final[i] for i in range(n)]
+            chunk = gemini_response(results, model_version, response_id, texts=[""] * n)
+        data = json.dumps(chunk)
+        if sse:
+            yield f"data: {data}\r\n\r\n".encode()
+        else:
+            yield (data if first else "," + data).encode()
+        first = False
+    if not sse:
+        yield b"]"
+
+
+# -- OpenAI chat completions -------------------------------------------------------------------------------------
+
+def openai_prompt(dep: Deployment, body: dict) -> Prompt:
+    messages = body.get("messages")
+    if isinstance(messages, list):  # OpenAI's newer "developer" role is the system role
+        messages = [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
+                    for m in messages]
+    conversation = formats.parse_request({"messages": messages} if messages is not None else {}, "chat")
+    if any(m.images for m in conversation.messages):
+        raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text content")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    params = build_params(defaults=dep.defaults, max_tokens=max_tokens, temperature=body.get("temperature"),
+                          top_p=body.get("top_p"), top_k=body.get("top_k"), stop=body.get("stop"),
+                          seed=body.get("seed"), n=body.get("n"))
+    ids = conversation_ids(dep, conversation)
+    check_length(dep, ids, "messages")
+    return Prompt(ids, params)
+
+
+FINISH_OPENAI = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
+
+
+def openai_response(results: list[dict], model: str, completion_id: str) -> dict:
+    prompt_tokens = results[0]["prompt_tokens"]
+    completion = sum(r["completion_tokens"] for r in results)
+    return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": i, "message": {"role": "assistant", "content": r["text"]},
+                         "finish_reason": FINISH_OPENAI[r["finish_reason"]], "logprobs": None}
+                        for i, r in enumerate(results)],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                      "total_tokens": prompt_tokens + completion}}
+
+
+async def openai_stream(run: Run, model: str, completion_id: str, include_usage: bool) -> AsyncIterator[bytes]:
+    created = int(time.time())
+
+    def chunk(choices: list[dict], usage: dict | None = None) -> bytes:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": choices}
+        if usage is not None:
+            body["usage"] = usage
+        return f"data: {json.dumps(body)}\n\n".encode()
+
+    yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                 for i in range(len(run.requests))])
+    final: dict[int, dict] = {}
+    async for index, event in run.events():
+        if event["type"] == "delta":
+            yield chunk([{"index": index, "delta": {"content": event["text"]}, "finish_reason": None}])
+        else:
+            final[index] = event
+            yield chunk([{"index": index, "delta": {}, "finish_reason": FINISH_OPENAI[event["finish_reason"]]}])
+    if include_usage and final:
+        prompt_tokens = final[0]["prompt_tokens"]
+        completion = sum(e["completion_tokens"] for e in final.values())
+        yield chunk([], {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                         "total_tokens": prompt_tokens + completion})
+    yield b"data: [DONE]\n\n"
