@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/tuneforge demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q --durations=15
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow" -q

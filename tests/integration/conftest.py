@@ -119,7 +119,7 @@ def _database_url(request, tmp_path) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def every_database_url(request, tmp_path):
-    """Both databases in `make test`: for what differs between them (claims, restarts, migrations)."""
+    """Both databases in `make test`: for what differs between them (claiming jobs)."""
     return _database_url(request, tmp_path)
 
 

@@ -122,8 +122,7 @@ def test_quota_answers_429_or_queues(tmp_path, database_url):
         srv.stop()
 
 
-def test_restart_loses_no_job_metric_or_state(tmp_path, every_database_url):
-    database_url = every_database_url
+def test_restart_loses_no_job_metric_or_state(tmp_path, database_url):
     home = tmp_path / "h"
     home.mkdir()
     write_dataset(home / "buckets" / "b" / "train.jsonl")
