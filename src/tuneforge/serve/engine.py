@@ -394,6 +394,8 @@ class Engine:
         """Serve ``folder`` (a full model, or a LoRA adapter on ``base_dir``) as ``deployed_id``."""
         from transformers import AutoTokenizer
 
+        from tuneforge.train.loading import has_tokenizer
+
         folder = Path(folder)
         with self.lock:
             if deployed_id in self.deployments:
@@ -409,7 +411,7 @@ class Engine:
                 group = ModelGroup(key, weights, self.device, self.dtype, self.max_batch, self.batch_wait_s)
                 self.groups[key] = group
             try:
-                tokenizer = AutoTokenizer.from_pretrained(str(folder if _has_tokenizer(folder) else weights))
+                tokenizer = AutoTokenizer.from_pretrained(str(folder if has_tokenizer(folder) else weights))
                 if len(tokenizer) > group.base.get_input_embeddings().weight.shape[0]:
                     raise InvalidArgument(f"the tokenizer of {folder} has {len(tokenizer)} tokens but the model's "
                                           "embedding table is smaller; the folder's tokenizer belongs to another model")
@@ -466,7 +468,3 @@ class Engine:
                 group.close()
             self.groups.clear()
             self.deployments.clear()
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return any((folder / f).exists() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json"))

@@ -38,7 +38,7 @@ class ModelSource:
         }
 
 
-def _has_tokenizer(folder: Path) -> bool:
+def has_tokenizer(folder: Path) -> bool:
     return any((folder / f).exists() for f in TOKENIZER_FILES)
 
 
@@ -57,7 +57,7 @@ def resolve_source(
         resolved = catalog.resolve(base_model, dev=dev, settings=settings)
         base_dir = _adapter_base(custom, resolved, settings)
         check_architecture(base_dir, resolved)
-        tok = custom if _has_tokenizer(custom) else base_dir
+        tok = custom if has_tokenizer(custom) else base_dir
         return ModelSource(resolved, base_dir, adapter_dir=custom, tokenizer_dir=tok)
 
     # A full checkpoint (custom weights, or an earlier FULL run): it replaces the catalog weights, which need not
@@ -66,7 +66,7 @@ def resolve_source(
     resolved = ResolvedModel(requested_id=base_model, entry=entry, family=catalog.families[entry.family],
                              weights=custom_base_model)
     check_architecture(custom, resolved)
-    if _has_tokenizer(custom):
+    if has_tokenizer(custom):
         return ModelSource(resolved, custom, tokenizer_dir=custom)
     try:
         tok = materialize(catalog.resolve(base_model, dev=dev, settings=settings).weights, settings)
