@@ -12,6 +12,11 @@ TEXT_FILES = {
     "chat_messages.jsonl": "chat",
     "generate_content.jsonl": "generate_content",
     "generate_content_gemini_roles.jsonl": "generate_content",
+    "code_generation.jsonl": "text_pair",
+    "code_generation_eval.jsonl": "text_pair",
+    "codechat.jsonl": "codechat",
+    "distill_labeled.jsonl": "text_pair",
+    "distill_eval.jsonl": "text_pair",
 }
 
 
@@ -69,7 +74,7 @@ CASES = [
     (4, '[{"prompt": "Name a fruit.", "completion": "Apple."}]',
      ["line 1: expected one JSON object per line, got an array; put each example on its own line"]),
     (5, '{"question": "What is 2 + 2?", "answer": "4"}',
-     ['line 1: no supported format matches the keys [question, answer]; use {"prompt","completion"}, {"messages":[...]} or {"contents":[...]} (SPEC §2.7)']),
+     ['line 1: no supported format matches the keys [question, answer]; use {"prompt","completion"}, {"messages":[...]}, {"contents":[...]} or {"input_text","output_text"} (SPEC §2.7, §3.2)']),
     (7, '{"prompt": "Translate to German: good morning"}',
      ['line 1: prompt/completion example is missing "completion"; add the expected output text']),
     (8, '{"prompt": "Name a colour.", "completion": ""}',
@@ -146,5 +151,42 @@ def test_turn_rules():
     assert messages(r) == ["line 1, messages[1]: two user turns in a row; turns must alternate user and assistant (merge them)"]
     convs, r = parse('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}')
     assert len(convs[0].messages) == 2 and r.warnings and not r.errors
-    _, r = parse(json.dumps({"messages": [{"author": "user", "content": "a"}, {"author": "assistant", "content": "b"}]}))
-    assert 'chat messages use "role"' in messages(r)[0]
+    convs, r = parse(json.dumps({"messages": [{"author": "user", "content": "a"}, {"author": "assistant", "content": "b"}]}))
+    assert r.info["format"] == "codechat" and len(convs[0].messages) == 2  # author-keyed lines are code chat
+
+
+# --- code models (SPEC §3.2; invalid_examples.md section D) -----------------------------------------------------------
+
+def test_code_formats_parse_into_the_same_conversation():
+    pair = parse('{"input_text": "Reverse a list?", "output_text": "xs[::-1]"}')[0][0]
+    chat = parse('{"context": "Be brief.", "messages": [{"author": "user", "content": "Reverse a list?"}, '
+                 '{"author": "assistant", "content": "xs[::-1]"}]}')[0][0]
+    assert pair.template_messages() == chat.template_messages()[1:] == [
+        {"role": "user", "content": "Reverse a list?"}, {"role": "assistant", "content": "xs[::-1]"}]
+    assert chat.template_messages()[0] == {"role": "system", "content": "Be brief."}
+
+
+def test_default_context_applies_only_where_a_line_has_none():
+    lines = ['{"messages": [{"author": "user", "content": "a"}, {"author": "assistant", "content": "b"}]}',
+             '{"context": "Mine.", "messages": [{"author": "user", "content": "a"}, {"author": "assistant", "content": "b"}]}']
+    report = Report()
+    convs = parse_lines(lines, report, expected="codechat", default_system="Default.")
+    assert [c.messages[0].text for c in convs] == ["Default.", "Mine."]
+
+
+@pytest.mark.parametrize("expected_format,line,reports", [
+    ("text_pair", '{"output_text": "print(\'hello\')"}',  # case 20
+     ['line 1: code generation example is missing "input_text" (the prompt); every line needs input_text and output_text']),
+    ("codechat", '{"messages": [{"role": "user", "content": "Reverse a list in Python?"}, {"role": "assistant", "content": "xs[::-1]"}]}',  # case 21
+     ['line 1, messages[0]: code chat messages use "author" (user or assistant), not "role"; rename the key',
+      'line 1, messages[1]: code chat messages use "author" (user or assistant), not "role"; rename the key']),
+    ("codechat", '{"context": ["Be brief."], "messages": [{"author": "system", "content": "Be brief."}, {"author": "user", "content": "Reverse a list?"}, {"author": "assistant", "content": "xs[::-1]"}]}',  # case 22
+     ["line 1, context: expected a string, got an array",
+      'line 1, messages[0].author: "system" is not valid; use user or assistant, and put instructions in "context"']),
+    ("text_pair", '{"prompt": "a", "completion": "b"}',
+     ['line 1: code generation example is missing "input_text" (the prompt); every line needs input_text and output_text']),
+])
+def test_code_format_reports(expected_format, line, reports):
+    report = Report()
+    assert parse_lines([line], report, expected=expected_format) == []
+    assert sorted(messages(report)) == sorted(reports)

@@ -9,7 +9,13 @@ from fastapi import FastAPI
 
 from tuneforge.api import errors
 from tuneforge.api.deps import parse_api_keys
-from tuneforge.api.routers import endpoints, models, pipeline_jobs, tuning_jobs
+from tuneforge.api.routers import (
+    endpoints,
+    models,
+    pipeline_jobs,
+    sdk_support,
+    tuning_jobs,
+)
 from tuneforge.jobs.db import Store
 from tuneforge.jobs.pipelines import PipelineJobService
 from tuneforge.jobs.service import TuningJobService
@@ -60,6 +66,6 @@ def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
     def healthz():
         return {"status": "ok" if app.state.ready else "starting", "database": store.dialect}
 
-    for router in (tuning_jobs.router, pipeline_jobs.router, models.router, endpoints.router):
+    for router in (tuning_jobs.router, pipeline_jobs.router, models.router, endpoints.router, sdk_support.router):
         app.include_router(router)
     return app

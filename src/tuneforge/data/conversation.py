@@ -57,3 +57,19 @@ class Conversation:
     @classmethod
     def from_pairs(cls, *pairs: tuple[str, str], line: int = 0) -> "Conversation":
         return cls([Message(role, (TextPart(text),)) for role, text in pairs], line=line)  # type: ignore[arg-type]
+
+
+def apply_prompt_rules(conversation: Conversation, rules: dict | None) -> Conversation:
+    """Shape a request the way the model's training data looked (``serving`` in its tuneforge_config.json): the
+    default system prompt when the request brings none (code chat's ``default_context``), and the task prefix on
+    user turns that carry none (a step-by-step distilled student answers ``predict: …`` with the label only)."""
+    if not rules:
+        return conversation
+    messages = list(conversation.messages)
+    prefix, known = rules.get("input_prefix"), tuple(rules.get("task_prefixes") or ())
+    if prefix:
+        messages = [Message(m.role, (TextPart(prefix + m.text),)) if m.role == "user" and not m.images
+                    and not m.text.startswith(known or (prefix,)) else m for m in messages]
+    if rules.get("default_system") and (not messages or messages[0].role != "system"):
+        messages.insert(0, Message("system", (TextPart(rules["default_system"]),)))
+    return Conversation(messages, line=conversation.line, meta=conversation.meta)

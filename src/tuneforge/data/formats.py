@@ -7,6 +7,9 @@ Formats (SPEC §2.7), detected per line by their keys, one format per file:
   ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url", "detail"}}``
 - ``generate_content``: ``{"systemInstruction"?: {"parts": [{"text"}]}, "contents": [{"role", "parts": [...]}]}``,
   roles user and model/assistant in any case, parts ``{"text"}`` and ``{"file_data": {"mime_type", "file_uri"}}``
+- ``text_pair`` (code generation and distillation, SPEC §3.2, §5.2): ``{"input_text": str, "output_text": str}``
+- ``codechat`` (SPEC §3.2): ``{"context"?: str, "messages": [{"author": user|assistant, "content": str}]}``; the
+  context is the system prompt (it overrides the pipeline's ``default_context``)
 
 Problems are collected into a :class:`Report` (never raised), worded as in ``EXAMPLES/invalid_examples.md``.
 """
@@ -26,6 +29,8 @@ FORMAT_NAMES = {
     "prompt_completion": "prompt/completion",
     "chat": "chat messages",
     "generate_content": "GenerateContent",
+    "text_pair": "input_text/output_text",
+    "codechat": "code chat",
 }
 IMAGE_MIME_TYPES = ("image/jpeg", "image/png", "image/webp")
 IMAGE_DETAILS = ("low", "high", "auto")
@@ -60,9 +65,15 @@ def _json_problem(text: str, exc: json.JSONDecodeError) -> tuple[str | None, str
     return column, f"invalid JSON ({exc.msg[0].lower() + exc.msg[1:]})"
 
 
+def _author_keyed(messages: Any) -> bool:
+    return isinstance(messages, list) and any(isinstance(m, dict) and "author" in m and "role" not in m for m in messages)
+
+
 def detect_format(obj: dict) -> str | None:
     if "messages" in obj:
-        return "chat"
+        return "codechat" if _author_keyed(obj["messages"]) else "chat"
+    if "input_text" in obj or "output_text" in obj:
+        return "text_pair"
     if "contents" in obj:
         return "generate_content"
     if "prompt" in obj or "completion" in obj:
@@ -331,10 +342,73 @@ def _parse_generate_content(ctx: _Line, obj: dict) -> list[tuple[Message, str]] 
     return out
 
 
+def text_pair_fields(ctx: _Line, obj: dict, *, require_output: bool = True,
+                     what: str = "code generation") -> tuple[str, str | None] | None:
+    """(input_text, output_text or None) of a code-generation or distillation line."""
+    if "input_text" not in obj:
+        ctx.error(f'{what} example is missing "input_text" (the prompt); every line needs input_text'
+                  + (" and output_text" if require_output else ""))
+        return None
+    text = ctx.string(obj["input_text"], "input_text", empty_fix="give the prompt or drop the line")
+    output = None
+    if "output_text" in obj:
+        fix = ("omit the field for an unlabeled example (the teacher will label it) or give the label"
+               if not require_output else "the example has nothing to learn; give the expected output or drop the line")
+        output = ctx.string(obj["output_text"], "output_text", empty_fix=fix)
+    elif require_output:
+        ctx.error(f'{what} example is missing "output_text" (the expected output); add it')
+    for key in obj.keys() - {"input_text", "output_text"}:
+        ctx.warning(f'unknown key "{key}" is ignored (lines have "input_text" and "output_text")', key)
+    return None if text is None or ctx.failed else (text, output)
+
+
+def _parse_text_pair(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
+    fields = text_pair_fields(ctx, obj)
+    if fields is None:
+        return None
+    return [(Message("user", (TextPart(fields[0]),)), "input_text"),
+            (Message("assistant", (TextPart(fields[1] or ""),)), "output_text")]
+
+
+def _parse_codechat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
+    out: list[tuple[Message, str]] = []
+    if "context" in obj:
+        context = ctx.string(obj["context"], "context")
+        if context is not None and context.strip():
+            out.append((Message("system", (TextPart(context),)), "context"))
+    msgs = obj["messages"]
+    if not isinstance(msgs, list):
+        ctx.error(f'expected a list like [{{"author": "user", "content": "..."}}], got {_type_name(msgs)}', "messages")
+        return None
+    for i, m in enumerate(msgs):
+        path = f"messages[{i}]"
+        if not isinstance(m, dict):
+            ctx.error(f'expected an object like {{"author": "user", "content": "..."}}, got {_type_name(m)}', path)
+            continue
+        if "role" in m and "author" not in m:
+            ctx.error('code chat messages use "author" (user or assistant), not "role"; rename the key', path)
+            continue
+        author = m.get("author")
+        if author not in ("user", "assistant"):
+            shown = "missing" if author is None else f'"{author}" is not valid'
+            ctx.error(f'{shown}; use user or assistant, and put instructions in "context"', f"{path}.author")
+            continue
+        content = ctx.string(m.get("content"), f"{path}.content") if "content" in m else None
+        if "content" not in m:
+            ctx.error("missing; give the message text", f"{path}.content")
+        if content is not None:
+            out.append((Message(author, (TextPart(content),)), path))
+    for key in obj.keys() - {"context", "messages"}:
+        ctx.warning(f'unknown key "{key}" is ignored (code chat lines have "context" and "messages")', key)
+    return out
+
+
 _PARSERS = {
     "prompt_completion": _parse_prompt_completion,
     "chat": _parse_chat,
     "generate_content": _parse_generate_content,
+    "text_pair": _parse_text_pair,
+    "codechat": _parse_codechat,
 }
 
 
@@ -367,10 +441,14 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     return messages
 
 
-def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | None = None) -> list[Conversation]:
+def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | None = None, *,
+                expected: str | None = None, default_system: str | None = None) -> list[Conversation]:
     """Parse a JSONL file's lines; every problem goes into ``report``. Returns the lines that parsed cleanly.
 
     ``text_only_model``: the id of the model being tuned when it takes no images (images are then errors).
+    ``expected``: the one format the caller takes (pipelines: ``text_pair`` or ``codechat``); every line is read as
+    that format, so a line in another format gets that format's own error (e.g. "use author, not role").
+    ``default_system``: the system prompt of conversations that bring none (code chat's ``default_context``).
     """
     conversations: list[Conversation] = []
     file_format: tuple[str, int] | None = None
@@ -388,11 +466,11 @@ def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | Non
         if not isinstance(obj, dict):
             ctx.error(f"expected one JSON object per line, got {_type_name(obj)}; put each example on its own line")
             continue
-        fmt = detect_format(obj)
+        fmt = expected or detect_format(obj)
         if fmt is None:
             keys = ", ".join(obj) or "none"
             ctx.error(f'no supported format matches the keys [{keys}]; use {{"prompt","completion"}}, '
-                      '{"messages":[...]} or {"contents":[...]} (SPEC §2.7)')
+                      '{"messages":[...]}, {"contents":[...]} or {"input_text","output_text"} (SPEC §2.7, §3.2)')
             continue
         if file_format is None:
             file_format = (fmt, number)
@@ -406,6 +484,8 @@ def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | Non
         messages = _check_turns(ctx, items, "contents" if fmt == "generate_content" else "messages")
         if messages is None:
             continue
+        if default_system and messages[0].role != "system":
+            messages = [Message("system", (TextPart(default_system),)), *messages]
         conversations.append(Conversation(messages, line=number))
     if file_format is not None:
         report.info["format"] = file_format[0]

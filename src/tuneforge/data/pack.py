@@ -27,11 +27,19 @@ class Batch:
     labels: torch.Tensor  # [rows, T], IGNORE_INDEX where not trained
     cu_seqlens: list[list[int]]  # per row: cumulative example lengths (0, l1, l1+l2, ...)
     num_examples: int
+    tasks: torch.Tensor | None = None  # [rows, T]: each token's example task (Encoded.task)
 
     @property
     def num_target_tokens(self) -> int:
         # Labels are shifted by one inside the loss, so the first label of each row is never predicted.
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+    def task_target_tokens(self, num_tasks: int) -> list[int]:
+        """Target tokens per task (the same shift as :attr:`num_target_tokens`)."""
+        trained = self.labels[:, 1:] != IGNORE_INDEX
+        if self.tasks is None:
+            return [int(trained.sum())] + [0] * (num_tasks - 1)
+        return torch.bincount(self.tasks[:, 1:][trained], minlength=num_tasks).tolist()
 
     @property
     def num_tokens(self) -> int:
@@ -61,6 +69,7 @@ def collate(examples: Sequence[Encoded], pad_id: int, *, packing: bool, row_toke
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
+    tasks = torch.zeros((len(rows), width), dtype=torch.long)
     cu: list[list[int]] = []
     for r, row in enumerate(rows):
         offset = 0
@@ -74,9 +83,10 @@ def collate(examples: Sequence[Encoded], pad_id: int, *, packing: bool, row_toke
             lab[0] = IGNORE_INDEX
             labels[r, offset : offset + n] = lab
             pos[r, offset : offset + n] = torch.arange(n)
+            tasks[r, offset : offset + n] = e.task
             offset += n
             bounds.append(offset)
         if offset < width:  # padding tail: its own pseudo-example, positions restarting, never trained
             pos[r, offset:] = torch.arange(width - offset)
         cu.append(bounds)
-    return Batch(input_ids=ids, position_ids=pos, labels=labels, cu_seqlens=cu, num_examples=len(examples))
+    return Batch(input_ids=ids, position_ids=pos, labels=labels, cu_seqlens=cu, num_examples=len(examples), tasks=tasks)

@@ -30,6 +30,7 @@ class Encoded:
     num_messages: int = 0
     chars: int = 0
     meta: dict = field(default_factory=dict)
+    task: int = 0  # 0: the answer (every run); 1: a rationale (distillation step-by-step's second task)
 
     @property
     def num_target_tokens(self) -> int:

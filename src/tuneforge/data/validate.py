@@ -81,6 +81,8 @@ def prepare_dataset(
     *,
     settings: Settings | None = None,
     report: Report | None = None,
+    expected: str | None = None,
+    default_system: str | None = None,
 ) -> PreparedDataset:
     """Parse and (when ``encoder`` is given) tokenise ``uri``. Never raises for bad data: problems go to the report."""
     report = report or Report(source=uri)
@@ -88,7 +90,8 @@ def prepare_dataset(
     if lines is None:
         return PreparedDataset(uri, [], [], report)
     text_only = limits.model_id if limits.text_only else None
-    conversations = parse_lines(lines, report, text_only_model=text_only)
+    conversations = parse_lines(lines, report, text_only_model=text_only, expected=expected,
+                                default_system=default_system)
     conversations = _drop_text_only(conversations, report)
     report.info.update(lines=len(lines), examples=len(conversations))
     if not lines or (not conversations and report.ok):

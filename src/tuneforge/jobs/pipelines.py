@@ -1,7 +1,8 @@
 """pipelineJobs (code-model tuning, distillation): templates, parameter checks, the resource and its tasks.
 
-The templates run on the shared engine in the pipelines issue; here a job is validated, stored with its planned
-tasks, listed, read and cancelled with the spellings the SDK expects (contract §5).
+A job is identified by its ``templateUri`` (never by the ``pipelineSpec`` the client sends), validated, stored with
+its planned tasks, listed, read and cancelled with the spellings the SDK expects (contract §5). Workers run the
+tasks (``jobs/pipeline_run.py``) on the shared engine.
 """
 
 from __future__ import annotations
@@ -97,6 +98,26 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     return value
 
 
+def finish_cancelled(row: PipelineJobRow, now) -> None:
+    """The final state of a cancelled pipeline: CANCELLED with error code 1; unfinished tasks are cancelled too."""
+    row.state, row.end_time, row.update_time = CANCELLED, now, now
+    row.error = {"code": 1, "message": "CANCELED"}
+    stamp = _ts(now)
+    tasks = []
+    for t in row.tasks:
+        if t["state"] in ("PENDING", "RUNNING"):
+            execution = {**(t.get("execution") or {}), "state": "CANCELLED"}
+            t = {**t, "state": "CANCELLED", "endTime": stamp, "execution": execution}
+        tasks.append(t)
+    row.tasks = tasks
+
+
+def _is_resource_or_url(value: str) -> bool:
+    parts = value.split("/")
+    return value.startswith(("http://", "https://")) or (
+        len(parts) == 6 and parts[0] == "projects" and parts[4] in ("endpoints", "models"))
+
+
 def _planned_tasks(template: str, params: dict, now: str) -> list[dict]:
     upload = "upload-model" if template == "distillation" else "upload-llm-model"
     deploy = "deploy-model" if template == "distillation" else "deploy-llm-model"
@@ -144,6 +165,12 @@ class PipelineJobService:
                                       "evaluation_data_uri, evaluation_interval, enable_early_stopping and "
                                       "enable_checkpoint_selection")
         params = {k: _coerce(k, allowed[k], v) for k, v in raw.items() if v is not None}
+        if "learning_rate" in params and "learning_rate_multiplier" in params:
+            raise InvalidArgument("runtimeConfig.parameterValues: give learning_rate_multiplier or the deprecated "
+                                  "learning_rate, not both")
+        if "dataset_name" in params and "dataset_uri" not in params:
+            raise InvalidArgument("runtimeConfig.parameterValues.dataset_name: Vertex managed datasets do not exist on a "
+                                  "self-hosted server; give dataset_uri, a JSONL file in a bucket")
         for key in REQUIRED[template]:
             if key not in params:
                 raise InvalidArgument(f"runtimeConfig.parameterValues.{key} is required for {template}")
@@ -155,6 +182,8 @@ class PipelineJobService:
         catalog = load_catalog(self.settings)
         for key, kind in allowed.items():
             if kind == "model" and key in params and params[key] not in catalog.all_ids():
+                if key == "teacher_model_reference" and _is_resource_or_url(params[key]):
+                    continue  # a deployed endpoint, a registered model or an OpenAI-compatible URL (checked when run)
                 catalog.resolve(params[key])  # raises NOT_FOUND with suggestions
         for key in ("dataset_uri", "evaluation_data_uri"):
             if key in params:
@@ -162,6 +191,12 @@ class PipelineJobService:
                     storage.check_client_uri(params[key], f"runtimeConfig.parameterValues.{key}", self.settings)
                 except storage.StorageError as exc:
                     raise InvalidArgument(str(exc)) from None
+        output = runtime.get("gcsOutputDirectory")
+        if output is not None:
+            try:
+                storage.check_client_uri(output, "runtimeConfig.gcsOutputDirectory", self.settings)
+            except storage.StorageError as exc:
+                raise InvalidArgument(str(exc)) from None
         kms = (body.get("encryptionSpec") or {}).get("kmsKeyName")
         if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
             raise InvalidArgument("encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give one key")
@@ -169,15 +204,23 @@ class PipelineJobService:
             if key in allowed and not (template == "tune-large-chat-model" and key in CHAT_EVALUATION):
                 params.setdefault(key, value)
         params.setdefault("location", location)
-        if "model_display_name" not in params:
+        if "model_display_name" not in params:  # as the SDK names it (contract §5.3)
             params["model_display_name"] = (
                 f"{params['student_model_reference']} distilled from {params['teacher_model_reference']}"
-                if template == "distillation" else f"{params['large_model_reference']} tuned for {params['train_steps']} steps"
+                if template == "distillation" else
+                f"{params['large_model_reference']} tuned for {params['train_steps']} steps with "
+                f"learning_rate_multiplier={params.get('learning_rate_multiplier', 1.0)} on {params.get('dataset_uri')}"
             )[:128]
         return template, params
 
+    def check_project(self, project: str, params: dict) -> None:
+        if params.get("project", project) != project:
+            raise InvalidArgument(f"runtimeConfig.parameterValues.project is {params['project']!r} but the job is created "
+                                  f"in project {project!r}; a pipeline uploads its model to its own project")
+
     def create(self, project: str, location: str, body: dict, job_id: str | None) -> PipelineJobRow:
         template, params = self.validate(location, body)
+        self.check_project(project, params)
         if job_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", job_id):
             raise InvalidArgument("pipelineJobId must be 1-128 lowercase letters, digits or hyphens")
         job_id = job_id or f"{template}-{time.strftime('%Y%m%d%H%M%S')}"
@@ -214,14 +257,13 @@ class PipelineJobService:
             now = utcnow()
             row.cancel_requested, row.update_time = True, now
             if row.state == PENDING:
-                row.state, row.end_time = CANCELLED, now
-                row.error = {"code": 1, "message": "CANCELED"}
-                row.tasks = [{**t, "state": "CANCELLED"} for t in row.tasks]
+                finish_cancelled(row, now)
             else:
-                row.state = CANCELLING
+                row.state = CANCELLING  # the worker stops the running task, then finishes the cancellation
 
 
 def pipeline_job_json(row: PipelineJobRow) -> dict:
     out = job_resource_json(row, f"projects/{row.project}/locations/{row.location}/pipelineJobs/{row.id}")
-    out["jobDetail"] = {"taskDetails": row.tasks}
+    out["jobDetail"] = {"pipelineContext": {"name": f"{out['name']}/contexts/pipeline"},
+                        "pipelineRunContext": {"name": f"{out['name']}/contexts/run"}, "taskDetails": row.tasks}
     return out

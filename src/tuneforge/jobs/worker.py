@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,19 +24,62 @@ from sqlalchemy import func, select, text, update
 from tuneforge.jobs import states
 from tuneforge.jobs.db import Store
 from tuneforge.jobs.service import finish_cancelled
-from tuneforge.jobs.tables import MetricRow, ModelRow, TuningJobRow, utcnow
+from tuneforge.jobs.tables import (
+    MetricRow,
+    ModelRow,
+    PipelineJobRow,
+    TuningJobRow,
+    utcnow,
+)
 from tuneforge.settings import Settings
 
 log = logging.getLogger("tuneforge.worker")
 CANCEL_GRACE_SECONDS = 6.0  # after this the child is killed: cancel completes well inside 10 s
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job the worker runs: its table, its state spellings, its child entry point and its cancel."""
+
+    name: str
+    table: type
+    pending: str
+    running: str
+    cancelling: str
+    failed: str
+    claimable: tuple[str, ...]
+    final: tuple[str, ...]
+    target: str  # "module:function" run in the child process (job_id, db_url, settings_json, parent_pid)
+    finish_cancelled: Callable
+
+
+def _pipeline_kind() -> JobKind:
+    from tuneforge.jobs import pipelines as p
+
+    return JobKind("pipeline", PipelineJobRow, p.PENDING, p.RUNNING, p.CANCELLING, p.FAILED, (p.PENDING,), p.FINAL,
+                   "tuneforge.jobs.pipeline_run:pipeline_main", p.finish_cancelled)
+
+
+def job_kinds() -> tuple[JobKind, ...]:
+    tuning = JobKind("tuning", TuningJobRow, states.PENDING, states.RUNNING, states.CANCELLING, states.FAILED,
+                     states.CLAIMABLE, states.FINAL, "tuneforge.jobs.worker:child_main", finish_cancelled)
+    return (tuning, _pipeline_kind())
+
+
 @dataclass
 class Running:
+    kind: JobKind
     job_id: str
     process: mp.Process
     started: float
     cancel_seen_at: float | None = None
+
+
+def _child(target: str, *args) -> None:
+    import importlib
+
+    module, function = target.split(":")
+    getattr(importlib.import_module(module), function)(*args)
 
 
 class Worker:
@@ -44,29 +88,34 @@ class Worker:
         self.settings = settings
         self.slots = max(1, slots)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
-        self.running: dict[str, Running] = {}
+        self.kinds = job_kinds()
+        self.running: dict[tuple[str, str], Running] = {}
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited locks, threads or CUDA state
 
     # -- claiming ---------------------------------------------------------------------------------------------------
-    def claim(self) -> str | None:
-        """Atomically take the oldest runnable job whose project is under its running quota."""
+    def claim(self, kind: JobKind | None = None) -> str | None:
+        """Atomically take the oldest runnable job of ``kind`` whose project is under its running quota."""
+        kind = kind or self.kinds[0]
+        table = kind.table
         limit = self.settings.max_running_jobs_per_project
         with self.store.session() as s:
-            running = (select(func.count()).select_from(TuningJobRow.__table__.alias("r"))
-                       .where(text("r.project = tuning_jobs.project"), text("r.state IN ('JOB_STATE_RUNNING', 'JOB_STATE_CANCELLING')"))
+            name = table.__tablename__
+            running = (select(func.count()).select_from(table.__table__.alias("r"))
+                       .where(text(f"r.project = {name}.project"),
+                              text(f"r.state IN ('{kind.running}', '{kind.cancelling}')"))
                        .scalar_subquery())
-            q = (select(TuningJobRow.id).where(TuningJobRow.state.in_(states.CLAIMABLE), running < limit)
-                 .order_by(TuningJobRow.create_time, TuningJobRow.id).limit(1))
+            q = (select(table.id).where(table.state.in_(kind.claimable), running < limit)
+                 .order_by(table.create_time, table.id).limit(1))
             if self.store.dialect == "postgresql":
-                q = q.with_for_update(skip_locked=True, of=TuningJobRow)
+                q = q.with_for_update(skip_locked=True, of=table)
             job_id = s.scalar(q)
             if job_id is None:
                 return None
             now = utcnow()
             done = s.execute(
-                update(TuningJobRow).where(TuningJobRow.id == job_id, TuningJobRow.state.in_(states.CLAIMABLE))
-                .values(state=states.RUNNING, worker_id=self.worker_id, heartbeat_time=now, update_time=now,
-                        start_time=func.coalesce(TuningJobRow.start_time, now), attempts=TuningJobRow.attempts + 1)
+                update(table).where(table.id == job_id, table.state.in_(kind.claimable))
+                .values(state=kind.running, worker_id=self.worker_id, heartbeat_time=now, update_time=now,
+                        start_time=func.coalesce(table.start_time, now), attempts=table.attempts + 1)
             ).rowcount
             return job_id if done == 1 else None
 
@@ -74,22 +123,24 @@ class Worker:
     def tick(self) -> None:
         self.recover_stale()
         self._watch_children()
-        while len(self.running) < self.slots:
-            job_id = self.claim()
-            if job_id is None:
-                break
-            process = self._ctx.Process(target=child_main, args=(job_id, self.store.url, self.settings.model_dump(mode="json"), os.getpid()),
-                                        name=f"tuneforge-job-{job_id}", daemon=False)
-            process.start()
-            self.running[job_id] = Running(job_id, process, time.monotonic())
-            log.info("job %s started in process %s", job_id, process.pid)
+        for kind in self.kinds:
+            while len(self.running) < self.slots:
+                job_id = self.claim(kind)
+                if job_id is None:
+                    break
+                args = (kind.target, job_id, self.store.url, self.settings.model_dump(mode="json"), os.getpid())
+                process = self._ctx.Process(target=_child, args=args, name=f"tuneforge-{kind.name}-{job_id}", daemon=False)
+                process.start()
+                self.running[(kind.name, job_id)] = Running(kind, job_id, process, time.monotonic())
+                log.info("%s job %s started in process %s", kind.name, job_id, process.pid)
 
     def _watch_children(self) -> None:
         now = utcnow()
-        for job_id, run in list(self.running.items()):
+        for key, run in list(self.running.items()):
+            kind = run.kind
             with self.store.session() as s:
-                row = s.get(TuningJobRow, job_id)
-                if row is not None and row.state in (states.RUNNING, states.CANCELLING):
+                row = s.get(kind.table, run.job_id)
+                if row is not None and row.state in (kind.running, kind.cancelling):
                     row.heartbeat_time = now
                 cancel = row is not None and row.cancel_requested
             if cancel and run.process.is_alive():
@@ -99,26 +150,26 @@ class Worker:
             if run.process.is_alive():
                 continue
             run.process.join()
-            del self.running[job_id]
-            self._after_exit(job_id, run.process.exitcode)
+            del self.running[key]
+            self._after_exit(kind, run.job_id, run.process.exitcode)
 
-    def _after_exit(self, job_id: str, exitcode: int | None) -> None:
+    def _after_exit(self, kind: JobKind, job_id: str, exitcode: int | None) -> None:
         """A child that ended without writing a final state crashed or was killed."""
         with self.store.session() as s:
-            row = s.get(TuningJobRow, job_id)
-            if row is None or row.state in states.FINAL:
+            row = s.get(kind.table, job_id)
+            if row is None or row.state in kind.final:
                 return
             now = utcnow()
             row.update_time = now
             if row.cancel_requested:
-                finish_cancelled(row, now)
+                kind.finish_cancelled(row, now)
             elif row.attempts < self.settings.max_attempts:
-                row.state = states.PENDING  # resumed from its last checkpoint by the next claim
+                row.state = kind.pending  # resumed from its last checkpoint by the next claim
                 row.worker_id = None
-                log.warning("job %s: training process exited with %s; requeued (attempt %s of %s)", job_id, exitcode,
-                            row.attempts, self.settings.max_attempts)
+                log.warning("%s job %s: process exited with %s; requeued (attempt %s of %s)", kind.name, job_id,
+                            exitcode, row.attempts, self.settings.max_attempts)
             else:
-                row.state = states.FAILED
+                row.state = kind.failed
                 row.end_time = now
                 row.error = {"code": 13, "message": f"the training process exited unexpectedly (exit code {exitcode}) "
                              f"{row.attempts} times; see the worker log"}
@@ -126,27 +177,28 @@ class Worker:
     def recover_stale(self) -> None:
         """Jobs RUNNING on a worker whose heartbeat stopped (killed, machine lost): requeue or fail them."""
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_seconds)
-        with self.store.session() as s:
-            q = select(TuningJobRow).where(TuningJobRow.state.in_((states.RUNNING, states.CANCELLING)),
-                                           TuningJobRow.heartbeat_time < cutoff)
-            if self.store.dialect == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            for row in s.scalars(q):
-                if row.id in self.running:
-                    continue
-                now = utcnow()
-                row.update_time = now
-                row.worker_id = None
-                if row.cancel_requested:
-                    finish_cancelled(row, now)
-                elif row.attempts < self.settings.max_attempts:
-                    row.state = states.PENDING
-                    log.warning("job %s: worker lost (no heartbeat since %s); requeued", row.id, row.heartbeat_time)
-                else:
-                    row.state = states.FAILED
-                    row.end_time = now
-                    row.error = {"code": 4, "message": f"the worker running this job stopped responding {row.attempts} "
-                                 "times (no heartbeat); giving up"}
+        for kind in self.kinds:
+            table = kind.table
+            with self.store.session() as s:
+                q = select(table).where(table.state.in_((kind.running, kind.cancelling)), table.heartbeat_time < cutoff)
+                if self.store.dialect == "postgresql":
+                    q = q.with_for_update(skip_locked=True)
+                for row in s.scalars(q):
+                    if (kind.name, row.id) in self.running:
+                        continue
+                    now = utcnow()
+                    row.update_time = now
+                    row.worker_id = None
+                    if row.cancel_requested:
+                        kind.finish_cancelled(row, now)
+                    elif row.attempts < self.settings.max_attempts:
+                        row.state = kind.pending
+                        log.warning("job %s: worker lost (no heartbeat since %s); requeued", row.id, row.heartbeat_time)
+                    else:
+                        row.state = kind.failed
+                        row.end_time = now
+                        row.error = {"code": 4, "message": f"the worker running this job stopped responding "
+                                     f"{row.attempts} times (no heartbeat); giving up"}
 
     def run(self, stop: threading.Event, poll_seconds: float | None = None) -> None:
         poll = poll_seconds or min(1.0, self.settings.heartbeat_seconds)
@@ -163,18 +215,19 @@ class Worker:
         for run in self.running.values():
             if run.process.is_alive():
                 run.process.terminate()
-        for job_id, run in list(self.running.items()):
+        for run in list(self.running.values()):
             run.process.join(timeout=10)
             if run.process.is_alive():
                 run.process.kill()
                 run.process.join()
+            kind = run.kind
             with self.store.session() as s:
-                row = s.get(TuningJobRow, job_id)
-                if row is not None and row.state not in states.FINAL:
+                row = s.get(kind.table, run.job_id)
+                if row is not None and row.state not in kind.final:
                     if row.cancel_requested:
-                        finish_cancelled(row, utcnow())
+                        kind.finish_cancelled(row, utcnow())
                     else:
-                        row.state, row.worker_id, row.attempts = states.PENDING, None, max(0, row.attempts - 1)
+                        row.state, row.worker_id, row.attempts = kind.pending, None, max(0, row.attempts - 1)
         self.running.clear()
 
 

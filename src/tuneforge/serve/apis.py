@@ -15,7 +15,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tuneforge.data import formats
-from tuneforge.data.conversation import Conversation, Message, TextPart
+from tuneforge.data.conversation import (
+    Conversation,
+    Message,
+    TextPart,
+    apply_prompt_rules,
+)
 from tuneforge.errors import FailedPrecondition, InvalidArgument
 from tuneforge.serve.engine import Deployment, GenRequest
 from tuneforge.serve.sampling import SamplingParams, build_params
@@ -35,6 +40,7 @@ def conversation_ids(dep: Deployment, conversation: Conversation) -> list[int]:
     if not dep.chat_template:
         raise FailedPrecondition("the deployed model has no chat template, so it cannot take a conversation; use "
                                  "predict with a raw prompt, or deploy a model tuned by tuneforge (its template is saved)")
+    conversation = apply_prompt_rules(conversation, dep.prompt_rules)
     text = dep.tokenizer.apply_chat_template(conversation.template_messages(), chat_template=dep.chat_template,
                                              tokenize=False, add_generation_prompt=True)
     return dep.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -321,17 +321,7 @@ class EndpointService:
         return materialize(uri, self.settings)
 
     def _weights(self, model: ModelRow) -> tuple[Path, Path | None]:
-        from tuneforge.train.loading import adapter_base
-
-        folder = self._folder(model.artifact_uri)
-        if not (folder / "adapter_config.json").exists():
-            return folder, None
-        base = adapter_base(folder, self.settings)
-        if base is None:
-            raise FailedPrecondition(f"model {model.id} is a LoRA adapter whose base model cannot be found (no "
-                                     "tuneforge_manifest.json and no local base_model_name_or_path); deploy the "
-                                     "merged model instead or put the base next to it")
-        return folder, base
+        return model_weights(model, self.settings)
 
     def _precheck(self, model: ModelRow) -> None:
         """Refuse at once what cannot load: missing files, or weights that do not fit in free memory."""
@@ -427,6 +417,22 @@ class EndpointService:
             weights = [float((endpoint.traffic_split or {}).get(d.id, 0)) for d in live]
             pick = random.choices(live, weights=weights)[0] if sum(weights) > 0 else live[0]
         return pick
+
+
+def model_weights(model: ModelRow, settings: Settings) -> tuple[Path, Path | None]:
+    """(model folder, base folder for a LoRA adapter or None) of a registered model."""
+    from tuneforge.catalog.weights import materialize
+    from tuneforge.train.loading import adapter_base
+
+    folder = materialize(model.artifact_uri, settings)
+    if not (folder / "adapter_config.json").exists():
+        return folder, None
+    base = adapter_base(folder, settings)
+    if base is None:
+        raise FailedPrecondition(f"model {model.id} is a LoRA adapter whose base model cannot be found (no "
+                                 "tuneforge_manifest.json and no local base_model_name_or_path); deploy the "
+                                 "merged model instead or put the base next to it")
+    return folder, base
 
 
 def _new_endpoint(s: Session, project: str, location: str, display: str, description: str, labels: dict) -> EndpointRow:

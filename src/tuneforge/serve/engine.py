@@ -313,10 +313,39 @@ class Deployment:
     context_len: int
     defaults: SamplingParams
     chat_template: str | None
+    prompt_rules: dict = field(default_factory=dict)  # "serving" of the model's tuneforge_config.json
 
     def submit(self, req: GenRequest) -> None:
         req.adapter = self.adapter
         self.group.submit(req, self.tokenizer, self.eos_ids, self.context_len)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams, should_stop: Callable[[], bool] | None = None,
+                 timeout_s: float = 3600.0) -> list[str]:
+        """Batch generation for pipelines (teacher labelling, evaluation): submit every prompt, block until all are
+        done; the engine batches them. Stops early (raising InterruptedError) when ``should_stop`` says so."""
+        done = [threading.Event() for _ in prompts]
+        texts: list[str | None] = [None] * len(prompts)
+        requests = []
+
+        def on_event(event, i):
+            if event["type"] == "done":
+                texts[i] = event.get("text", "") if event.get("finish_reason") != "error" else None
+                done[i].set()
+
+        for i, ids in enumerate(prompts):
+            req = GenRequest(ids, params, lambda e, i=i: on_event(e, i))
+            requests.append(req)
+            self.submit(req)
+        deadline = time.monotonic() + timeout_s
+        for event in done:
+            while not event.wait(0.5):
+                if (should_stop is not None and should_stop()) or time.monotonic() > deadline:
+                    for req in requests:
+                        req.cancelled.set()
+                    raise InterruptedError("generation stopped before it finished")
+        if any(t is None for t in texts):
+            raise RuntimeError("generation failed for some prompts; see the log")
+        return texts  # type: ignore[return-value]
 
 
 def folder_bytes(folder: Path) -> int:
@@ -347,6 +376,11 @@ def _defaults(folder: Path, max_tokens: int) -> SamplingParams:
     d.top_p = float(cfg.get("top_p", d.top_p))
     d.top_k = int(cfg.get("top_k") or 0)
     return d
+
+
+def _prompt_rules(folder: Path) -> dict:
+    record = Path(folder) / "tuneforge_config.json"
+    return (json.loads(record.read_text()).get("serving") or {}) if record.exists() else {}
 
 
 class Engine:
@@ -428,7 +462,7 @@ class Engine:
             cfg = group.base.config
             context = int(getattr(cfg, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 4096))
             dep = Deployment(deployed_id, group, adapter, tokenizer, _eos_ids(folder, tokenizer), context,
-                             _defaults(folder, self.default_max_tokens), tokenizer.chat_template)
+                             _defaults(folder, self.default_max_tokens), tokenizer.chat_template, _prompt_rules(folder))
             self.deployments[deployed_id] = dep
             return dep
 

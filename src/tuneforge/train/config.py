@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tuneforge.catalog.catalog import TuningMode
 
 ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
+# Distillation step-by-step (Hsieh et al., 2023): the two tasks a student learns, told apart by their input prefix.
+PREDICT_PREFIX = "predict: "
+EXPLAIN_PREFIX = "explain: "
+DATASET_FORMATS = ("prompt_completion", "chat", "generate_content", "text_pair", "codechat")
 
 
 class TuningConfig(BaseModel):
@@ -56,6 +60,19 @@ class TuningConfig(BaseModel):
         default=None, description="Vertex TensorBoard resource (bare id or projects/…/tensorboards/ID): events also go "
         "to <home>/tensorboards/<ID>/<run>, besides the run's own tensorboard/ folder."
     )
+    dataset_format: str | None = Field(
+        default=None, description="Read every line as this format (pipelines: text_pair for input_text/output_text, "
+        "codechat for author/content messages); default: detected per file."
+    )
+    default_context: str | None = Field(
+        default=None, description="System prompt for examples that bring none (code chat's default_context); "
+        "saved with the model so serving applies it too."
+    )
+    rationale_weight: float | None = Field(
+        default=None, gt=0, description="Distillation step-by-step: examples whose prompt starts with 'explain: ' "
+        "are the rationale task; loss = label loss + rationale_weight x rationale loss (each the mean over its own "
+        "target tokens), and the saved model answers 'predict: ' (label only) by default."
+    )
     seed: int = 42
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -71,6 +88,13 @@ class TuningConfig(BaseModel):
     def _adapter(cls, value):
         if value is not None and value not in ADAPTER_SIZES:
             raise ValueError(f"adapter_size must be one of {', '.join(map(str, ADAPTER_SIZES))} (got {value})")
+        return value
+
+    @field_validator("dataset_format")
+    @classmethod
+    def _format(cls, value):
+        if value is not None and value not in DATASET_FORMATS:
+            raise ValueError(f"dataset_format must be one of {', '.join(DATASET_FORMATS)} (got {value!r})")
         return value
 
     @field_validator("tensorboard")

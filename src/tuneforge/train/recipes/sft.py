@@ -59,7 +59,7 @@ from tuneforge.train.checkpoint import (
     save_checkpoint,
     save_trainable,
 )
-from tuneforge.train.config import TuningConfig
+from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, TuningConfig
 from tuneforge.train.loading import (
     ModelSource,
     chat_encoder,
@@ -103,8 +103,18 @@ class RunResult:
 # --- 1-3: model, data, hyperparameters ---------------------------------------------------------------------------
 
 def _datasets(config: TuningConfig, limits: Limits, encoder: ChatEncoder, settings: Settings):
-    train = prepare_dataset(config.train_dataset, limits, encoder, settings=settings)
-    val = prepare_dataset(config.validation_dataset, limits, encoder, settings=settings) if config.validation_dataset else None
+    def prepare(uri):
+        return prepare_dataset(uri, limits, encoder, settings=settings, expected=config.dataset_format,
+                               default_system=config.default_context)
+
+    train = prepare(config.train_dataset)
+    val = prepare(config.validation_dataset) if config.validation_dataset else None
+    if config.rationale_weight is not None:  # distillation step-by-step: "explain: " examples are the second task
+        for dataset in (train, val):
+            by_line = {c.line: c for c in (dataset.conversations if dataset else [])}
+            for example in dataset.examples if dataset else []:
+                first_user = next(m for m in by_line[example.line].messages if m.role == "user")
+                example.task = int(first_user.text.startswith(EXPLAIN_PREFIX))
     combined = Report(source="datasets", problems=train.report.problems + (val.report.problems if val else []))
     if combined.errors:
         raise DatasetInvalid(
@@ -131,8 +141,12 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 # --- 5: the training step ----------------------------------------------------------------------------------------
 
-def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int, int]:
-    """(sum of token losses, correct next-token predictions, target tokens) for one micro-batch.
+NUM_TASKS = 2  # 0: the answer; 1: the rationale (distillation step-by-step, Encoded.task)
+
+
+def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int, list[int]]:
+    """(sum of token losses per task [NUM_TASKS], correct next-token predictions, target tokens per task) for one
+    micro-batch.
 
     No 2-D attention mask is passed: position ids restarting per example make transformers build the
     block-diagonal causal mask for packed rows, and right padding is never attended by earlier tokens.
@@ -145,26 +159,37 @@ def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor,
     mask = labels != IGNORE_INDEX
     picked = logits[mask].float()
     targets = labels[mask]
-    loss_sum = F.cross_entropy(picked, targets, reduction="sum")
+    token_loss = F.cross_entropy(picked, targets, reduction="none")
+    tasks = batch.tasks[:, 1:].to(device)[mask] if batch.tasks is not None else torch.zeros_like(targets)
+    sums = torch.zeros(NUM_TASKS, device=token_loss.device, dtype=token_loss.dtype).index_add(0, tasks, token_loss)
     correct = int((picked.argmax(-1) == targets).sum())
-    return loss_sum, correct, int(mask.sum())
+    return sums, correct, batch.task_target_tokens(NUM_TASKS)
 
 
-def train_step(model, micro_batches: list[Batch], device: torch.device) -> dict:
-    """Forward/backward over micro-batches; the loss is normalised by the target tokens of the whole step, so
-    accumulating 4 x 2 examples gives the same gradient as 8 x 1 (and as 1 x 8)."""
-    total = sum(mb.num_target_tokens for mb in micro_batches)
-    loss_total, correct_total = 0.0, 0
+def train_step(model, micro_batches: list[Batch], device: torch.device, task_weights: tuple[float, ...] = (1.0, 0.0)) -> dict:
+    """Forward/backward over micro-batches. Each task's loss is the mean over that task's target tokens of the whole
+    step, so accumulating 4 x 2 examples gives the same gradient as 8 x 1 (and as 1 x 8); the step's loss is
+    sum over tasks of weight x task loss (one task with weight 1 in plain SFT; label + lambda x rationale in
+    distillation step-by-step)."""
+    totals = [sum(c) for c in zip(*(mb.task_target_tokens(NUM_TASKS) for mb in micro_batches))]
+    scale = torch.tensor([w / max(n, 1) for w, n in zip(task_weights, totals)])
+    task_sums = torch.zeros(NUM_TASKS)
+    correct_total = 0
     for mb in micro_batches:
-        loss_sum, correct, _ = batch_loss(model, mb, device)
-        (loss_sum / max(total, 1)).backward()
-        loss_total += float(loss_sum.detach())
+        sums, correct, _ = batch_loss(model, mb, device)
+        (sums * scale.to(sums.device)).sum().backward()
+        task_sums += sums.detach().float().cpu()
         correct_total += correct
-    return {
-        "train_total_loss": loss_total / max(total, 1),
+    total = sum(totals)
+    metrics = {
+        "train_total_loss": float((task_sums * scale).sum()),
         "train_fraction_of_correct_next_step_preds": correct_total / max(total, 1),
         "train_num_predictions": total,
     }
+    if totals[1]:  # distillation step-by-step: the two task losses as well
+        metrics["train_label_loss"] = float(task_sums[0]) / max(totals[0], 1)
+        metrics["train_rationale_loss"] = float(task_sums[1]) / totals[1]
+    return metrics
 
 
 @torch.no_grad()
@@ -173,10 +198,10 @@ def evaluate(model, batches: list[Batch], device: torch.device) -> dict:
     model.eval()
     loss_total, correct_total, total = 0.0, 0, 0
     for mb in batches:
-        loss_sum, correct, n = batch_loss(model, mb, device)
-        loss_total += float(loss_sum)
+        sums, correct, counts = batch_loss(model, mb, device)
+        loss_total += float(sums.sum())
         correct_total += correct
-        total += n
+        total += sum(counts)
     model.train(was_training)
     return {
         "eval_total_loss": loss_total / max(total, 1),
@@ -285,6 +310,7 @@ def run_sft(
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
     lora = mode == TuningMode.PEFT_ADAPTER
+    task_weights = (1.0, config.rationale_weight or 0.0)
 
     out_dir = storage.output_dir(config.output_uri, settings)
     layout = RunLayout(out_dir)
@@ -304,6 +330,10 @@ def run_sft(
         "versions": {"tuneforge": tuneforge.__version__, "torch": torch.__version__,
                      "transformers": _version("transformers"), "peft": _version("peft")},
     }
+    # How serving must shape prompts so they look like the training data (applied by serve/, saved with the model).
+    record["serving"] = {"default_system": config.default_context,
+                         "input_prefix": PREDICT_PREFIX if config.rationale_weight is not None else None,
+                         "task_prefixes": [PREDICT_PREFIX, EXPLAIN_PREFIX] if config.rationale_weight is not None else []}
     _check_same_run(layout, record)
     data_stats = supervised_tuning_data_stats(
         train.examples, train.conversations, epochs=epochs_effective, steps=total_steps, dropped=train.dropped
@@ -358,7 +388,7 @@ def run_sft(
             micro_batches = [collate(picked[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
                              for i in range(0, len(picked), micro)]
             started = time.perf_counter()
-            metrics = train_step(model, micro_batches, device)
+            metrics = train_step(model, micro_batches, device, task_weights)
             if config.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             lr_now = scheduler.get_last_lr()[0]

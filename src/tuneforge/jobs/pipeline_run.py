@@ -1,0 +1,473 @@
+"""Running a pipeline job: its tasks in order, each with its own state, times and outputs, as Vertex's pipeline view.
+
+Tasks (a planned task list is stored when the job is created; ``pipelines._planned_tasks``):
+
+- ``validate-data``: the dataset rules of SPEC §3.2 / §5.2 (formats, example and author-field counts, evaluation set
+  size), the documented batch size and the epochs it implies (steps x batch size / examples, §3.6).
+- ``teacher-labelling`` (distillation): the teacher explains (and, unlabelled, labels) every example; the outputs
+  are a dataset artifact that a rerun reuses (``train/recipes/distill.py``).
+- ``tune``: the shared engine (``train/recipes/sft.py``) with ``train_steps`` optimizer steps.
+- ``evaluate`` (with ``evaluation_data_uri``): batch prediction over the evaluation set, exact match.
+- ``upload-llm-model`` / ``upload-model``: the registry entry the SDK finds by its
+  ``google-vertex-llm-tuning-base-model-id`` label (contract §5.4).
+- ``deploy-llm-model`` / ``deploy-model``: an endpoint serving it (when the operator's auto-deploy is on).
+
+State lives in the database: a task's outputs are in its ``execution.metadata``, so a job resumed on another worker
+skips finished tasks and picks the next one up (training resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from tuneforge import storage
+from tuneforge.catalog import load_catalog
+from tuneforge.errors import (
+    DatasetInvalid,
+    FailedPrecondition,
+    InvalidArgument,
+    TuneforgeError,
+)
+from tuneforge.jobs import pipelines as p
+from tuneforge.jobs.db import Store
+from tuneforge.jobs.service import _ts
+from tuneforge.jobs.tables import ModelRow, PipelineJobRow, utcnow
+from tuneforge.settings import Settings
+
+MIN_EXAMPLES, MAX_EXAMPLES, MAX_AUTHOR_FIELDS = 10, 10_000, 10_000
+EVAL_RANGE = (10, 250)
+# SPEC §3.6: examples per step by context class and compute region (GPU runs in us-central1, TPU in europe-west4).
+BATCH_SIZES = {("8k", "us-central1"): 8, ("8k", "europe-west4"): 24, ("32k", "us-central1"): 8, ("32k", "europe-west4"): 8}
+_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "RESOURCE_EXHAUSTED": 8, "INTERNAL": 13}
+
+
+class Stopped(Exception):
+    """The job was cancelled (or its worker died) while a task ran."""
+
+
+@dataclass
+class Context:
+    job_id: str
+    template: str
+    params: dict
+    project: str
+    location: str  # the pipeline region (the URL's)
+    labels: dict
+    out_uri: str  # where this job's artifacts go
+    settings: Settings
+    store: Store
+    parent_pid: int
+
+    @property
+    def upload_location(self) -> str:
+        return self.params.get("location") or self.location
+
+    def should_stop(self) -> bool:
+        if os.getppid() != self.parent_pid:
+            return True
+        with self.store.session() as s:
+            return bool(s.scalar(select(PipelineJobRow.cancel_requested).where(PipelineJobRow.id == self.job_id)))
+
+
+# -- task bookkeeping ---------------------------------------------------------------------------------------------
+
+class Tasks:
+    """Reads and writes the job's task list; every change is committed at once (the API shows it live)."""
+
+    def __init__(self, store: Store, job_id: str):
+        self.store, self.job_id = store, job_id
+
+    def _update(self, name: str | None, change) -> None:
+        with self.store.session() as s:
+            row = s.get(PipelineJobRow, self.job_id, with_for_update=True)
+            tasks = [dict(t) for t in row.tasks]
+            for t in tasks:
+                if name is None or t["taskName"] == name:
+                    t["execution"] = dict(t.get("execution") or {})
+                    change(t)
+            row.tasks, row.update_time = tasks, utcnow()
+
+    def get(self, name: str) -> dict | None:
+        with self.store.session() as s:
+            row = s.get(PipelineJobRow, self.job_id)
+            return next((t for t in row.tasks if t["taskName"] == name), None)
+
+    def outputs(self, name: str) -> dict:
+        task = self.get(name) or {}
+        meta = (task.get("execution") or {}).get("metadata") or {}
+        return {k.removeprefix("output:"): v for k, v in meta.items() if k.startswith("output:")}
+
+    def start(self, name: str) -> None:
+        now = _ts(utcnow())
+
+        def change(t):
+            t.update(state="RUNNING", startTime=t.get("startTime") or now)
+            t["execution"]["state"] = "RUNNING"
+        self._update(name, change)
+
+    def progress(self, name: str, values: dict) -> None:
+        def change(t):
+            t["execution"]["metadata"] = {**(t["execution"].get("metadata") or {}), **values}
+        self._update(name, change)
+
+    def finish(self, name: str, state: str, outputs: dict | None = None, message: str | None = None) -> None:
+        now = _ts(utcnow())
+        execution_state = {"SUCCEEDED": "COMPLETE", "FAILED": "FAILED", "CANCELLED": "CANCELLED",
+                           "SKIPPED": "CACHED"}[state]
+
+        def change(t):
+            t.update(state=state, endTime=now)
+            if state == "SKIPPED":
+                t.pop("startTime", None)
+            t["execution"]["state"] = execution_state
+            meta = dict(t["execution"].get("metadata") or {})
+            meta.update({f"output:{k}": v for k, v in (outputs or {}).items()})
+            t["execution"]["metadata"] = meta
+            if message:
+                t["error"] = {"code": 3 if state == "FAILED" else 1, "message": message}
+        self._update(name, change)
+
+
+# -- validate-data --------------------------------------------------------------------------------------------------
+
+def _problems(report, limit: int = 20) -> str:
+    shown = [str(p) for p in report.errors[:limit]]
+    more = f"; and {len(report.errors) - limit} more" if len(report.errors) > limit else ""
+    return "; ".join(shown) + more
+
+
+def documented_batch_size(ctx: Context) -> tuple[int, str, str]:
+    """(batch size, context class, compute region) as SPEC §3.6 documents them."""
+    model = ctx.params.get("large_model_reference") or ctx.params.get("student_model_reference")
+    alias = load_catalog(ctx.settings).aliases.get(model)
+    context = ctx.params.get("max_context_length") or (alias.batch_class if alias and alias.batch_class else "8k")
+    region = "europe-west4" if ctx.params.get("accelerator_type") == "TPU" else "us-central1"
+    return BATCH_SIZES[(context, region)], context, region
+
+
+def validate_data(ctx: Context) -> dict:
+    from tuneforge.data.formats import parse_lines
+    from tuneforge.data.report import Report
+    from tuneforge.data.validate import read_lines
+    from tuneforge.train.recipes.distill import read_examples
+
+    params = ctx.params
+    train_uri = params.get("dataset_uri")
+    if train_uri is None:
+        raise InvalidArgument("dataset_name (a Vertex managed dataset) is not available on a self-hosted server; give "
+                              "dataset_uri, a JSONL file in a bucket")
+    eval_uri = params.get("evaluation_data_uri")
+    out: dict = {}
+    if ctx.template == "distillation":
+        examples, report = read_examples(train_uri, ctx.settings)
+        n = len(examples)
+        labelled = sum(e.output_text is not None for e in examples)
+        out.update(labelled_examples=labelled, unlabelled_examples=n - labelled)
+        warnings = []
+        if labelled and labelled < 100:
+            warnings.append(f"{labelled} labelled examples; hundreds are recommended")
+        if n - labelled and n - labelled < 1000:
+            warnings.append(f"{n - labelled} unlabelled examples; more than 1,000 are recommended")
+        if warnings:
+            out["warnings"] = "; ".join(warnings)
+    else:
+        chat = ctx.template == "tune-large-chat-model"
+        report = Report(source=train_uri)
+        lines = read_lines(train_uri, report, ctx.settings)
+        conversations = parse_lines(lines or [], report, expected="codechat" if chat else "text_pair")
+        n = len(conversations)
+        if chat:
+            authors = sum(sum(1 for m in c.messages if m.role != "system") for c in conversations)
+            out["author_fields"] = authors
+            if authors > MAX_AUTHOR_FIELDS:
+                report.error(f"dataset_uri: {authors:,} author fields; the code chat limit is {MAX_AUTHOR_FIELDS:,} "
+                             "across all examples")
+        elif n > MAX_EXAMPLES:
+            report.error(f"dataset_uri: {n:,} examples; at most {MAX_EXAMPLES:,} are allowed")
+        if lines is not None and n < MIN_EXAMPLES and report.ok:
+            report.error(f"dataset_uri: {n} examples; code-model tuning needs at least {MIN_EXAMPLES} (500+ recommended)")
+    if eval_uri:
+        if ctx.template == "distillation":
+            eval_examples, report = read_examples(eval_uri, ctx.settings, require_labels=True, report=report)
+            n_eval = len(eval_examples)
+        else:
+            eval_report = Report(source=eval_uri)
+            eval_lines = read_lines(eval_uri, eval_report, ctx.settings)
+            n_eval = len(parse_lines(eval_lines or [], eval_report, expected="text_pair"))
+            report.problems.extend(eval_report.problems)
+        if not EVAL_RANGE[0] <= n_eval <= EVAL_RANGE[1] and report.ok:
+            report.error(f"evaluation_data_uri: {n_eval} examples; the evaluation set must have "
+                         f"{EVAL_RANGE[0]}–{EVAL_RANGE[1]}")
+        out["evaluation_examples"] = n_eval
+    if report.errors:
+        raise DatasetInvalid(f"{len(report.errors)} problem(s) in the data; nothing was tuned: {_problems(report)}", report)
+    batch, context, region = documented_batch_size(ctx)
+    steps = int(params["train_steps"])
+    out.update(train_examples=n, batch_size=batch, context_class=context, compute_region=region,
+               train_steps=steps, examples_seen=steps * batch, epochs=round(steps * batch / max(n, 1), 4))
+    return out
+
+
+# -- teacher-labelling ----------------------------------------------------------------------------------------------
+
+def make_teacher(reference: str, ctx: Context):
+    """A teacher from a catalog id, a model or endpoint resource name, an OpenAI-compatible URL, or weights."""
+    from tuneforge.catalog.weights import materialize
+    from tuneforge.jobs.db import get_scoped
+    from tuneforge.serve.endpoints import model_weights
+    from tuneforge.train.recipes.distill import HttpTeacher, ModelTeacher
+
+    if reference.startswith(("http://", "https://")):
+        return HttpTeacher(reference)
+    parts = reference.split("/")
+    if len(parts) == 6 and parts[0] == "projects" and parts[4] in ("endpoints", "models"):
+        project, location, kind, rid = parts[1], parts[3], parts[4], parts[5]
+        if project != ctx.project:
+            raise InvalidArgument(f"teacher_model_reference {reference}: the teacher must be in project {ctx.project}")
+        if kind == "endpoints":
+            from tuneforge.jobs.tables import DeployedModelRow
+
+            with ctx.store.session() as s:
+                dep = s.scalars(select(DeployedModelRow).where(DeployedModelRow.endpoint_id == rid,
+                                                              DeployedModelRow.state == "DEPLOYED")).first()
+            if dep is None:
+                raise FailedPrecondition(f"teacher_model_reference {reference}: no model is deployed on that endpoint")
+            rid = dep.model_id
+        model = get_scoped(ctx.store, ModelRow, rid.split("@")[0], project, location, "Model", "models")
+        folder, base = model_weights(model, ctx.settings)
+        return ModelTeacher(reference, folder, base)
+    if reference.startswith("gs://") or reference.startswith("/"):
+        return ModelTeacher(reference, materialize(reference, ctx.settings))
+    resolved = load_catalog(ctx.settings).resolve(reference, settings=ctx.settings)
+    return ModelTeacher(reference, materialize(resolved.weights, ctx.settings))
+
+
+def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
+    from tuneforge.train.recipes.distill import prepare_student_data
+
+    teacher = make_teacher(ctx.params["teacher_model_reference"], ctx)
+    prepared = prepare_student_data(tuning_config(ctx), teacher, settings=ctx.settings, should_stop=ctx.should_stop)
+    return {"teacher": teacher.name, **prepared.summary}
+
+
+# -- tune -----------------------------------------------------------------------------------------------------------
+
+def tuning_config(ctx: Context, **overrides):
+    from tuneforge.train.config import TuningConfig
+
+    params = ctx.params
+    batch, _, _ = documented_batch_size(ctx)
+    has_eval = bool(params.get("evaluation_data_uri"))
+    selection = params.get("enable_checkpoint_selection", "default")
+    lr = {"learning_rate": params["learning_rate"]} if "learning_rate" in params else {
+        "learning_rate_multiplier": params.get("learning_rate_multiplier", 1.0)}
+    config = dict(
+        base_model=params.get("large_model_reference") or params["student_model_reference"],
+        train_dataset=params["dataset_uri"], validation_dataset=params.get("evaluation_data_uri"),
+        output_uri=f"{ctx.out_uri}/tune", max_steps=int(params["train_steps"]), batch_size=batch,
+        eval_steps=int(params.get("evaluation_interval", 20)) if has_eval else None,
+        early_stopping=bool(params.get("enable_early_stopping", True)) and has_eval,
+        checkpoint_selection="best" if selection == "true" or (selection == "default" and has_eval) else "last",
+        tensorboard=params.get("tensorboard_resource_id"),
+        dataset_format={"tune-large-model": "text_pair", "tune-large-chat-model": "codechat"}.get(ctx.template),
+        default_context=params.get("default_context"), **lr,
+    )
+    config.update(overrides)
+    return TuningConfig(**config)
+
+
+def tune(ctx: Context, tasks: Tasks) -> dict:
+    from tuneforge.train import Callbacks
+    from tuneforge.train.recipes.distill import DEFAULT_RATIONALE_WEIGHT, student_files
+    from tuneforge.train.recipes.sft import run_sft
+
+    overrides = {}
+    if ctx.template == "distillation":
+        train, val = student_files(storage.output_dir(f"{ctx.out_uri}/tune", ctx.settings))
+        overrides = dict(train_dataset=str(train), validation_dataset=str(val) if val else None,
+                         dataset_format="text_pair", rationale_weight=DEFAULT_RATIONALE_WEIGHT)
+    config = tuning_config(ctx, **overrides)
+
+    class Progress(Callbacks):
+        def on_start(self, total_steps, start_step, info):
+            tasks.progress("tune", {"totalSteps": total_steps, "step": start_step})
+
+        def on_step(self, step, total_steps, metrics):
+            if step == total_steps or step % max(1, total_steps // 20) == 0:
+                tasks.progress("tune", {"step": step, **{k: round(float(v), 6) for k, v in metrics.items()
+                                                         if k.startswith("train_")}})
+
+        def on_eval(self, step, metrics):
+            tasks.progress("tune", {k: round(float(v), 6) for k, v in metrics.items()})
+
+    result = run_sft(config, settings=ctx.settings, callbacks=Progress(), should_stop=ctx.should_stop)
+    if result.cancelled:
+        raise Stopped()
+    final = result.resolved.get("final", {})
+    return {"model_dir": f"{config.output_uri}/postprocess/node-0/checkpoints/final", "steps": result.steps,
+            "final_step": final.get("step"), "stopped_early": result.stopped_early,
+            "checkpoint_selection": config.checkpoint_selection, "batch_size": config.batch_size,
+            "epochs": result.resolved["resolved"]["epochs_effective"], "tensorboard_dir": f"{config.output_uri}/tensorboard",
+            **{k: round(float(v), 6) for k, v in {**result.last_train, **result.best_eval}.items()}}
+
+
+# -- evaluate -------------------------------------------------------------------------------------------------------
+
+def evaluate(ctx: Context, tasks: Tasks) -> dict:
+    """Batch prediction on the evaluation set with the tuned model, scored by exact match."""
+    from tuneforge.catalog.weights import materialize
+    from tuneforge.data.conversation import Conversation, Message, TextPart
+    from tuneforge.serve.apis import conversation_ids
+    from tuneforge.serve.engine import Engine
+    from tuneforge.serve.sampling import SamplingParams
+    from tuneforge.train.loading import adapter_base
+    from tuneforge.train.recipes.distill import answer_matches, read_examples
+
+    examples, _ = read_examples(ctx.params["evaluation_data_uri"], ctx.settings, require_labels=True)
+    folder = materialize(tasks.outputs("tune")["model_dir"], ctx.settings)
+    base = adapter_base(folder, ctx.settings) if (folder / "adapter_config.json").exists() else None
+    engine = Engine(device="auto", max_batch=16)
+    try:
+        dep = engine.deploy("evaluate", folder, base)
+        prompts = [conversation_ids(dep, Conversation([Message("user", (TextPart(e.input_text),))])) for e in examples]
+        limit = max(len(dep.tokenizer(e.output_text or "")["input_ids"]) for e in examples) + 16
+        texts = dep.generate(prompts, SamplingParams(max_tokens=limit, temperature=0.0), ctx.should_stop)
+    except InterruptedError:
+        raise Stopped() from None
+    finally:
+        engine.close()
+    rows = [{"input_text": e.input_text, "output_text": e.output_text, "prediction": t,
+             "exact_match": answer_matches(t, e.output_text or "")} for e, t in zip(examples, texts)]
+    out_dir = storage.output_dir(f"{ctx.out_uri}/evaluation", ctx.settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "predictions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    exact = sum(r["exact_match"] for r in rows) / max(len(rows), 1)
+    (out_dir / "metrics.json").write_text(json.dumps({"exact_match": exact, "examples": len(rows)}, indent=2))
+    storage.publish(out_dir, f"{ctx.out_uri}/evaluation", ctx.settings)
+    return {"exact_match": round(exact, 6), "examples": len(rows), "predictions_uri": f"{ctx.out_uri}/evaluation/predictions.jsonl"}
+
+
+# -- upload, deploy -------------------------------------------------------------------------------------------------
+
+def base_model_label(ctx: Context) -> str:
+    model = ctx.params.get("large_model_reference") or ctx.params["student_model_reference"]
+    return model.replace("@", "-").replace("/", "-")
+
+
+def upload(ctx: Context, tasks: Tasks) -> dict:
+    from tuneforge.jobs.service import model_name, new_id
+
+    existing = tasks.outputs(upload_task(ctx.template)).get("model_resource_name")
+    if existing:
+        return {"model_resource_name": existing}
+    now = utcnow()
+    base = ctx.params.get("large_model_reference") or ctx.params["student_model_reference"]
+    what = (f"distilled from {ctx.params['teacher_model_reference']}" if ctx.template == "distillation"
+            else f"tuned for {ctx.params['train_steps']} steps")
+    with ctx.store.session() as s:
+        model = ModelRow(id=new_id(), project=ctx.project, location=ctx.upload_location, version=1,
+                         display_name=ctx.params["model_display_name"], description=f"{base} {what} by pipelineJobs/{ctx.job_id}",
+                         artifact_uri=tasks.outputs("tune")["model_dir"],
+                         labels={**ctx.labels, "google-vertex-llm-tuning-base-model-id": base_model_label(ctx),
+                                 "google-vertex-llm-tuning-job-id": ctx.job_id},
+                         base_model=base, kind="lora", job_id=None, create_time=now, update_time=now)
+        s.add(model)
+        s.flush()
+        return {"model_resource_name": model_name(model)}
+
+
+def deploy(ctx: Context, tasks: Tasks) -> dict | None:
+    from tuneforge.serve.endpoints import auto_deploy
+
+    if not ctx.settings.auto_deploy:
+        return None
+    name = tasks.outputs(upload_task(ctx.template))["model_resource_name"]
+    with ctx.store.session() as s:
+        model = s.get(ModelRow, name.rsplit("/", 1)[-1])
+        return {"endpoint_resource_name": auto_deploy(s, model, ctx.params["model_display_name"])}
+
+
+def upload_task(template: str) -> str:
+    return "upload-model" if template == "distillation" else "upload-llm-model"
+
+
+def deploy_task(template: str) -> str:
+    return "deploy-model" if template == "distillation" else "deploy-llm-model"
+
+
+# -- the child process ----------------------------------------------------------------------------------------------
+
+def _steps(template: str):
+    return [("validate-data", lambda ctx, tasks: validate_data(ctx)), ("teacher-labelling", teacher_labelling),
+            ("tune", tune), ("evaluate", evaluate), (upload_task(template), upload), (deploy_task(template), deploy)]
+
+
+def run_pipeline(ctx: Context) -> None:
+    """Run the job's remaining tasks; write the final state unless it was stopped (the worker then finishes it)."""
+    tasks = Tasks(ctx.store, ctx.job_id)
+    tasks.start(ctx.template)  # the root task
+    for name, step in _steps(ctx.template):
+        task = tasks.get(name)
+        if task is None or task["state"] in ("SUCCEEDED", "SKIPPED"):
+            continue
+        if ctx.should_stop():
+            return
+        tasks.start(name)
+        try:
+            outputs = step(ctx, tasks)
+        except (Stopped, InterruptedError):
+            return
+        except TuneforgeError as exc:
+            _fail(ctx, tasks, name, _CODES.get(exc.code, 13), f"{name}: {exc}")
+            return
+        except Exception as exc:  # a bug or an environment problem: the job says so instead of hanging
+            traceback.print_exc()
+            _fail(ctx, tasks, name, 13, f"{name} failed: {type(exc).__name__}: {exc}")
+            return
+        if outputs is None:
+            tasks.finish(name, "SKIPPED", message=None)
+        else:
+            tasks.finish(name, "SUCCEEDED", outputs)
+    tasks.finish(ctx.template, "SUCCEEDED")
+    with ctx.store.session() as s:
+        row = s.get(PipelineJobRow, ctx.job_id, with_for_update=True)
+        if row.state == p.RUNNING:
+            now = utcnow()
+            row.state, row.end_time, row.update_time = p.SUCCEEDED, now, now
+
+
+def _fail(ctx: Context, tasks: Tasks, name: str, code: int, message: str) -> None:
+    tasks.finish(name, "FAILED", message=message)
+    tasks.finish(ctx.template, "FAILED")
+    with ctx.store.session() as s:
+        row = s.get(PipelineJobRow, ctx.job_id, with_for_update=True)
+        now = utcnow()
+        row.state, row.end_time, row.update_time = p.FAILED, now, now
+        row.error = {"code": code, "message": message}
+
+
+def output_root(row: PipelineJobRow) -> str:
+    """``runtimeConfig.gcsOutputDirectory``/JOB_ID when given (the SDK always sends one), else the project's bucket."""
+    root = ((row.resource.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "").rstrip("/")
+    return f"{root}/{row.id}" if root else f"gs://tuneforge-{row.project}/pipelineJobs/{row.id}"
+
+
+def pipeline_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    settings = Settings(**settings_json)
+    store = Store(db_url, migrate=False)
+    with store.session() as s:
+        row = s.get(PipelineJobRow, job_id)
+        ctx = Context(job_id, row.template, dict(row.parameters), row.project, row.location, dict(row.labels or {}),
+                      output_root(row), settings, store, parent_pid)
+    run_pipeline(ctx)
+

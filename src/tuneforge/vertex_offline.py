@@ -1,0 +1,82 @@
+"""Air-gapped use of the official SDK's pipeline flows (contract §1).
+
+Before it calls tuneforge, ``PipelineJob`` (behind ``tune_model`` and ``distill_from``) does two things on its own:
+
+1. It downloads the pipeline template from ``https://us-kfp.pkg.dev/ml-pipeline/...`` with ``urllib``. Offline that
+   fails before any request is sent. :func:`install` adds a urllib handler that answers those URLs with a stand-in
+   template: the pipeline's name, schema version 2.1.0 and the names of its parameters, which is all the SDK reads.
+   tuneforge identifies the pipeline by ``templateUri``, never by the template the client sends.
+2. It probes the output bucket with google-cloud-storage (``storage.googleapis.com``). With ``server`` given,
+   :func:`install` points ``STORAGE_EMULATOR_HOST`` at tuneforge, which answers the probe with a 404 (the SDK logs and
+   ignores it; a 200 would send it on to Cloud Resource Manager).
+
+Without tuneforge installed on the client, the same is a few lines of standard library (README, "Code models and
+distillation"): map ``*-kfp.pkg.dev`` URLs to ``{server}/tuneforge/pipeline-templates/<path>`` in a urllib handler.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import urllib.error
+import urllib.request
+import urllib.response
+from email.message import Message
+
+import yaml
+
+from tuneforge.jobs.pipelines import PARAMETERS, TEMPLATES
+
+KFP_URL = re.compile(r"^https://[a-z0-9-]+-kfp\.pkg\.dev/")
+_TYPES = {"int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
+
+
+def stand_in_template(uri: str) -> dict | None:
+    """The stand-in pipeline spec for a supported template URI (None for others)."""
+    template = TEMPLATES.get(uri.split("?", 1)[0].rstrip("/"))
+    if template is None:
+        return None
+    parameters = {name: {"parameterType": _TYPES.get(kind, "STRING"), "isOptional": True}
+                  for name, kind in sorted(PARAMETERS[template].items())}
+    return {
+        "pipelineInfo": {"name": template, "description": f"tuneforge stand-in for {uri}"},
+        "schemaVersion": "2.1.0",
+        "sdkVersion": "tuneforge",
+        "root": {"inputDefinitions": {"parameters": parameters}, "dag": {"tasks": {}}},
+        "components": {},
+        "deploymentSpec": {"executors": {}},
+    }
+
+
+def template_yaml(uri: str) -> str | None:
+    spec = stand_in_template(uri)
+    return None if spec is None else yaml.safe_dump(spec, sort_keys=False)
+
+
+class TemplateHandler(urllib.request.BaseHandler):
+    """Answers ``https://*-kfp.pkg.dev/...`` template downloads locally; other URLs go on as usual."""
+
+    handler_order = 100  # before the default HTTPS handler
+
+    def https_open(self, req: urllib.request.Request):
+        url = req.full_url
+        if not KFP_URL.match(url):
+            return None
+        body = template_yaml(url)
+        if body is None:
+            supported = ", ".join(TEMPLATES)
+            raise urllib.error.URLError(f"{url} is not a pipeline tuneforge runs; supported templates: {supported}")
+        headers = Message()
+        headers["Content-Type"] = "application/x-yaml"
+        response = urllib.response.addinfourl(io.BytesIO(body.encode()), headers, url, 200)
+        response.msg = "OK"
+        return response
+
+
+def install(server: str | None = None) -> None:
+    """Answer template downloads locally and, with ``server`` (e.g. ``http://127.0.0.1:8080``), send the SDK's
+    bucket probe to tuneforge instead of storage.googleapis.com. Call once before ``tune_model``/``distill_from``."""
+    urllib.request.install_opener(urllib.request.build_opener(TemplateHandler()))
+    if server:
+        os.environ["STORAGE_EMULATOR_HOST"] = server.rstrip("/")
