@@ -19,8 +19,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/tuneforge demo
 
+# Two pytest workers, one test file each at a time (module-scoped servers keep their order); most integration
+# tests wait on a server or the SDK's 5 s polls, so two workers fit in two cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q --durations=15
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q --durations=15 -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow" -q

@@ -10,8 +10,8 @@ FIXED_ANSWER = "ANSWER: 42 (tuned)"
 SYSTEM = "You answer in the house format."
 
 
-def train_fixed_format(root: Path, settings) -> Path:
-    """tiny-llama FULL-tuned until every user message gets FIXED_ANSWER (a few seconds on the CPU)."""
+def train_fixed_format(root: Path, settings, answer: str = FIXED_ANSWER) -> Path:
+    """tiny-llama FULL-tuned until every user message gets ``answer`` (a few seconds on the CPU)."""
     from tuneforge.train import TuningConfig, run_sft
 
     rng = random.Random(0)
@@ -20,7 +20,7 @@ def train_fixed_format(root: Path, settings) -> Path:
     with data.open("w") as f:
         for _ in range(64):
             word = "".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 8)))
-            f.write(json.dumps({"prompt": f"question {word}?", "completion": FIXED_ANSWER}) + "\n")
+            f.write(json.dumps({"prompt": f"question {word}?", "completion": answer}) + "\n")
     config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=str(data),
                           output_uri=str(root / "fixed-run"), max_steps=40, batch_size=16, learning_rate=3e-3,
                           warmup_ratio=0.0, device="cpu", seed=0)

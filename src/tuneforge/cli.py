@@ -86,6 +86,70 @@ def jobs_cancel(job: str, server: str = _SERVER, project: str = _PROJECT, locati
     console.print(f"cancelling {job}")
 
 
+pipelines_app = typer.Typer(help="Pipeline jobs (code-model tuning, distillation) on a tuneforge server.",
+                            no_args_is_help=True)
+app.add_typer(pipelines_app, name="pipelines")
+
+
+@pipelines_app.command("list")
+def pipelines_list(server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION,
+                   api_key: Optional[str] = _KEY):
+    """List pipeline jobs, newest first, with the task each is on."""
+    from tuneforge.client import ApiError
+
+    try:
+        jobs = _client(server, project, location, api_key).list(collection="pipelineJobs")
+    except ApiError as exc:
+        _fail(exc)
+    table = Table("job", "state", "task", "display name", "created")
+    for j in jobs:
+        tasks = j.get("jobDetail", {}).get("taskDetails", [])[1:]
+        current = next((t["taskName"] for t in tasks if t["state"] in ("RUNNING", "FAILED", "CANCELLED")), "")
+        table.add_row(j["name"].rsplit("/", 1)[-1], j["state"].removeprefix("PIPELINE_STATE_"), current,
+                      j.get("displayName", ""), j.get("createTime", ""))
+    console.print(table)
+
+
+def _task_table(job: dict) -> Table:
+    table = Table("task", "state", "started", "ended", "outputs")
+    for t in job.get("jobDetail", {}).get("taskDetails", []):
+        meta = (t.get("execution") or {}).get("metadata") or {}
+        outputs = ", ".join(f"{k.removeprefix('output:')}={v}" for k, v in meta.items() if k.startswith("output:"))
+        table.add_row(t["taskName"], t["state"], t.get("startTime", ""), t.get("endTime", ""),
+                      outputs + (f" error: {t['error']['message']}" if t.get("error") else ""))
+    return table
+
+
+@pipelines_app.command("get")
+def pipelines_get(job: str, server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION,
+                  api_key: Optional[str] = _KEY, as_json: bool = typer.Option(False, "--json", help="Print the resource as JSON.")):
+    """Show a pipeline job: its state and each task's state, times and outputs."""
+    from tuneforge.client import ApiError
+
+    try:
+        resource = _client(server, project, location, api_key).get(job, collection="pipelineJobs")
+    except ApiError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(resource, indent=2))
+        return
+    console.print(f"{resource['name']}: {resource['state']}" + (f" ({resource['error']['message']})" if resource.get("error") else ""))
+    console.print(_task_table(resource))
+
+
+@pipelines_app.command("cancel")
+def pipelines_cancel(job: str, server: str = _SERVER, project: str = _PROJECT, location: str = _LOCATION,
+                     api_key: Optional[str] = _KEY):
+    """Cancel a pipeline job; its running task stops."""
+    from tuneforge.client import ApiError
+
+    try:
+        _client(server, project, location, api_key).cancel(job, collection="pipelineJobs")
+    except ApiError as exc:
+        _fail(exc)
+    console.print(f"cancelling {job}")
+
+
 @app.command()
 def deploy(
     model: str = typer.Argument(..., help="Registry model (id or projects/…/models/ID) or weights (gs://… folder)."),
@@ -302,6 +366,93 @@ def tune(
         raise typer.Exit(1)
     console.print(f"[green]done[/green]: {result.steps} steps; final model in {result.final_dir}")
     console.print(f"metrics: {result.output_dir / 'metrics.jsonl'}; TensorBoard: tensorboard --logdir {result.output_dir / 'tensorboard'}")
+
+
+@app.command()
+def distill(
+    teacher: str = typer.Option(..., "--teacher", help="Catalog id, model folder or gs:// URI, an OpenAI-compatible URL "
+                                "(e.g. a tuneforge endpoint's …/endpoints/ID), or with --server a model/endpoint name."),
+    student: str = typer.Option(..., "--student", help="Catalog id of the student model."),
+    train: str = typer.Option(..., "--train", help="JSONL of input_text with optional output_text (unlabelled lines are labelled by the teacher)."),
+    evaluation: Optional[str] = typer.Option(None, "--eval", help="Labelled evaluation JSONL (10-250 lines)."),
+    output_uri: Optional[str] = typer.Option(None, "--output-uri", "-o", help="Output folder or gs:// URI (local runs)."),
+    steps: int = typer.Option(300, "--steps", help="Optimizer steps (train_steps)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Examples per step (the pipeline's documented 8)."),
+    learning_rate_multiplier: float = typer.Option(1.0, "--learning-rate-multiplier"),
+    rationale_weight: float = typer.Option(1.0, "--rationale-weight", help="lambda in loss = label loss + lambda x rationale loss."),
+    mode: str = typer.Option("lora", "--mode", help="lora (PEFT_ADAPTER) or full (FULL), local runs."),
+    fewshot: Optional[Path] = typer.Option(None, "--fewshot", help="JSONL of input_text, rationale, output_text demonstrations for the teacher prompt."),
+    device: str = typer.Option("auto"),
+    dev: bool = typer.Option(False, "--dev", help="Run models without weights on their tiny stand-in."),
+    server: Optional[str] = typer.Option(None, "--server", help="Submit a distillation pipeline job to this server instead."),
+    project: str = typer.Option("tuneforge", "--project"),
+    location: str = typer.Option("us-central1", "--location"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNEFORGE_API_KEY"),
+):
+    """Distillation step by step: the teacher explains (and labels) the data, the student learns answers and rationales."""
+    if server:
+        from tuneforge.client import ApiError, Client
+        from tuneforge.jobs.pipelines import _KFP
+
+        params = {"project": project, "location": location, "teacher_model_reference": teacher,
+                  "student_model_reference": student, "dataset_uri": train, "train_steps": steps,
+                  "learning_rate_multiplier": learning_rate_multiplier}
+        if evaluation:
+            params["evaluation_data_uri"] = evaluation
+        body = {"templateUri": _KFP + "distillation/distillation/v1.0.0", "runtimeConfig": {"parameterValues": params}}
+        client = Client(server, project=project, location=location, api_key=api_key)
+        try:
+            job = client.create_pipeline_job(body, f"distillation-{time.strftime('%Y%m%d%H%M%S')}")
+            console.print(f"submitted {job['name']}")
+            while job["state"] not in ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"):
+                time.sleep(1)
+                job = client.get(job["name"], collection="pipelineJobs")
+        except ApiError as exc:
+            _fail(exc)
+        console.print(_task_table(job))
+        console.print(job["state"] + (f": {job['error']['message']}" if job.get("error") else ""))
+        raise typer.Exit(0 if job["state"] == "PIPELINE_STATE_SUCCEEDED" else 1)
+    if output_uri is None:
+        _fail(ValueError("--output-uri is required for a local run"))
+    _quiet_libraries()
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.train import TuningConfig
+    from tuneforge.train.recipes.distill import (
+        FEWSHOT,
+        run_distill,
+        teacher_from_reference,
+    )
+
+    settings = _settings(dev or None)
+    demonstrations = FEWSHOT
+    if fewshot is not None:
+        demonstrations = tuple(json.loads(line) for line in fewshot.read_text().splitlines() if line.strip())
+        bad = [i for i, d in enumerate(demonstrations, 1) if not {"input_text", "rationale", "output_text"} <= set(d)]
+        if bad:
+            _fail(ValueError(f"{fewshot}: lines {bad} need input_text, rationale and output_text"))
+    try:
+        config = TuningConfig(base_model=student, train_dataset=train, validation_dataset=evaluation, tuning_mode=mode,
+                              output_uri=output_uri, max_steps=steps, batch_size=batch_size,
+                              learning_rate_multiplier=learning_rate_multiplier, device=device, dev=dev or None)
+    except Exception as exc:
+        _fail(exc)
+    try:
+        teacher_model = teacher_from_reference(teacher, settings, api_key=api_key)
+        console.print(f"teacher {teacher_model.name}: explaining the training data …")
+        with _progress() as progress:
+            prepared, result = run_distill(config, teacher_model, settings=settings, fewshot=demonstrations,
+                                           rationale_weight=rationale_weight, callbacks=RichCallbacks(progress))
+    except TuneforgeError as exc:
+        _fail(exc)
+    summary = prepared.summary
+    console.print(f"teacher outputs: {summary['teacher_outputs_uri']} ({'reused' if summary['teacher_reused'] else 'new'}; "
+                  f"{summary['teacher_labelled']} labelled by the teacher, {summary['teacher_unusable']} unusable); "
+                  f"truncated inputs {summary['truncated_inputs']}, outputs {summary['truncated_outputs']}")
+    if result.cancelled:
+        console.print(f"stopped at step {result.steps}; run the same command again to resume")
+        raise typer.Exit(1)
+    console.print(f"[green]done[/green]: {result.steps} steps on {summary['multitask_examples']} predict/explain "
+                  f"examples; the student (answers label-only) is in {result.final_dir}")
 
 
 @app.command()

@@ -39,27 +39,30 @@ class Client:
             raise ApiError(resp.status_code, body)
         return body
 
-    def _name(self, job: str) -> str:
-        return job if job.startswith("projects/") else f"{self.parent}/tuningJobs/{job}"
+    def _name(self, job: str, collection: str = "tuningJobs") -> str:
+        return job if job.startswith("projects/") else f"{self.parent}/{collection}/{job}"
 
     def create_tuning_job(self, body: dict) -> dict:
         return self._call("POST", f"{self.parent}/tuningJobs", content=json.dumps(body))
 
-    def get(self, job: str) -> dict:
-        return self._call("GET", self._name(job))
+    def create_pipeline_job(self, body: dict, job_id: str) -> dict:
+        return self._call("POST", f"{self.parent}/pipelineJobs", params={"pipelineJobId": job_id}, content=json.dumps(body))
 
-    def list(self, filter: str | None = None) -> list[dict]:
+    def get(self, job: str, collection: str = "tuningJobs") -> dict:
+        return self._call("GET", self._name(job, collection))
+
+    def list(self, filter: str | None = None, collection: str = "tuningJobs") -> list[dict]:
         jobs, token = [], None
         while True:
             params = {k: v for k, v in (("filter", filter), ("pageToken", token)) if v}
-            page = self._call("GET", f"{self.parent}/tuningJobs", params=params)
-            jobs.extend(page.get("tuningJobs", []))
+            page = self._call("GET", f"{self.parent}/{collection}", params=params)
+            jobs.extend(page.get(collection, []))
             token = page.get("nextPageToken")
             if not token:
                 return jobs
 
-    def cancel(self, job: str) -> None:
-        self._call("POST", self._name(job) + ":cancel")
+    def cancel(self, job: str, collection: str = "tuningJobs") -> None:
+        self._call("POST", self._name(job, collection) + ":cancel")
 
     def metrics(self, job: str, since_step: int = 0) -> dict:
         return self._call("GET", self._name(job) + "/metrics", params={"sinceStep": since_step})

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import EXAMPLES
 from tests.integration.conftest import wait_for
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "EXAMPLES"
 TUNE = "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-model/v3.0.0"
 CHAT = "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-chat-model/v3.0.0"
 DISTILL = "https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0"
@@ -33,7 +33,12 @@ def vertex(server):
                  "distill_unlabeled.jsonl", "distill_eval.jsonl"):
         (server.bucket / "b").mkdir(parents=True, exist_ok=True)
         shutil.copy(EXAMPLES / name, server.bucket / "b" / name)
-    return server
+    yield server
+    import os
+    import urllib.request
+
+    urllib.request.install_opener(None)
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)
 
 
 def tasks_of(job: dict) -> dict:
@@ -77,12 +82,11 @@ def test_sdk_code_generation_tune_list_load_predict(vertex):
     assert tune_meta["output:checkpoint_selection"] == "best"  # "default" with an evaluation set (SPEC §8 P2)
     assert 0.0 <= tasks["evaluate"]["execution"]["metadata"]["output:exact_match"] <= 1.0
     model_name = tasks["upload-llm-model"]["execution"]["metadata"]["output:model_resource_name"]
-    assert tuned._model_resource_name == model_name if hasattr(tuned, "_model_resource_name") else True
     # the registry: listed and loaded by the SDK through the base-model label
     assert base.list_tuned_model_names() == [model_name]
     loaded = CodeGenerationModel.get_tuned_model(model_name)
     endpoint = tasks["deploy-llm-model"]["execution"]["metadata"]["output:endpoint_resource_name"]
-    assert loaded._endpoint_name == endpoint
+    assert loaded._endpoint_name == tuned._endpoint_name == endpoint
     answer = loaded.predict(prefix="def add(a, b):", max_output_tokens=8)
     assert isinstance(answer.text, str)
     # TensorBoard events and the evaluation predictions are where the job says
@@ -165,3 +169,81 @@ def test_cancel_stops_the_running_task(vertex):
     tasks = tasks_of(done)
     assert tasks["validate-data"]["state"] == "SUCCEEDED" and tasks["tune"]["state"] == "CANCELLED"
     assert tasks["upload-llm-model"]["state"] == "CANCELLED"
+
+
+def test_bad_data_fails_in_validate_data_naming_line_field_and_fix(vertex):
+    bucket = vertex.bucket / "b"
+    lines = (bucket / "code_generation.jsonl").read_text().splitlines()
+    (bucket / "nine.jsonl").write_text("\n".join(lines[:9]) + "\n")
+    (bucket / "roles.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "a"},
+                                                                  {"role": "assistant", "content": "b"}]}) + "\n")
+    (bucket / "eval300.jsonl").write_text("\n".join(lines[:1] * 300) + "\n")
+    cases = {
+        "nine": ({"dataset_uri": "gs://b/nine.jsonl", "large_model_reference": "code-bison@002"}, TUNE,
+                 "dataset_uri: 9 examples; code-model tuning needs at least 10 (500+ recommended)"),
+        "roles": ({"dataset_uri": "gs://b/roles.jsonl", "large_model_reference": "codechat-bison@002"}, CHAT,
+                  'line 1, messages[0]: code chat messages use "author" (user or assistant), not "role"; rename the key'),
+        "eval": ({"dataset_uri": "gs://b/code_generation.jsonl", "evaluation_data_uri": "gs://b/eval300.jsonl",
+                  "large_model_reference": "code-bison@002"}, TUNE,
+                 "evaluation_data_uri: 300 examples; the evaluation set must have 10–250"),
+    }
+    names = {}
+    with vertex.client() as c:
+        for key, (params, template, _) in cases.items():
+            body = {"templateUri": template, "runtimeConfig": {"parameterValues": {"project": "my-project", **params}}}
+            r = c.post(BASE, params={"pipelineJobId": f"bad-{key}"}, content=json.dumps(body))
+            assert r.status_code == 200, r.text
+            names[key] = r.json()["name"]
+    for key, (_, _, message) in cases.items():
+        done = finished(vertex, names[key])
+        assert done["state"] == "PIPELINE_STATE_FAILED" and done["error"]["code"] == 3, done
+        assert message in done["error"]["message"]
+        tasks = tasks_of(done)
+        assert tasks["validate-data"]["state"] == "FAILED" and message in tasks["validate-data"]["error"]["message"]
+        assert tasks["tune"]["state"] == "NOT_TRIGGERED"
+
+
+def test_cli_pipelines_and_distill_with_an_endpoint_teacher(vertex):
+    import subprocess
+
+    from tests.integration.test_cli_server import tf
+    from tuneforge.catalog.weights import materialize
+    from tuneforge.settings import Settings
+
+    teacher = materialize("builtin:tiny-llama", Settings(home=vertex.home))
+    shutil.copytree(teacher, vertex.bucket / "b" / "teacher")
+    url = ("--server", vertex.url, "--project", "my-project")
+    deployed = tf("deploy", "gs://b/teacher", *url)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    endpoint = deployed.stdout.strip()
+    out = tf("distill", "--teacher", endpoint, "--student", "text-bison@002", "--train", "gs://b/distill_labeled.jsonl",
+             "--eval", "gs://b/distill_eval.jsonl", "--steps", "2", *url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "PIPELINE_STATE_SUCCEEDED" in out.stdout and "teacher-labelling" in out.stdout
+    job = out.stdout.split("pipelineJobs/")[1].split()[0]
+    listed = tf("pipelines", "list", *url)
+    assert listed.returncode == 0 and job in listed.stdout and "SUCCEEDED" in listed.stdout
+    shown = tf("pipelines", "get", job, *url)
+    assert shown.returncode == 0 and "upload-model" in shown.stdout and "model_resource_name=" in shown.stdout
+    resource = json.loads(tf("pipelines", "get", job, "--json", *url).stdout)
+    teacher_task = tasks_of(resource)["teacher-labelling"]["execution"]["metadata"]
+    assert teacher_task["output:teacher"] == endpoint and teacher_task["output:labelled"] == 12
+    # one predict line per example, one explain line per non-empty rationale (a random teacher may say nothing)
+    assert teacher_task["output:multitask_examples"] == 12 + teacher_task["output:rationales"]
+    again = tf("pipelines", "cancel", job, *url)
+    assert again.returncode == 1 and "cannot be cancelled" in again.stdout + again.stderr
+    # a local run: the teacher is a model folder, the student trains here
+    local = subprocess.run([sys_tf(), "distill", "--teacher", str(teacher), "--student", "tiny-llama", "--train",
+                            str(vertex.bucket / "b" / "distill_labeled.jsonl"), "--steps", "2", "--mode", "full",
+                            "--output-uri", str(vertex.home / "local-distill"), "--device", "cpu"],
+                           capture_output=True, text=True, timeout=300, env={**vertex.env, "COLUMNS": "200"})
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "predict/explain examples" in local.stdout
+    final = vertex.home / "local-distill" / "postprocess" / "node-0" / "checkpoints" / "final"
+    assert json.loads((final / "tuneforge_config.json").read_text())["serving"]["input_prefix"] == "predict: "
+
+
+def sys_tf() -> str:
+    import sys
+
+    return str(Path(sys.executable).with_name("tuneforge"))

@@ -24,7 +24,18 @@ def err(resp):
     return resp.json()["error"]["message"]
 
 
-def test_pipeline_jobs_create_get_list_cancel(sqlite_server):
+def test_pipeline_jobs_create_get_list_cancel(tmp_path):
+    from tests.integration.conftest import start_server
+
+    # no worker: the job stays PENDING, so cancel meets it there (the running case is in test_pipelines.py)
+    sqlite_server = start_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", extra_env={"TUNEFORGE_WORKERS": "0"})
+    try:
+        _create_get_list_cancel(sqlite_server)
+    finally:
+        sqlite_server.stop()
+
+
+def _create_get_list_cancel(sqlite_server):
     with sqlite_server.client() as c:
         r = c.post(BASE, params={"pipelineJobId": "tune-large-model-20261123072027"},
                    content=json.dumps(body(train_steps=10.0, evaluation_data_uri="gs://b/eval.jsonl",
@@ -94,7 +105,7 @@ def test_sdk_endpoint_create_and_pipeline_list(sqlite_server):
         c.post(BASE, params={"pipelineJobId": "tune-large-model-1"}, content=json.dumps(body()))
     jobs = aiplatform.PipelineJob.list()
     assert [j.resource_name.split("/")[-1] for j in jobs] == ["tune-large-model-1"]
-    assert jobs[0].state.name == "PIPELINE_STATE_PENDING"
+    assert jobs[0].state.name.startswith("PIPELINE_STATE_")  # the worker may already be running it
     model_path = "/v1/projects/p/locations/us-central1/models/123%401"
     with sqlite_server.client() as c:  # "@" arrives percent-encoded; an unknown model is a 404 that names it
         r = c.get(model_path)
@@ -123,3 +134,28 @@ def test_server_upgrades_an_older_database(tmp_path):
     Store(url)  # what the server does on start
     assert {"endpoints", "pipeline_jobs", "operations", "tuning_jobs"} <= set(inspect(engine).get_table_names())
     upgrade(engine)  # idempotent
+
+
+def test_sdk_support_publisher_models_templates_and_bucket_probe(shared_server):
+    import yaml
+
+    from tuneforge.vertex_offline import stand_in_template
+
+    with shared_server.client() as c:
+        model = c.get("/v1/publishers/google/models/code-bison%40002").json()
+        assert model["name"] == "publishers/google/models/code-bison" and model["versionId"] == "002"
+        assert model["publisherModelTemplate"].endswith("/publishers/google/models/code-bison@002")
+        assert model["predictSchemata"]["instanceSchemaUri"].endswith("/code_generation_1.0.0.yaml")
+        chat = c.get("/v1/publishers/google/models/codechat-bison@002").json()
+        assert chat["predictSchemata"]["instanceSchemaUri"].endswith("/codechat_generation_1.0.0.yaml")
+        r = c.get("/v1/publishers/google/models/gemini-1.5-flash-002")
+        assert r.status_code == 404 and "code-bison@002" in err(r)
+        spec = yaml.safe_load(c.get("/tuneforge/pipeline-templates/ml-pipeline/distillation/distillation/v1.0.0").text)
+        assert spec == stand_in_template(DISTILL)
+        assert spec["pipelineInfo"]["name"] == "distillation" and spec["schemaVersion"] == "2.1.0"
+        assert {"teacher_model_reference", "student_model_reference", "train_steps"} <= set(
+            spec["root"]["inputDefinitions"]["parameters"])
+        assert c.get("/tuneforge/pipeline-templates/ml-pipeline/other/v1").status_code == 404
+        # the SDK's bucket probe must get a 4xx, never a 200 (contract §1)
+        assert c.get("/storage/v1/b/my-bucket", params={"fields": "name"}).status_code == 404
+        assert c.post("/storage/v1/b", params={"project": "p"}, json={"name": "x"}).status_code == 403

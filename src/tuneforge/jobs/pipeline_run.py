@@ -82,7 +82,8 @@ class Tasks:
     def __init__(self, store: Store, job_id: str):
         self.store, self.job_id = store, job_id
 
-    def _update(self, name: str | None, change) -> None:
+    def update(self, name: str | None, change) -> None:
+        """Apply ``change(task)`` to the named task (every task when ``name`` is None) and commit."""
         with self.store.session() as s:
             row = s.get(PipelineJobRow, self.job_id, with_for_update=True)
             tasks = [dict(t) for t in row.tasks]
@@ -108,12 +109,12 @@ class Tasks:
         def change(t):
             t.update(state="RUNNING", startTime=t.get("startTime") or now)
             t["execution"]["state"] = "RUNNING"
-        self._update(name, change)
+        self.update(name, change)
 
     def progress(self, name: str, values: dict) -> None:
         def change(t):
             t["execution"]["metadata"] = {**(t["execution"].get("metadata") or {}), **values}
-        self._update(name, change)
+        self.update(name, change)
 
     def finish(self, name: str, state: str, outputs: dict | None = None, message: str | None = None) -> None:
         now = _ts(utcnow())
@@ -130,7 +131,7 @@ class Tasks:
             t["execution"]["metadata"] = meta
             if message:
                 t["error"] = {"code": 3 if state == "FAILED" else 1, "message": message}
-        self._update(name, change)
+        self.update(name, change)
 
 
 # -- validate-data --------------------------------------------------------------------------------------------------
@@ -215,23 +216,21 @@ def validate_data(ctx: Context) -> dict:
 
 # -- teacher-labelling ----------------------------------------------------------------------------------------------
 
-def make_teacher(reference: str, ctx: Context):
-    """A teacher from a catalog id, a model or endpoint resource name, an OpenAI-compatible URL, or weights."""
-    from tuneforge.catalog.weights import materialize
+def resource_weights(ctx: Context):
+    """(folder, base) of a registered model, or of the model deployed on an endpoint, in the job's project."""
     from tuneforge.jobs.db import get_scoped
+    from tuneforge.jobs.tables import DeployedModelRow
     from tuneforge.serve.endpoints import model_weights
-    from tuneforge.train.recipes.distill import HttpTeacher, ModelTeacher
 
-    if reference.startswith(("http://", "https://")):
-        return HttpTeacher(reference)
-    parts = reference.split("/")
-    if len(parts) == 6 and parts[0] == "projects" and parts[4] in ("endpoints", "models"):
+    def resolve(reference: str):
+        parts = reference.split("/")
+        if not (len(parts) == 6 and parts[0] == "projects" and parts[4] in ("endpoints", "models")):
+            raise InvalidArgument(f"teacher_model_reference {reference}: expected projects/P/locations/L/models/ID "
+                                  "or …/endpoints/ID")
         project, location, kind, rid = parts[1], parts[3], parts[4], parts[5]
         if project != ctx.project:
             raise InvalidArgument(f"teacher_model_reference {reference}: the teacher must be in project {ctx.project}")
         if kind == "endpoints":
-            from tuneforge.jobs.tables import DeployedModelRow
-
             with ctx.store.session() as s:
                 dep = s.scalars(select(DeployedModelRow).where(DeployedModelRow.endpoint_id == rid,
                                                               DeployedModelRow.state == "DEPLOYED")).first()
@@ -239,18 +238,17 @@ def make_teacher(reference: str, ctx: Context):
                 raise FailedPrecondition(f"teacher_model_reference {reference}: no model is deployed on that endpoint")
             rid = dep.model_id
         model = get_scoped(ctx.store, ModelRow, rid.split("@")[0], project, location, "Model", "models")
-        folder, base = model_weights(model, ctx.settings)
-        return ModelTeacher(reference, folder, base)
-    if reference.startswith("gs://") or reference.startswith("/"):
-        return ModelTeacher(reference, materialize(reference, ctx.settings))
-    resolved = load_catalog(ctx.settings).resolve(reference, settings=ctx.settings)
-    return ModelTeacher(reference, materialize(resolved.weights, ctx.settings))
+        return model_weights(model, ctx.settings)
+    return resolve
 
 
 def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
-    from tuneforge.train.recipes.distill import prepare_student_data
+    from tuneforge.train.recipes.distill import (
+        prepare_student_data,
+        teacher_from_reference,
+    )
 
-    teacher = make_teacher(ctx.params["teacher_model_reference"], ctx)
+    teacher = teacher_from_reference(ctx.params["teacher_model_reference"], ctx.settings, resource_weights(ctx))
     prepared = prepare_student_data(tuning_config(ctx), teacher, settings=ctx.settings, should_stop=ctx.should_stop)
     return {"teacher": teacher.name, **prepared.summary}
 
@@ -444,6 +442,11 @@ def run_pipeline(ctx: Context) -> None:
 def _fail(ctx: Context, tasks: Tasks, name: str, code: int, message: str) -> None:
     tasks.finish(name, "FAILED", message=message)
     tasks.finish(ctx.template, "FAILED")
+
+    def not_triggered(t):
+        if t["state"] == "PENDING":
+            t["state"] = "NOT_TRIGGERED"
+    tasks.update(None, not_triggered)
     with ctx.store.session() as s:
         row = s.get(PipelineJobRow, ctx.job_id, with_for_update=True)
         now = utcnow()

@@ -69,7 +69,8 @@ class Teacher(Protocol):
 
     name: str
 
-    def explain(self, examples: list[DistillExample], should_stop: Callable[[], bool] | None = None) -> list[TeacherOutput]: ...
+    def explain(self, examples: list[DistillExample], fewshot=FEWSHOT,
+                should_stop: Callable[[], bool] | None = None) -> list[TeacherOutput]: ...
 
 
 # --- 1: data -----------------------------------------------------------------------------------------------------
@@ -128,12 +129,12 @@ def parse_cot(text: str) -> TeacherOutput:
 class ModelTeacher:
     """A model folder (catalog weights, a tuned model, or the model deployed on an endpoint) on the serving engine."""
 
-    def __init__(self, name: str, folder: Path, base_dir: Path | None = None, *, fewshot=FEWSHOT,
-                 max_tokens: int = 256, device: str = "auto"):
+    def __init__(self, name: str, folder: Path, base_dir: Path | None = None, *, max_tokens: int = 256,
+                 device: str = "auto"):
         self.name, self.folder, self.base_dir = name, Path(folder), base_dir
-        self.fewshot, self.max_tokens, self.device = fewshot, max_tokens, device
+        self.max_tokens, self.device = max_tokens, device
 
-    def explain(self, examples, should_stop=None):
+    def explain(self, examples, fewshot=FEWSHOT, should_stop=None):
         from tuneforge.data.conversation import Conversation, Message, TextPart
         from tuneforge.serve.apis import conversation_ids, prompt_ids
         from tuneforge.serve.engine import Engine
@@ -144,7 +145,7 @@ class ModelTeacher:
             dep = engine.deploy("teacher", self.folder, self.base_dir)
             prompts = []
             for e in examples:
-                text = cot_prompt(e, self.fewshot)
+                text = cot_prompt(e, fewshot)
                 ids = (conversation_ids(dep, Conversation([Message("user", (TextPart(text),))])) if dep.chat_template
                        else prompt_ids(dep, text))
                 prompts.append(ids[-(dep.context_len - self.max_tokens):])
@@ -157,12 +158,11 @@ class ModelTeacher:
 class HttpTeacher:
     """An OpenAI-compatible chat endpoint (a tuneforge endpoint's ``…/chat/completions``, vLLM, …)."""
 
-    def __init__(self, url: str, *, model: str = "teacher", api_key: str | None = None, fewshot=FEWSHOT,
-                 max_tokens: int = 256):
+    def __init__(self, url: str, *, model: str = "teacher", api_key: str | None = None, max_tokens: int = 256):
         self.name, self.url, self.model, self.api_key = url, url.rstrip("/"), model, api_key
-        self.fewshot, self.max_tokens = fewshot, max_tokens
+        self.max_tokens = max_tokens
 
-    def explain(self, examples, should_stop=None):
+    def explain(self, examples, fewshot=FEWSHOT, should_stop=None):
         import httpx
 
         url = self.url if self.url.endswith("/chat/completions") else self.url + "/chat/completions"
@@ -173,11 +173,32 @@ class HttpTeacher:
                 if should_stop is not None and should_stop():
                     raise InterruptedError("teacher labelling stopped")
                 r = client.post(url, json={"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-                                           "messages": [{"role": "user", "content": cot_prompt(e, self.fewshot)}]})
+                                           "messages": [{"role": "user", "content": cot_prompt(e, fewshot)}]})
                 if r.status_code != 200:
                     raise FailedPrecondition(f"teacher {self.url} answered {r.status_code}: {r.text[:300]}")
                 out.append(parse_cot(r.json()["choices"][0]["message"]["content"]))
         return out
+
+
+def teacher_from_reference(reference: str, settings: Settings, resolve_resource: Callable[[str], tuple] | None = None,
+                           *, api_key: str | None = None) -> Teacher:
+    """A teacher from an OpenAI-compatible URL, a model folder (local or gs://), a catalog id, or (with
+    ``resolve_resource``, which returns the weights' (folder, base)) a registered model or endpoint name."""
+    from tuneforge.catalog import load_catalog
+    from tuneforge.catalog.weights import materialize
+
+    if reference.startswith(("http://", "https://")):
+        return HttpTeacher(reference, api_key=api_key)
+    if reference.startswith("projects/"):
+        if resolve_resource is None:
+            raise FailedPrecondition(f"teacher {reference}: a model or endpoint resource needs a server; run with "
+                                     "--server, or give the endpoint's OpenAI-compatible URL (…/endpoints/ID)")
+        folder, base = resolve_resource(reference)
+        return ModelTeacher(reference, folder, base)
+    if reference.startswith("gs://") or Path(reference).is_dir():
+        return ModelTeacher(reference, materialize(reference, settings))
+    resolved = load_catalog(settings).resolve(reference, settings=settings)
+    return ModelTeacher(reference, materialize(resolved.weights, settings))
 
 
 @dataclass
@@ -208,7 +229,7 @@ def label_with_teacher(examples: list[DistillExample], teacher: Teacher, out_dir
         if lines and json.loads(lines[0]).get("key") == key:
             records = [json.loads(x) for x in lines[1:]]
             return TeacherData(records, artifact, True, [r["line"] for r in records if r["label"] is None])
-    outputs = teacher.explain(examples, should_stop)
+    outputs = teacher.explain(examples, fewshot, should_stop)
     records = []
     for e, o in zip(examples, outputs):
         given = e.output_text is not None
@@ -311,7 +332,8 @@ def prepare_student_data(config: TuningConfig, teacher: Teacher, *, settings: Se
     summary = {
         "examples": len(examples), "labelled": sum(e.output_text is not None for e in examples),
         "teacher_labelled": sum(r["label_source"] == "teacher" and r["label"] is not None for r in data.records),
-        "teacher_unusable": len(data.unusable), "teacher_outputs_uri": f"{config.output_uri}/teacher/outputs.jsonl",
+        "teacher_unusable": len(data.unusable),
+        "rationales": sum(bool(r.get("rationale")) and r["label"] is not None for r in data.records), "teacher_outputs_uri": f"{config.output_uri}/teacher/outputs.jsonl",
         "teacher_reused": data.reused, "truncated_inputs": cut.inputs, "truncated_outputs": cut.outputs,
         "tokens_truncated": cut.tokens_cut, "multitask_examples": len(train_lines), "rationale_weight": rationale_weight,
     }
