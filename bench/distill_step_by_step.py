@@ -1,7 +1,7 @@
 """Distillation step by step vs label-only fine-tuning at equal data size (the table in docs/quality.md).
 
-Task: two-step arithmetic word problems generated programmatically ("7 bags of 6 apples, 9 eaten. Left?" -> "33"). The teacher is exact: a program that writes the correct rationale
-("7 * 6 = 42. 42 - 9 = 33.") and label, so the comparison measures what rationales teach, not teacher quality.
+Task: two-step arithmetic word problems generated programmatically, in terse form ("7 bags of 6, minus 9?" -> "33"). The teacher is exact: a program that writes the correct rationale
+("7*6=42. 42-9=33.") and label, so the comparison measures what rationales teach, not teacher quality.
 
 Students are tiny-llama (random init, 4 layers, hidden 128, byte-level tokens) trained from scratch (FULL) on the
 CPU with the real recipes: label-only runs ``run_sft`` on ``predict: <problem>`` -> label lines; step-by-step runs
@@ -9,7 +9,7 @@ CPU with the real recipes: label-only runs ``run_sft`` on ``predict: <problem>``
 number of optimizer steps with the same batch size, learning rate and seed. Held-out problems never appear in
 training; answers are greedy decodes of ``predict: <problem>`` by the serving engine, scored by exact match.
 
-    .venv/bin/python bench/distill_step_by_step.py                       # 3 sizes x 3 seeds (about 40 min on 2 cores)
+    .venv/bin/python bench/distill_step_by_step.py                       # 3 sizes x 3 seeds (about 20 min on 2 cores)
     .venv/bin/python bench/distill_step_by_step.py --sizes 250 --seeds 0 --steps 200   # a quick look
 """
 
@@ -29,13 +29,13 @@ import torch
 import transformers
 
 TEMPLATES = [
-    # (problem, rationale and answer) from (a, b, c); short, so a 4-layer byte-level student trains fast on 2 cores
-    (lambda a, b, c: f"{a} bags of {b} apples, {c} eaten. Left?",
-     lambda a, b, c: (f"{a} * {b} = {a * b}. {a * b} - {c} = {a * b - c}.", a * b - c)),
-    (lambda a, b, c: f"{a} packs of {b} cards, {c} found. Total?",
-     lambda a, b, c: (f"{a} * {b} = {a * b}. {a * b} + {c} = {a * b + c}.", a * b + c)),
-    (lambda a, b, c: f"{a} red and {b} blue boxes of {c} toys. Toys?",
-     lambda a, b, c: (f"{a} + {b} = {a + b}. {a + b} * {c} = {(a + b) * c}.", (a + b) * c)),
+    # (problem, rationale and answer) from (a, b, c); terse, so a 4-layer byte-level student trains fast on 2 cores
+    (lambda a, b, c: f"{a} bags of {b}, minus {c}?",
+     lambda a, b, c: (f"{a}*{b}={a * b}. {a * b}-{c}={a * b - c}.", a * b - c)),
+    (lambda a, b, c: f"{a} packs of {b}, plus {c}?",
+     lambda a, b, c: (f"{a}*{b}={a * b}. {a * b}+{c}={a * b + c}.", a * b + c)),
+    (lambda a, b, c: f"{a} and {b} boxes of {c}?",
+     lambda a, b, c: (f"{a}+{b}={a + b}. {a + b}*{c}={(a + b) * c}.", (a + b) * c)),
 ]
 
 
@@ -133,12 +133,12 @@ def run(method: str, train: list[dict], test: list[dict], seed: int, steps: int,
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000])
+    p.add_argument("--sizes", type=int, nargs="+", default=[200, 400, 800])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--test", type=int, default=300)
+    p.add_argument("--test", type=int, default=200)
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args()
     transformers.utils.logging.disable_progress_bar()

@@ -146,7 +146,9 @@ def test_distillation_with_sdk_reuses_teacher_outputs(vertex):
     from google.cloud import aiplatform
 
     # the student's id is the label the SDK needs (contract §5.4)
-    assert aiplatform.Model(model).labels["google-vertex-llm-tuning-base-model-id"] == "text-bison-002"
+    labels = aiplatform.Model(model).labels
+    assert labels["google-vertex-llm-tuning-base-model-id"] == "text-bison-002"
+    assert labels["tuneforge-dev-stand-in"] == "tiny-gemma3"  # dev mode says what really ran
     config = json.loads(next((vertex.bucket / "b" / "staging").rglob("tune/tuneforge_config.json")).read_text())
     assert config["request"]["rationale_weight"] == 1.0 and config["serving"]["input_prefix"] == "predict: "
     assert isinstance(tuned.predict("Classify: my card was charged twice", max_output_tokens=4).text, str)
@@ -247,3 +249,48 @@ def sys_tf() -> str:
     import sys
 
     return str(Path(sys.executable).with_name("tuneforge"))
+
+
+def test_killed_worker_pipeline_resumes_at_its_task_and_checkpoint(tmp_path, database_url):
+    import os
+    import signal
+    import subprocess
+
+    from tests.integration.conftest import start_server
+
+    home = tmp_path / "h"
+    (home / "buckets" / "b").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "code_generation.jsonl", home / "buckets" / "b" / "code.jsonl")
+    env_extra = {"TUNEFORGE_WORKERS": "0", "TUNEFORGE_HEARTBEAT_TIMEOUT_SECONDS": "3"}
+    srv = start_server(home, database_url, extra_env=env_extra)
+
+    def worker():
+        return subprocess.Popen([sys_tf(), "worker"], env={**srv.env, **env_extra}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    body = {"templateUri": TUNE, "runtimeConfig": {"gcsOutputDirectory": "gs://b/out", "parameterValues": {
+        "project": "my-project", "dataset_uri": "gs://b/code.jsonl", "large_model_reference": "code-bison@002",
+        "train_steps": 16}}}
+    try:
+        with srv.client() as c:
+            job = c.post(BASE, params={"pipelineJobId": "tune-large-model-killed"}, content=json.dumps(body)).json()
+            w1 = worker()
+            # 12 examples, batch 8: a checkpoint every 2 steps. Kill the worker and its child once one exists.
+            wait_for(lambda: list((home / "buckets" / "b" / "out").glob("*/tune/checkpoints/step-*/COMPLETE")),
+                     timeout=120, what="a checkpoint")
+            before = tasks_of(get_job(srv, job["name"]))
+            os.killpg(w1.pid, signal.SIGKILL)
+            w1.wait()
+            w2 = worker()
+            try:
+                done = finished(srv, job["name"])
+            finally:
+                w2.terminate()
+                w2.wait(timeout=30)
+    finally:
+        srv.stop()
+    assert done["state"] == "PIPELINE_STATE_SUCCEEDED", done.get("error")
+    tasks = tasks_of(done)
+    assert tasks["validate-data"] == before["validate-data"]  # finished tasks are not run again
+    tune = tasks["tune"]["execution"]["metadata"]
+    assert tune["output:steps"] == 16 and tune["output:resumed_from_step"] >= 2  # resumed, not restarted

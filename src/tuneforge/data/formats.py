@@ -247,22 +247,31 @@ def _chat_content(ctx: _Line, content: Any, path: str) -> tuple[Part, ...] | Non
     return tuple(parts)
 
 
+def _message_objects(ctx: _Line, messages: Any, key: str, like: str) -> list[tuple[str, dict]] | None:
+    """(path, object) for each object in a message list; a non-list (None) or a non-object item is reported."""
+    if not isinstance(messages, list):
+        ctx.error(f"expected a list like [{like}], got {_type_name(messages)}", key)
+        return None
+    out = []
+    for i, m in enumerate(messages):
+        if isinstance(m, dict):
+            out.append((f"{key}[{i}]", m))
+        else:
+            ctx.error(f"expected an object like {like}, got {_type_name(m)}", f"{key}[{i}]")
+    return out
+
+
 def _bad_role(ctx: _Line, role: Any, allowed: str, path: str) -> None:
     shown = "missing" if role is None else f'"{role}" is not a valid role'
     ctx.error(f"{shown}; use {allowed}", f"{path}.role")
 
 
 def _parse_chat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
-    msgs = obj["messages"]
-    if not isinstance(msgs, list):
-        ctx.error(f'expected a list like [{{"role": "user", "content": "..."}}], got {_type_name(msgs)}', "messages")
+    items = _message_objects(ctx, obj["messages"], "messages", '{"role": "user", "content": "..."}')
+    if items is None:
         return None
     out: list[tuple[Message, str]] = []
-    for i, m in enumerate(msgs):
-        path = f"messages[{i}]"
-        if not isinstance(m, dict):
-            ctx.error(f'expected an object like {{"role": "user", "content": "..."}}, got {_type_name(m)}', path)
-            continue
+    for path, m in items:
         if "author" in m and "role" not in m:
             ctx.error('chat messages use "role" (system, user or assistant), not "author"; rename the key', path)
             continue
@@ -316,15 +325,10 @@ def _parse_generate_content(ctx: _Line, obj: dict) -> list[tuple[Message, str]] 
                 if any(isinstance(p, ImagePart) for p in parts):
                     ctx.error("system instructions hold text only", f"{sys_key}.parts")
                 out.append((Message("system", parts), sys_key))
-    contents = obj["contents"]
-    if not isinstance(contents, list):
-        ctx.error(f'expected a list like [{{"role": "user", "parts": [...]}}], got {_type_name(contents)}', "contents")
+    items = _message_objects(ctx, obj["contents"], "contents", '{"role": "user", "parts": [...]}')
+    if items is None:
         return None
-    for i, c in enumerate(contents):
-        path = f"contents[{i}]"
-        if not isinstance(c, dict):
-            ctx.error(f'expected an object like {{"role": "user", "parts": [...]}}, got {_type_name(c)}', path)
-            continue
+    for path, c in items:
         raw_role = c.get("role")
         role = _GC_ROLES.get(raw_role.lower()) if isinstance(raw_role, str) else None
         if isinstance(raw_role, str) and raw_role.lower() == "system":
@@ -376,15 +380,10 @@ def _parse_codechat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
         context = ctx.string(obj["context"], "context")
         if context is not None and context.strip():
             out.append((Message("system", (TextPart(context),)), "context"))
-    msgs = obj["messages"]
-    if not isinstance(msgs, list):
-        ctx.error(f'expected a list like [{{"author": "user", "content": "..."}}], got {_type_name(msgs)}', "messages")
+    items = _message_objects(ctx, obj["messages"], "messages", '{"author": "user", "content": "..."}')
+    if items is None:
         return None
-    for i, m in enumerate(msgs):
-        path = f"messages[{i}]"
-        if not isinstance(m, dict):
-            ctx.error(f'expected an object like {{"author": "user", "content": "..."}}, got {_type_name(m)}', path)
-            continue
+    for path, m in items:
         if "role" in m and "author" not in m:
             ctx.error('code chat messages use "author" (user or assistant), not "role"; rename the key', path)
             continue

@@ -119,7 +119,7 @@ class Tasks:
     def finish(self, name: str, state: str, outputs: dict | None = None, message: str | None = None) -> None:
         now = _ts(utcnow())
         execution_state = {"SUCCEEDED": "COMPLETE", "FAILED": "FAILED", "CANCELLED": "CANCELLED",
-                           "SKIPPED": "CACHED"}[state]
+                           "SKIPPED": "NEW"}[state]  # a skipped task never ran
 
         def change(t):
             t.update(state=state, endTime=now)
@@ -308,6 +308,7 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
         raise Stopped()
     final = result.resolved.get("final", {})
     return {"model_dir": f"{config.output_uri}/postprocess/node-0/checkpoints/final", "steps": result.steps,
+            "resumed_from_step": result.resumed_from,
             "final_step": final.get("step"), "stopped_early": result.stopped_early,
             "checkpoint_selection": config.checkpoint_selection, "batch_size": config.batch_size,
             "epochs": result.resolved["resolved"]["epochs_effective"], "tensorboard_dir": f"{config.output_uri}/tensorboard",
@@ -461,13 +462,10 @@ def output_root(row: PipelineJobRow) -> str:
 
 
 def pipeline_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
+    """The worker's child process for one pipeline job (a fresh interpreter)."""
+    from tuneforge.jobs.worker import child_setup
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    settings = Settings(**settings_json)
-    store = Store(db_url, migrate=False)
+    settings, store = child_setup(db_url, settings_json)
     with store.session() as s:
         row = s.get(PipelineJobRow, job_id)
         ctx = Context(job_id, row.template, dict(row.parameters), row.project, row.location, dict(row.labels or {}),

@@ -24,6 +24,7 @@ from tuneforge.errors import (
 from tuneforge.jobs.db import Store, get_scoped
 from tuneforge.jobs.paging import page
 from tuneforge.jobs.service import (
+    DEV_LABEL,
     PIPELINE_REGIONS,
     _float,
     _int,
@@ -221,6 +222,13 @@ class PipelineJobService:
     def create(self, project: str, location: str, body: dict, job_id: str | None) -> PipelineJobRow:
         template, params = self.validate(location, body)
         self.check_project(project, params)
+        labels = dict(body.get("labels") or {})
+        catalog = load_catalog(self.settings)
+        for key in ("large_model_reference", "student_model_reference", "teacher_model_reference"):
+            if key in params and not _is_resource_or_url(params[key]):
+                resolved = catalog.resolve(params[key], settings=self.settings)  # weights configured, or dev mode
+                if resolved.stand_in and key != "teacher_model_reference":
+                    labels[DEV_LABEL] = resolved.entry.id
         if job_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", job_id):
             raise InvalidArgument("pipelineJobId must be 1-128 lowercase letters, digits or hyphens")
         job_id = job_id or f"{template}-{time.strftime('%Y%m%d%H%M%S')}"
@@ -235,7 +243,7 @@ class PipelineJobService:
                                     "use another pipelineJobId (the SDK makes one per second)")
             row = PipelineJobRow(id=job_id, project=project, location=location, state=PENDING, template=template,
                                  resource=resource, parameters=params, tasks=_planned_tasks(template, params, _ts(now)),
-                                 labels=body.get("labels") or {}, create_time=now, update_time=now, cancel_requested=False)
+                                 labels=labels, create_time=now, update_time=now, cancel_requested=False)
             s.add(row)
         return row
 

@@ -233,18 +233,22 @@ class Worker:
 
 # -- the child process ------------------------------------------------------------------------------------------------
 
-def child_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -> None:
-    """Run one job to a final state (or stop when cancelled or orphaned). Runs in a fresh interpreter."""
+def child_setup(db_url: str, settings_json: dict) -> tuple[Settings, Store]:
+    """What every job's child process starts with: quiet libraries, the worker's settings, the job store."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    return Settings(**settings_json), Store(db_url, migrate=False)
+
+
+def child_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -> None:
+    """Run one job to a final state (or stop when cancelled or orphaned). Runs in a fresh interpreter."""
     from tuneforge.errors import TuneforgeError
     from tuneforge.train import Callbacks, TuningConfig, run_sft
 
-    settings = Settings(**settings_json)
-    store = Store(db_url, migrate=False)
+    settings, store = child_setup(db_url, settings_json)
     with store.session() as s:
         row = s.get(TuningJobRow, job_id)
         config = TuningConfig(**row.config)
