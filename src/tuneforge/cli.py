@@ -1,4 +1,4 @@
-"""`tuneforge` command line: tune, validate, demo, models, serve, worker, jobs, deploy, predict, chat."""
+"""`tuneforge` command line: tune, distill, validate, demo, models, serve, worker, jobs, pipelines, deploy, predict, chat."""
 
 from __future__ import annotations
 

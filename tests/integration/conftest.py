@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -173,3 +174,32 @@ def wait_for(predicate, timeout: float = 120, interval: float = 0.3, what: str =
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+
+
+@pytest.fixture()
+def pipeline_server(server):
+    """A server whose bucket holds the example datasets, with the SDK pointed at it air-gapped (tuneforge.vertex_offline)."""
+    import google.auth.credentials
+    import vertexai
+
+    from tuneforge import vertex_offline
+
+    vertex_offline.install(server.url)  # template downloads and the bucket probe stay on this machine
+    vertexai.init(project="my-project", location="us-central1", api_endpoint=server.url, api_transport="rest",
+                  credentials=google.auth.credentials.AnonymousCredentials(), staging_bucket="gs://b/staging")
+    for name in ("code_generation.jsonl", "code_generation_eval.jsonl", "codechat.jsonl", "distill_labeled.jsonl",
+                 "distill_unlabeled.jsonl", "distill_eval.jsonl"):
+        (server.bucket / "b").mkdir(parents=True, exist_ok=True)
+        shutil.copy(examples_dir() / name, server.bucket / "b" / name)
+    yield server
+    import os
+    import urllib.request
+
+    urllib.request.install_opener(None)
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)
+
+
+def examples_dir() -> Path:
+    from tests.conftest import EXAMPLES
+
+    return EXAMPLES

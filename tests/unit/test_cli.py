@@ -14,6 +14,9 @@ runner = CliRunner()
 
 
 def invoke(*args):
+    from tuneforge import cli
+
+    cli.console.width = cli.err.width = 200  # no wrapping, whatever terminal (or pytest worker) runs the tests
     return runner.invoke(app, list(args), env={"COLUMNS": "200"})
 
 
