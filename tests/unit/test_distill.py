@@ -90,6 +90,9 @@ def test_student_data_is_multitask_with_truncation_counted(tmp_path, settings):
     # the byte-level student tokenizer: 8,000 characters are 8,000 tokens, cut to 7,168 (SPEC §5.2)
     assert len(lines[0]["input_text"]) == len("predict: ") + 7168
     assert prepared.summary["truncated_inputs"] == 1 and prepared.summary["tokens_truncated"] == 832
+    report = json.loads((tmp_path / "out" / "distill" / "data_report.json").read_text())
+    assert report["truncation_warnings"] == [  # invalid_examples.md case 24
+        "line 1, input_text: 8,000 tokens, over the 7168-token limit; the excess 832 tokens will be truncated"]
     assert prepared.config.rationale_weight == 0.5 and prepared.config.dataset_format == "text_pair"
 
 

@@ -250,29 +250,33 @@ class Truncation:
     inputs: int = 0
     outputs: int = 0
     tokens_cut: int = 0
+    warnings: list[str] = field(default_factory=list)  # as invalid_examples.md case 24 words them
 
 
-def _cut(tokenizer, text: str, limit: int, counter: Truncation, field_name: str) -> str:
+def _cut(tokenizer, text: str, limit: int, counter: Truncation, field_name: str, where: str) -> str:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) <= limit:
         return text
     counter.tokens_cut += len(ids) - limit
     setattr(counter, field_name, getattr(counter, field_name) + 1)
+    counter.warnings.append(f"{where}: {len(ids):,} tokens, over the {limit}-token limit; the excess "
+                            f"{len(ids) - limit:,} tokens will be truncated")
     return tokenizer.decode(ids[:limit])
 
 
 def multitask_lines(records: list[dict], tokenizer, cut: Truncation, *, with_rationales: bool = True) -> list[str]:
     """``predict:`` -> label and (step-by-step) ``explain:`` -> rationale, as input_text/output_text lines."""
     out = []
-    for r in records:
+    for i, r in enumerate(records, start=1):
         if r["label"] is None:
             continue
-        x = _cut(tokenizer, r["input_text"], INPUT_TOKEN_LIMIT, cut, "inputs")
-        out.append(json.dumps({"input_text": PREDICT_PREFIX + x,
-                               "output_text": _cut(tokenizer, r["label"], OUTPUT_TOKEN_LIMIT, cut, "outputs")}))
+        line = f"line {r.get('line', i)}"
+        x = _cut(tokenizer, r["input_text"], INPUT_TOKEN_LIMIT, cut, "inputs", f"{line}, input_text")
+        label = _cut(tokenizer, r["label"], OUTPUT_TOKEN_LIMIT, cut, "outputs", f"{line}, output_text")
+        out.append(json.dumps({"input_text": PREDICT_PREFIX + x, "output_text": label}))
         if with_rationales and r.get("rationale"):
-            out.append(json.dumps({"input_text": EXPLAIN_PREFIX + x,
-                                   "output_text": _cut(tokenizer, r["rationale"], OUTPUT_TOKEN_LIMIT, cut, "outputs")}))
+            rationale = _cut(tokenizer, r["rationale"], OUTPUT_TOKEN_LIMIT, cut, "outputs", f"{line}, rationale")
+            out.append(json.dumps({"input_text": EXPLAIN_PREFIX + x, "output_text": rationale}))
     return out
 
 
@@ -337,7 +341,8 @@ def prepare_student_data(config: TuningConfig, teacher: Teacher, *, settings: Se
         "teacher_reused": data.reused, "truncated_inputs": cut.inputs, "truncated_outputs": cut.outputs,
         "tokens_truncated": cut.tokens_cut, "multitask_examples": len(train_lines), "rationale_weight": rationale_weight,
     }
-    write_json(train_path.with_name("data_report.json"), {**summary, "teacher_unusable_lines": data.unusable})
+    write_json(train_path.with_name("data_report.json"), {**summary, "teacher_unusable_lines": data.unusable,
+                                                          "truncation_warnings": cut.warnings})
     student = config.model_copy(update={
         "train_dataset": str(train_path), "validation_dataset": str(val_path) if eval_lines else None,
         "dataset_format": "text_pair", "rationale_weight": rationale_weight,
