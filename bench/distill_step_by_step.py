@@ -39,26 +39,29 @@ TEMPLATES = [
 ]
 
 
-def problem(rng: random.Random) -> dict:
+def problem(rng: random.Random, top: int = 9) -> dict:
     t = rng.randrange(len(TEMPLATES))
-    a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 9)
+    a, b, c = rng.randint(2, top), rng.randint(2, top), rng.randint(1, top)
     question, solve = TEMPLATES[t]
     rationale, answer = solve(a, b, c)
     return {"input_text": question(a, b, c), "output_text": str(answer), "rationale": rationale}
 
 
-def make_split(n_train: int, n_test: int, seed: int) -> tuple[list[dict], list[dict]]:
+def make_split(n_train: int, n_test: int, seed: int, top: int = 9) -> tuple[list[dict], list[dict]]:
     """Disjoint train and held-out problems (by text)."""
+    distinct = len(TEMPLATES) * (top - 1) ** 2 * top
+    if n_train + n_test > distinct:
+        raise SystemExit(f"operands up to {top} give {distinct} distinct problems; ask for fewer than {n_train + n_test}")
     rng = random.Random(1000 + seed)
     test, seen = [], set()
     while len(test) < n_test:
-        p = problem(rng)
+        p = problem(rng, top)
         if p["input_text"] not in seen:
             seen.add(p["input_text"])
             test.append(p)
     train = []
     while len(train) < n_train:
-        p = problem(rng)
+        p = problem(rng, top)
         if p["input_text"] not in seen:
             seen.add(p["input_text"])
             train.append(p)
@@ -139,6 +142,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--test", type=int, default=200)
+    p.add_argument("--max-operand", type=int, default=9, help="operands are drawn from 2..N (c from 1..N)")
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args()
     transformers.utils.logging.disable_progress_bar()
@@ -148,12 +152,12 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         for seed in args.seeds:
-            train, test = make_split(size, args.test, seed)
+            train, test = make_split(size, args.test, seed, args.max_operand)
             for method in ("label-only", "step-by-step"):
                 row = run(method, train, test, seed, args.steps, args.batch, args.lr, root)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\n{args.steps} steps, batch {args.batch}, lr {args.lr}, {args.test} held-out problems; "
+    print(f"\noperands 2..{args.max_operand}, {args.steps} steps, batch {args.batch}, lr {args.lr}, {args.test} held-out problems; "
           f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} cores\n")
     print("| examples | label-only exact match (mean ± sd) | step-by-step exact match (mean ± sd) | per seed (label-only / step-by-step) |")
