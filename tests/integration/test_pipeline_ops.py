@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EXAMPLES
 from tests.integration.conftest import wait_for
 from tests.integration.test_pipelines import (
@@ -97,6 +99,7 @@ def sys_tf() -> str:
     return str(Path(sys.executable).with_name("tuneforge"))
 
 
+@pytest.mark.slow  # about 2.5 minutes on 2 cores; the recovery mechanism itself is in make test (tuning jobs)
 def test_killed_worker_pipeline_resumes_at_its_task_and_checkpoint(tmp_path, database_url):
     import os
     import signal
