@@ -193,14 +193,13 @@ def validate_data(ctx: Context) -> dict:
         if lines is not None and n < MIN_EXAMPLES and report.ok:
             report.error(f"dataset_uri: {n} examples; code-model tuning needs at least {MIN_EXAMPLES} (500+ recommended)")
     if eval_uri:
+        eval_report = Report(source=eval_uri)  # problems name the evaluation file, not the training file
         if ctx.template == "distillation":
-            eval_examples, report = read_examples(eval_uri, ctx.settings, require_labels=True, report=report)
-            n_eval = len(eval_examples)
+            n_eval = len(read_examples(eval_uri, ctx.settings, require_labels=True, report=eval_report)[0])
         else:
-            eval_report = Report(source=eval_uri)
             eval_lines = read_lines(eval_uri, eval_report, ctx.settings)
             n_eval = len(parse_lines(eval_lines or [], eval_report, expected="text_pair"))
-            report.problems.extend(eval_report.problems)
+        report.problems.extend(eval_report.problems)
         if not EVAL_RANGE[0] <= n_eval <= EVAL_RANGE[1] and report.ok:
             report.error(f"evaluation_data_uri: {n_eval} examples; the evaluation set must have "
                          f"{EVAL_RANGE[0]}–{EVAL_RANGE[1]}")
