@@ -84,22 +84,15 @@ class ExactTeacher:
 
 
 def exact_match(final_dir: Path, test: list[dict]) -> float:
-    from tuneforge.data.conversation import Conversation, Message, TextPart
-    from tuneforge.serve.apis import conversation_ids
-    from tuneforge.serve.engine import Engine
+    from tuneforge.serve.apis import generate_offline
     from tuneforge.serve.sampling import SamplingParams
     from tuneforge.train.config import PREDICT_PREFIX
     from tuneforge.train.recipes.distill import answer_matches
 
-    engine = Engine(device="cpu", max_batch=64)
-    try:
-        dep = engine.deploy("m", final_dir)
-        dep.prompt_rules = {}  # both students get the same explicit "predict: " prompt
-        prompts = [conversation_ids(dep, Conversation([Message("user", (TextPart(PREDICT_PREFIX + p["input_text"]),))]))
-                   for p in test]
-        texts = dep.generate(prompts, SamplingParams(max_tokens=8, temperature=0.0))
-    finally:
-        engine.close()
+    # Both students get the same explicit "predict: " prompt (the step-by-step student's serving rule leaves a
+    # prompt that already carries a task prefix as it is).
+    texts = generate_offline(final_dir, None, [PREDICT_PREFIX + p["input_text"] for p in test],
+                             SamplingParams(max_tokens=8, temperature=0.0), device="cpu", max_batch=64)
     return sum(answer_matches(t, p["output_text"]) for t, p in zip(texts, test)) / len(test)
 
 

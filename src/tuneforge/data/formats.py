@@ -440,17 +440,9 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     return messages
 
 
-def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | None = None, *,
-                expected: str | None = None, default_system: str | None = None) -> list[Conversation]:
-    """Parse a JSONL file's lines; every problem goes into ``report``. Returns the lines that parsed cleanly.
-
-    ``text_only_model``: the id of the model being tuned when it takes no images (images are then errors).
-    ``expected``: the one format the caller takes (pipelines: ``text_pair`` or ``codechat``); every line is read as
-    that format, so a line in another format gets that format's own error (e.g. "use author, not role").
-    ``default_system``: the system prompt of conversations that bring none (code chat's ``default_context``).
-    """
-    conversations: list[Conversation] = []
-    file_format: tuple[str, int] | None = None
+def json_objects(lines: Iterable[str], report: Report, text_only_model: str | None = None):
+    """(line context, object) for each line holding one JSON object; blank lines, bad JSON and other values are
+    reported, every dataset format alike."""
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             report.warning("blank line skipped", number)
@@ -465,6 +457,22 @@ def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | Non
         if not isinstance(obj, dict):
             ctx.error(f"expected one JSON object per line, got {_type_name(obj)}; put each example on its own line")
             continue
+        yield ctx, obj
+
+
+def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | None = None, *,
+                expected: str | None = None, default_system: str | None = None) -> list[Conversation]:
+    """Parse a JSONL file's lines; every problem goes into ``report``. Returns the lines that parsed cleanly.
+
+    ``text_only_model``: the id of the model being tuned when it takes no images (images are then errors).
+    ``expected``: the one format the caller takes (pipelines: ``text_pair`` or ``codechat``); every line is read as
+    that format, so a line in another format gets that format's own error (e.g. "use author, not role").
+    ``default_system``: the system prompt of conversations that bring none (code chat's ``default_context``).
+    """
+    conversations: list[Conversation] = []
+    file_format: tuple[str, int] | None = None
+    for ctx, obj in json_objects(lines, report, text_only_model):
+        number = ctx.line
         fmt = expected or detect_format(obj)
         if fmt is None:
             keys = ", ".join(obj) or "none"

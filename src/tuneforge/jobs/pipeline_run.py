@@ -222,11 +222,11 @@ def resource_weights(ctx: Context):
     from tuneforge.serve.endpoints import model_weights
 
     def resolve(reference: str):
-        parts = reference.split("/")
-        if not (len(parts) == 6 and parts[0] == "projects" and parts[4] in ("endpoints", "models")):
+        parsed = p.model_or_endpoint(reference)
+        if parsed is None:
             raise InvalidArgument(f"teacher_model_reference {reference}: expected projects/P/locations/L/models/ID "
                                   "or …/endpoints/ID")
-        project, location, kind, rid = parts[1], parts[3], parts[4], parts[5]
+        project, location, kind, rid = parsed
         if project != ctx.project:
             raise InvalidArgument(f"teacher_model_reference {reference}: the teacher must be in project {ctx.project}")
         if kind == "endpoints":
@@ -318,27 +318,23 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
 
 def evaluate(ctx: Context, tasks: Tasks) -> dict:
     """Batch prediction on the evaluation set with the tuned model, scored by exact match."""
-    from tuneforge.catalog.weights import materialize
-    from tuneforge.data.conversation import Conversation, Message, TextPart
-    from tuneforge.serve.apis import conversation_ids
-    from tuneforge.serve.engine import Engine
+    from transformers import AutoTokenizer
+
+    from tuneforge.serve.apis import generate_offline
+    from tuneforge.serve.endpoints import weights_at
     from tuneforge.serve.sampling import SamplingParams
-    from tuneforge.train.loading import adapter_base
+    from tuneforge.train.loading import has_tokenizer
     from tuneforge.train.recipes.distill import answer_matches, read_examples
 
     examples, _ = read_examples(ctx.params["evaluation_data_uri"], ctx.settings, require_labels=True)
-    folder = materialize(tasks.outputs("tune")["model_dir"], ctx.settings)
-    base = adapter_base(folder, ctx.settings) if (folder / "adapter_config.json").exists() else None
-    engine = Engine(device="auto", max_batch=16)
+    folder, base = weights_at(tasks.outputs("tune")["model_dir"], ctx.settings, "the tuned model")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder if has_tokenizer(folder) else base))
+    limit = max(len(tokenizer(e.output_text or "")["input_ids"]) for e in examples) + 16
     try:
-        dep = engine.deploy("evaluate", folder, base)
-        prompts = [conversation_ids(dep, Conversation([Message("user", (TextPart(e.input_text),))])) for e in examples]
-        limit = max(len(dep.tokenizer(e.output_text or "")["input_ids"]) for e in examples) + 16
-        texts = dep.generate(prompts, SamplingParams(max_tokens=limit, temperature=0.0), ctx.should_stop)
+        texts = generate_offline(folder, base, [e.input_text for e in examples],
+                                 SamplingParams(max_tokens=limit, temperature=0.0), should_stop=ctx.should_stop)
     except InterruptedError:
         raise Stopped() from None
-    finally:
-        engine.close()
     rows = [{"input_text": e.input_text, "output_text": e.output_text, "prediction": t,
              "exact_match": answer_matches(t, e.output_text or "")} for e, t in zip(examples, texts)]
     out_dir = storage.output_dir(f"{ctx.out_uri}/evaluation", ctx.settings)

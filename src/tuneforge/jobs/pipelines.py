@@ -113,10 +113,16 @@ def finish_cancelled(row: PipelineJobRow, now) -> None:
     row.tasks = tasks
 
 
-def _is_resource_or_url(value: str) -> bool:
+def model_or_endpoint(value: str) -> tuple[str, str, str, str] | None:
+    """(project, location, "models" | "endpoints", id) of ``projects/P/locations/L/{models,endpoints}/ID``."""
     parts = value.split("/")
-    return value.startswith(("http://", "https://")) or (
-        len(parts) == 6 and parts[0] == "projects" and parts[4] in ("endpoints", "models"))
+    if len(parts) == 6 and parts[0] == "projects" and parts[2] == "locations" and parts[4] in ("endpoints", "models"):
+        return parts[1], parts[3], parts[4], parts[5]
+    return None
+
+
+def _is_resource_or_url(value: str) -> bool:
+    return value.startswith(("http://", "https://")) or model_or_endpoint(value) is not None
 
 
 def _planned_tasks(template: str, params: dict, now: str) -> list[dict]:
@@ -142,7 +148,8 @@ class PipelineJobService:
         self.store = store
         self.settings = settings
 
-    def validate(self, location: str, body: dict) -> tuple[str, dict]:
+    def validate(self, location: str, body: dict) -> tuple[str, dict, str | None]:
+        """(template, coerced parameters with defaults, the tiny stand-in a dev-mode job runs on or None)."""
         if location not in PIPELINE_REGIONS:
             raise InvalidArgument(f"location {location!r} is not supported; use one of {', '.join(PIPELINE_REGIONS)}")
         uri = body.get("templateUri")
@@ -181,23 +188,24 @@ class PipelineJobService:
             if needs_eval in raw and "evaluation_data_uri" not in params:
                 raise InvalidArgument(f"runtimeConfig.parameterValues.{needs_eval} needs evaluation_data_uri")
         catalog = load_catalog(self.settings)
+        stand_in = None
         for key, kind in allowed.items():
-            if kind == "model" and key in params and params[key] not in catalog.all_ids():
-                if key == "teacher_model_reference" and _is_resource_or_url(params[key]):
-                    continue  # a deployed endpoint, a registered model or an OpenAI-compatible URL (checked when run)
-                catalog.resolve(params[key])  # raises NOT_FOUND with suggestions
-        for key in ("dataset_uri", "evaluation_data_uri"):
-            if key in params:
+            if kind != "model" or key not in params:
+                continue
+            if key == "teacher_model_reference" and _is_resource_or_url(params[key]):
+                continue  # a deployed endpoint, a registered model or an OpenAI-compatible URL (checked when run)
+            # NOT_FOUND with suggestions for unknown ids; a clear error for weights not configured (outside dev mode)
+            resolved = catalog.resolve(params[key], settings=self.settings)
+            if resolved.stand_in and key != "teacher_model_reference":
+                stand_in = resolved.entry.id
+        uris = {f"parameterValues.{k}": params.get(k) for k in ("dataset_uri", "evaluation_data_uri")}
+        uris["gcsOutputDirectory"] = runtime.get("gcsOutputDirectory")
+        for where, uri in uris.items():
+            if uri is not None:
                 try:
-                    storage.check_client_uri(params[key], f"runtimeConfig.parameterValues.{key}", self.settings)
+                    storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings)
                 except storage.StorageError as exc:
                     raise InvalidArgument(str(exc)) from None
-        output = runtime.get("gcsOutputDirectory")
-        if output is not None:
-            try:
-                storage.check_client_uri(output, "runtimeConfig.gcsOutputDirectory", self.settings)
-            except storage.StorageError as exc:
-                raise InvalidArgument(str(exc)) from None
         kms = (body.get("encryptionSpec") or {}).get("kmsKeyName")
         if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
             raise InvalidArgument("encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give one key")
@@ -212,7 +220,7 @@ class PipelineJobService:
                 f"{params['large_model_reference']} tuned for {params['train_steps']} steps with "
                 f"learning_rate_multiplier={params.get('learning_rate_multiplier', 1.0)} on {params.get('dataset_uri')}"
             )[:128]
-        return template, params
+        return template, params, stand_in
 
     def check_project(self, project: str, params: dict) -> None:
         if params.get("project", project) != project:
@@ -220,15 +228,11 @@ class PipelineJobService:
                                   f"in project {project!r}; a pipeline uploads its model to its own project")
 
     def create(self, project: str, location: str, body: dict, job_id: str | None) -> PipelineJobRow:
-        template, params = self.validate(location, body)
+        template, params, stand_in = self.validate(location, body)
         self.check_project(project, params)
         labels = dict(body.get("labels") or {})
-        catalog = load_catalog(self.settings)
-        for key in ("large_model_reference", "student_model_reference", "teacher_model_reference"):
-            if key in params and not _is_resource_or_url(params[key]):
-                resolved = catalog.resolve(params[key], settings=self.settings)  # weights configured, or dev mode
-                if resolved.stand_in and key != "teacher_model_reference":
-                    labels[DEV_LABEL] = resolved.entry.id
+        if stand_in:
+            labels[DEV_LABEL] = stand_in
         if job_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", job_id):
             raise InvalidArgument("pipelineJobId must be 1-128 lowercase letters, digits or hyphens")
         job_id = job_id or f"{template}-{time.strftime('%Y%m%d%H%M%S')}"

@@ -54,6 +54,24 @@ def prompt_ids(dep: Deployment, text: str) -> list[int]:
     return dep.tokenizer(text)["input_ids"]
 
 
+def generate_offline(folder, base_dir, texts: list[str], params: SamplingParams, *, device: str = "auto",
+                     should_stop=None, keep_last_tokens: bool = False, max_batch: int = 16) -> list[str]:
+    """Batch generation outside the server (pipeline tasks, the CLI, benchmarks): load the model on its own engine,
+    send each text as one user turn (as ``predict`` does), generate, unload. ``keep_last_tokens``: cut prompts from
+    the left to leave room for the answer, instead of letting an over-long prompt fail."""
+    from tuneforge.serve.engine import Engine
+
+    engine = Engine(device=device, max_batch=max_batch)
+    try:
+        dep = engine.deploy("offline", folder, base_dir)
+        prompts = [prompt_ids(dep, text) for text in texts]
+        if keep_last_tokens:
+            prompts = [ids[-(dep.context_len - params.max_tokens):] for ids in prompts]
+        return dep.generate(prompts, params, should_stop)
+    finally:
+        engine.close()
+
+
 def check_length(dep: Deployment, ids: list[int], where: str) -> None:
     if len(ids) >= dep.context_len:
         raise InvalidArgument(f"{where} is {len(ids)} tokens, but the model's context is {dep.context_len} tokens "

@@ -421,15 +421,20 @@ class EndpointService:
 
 def model_weights(model: ModelRow, settings: Settings) -> tuple[Path, Path | None]:
     """(model folder, base folder for a LoRA adapter or None) of a registered model."""
+    return weights_at(model.artifact_uri, settings, f"model {model.id}")
+
+
+def weights_at(uri: str, settings: Settings, what: str) -> tuple[Path, Path | None]:
+    """(model folder, base folder for a LoRA adapter or None) of the weights at ``uri``."""
     from tuneforge.catalog.weights import materialize
     from tuneforge.train.loading import adapter_base
 
-    folder = materialize(model.artifact_uri, settings)
+    folder = materialize(uri, settings)
     if not (folder / "adapter_config.json").exists():
         return folder, None
     base = adapter_base(folder, settings)
     if base is None:
-        raise FailedPrecondition(f"model {model.id} is a LoRA adapter whose base model cannot be found (no "
+        raise FailedPrecondition(f"{what} is a LoRA adapter whose base model cannot be found (no "
                                  "tuneforge_manifest.json and no local base_model_name_or_path); deploy the "
                                  "merged model instead or put the base next to it")
     return folder, base

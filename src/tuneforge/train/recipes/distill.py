@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tuneforge import storage
-from tuneforge.data.formats import _Line, _type_name, text_pair_fields
+from tuneforge.data.formats import json_objects, text_pair_fields
 from tuneforge.data.report import Report
 from tuneforge.data.validate import read_lines
 from tuneforge.errors import DatasetInvalid, FailedPrecondition
@@ -80,22 +80,10 @@ def read_examples(uri: str, settings: Settings, *, require_labels: bool = False,
     report = report or Report(source=uri)
     lines = read_lines(uri, report, settings)
     examples: list[DistillExample] = []
-    for number, text in enumerate(lines or [], start=1):
-        if not text.strip():
-            report.warning("blank line skipped", number)
-            continue
-        ctx = _Line(report, number)
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            ctx.error(f"invalid JSON ({exc.msg}); each example is one JSON object on one line", f"column {exc.colno}")
-            continue
-        if not isinstance(obj, dict):
-            ctx.error(f'expected an object like {{"input_text": "...", "output_text": "..."}}, got {_type_name(obj)}')
-            continue
+    for ctx, obj in json_objects(lines or [], report):
         fields = text_pair_fields(ctx, obj, require_output=require_labels, what="distillation")
         if fields is not None:
-            examples.append(DistillExample(number, fields[0], fields[1]))
+            examples.append(DistillExample(ctx.line, fields[0], fields[1]))
     if lines is not None and not examples and report.ok:
         report.error("the dataset has no examples; give one JSON object per line")
     if len(examples) > MAX_EXAMPLES:
@@ -135,23 +123,12 @@ class ModelTeacher:
         self.max_tokens, self.device = max_tokens, device
 
     def explain(self, examples, fewshot=FEWSHOT, should_stop=None):
-        from tuneforge.data.conversation import Conversation, Message, TextPart
-        from tuneforge.serve.apis import conversation_ids, prompt_ids
-        from tuneforge.serve.engine import Engine
+        from tuneforge.serve.apis import generate_offline
         from tuneforge.serve.sampling import SamplingParams
 
-        engine = Engine(device=self.device, max_batch=16)
-        try:
-            dep = engine.deploy("teacher", self.folder, self.base_dir)
-            prompts = []
-            for e in examples:
-                text = cot_prompt(e, fewshot)
-                ids = (conversation_ids(dep, Conversation([Message("user", (TextPart(text),))])) if dep.chat_template
-                       else prompt_ids(dep, text))
-                prompts.append(ids[-(dep.context_len - self.max_tokens):])
-            texts = dep.generate(prompts, SamplingParams(max_tokens=self.max_tokens, temperature=0.0), should_stop)
-        finally:
-            engine.close()
+        texts = generate_offline(self.folder, self.base_dir, [cot_prompt(e, fewshot) for e in examples],
+                                 SamplingParams(max_tokens=self.max_tokens, temperature=0.0), device=self.device,
+                                 should_stop=should_stop, keep_last_tokens=True)
         return [parse_cot(t) for t in texts]
 
 
