@@ -278,6 +278,7 @@ def _progress() -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+        disable=os.environ.get("RANK", "0") != "0",  # under torchrun, rank 0 alone shows progress
     )
 
 
@@ -310,6 +311,14 @@ def tune(
     strict_length: bool = typer.Option(False, "--strict-length", help="Reject over-long examples."),
     seed: int = typer.Option(42),
     device: str = typer.Option("auto"),
+    fast_path: bool = typer.Option(True, "--fast-path/--reference-step", help="The fast training step (packed by "
+                                   "token budget, chunked loss on target tokens) or the reference step."),
+    micro_batch_tokens: Optional[int] = typer.Option(None, "--micro-batch-tokens", help="Fast path: tokens per micro-batch."),
+    attention: str = typer.Option("auto", "--attention", help="auto, sdpa, flex_attention, flash_attention_2 or eager."),
+    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Recompute activations in "
+                                                  "the backward pass (less memory)."),
+    kernels: str = typer.Option("none", "--kernels", help="none, or liger (Liger's Triton kernels; CUDA)."),
+    compile_layers: bool = typer.Option(False, "--compile", help="torch.compile each decoder layer."),
     dev: bool = typer.Option(False, "--dev", help="Run models without weights on their tiny stand-in."),
     server: Optional[str] = typer.Option(None, "--server", help="Submit to this tuneforge server (URL) instead of running here."),
     project: str = typer.Option("tuneforge", "--project", help="With --server: the project."),
@@ -352,7 +361,9 @@ def tune(
             micro_batch_size=micro_batch_size, eval_steps=eval_steps, save_steps=save_steps,
             early_stopping=early_stopping, checkpoint_selection="best" if best_checkpoint else "last",
             packing=packing, custom_base_model=custom_base_model, export_merged=export_merged,
-            strict_length=strict_length, seed=seed, device=device, dev=dev or None,
+            strict_length=strict_length, seed=seed, device=device, dev=dev or None, fast_path=fast_path,
+            micro_batch_tokens=micro_batch_tokens, attention=attention,
+            activation_checkpointing=activation_checkpointing, kernels=kernels, compile=compile_layers,
         )
     except Exception as exc:  # pydantic's message names the field
         _fail(exc)
@@ -361,6 +372,8 @@ def tune(
             result = run_sft(config, settings=_settings(dev or None), callbacks=RichCallbacks(progress))
     except TuneforgeError as exc:
         _fail(exc)
+    if os.environ.get("RANK", "0") != "0":
+        return  # torchrun: rank 0 reports
     if result.cancelled:
         console.print(f"stopped at step {result.steps}; run the same command again to resume")
         raise typer.Exit(1)
@@ -448,6 +461,8 @@ def distill(
     console.print(f"teacher outputs: {summary['teacher_outputs_uri']} ({'reused' if summary['teacher_reused'] else 'new'}; "
                   f"{summary['teacher_labelled']} labelled by the teacher, {summary['teacher_unusable']} unusable); "
                   f"truncated inputs {summary['truncated_inputs']}, outputs {summary['truncated_outputs']}")
+    if os.environ.get("RANK", "0") != "0":
+        return  # torchrun: rank 0 reports
     if result.cancelled:
         console.print(f"stopped at step {result.steps}; run the same command again to resume")
         raise typer.Exit(1)

@@ -14,9 +14,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from tuneforge.train.artifacts import RunLayout, replace_dir
+from tuneforge.train.distributed import (
+    full_optimizer_state,
+    full_state_dict,
+    is_sharded,
+    load_full_optimizer_state,
+    load_full_state_dict,
+)
 
 COMPLETE = "COMPLETE"
 WEIGHTS = "trainable.safetensors"
@@ -33,17 +41,32 @@ class TrainerState:
 
 
 def _trainable(model) -> dict[str, torch.Tensor]:
+    if is_sharded(model):  # gathered to rank 0 (a collective: every process of a sharded run calls this)
+        return full_state_dict(model, trainable_only=True)
     return {name: p.detach().to("cpu").contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _writes() -> bool:
+    """In a sharded run only rank 0 writes checkpoint files (the others take part in gathering them)."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def save_trainable(model, folder: Path) -> None:
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_trainable(model), str(tmp / WEIGHTS))
-    (tmp / COMPLETE).write_text("ok")
-    replace_dir(tmp, folder)
+    tensors = _trainable(model)
+    if _writes():
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / WEIGHTS))
+        (tmp / COMPLETE).write_text("ok")
+        replace_dir(tmp, folder)
+    _barrier()
 
 
 def load_trainable(model, folder: Path) -> None:
@@ -52,6 +75,9 @@ def load_trainable(model, folder: Path) -> None:
     unknown = [k for k in tensors if k not in params]
     if unknown:
         raise RuntimeError(f"checkpoint {folder} has weights this model lacks: {unknown[:5]}")
+    if is_sharded(model):
+        load_full_state_dict(model, tensors)
+        return
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
@@ -59,32 +85,44 @@ def load_trainable(model, folder: Path) -> None:
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainerState) -> None:
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_trainable(model), str(tmp / WEIGHTS))
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "python": random.getstate(),
+    tensors = _trainable(model)
+    sharded = is_sharded(model)
+    # A sharded optimizer's state is gathered and keyed by parameter name; a single process's, by position.
+    optimizer_state = full_optimizer_state(model, optimizer) if sharded else optimizer.state_dict()
+    if _writes():
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / WEIGHTS))
+        torch.save(
+            {
+                "optimizer": optimizer_state,
+                "optimizer_by_name": sharded,
+                "scheduler": scheduler.state_dict(),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "python": random.getstate(),
+                },
             },
-        },
-        tmp / STATE,
-    )
-    (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
-    (tmp / COMPLETE).write_text("ok")
-    replace_dir(tmp, folder)
+            tmp / STATE,
+        )
+        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
+        (tmp / COMPLETE).write_text("ok")
+        replace_dir(tmp, folder)
+    _barrier()
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> TrainerState:
     folder = Path(folder)
     load_trainable(model, folder)
     blob = torch.load(folder / STATE, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(blob["optimizer"])
+    if blob.get("optimizer_by_name"):
+        load_full_optimizer_state(model, optimizer, blob["optimizer"])
+    elif is_sharded(model):
+        raise RuntimeError(f"checkpoint {folder} was written by a single process; resume it with one process")
+    else:
+        optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["rng"]["torch"])
     if blob["rng"]["cuda"] is not None and torch.cuda.is_available():

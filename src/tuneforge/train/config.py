@@ -73,6 +73,26 @@ class TuningConfig(BaseModel):
         "are the rationale task; loss = label loss + rationale_weight x rationale loss (each the mean over its own "
         "target tokens), and the saved model answers 'predict: ' (label only) by default."
     )
+    fast_path: bool = Field(
+        default=True, description="Packed varlen micro-batches by token budget, loss on target tokens only in chunks "
+        "(no full logits), host work prefetched, fused optimizer (train/fastpath.py); False: the reference step."
+    )
+    micro_batch_tokens: int | None = Field(
+        default=None, gt=0, description="Fast path: tokens per micro-batch (default: micro_batch_size x the longest "
+        "example, so memory never exceeds the reference step's)."
+    )
+    attention: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = Field(
+        default="auto", description="Attention kernel (auto: flash_attention_2 on CUDA when flash-attn is installed, "
+        "else SDPA). Packed rows never attend across examples with any of them."
+    )
+    activation_checkpointing: bool = Field(
+        default=False, description="Recompute each decoder layer's activations in the backward pass (less memory, "
+        "about a third more compute)."
+    )
+    kernels: Literal["none", "liger"] = Field(
+        default="none", description="liger: Liger's Triton RMSNorm, RoPE and SwiGLU (CUDA, `pip install liger-kernel`)."
+    )
+    compile: bool = Field(default=False, description="torch.compile each decoder layer (regional compilation).")
     seed: int = 42
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

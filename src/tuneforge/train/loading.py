@@ -138,8 +138,23 @@ def load_tokenizer(source: ModelSource):
     return AutoTokenizer.from_pretrained(str(source.tokenizer_dir or source.base_dir))
 
 
-def load_model(source: ModelSource, device: torch.device, dtype: torch.dtype):
+def attention_implementation(name: str, device: torch.device) -> str | None:
+    """The attention kernel to load the model with (None: transformers' default, SDPA)."""
+    import importlib.util
+
+    if name != "auto":
+        if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise InvalidArgument("attention flash_attention_2 needs the flash-attn package (pip install flash-attn); "
+                                  "or use attention=sdpa")
+        return name
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
+
+
+def load_model(source: ModelSource, device: torch.device, dtype: torch.dtype, attention: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(source.base_dir), dtype=dtype)
+    extra = {"attn_implementation": attention} if attention else {}
+    model = AutoModelForCausalLM.from_pretrained(str(source.base_dir), dtype=dtype, **extra)
     return model.to(device)

@@ -60,8 +60,31 @@ from tuneforge.train.checkpoint import (
     save_trainable,
 )
 from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, TuningConfig
+from tuneforge.train.distributed import (
+    SINGLE,
+    World,
+    device_for,
+    full_state_dict,
+    share_out,
+    shard,
+    total_task_counts,
+    world_from_env,
+)
+from tuneforge.train.fastpath import (
+    NUM_TASKS,
+    CausalLMLoss,
+    Prefetcher,
+    fast_evaluate,
+    fast_loss_supported,
+    fast_train_step,
+    pack,
+    plan_micro_batches,
+    step_metrics,
+    step_task_scale,
+)
 from tuneforge.train.loading import (
     ModelSource,
+    attention_implementation,
     chat_encoder,
     limits_for,
     load_model,
@@ -141,9 +164,6 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 # --- 5: the training step ----------------------------------------------------------------------------------------
 
-NUM_TASKS = 2  # 0: the answer; 1: the rationale (distillation step-by-step, Encoded.task)
-
-
 def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int, list[int]]:
     """(sum of token losses per task [NUM_TASKS], correct next-token predictions, target tokens per task) for one
     micro-batch.
@@ -220,7 +240,7 @@ def _end_ids(tokenizer, end_of_turn: str) -> list[int]:
 
 
 def export_final(model, tokenizer, encoder: ChatEncoder, source: ModelSource, layout: RunLayout,
-                 record: dict, *, lora: bool, merged: bool) -> Path:
+                 record: dict, *, lora: bool, merged: bool, state_dict: dict | None = None) -> Path:
     """Write the final model folder atomically (a reader never sees a half-written final/)."""
     from transformers import GenerationConfig
 
@@ -234,7 +254,7 @@ def export_final(model, tokenizer, encoder: ChatEncoder, source: ModelSource, la
     if tokenizer.pad_token_id is not None:
         gen.pad_token_id = tokenizer.pad_token_id
     tokenizer.chat_template = encoder.chat_template  # serving renders prompts exactly as training did
-    model.save_pretrained(str(tmp))
+    model.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(str(tmp))
     gen.save_pretrained(str(tmp))
     if lora:
@@ -307,9 +327,15 @@ def run_sft(
     packing = _use_packing(config.packing, lengths, micro)
     row_tokens = max(mode_spec.max_seq_len, max(lengths))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = pick_device(config.device)
+    world = world_from_env(config.device)  # torchrun with several processes: FULL tuning sharded with FSDP2
+    device = device_for(world, pick_device(config.device))
     dtype = pick_dtype(config.dtype, device)
     lora = mode == TuningMode.PEFT_ADAPTER
+    if world.sharded and (lora or not config.fast_path):
+        raise InvalidArgument("runs of several processes shard FULL tuning on the fast path; run PEFT_ADAPTER (or "
+                              "fast_path=false) in one process")
+    if not world.main:
+        cb = Callbacks()  # rank 0 reports progress and writes files; the others compute
     task_weights = (1.0, config.rationale_weight or 0.0)
 
     out_dir = storage.output_dir(config.output_uri, settings)
@@ -324,6 +350,7 @@ def run_sft(
             "learning_rate": lr, "warmup_steps": warmup_steps, "lr_scheduler": config.lr_scheduler,
             "adapter_size": rank if lora else None, "lora_alpha": alpha if lora else None,
             "eval_steps": eval_steps if val else None, "save_steps": save_steps, "packing": packing,
+            "processes": world.size,
             "device": str(device), "dtype": str(dtype).removeprefix("torch."),
             "train_examples": n, "validation_examples": len(val.examples) if val else 0,
         },
@@ -338,14 +365,15 @@ def run_sft(
     data_stats = supervised_tuning_data_stats(
         train.examples, train.conversations, epochs=epochs_effective, steps=total_steps, dropped=train.dropped
     )
-    write_json(layout.root / CONFIG, record)
-    write_json(layout.data_stats, {"supervisedTuningDataStats": data_stats})
-    write_json(layout.validation_report, report.to_json())
+    if world.main:
+        write_json(layout.root / CONFIG, record)
+        write_json(layout.data_stats, {"supervisedTuningDataStats": data_stats})
+        write_json(layout.validation_report, report.to_json())
 
     # 4. Model (+ LoRA), optimizer, schedule; resume if a checkpoint exists.
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    model = load_model(source, device, dtype)
+    model = load_model(source, device, dtype, attention_implementation(config.attention, device))
     if source.adapter_dir is not None:
         model = load_adapter(model, source.adapter_dir, trainable=lora)
         if not lora:
@@ -355,8 +383,9 @@ def run_sft(
     if not lora:
         model.requires_grad_(True)  # FULL trains every weight (peft leaves merged base weights frozen)
     model.train()
+    loss_module = _fast_path(model, config, world, device, cb)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    optimizer = _optimizer(params, lr, config.weight_decay, fused=loss_module is not None, device=device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, config.lr_scheduler, config.min_lr_ratio)
     )
@@ -367,49 +396,76 @@ def run_sft(
         cb.on_message(f"resuming from {resume.name} (step {state.step})")
     resumed_from = state.step
 
+    # The fast path packs each step's examples by a token budget; the reference path collates fixed micro-batches.
+    budget = config.micro_batch_tokens or micro * max(len(e) for e in train.examples)
+    pin = device.type == "cuda"
+
+    def fast_step_batches(step: int):
+        packed = [pack(group, pin=pin) for group in plan_micro_batches(_step_examples(step), budget)]
+        return share_out(packed, world, pad_id), total_task_counts(packed), sum(p.num_tokens for p in packed)
+
+    def _step_examples(step: int):
+        epoch, index = divmod(step, steps_per_epoch)
+        order = _epoch_order(n, config.seed, epoch)
+        return [train.examples[i] for i in order[index * batch_size : (index + 1) * batch_size]]
+
     val_batches = []
-    if val is not None:
+    if val is not None and loss_module is not None:
+        val_batches = [pack(group).to(device) for group in plan_micro_batches(val.examples, budget)]
+    elif val is not None:
         val_batches = [collate(val.examples[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
                        for i in range(0, len(val.examples), micro)]
     extra_tb = None
     if config.tensorboard:
         extra_tb = settings.home / "tensorboards" / config.tensorboard.rstrip("/").rsplit("/", 1)[-1] / out_dir.name
-    writer = MetricsWriter(layout.metrics, layout.tensorboard, resume_step=state.step, extra_tensorboard_dir=extra_tb)
+    writer = MetricsWriter(layout.metrics, layout.tensorboard, resume_step=state.step,
+                           extra_tensorboard_dir=extra_tb) if world.main else None
     cb.on_start(total_steps, state.step, record["resolved"])
+    prefetch = Prefetcher(fast_step_batches, state.step, total_steps) if loss_module is not None else None
+    upcoming = iter(prefetch) if prefetch is not None else None
 
     # 5. Train.
     result = RunResult(output_dir=out_dir, final_dir=None, steps=state.step, total_steps=total_steps,
                        resumed_from=resumed_from, data_stats=data_stats, resolved=record)
     try:
         while state.step < total_steps:
-            epoch, index = divmod(state.step, steps_per_epoch)
-            order = _epoch_order(n, config.seed, epoch)
-            picked = [train.examples[i] for i in order[index * batch_size : (index + 1) * batch_size]]
-            micro_batches = [collate(picked[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
-                             for i in range(0, len(picked), micro)]
             started = time.perf_counter()
-            metrics = train_step(model, micro_batches, device, task_weights)
+            if upcoming is not None:
+                _, (mine, counts, tokens) = next(upcoming)
+                scale, _ = step_task_scale(mine, task_weights, total_counts=counts, world_size=world.size)
+                sync = loss_module.set_requires_gradient_sync if world.sharded else None
+                totals = fast_train_step(loss_module, [mb.to(device) for mb in mine], scale, sync)
+            else:
+                picked = _step_examples(state.step)
+                micro_batches = [collate(picked[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
+                                 for i in range(0, len(picked), micro)]
+                metrics = train_step(model, micro_batches, device, task_weights)
+                tokens = sum(mb.num_tokens for mb in micro_batches)
             if config.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             lr_now = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if upcoming is not None:  # the step's one read of device values
+                metrics = _read_step_metrics(totals, counts, task_weights, world)
             state.step += 1
             elapsed = time.perf_counter() - started
-            tokens = sum(mb.num_tokens for mb in micro_batches)
-            writer.log(state.step, metrics, epoch=state.step / steps_per_epoch, learning_rate=lr_now,
-                       tokens_per_second=tokens / max(elapsed, 1e-9))
+            if writer is not None:
+                writer.log(state.step, metrics, epoch=state.step / steps_per_epoch, learning_rate=lr_now,
+                           tokens_per_second=tokens / max(elapsed, 1e-9))
             result.last_train = metrics
             cb.on_step(state.step, total_steps, {**metrics, "tokens_per_second": tokens / max(elapsed, 1e-9)})
 
             if val_batches and (state.step % eval_steps == 0 or state.step == total_steps):
-                ev = evaluate(model, val_batches, device)
-                writer.log(state.step, ev, epoch=state.step / steps_per_epoch)
+                ev = fast_evaluate(loss_module, val_batches) if loss_module is not None else evaluate(model, val_batches, device)
+                if writer is not None:
+                    writer.log(state.step, ev, epoch=state.step / steps_per_epoch)
                 result.last_eval = ev
                 cb.on_eval(state.step, ev)
                 score = ev["eval_fraction_of_correct_next_step_preds"]
-                if state.best_score is None or score > state.best_score + config.early_stopping_min_delta:
+                better = state.best_score is None or score > state.best_score + config.early_stopping_min_delta
+                if world.agree(better):
                     state.best_score, state.best_step, state.bad_evals = score, state.step, 0
                     state.best_eval = ev
                     if config.checkpoint_selection == "best":
@@ -421,18 +477,22 @@ def run_sft(
                         cb.on_message(f"early stopping at step {state.step}: no gain in eval token accuracy for "
                                       f"{state.bad_evals} evaluations (best at step {state.best_step})")
 
-            stopping = result.stopped_early or (should_stop is not None and should_stop())
+            stopping = world.agree(result.stopped_early or (should_stop is not None and should_stop()))
             if state.step % save_steps == 0 or state.step % steps_per_epoch == 0 or stopping:
                 if state.step < total_steps or stopping:
                     save_checkpoint(layout.step_dir(state.step), model, optimizer, scheduler, state)
-                    prune_checkpoints(layout, config.keep_checkpoints)
+                    if world.main:
+                        prune_checkpoints(layout, config.keep_checkpoints)
             if stopping:
                 if not result.stopped_early:
                     result.cancelled = True
                     cb.on_message(f"stopped at step {state.step}; rerun with the same output to resume")
                 break
     finally:
-        writer.close()
+        if prefetch is not None:
+            prefetch.close()
+        if writer is not None:
+            writer.close()
     result.steps = state.step
     result.best_eval = state.best_eval or {}
     if result.cancelled:
@@ -445,10 +505,71 @@ def run_sft(
     use_best = config.checkpoint_selection == "best" and state.best_step is not None
     record["final"] = {"step": state.best_step if use_best else state.step, "stopped_early": result.stopped_early,
                        "best_eval": state.best_eval}
-    write_json(layout.root / CONFIG, record)
-    result.final_dir = export_final(model, tokenizer, encoder, source, layout, record, lora=lora, merged=config.export_merged)
-    storage.publish(out_dir, config.output_uri, settings)
+    if world.sharded:  # every process gathers the weights; rank 0 writes them
+        weights = full_state_dict(model)
+        if world.main:
+            result.final_dir = export_final(model, tokenizer, encoder, source, layout, record, lora=False,
+                                            merged=False, state_dict=weights)
+        world.barrier()
+    else:
+        result.final_dir = export_final(model, tokenizer, encoder, source, layout, record, lora=lora,
+                                        merged=config.export_merged)
+    if world.main:
+        write_json(layout.root / CONFIG, record)
+        storage.publish(out_dir, config.output_uri, settings)
     return result
+
+
+def _fast_path(model, config: TuningConfig, world: World, device: torch.device, cb: Callbacks) -> CausalLMLoss | None:
+    """The fast step's loss module (None: the reference step), with the options that change how the model runs."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if config.activation_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.kernels == "liger":
+        _apply_liger(base, device)
+    if config.compile:
+        for layer in base.get_decoder().layers:
+            layer.compile(dynamic=True)
+    if not config.fast_path:
+        return None
+    why = fast_loss_supported(base)
+    if why is not None:
+        if world.sharded:
+            raise InvalidArgument(f"runs of several processes need the fast path, which this model cannot use: {why}")
+        cb.on_message(f"the fast path is off for this model ({why}); training with the reference step")
+        return None
+    loss_module = CausalLMLoss(model)
+    if world.sharded:
+        shard(loss_module, device)
+    return loss_module
+
+
+def _apply_liger(base, device: torch.device) -> None:
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError as exc:
+        raise InvalidArgument("kernels=liger needs the liger-kernel package (pip install liger-kernel)") from exc
+    if device.type != "cuda":
+        raise InvalidArgument("kernels=liger runs on CUDA devices only; use kernels=none on the CPU")
+    # Our own chunked loss replaces Liger's cross-entropy; its norm, rotary and MLP kernels are what we take.
+    _apply_liger_kernel_to_instance(model=base, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)
+
+
+def _optimizer(params, lr: float, weight_decay: float, *, fused: bool, device: torch.device):
+    """AdamW; the fast path uses the fused (one kernel for every parameter) implementation where torch has it."""
+    if fused:
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
+            pass
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def _read_step_metrics(totals: dict, counts: list[int], task_weights, world: World) -> dict:
+    values = world.all_sum(torch.cat([totals["task_sums"].float(), totals["correct"].float()[None]]))
+    host = values.cpu()
+    return step_metrics(host[:NUM_TASKS], int(host[NUM_TASKS]), counts, task_weights)
 
 
 def _version(name: str) -> str:
