@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 
-.PHONY: run test test-slow install clean
+.PHONY: run test test-slow test-gpu bench-train install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow" -q
+
+# On a machine with a CUDA device (the device machine): the GPU numerics tests, then the training benchmark.
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu -q tests/gpu
+
+bench-train: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/train_throughput.py --workload 1b-full --configs trl-default,trl-best,tuneforge
+	$(BIN)/python bench/train_throughput.py --workload 8b-lora --configs trl-default,trl-best,tuneforge
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

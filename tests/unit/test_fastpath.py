@@ -80,8 +80,11 @@ def test_fast_step_gives_the_reference_loss_and_gradients(tiny_dir, tokenizer_of
     ref = train_step(model, ref_batches, torch.device("cpu"), weights)
     ref_grads = _grads(model)
 
-    packed = [pack(g) for g in plan_micro_batches(examples, budget=160)]
+    # Varlen layout (one row per micro-batch) and dense-mask layout (rows as long as the longest example, padded).
+    packed = [pack(g) for g in plan_micro_batches(examples[:6], budget=160)]
+    packed += [pack(g, pad, row_tokens=max(len(e) for e in examples)) for g in plan_micro_batches(examples[6:], budget=240)]
     assert 1 < len(packed) < len(examples)  # several micro-batches, several examples in some
+    assert any(p.input_ids.shape[0] > 1 for p in packed) and any((p.input_ids == pad).any() for p in packed)
     scale, counts = step_task_scale(packed, weights)
     totals = fast_train_step(CausalLMLoss(model, chunk=7), packed, scale)
     fast = step_metrics(totals["task_sums"], int(totals["correct"]), counts, weights)
@@ -161,6 +164,16 @@ def test_pack_targets_never_cross_examples():
     assert p.target_index.tolist() == [1, 2, 4, 5]
     assert p.targets.tolist() == [a.input_ids[2], a.input_ids[3], b.input_ids[1], b.input_ids[2]]
     assert p.tasks.tolist() == [0, 0, 1, 1] and p.task_counts == [2, 2] and p.num_tokens == 7
+
+
+def test_rows_of_a_dense_mask_layout_pad_their_tails_and_index_targets_flat():
+    a, b, c = _enc(4, trained_from=2), _enc(3), _enc(5, trained_from=4)
+    p = pack([a, b, c], pad_id=7, row_tokens=7)  # best fit: [c], then [a, b]
+    assert p.input_ids.tolist() == [c.input_ids + [7, 7], a.input_ids + b.input_ids]
+    assert p.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1], [0, 1, 2, 3, 0, 1, 2]]
+    assert p.target_index.tolist() == [3, 8, 9, 11, 12]  # flat in rows x 7: c's token 4, a's 2 and 3, b's 1 and 2
+    assert p.targets.tolist() == [c.input_ids[4], a.input_ids[2], a.input_ids[3], b.input_ids[1], b.input_ids[2]]
+    assert p.num_tokens == 12
 
 
 def test_packed_rows_do_not_attend_across_examples(tiny_dir, tokenizer_of):

@@ -63,14 +63,14 @@ def plan_micro_batches(examples: Sequence[Encoded], budget: int) -> list[list[En
 
 @dataclass
 class Packed:
-    """One micro-batch as one row of concatenated examples, plus where its trained tokens are."""
+    """One micro-batch: examples concatenated into rows, plus where its trained tokens are."""
 
-    input_ids: torch.Tensor  # [1, T]
-    position_ids: torch.Tensor  # [1, T], restarting at 0 for every example
-    target_index: torch.Tensor  # [K]: positions p whose next token (p + 1) is trained
+    input_ids: torch.Tensor  # [rows, T]; one row for varlen attention kernels
+    position_ids: torch.Tensor  # [rows, T], restarting at 0 for every example (and for a row's padding tail)
+    target_index: torch.Tensor  # [K]: flat positions p (in rows x T) whose next token (p + 1) is trained
     targets: torch.Tensor  # [K]: the token ids at p + 1
     tasks: torch.Tensor  # [K]: the task of each target (0 answer, 1 rationale)
-    num_tokens: int
+    num_tokens: int  # without padding
     task_counts: list[int]
 
     def to(self, device: torch.device) -> Packed:
@@ -80,31 +80,41 @@ class Packed:
                       self.tasks.to(device, **move), self.num_tokens, self.task_counts)
 
 
-def pack(examples: Sequence[Encoded], pin: bool = False) -> Packed:
+def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = None, pin: bool = False) -> Packed:
+    """All examples in one row (``row_tokens`` None: for varlen kernels, where attention costs the sum of squared
+    example lengths), or best-fit into rows of at most ``row_tokens`` padded to the fullest row (for kernels that
+    take a dense block-diagonal mask, where a row of T tokens costs T squared)."""
+    rows = [list(examples)] if row_tokens is None else plan_micro_batches(examples, row_tokens)
+    width = max(sum(len(e) for e in row) for row in rows)
     ids: list[int] = []
     pos: list[int] = []
     index: list[int] = []
     targets: list[int] = []
     tasks: list[int] = []
-    for e in examples:
-        offset = len(ids)
-        ids.extend(e.input_ids)
-        pos.extend(range(len(e)))
-        # Token j of the example is predicted from position j - 1 of the same example (never from the example
-        # before: its first token is not a target, as in data.pack.collate).
-        for j in range(1, len(e)):
-            if e.labels[j] != IGNORE_INDEX:
-                index.append(offset + j - 1)
-                targets.append(e.labels[j])
-                tasks.append(e.task)
+    for row in rows:
+        for e in row:
+            offset = len(ids)
+            ids.extend(e.input_ids)
+            pos.extend(range(len(e)))
+            # Token j of the example is predicted from position j - 1 of the same example (never from the example
+            # before: its first token is not a target, as in data.pack.collate).
+            for j in range(1, len(e)):
+                if e.labels[j] != IGNORE_INDEX:
+                    index.append(offset + j - 1)
+                    targets.append(e.labels[j])
+                    tasks.append(e.task)
+        tail = width - len(ids) % width if len(ids) % width else 0
+        ids.extend([pad_id] * tail)  # the padding tail: its own pseudo-example, never trained
+        pos.extend(range(tail))
     counts = [0] * NUM_TASKS
     for t in tasks:
         counts[t] += 1
-    tensors = [torch.tensor(ids).unsqueeze(0), torch.tensor(pos).unsqueeze(0), torch.tensor(index, dtype=torch.long),
-               torch.tensor(targets, dtype=torch.long), torch.tensor(tasks, dtype=torch.long)]
+    tensors = [torch.tensor(ids).view(len(rows), width), torch.tensor(pos).view(len(rows), width),
+               torch.tensor(index, dtype=torch.long), torch.tensor(targets, dtype=torch.long),
+               torch.tensor(tasks, dtype=torch.long)]
     if pin:
         tensors = [t.pin_memory() for t in tensors]
-    return Packed(*tensors, num_tokens=len(ids), task_counts=counts)
+    return Packed(*tensors, num_tokens=sum(len(e) for e in examples), task_counts=counts)
 
 
 def empty_micro_batch(pad_id: int) -> Packed:
@@ -157,6 +167,14 @@ class Prefetcher:
 
 
 # --- the loss ----------------------------------------------------------------------------------------------------
+
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def row_tokens_for(attention: str | None, longest: int) -> int | None:
+    """None (one row per micro-batch) for varlen kernels; else rows as long as the longest example."""
+    return None if attention in VARLEN_ATTENTION else longest
+
 
 def default_chunk(vocab_size: int) -> int:
     """Tokens per chunk so one chunk's float32 logits stay near 128 MiB (about 260 tokens at a 128k vocabulary)."""
@@ -246,7 +264,7 @@ class CausalLMLoss(nn.Module):
 
     def forward(self, mb: Packed, task_scale: torch.Tensor):
         out = self._decoder[0](input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False)
-        hidden = out.last_hidden_state[0].index_select(0, mb.target_index)
+        hidden = out.last_hidden_state.flatten(0, 1).index_select(0, mb.target_index)
         weights = task_scale.index_select(0, mb.tasks)
         return LinearCrossEntropy.apply(hidden, self._head[0].weight, mb.targets, weights, mb.tasks, self.chunk,
                                         torch.is_grad_enabled())

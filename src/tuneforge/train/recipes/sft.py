@@ -79,6 +79,7 @@ from tuneforge.train.fastpath import (
     fast_train_step,
     pack,
     plan_micro_batches,
+    row_tokens_for,
     step_metrics,
     step_task_scale,
 )
@@ -397,11 +398,13 @@ def run_sft(
     resumed_from = state.step
 
     # The fast path packs each step's examples by a token budget; the reference path collates fixed micro-batches.
-    budget = config.micro_batch_tokens or micro * max(len(e) for e in train.examples)
+    longest = max(len(e) for e in train.examples + (val.examples if val else []))
+    budget = config.micro_batch_tokens or micro * longest
+    rows = row_tokens_for(getattr(model.config, "_attn_implementation", None), longest)
     pin = device.type == "cuda"
 
     def fast_step_batches(step: int):
-        packed = [pack(group, pin=pin) for group in plan_micro_batches(_step_examples(step), budget)]
+        packed = [pack(group, pad_id, rows, pin=pin) for group in plan_micro_batches(_step_examples(step), budget)]
         return share_out(packed, world, pad_id), total_task_counts(packed), sum(p.num_tokens for p in packed)
 
     def _step_examples(step: int):
@@ -411,7 +414,7 @@ def run_sft(
 
     val_batches = []
     if val is not None and loss_module is not None:
-        val_batches = [pack(group).to(device) for group in plan_micro_batches(val.examples, budget)]
+        val_batches = [pack(group, pad_id, rows).to(device) for group in plan_micro_batches(val.examples, budget)]
     elif val is not None:
         val_batches = [collate(val.examples[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
                        for i in range(0, len(val.examples), micro)]
@@ -455,7 +458,8 @@ def run_sft(
                 writer.log(state.step, metrics, epoch=state.step / steps_per_epoch, learning_rate=lr_now,
                            tokens_per_second=tokens / max(elapsed, 1e-9))
             result.last_train = metrics
-            cb.on_step(state.step, total_steps, {**metrics, "tokens_per_second": tokens / max(elapsed, 1e-9)})
+            cb.on_step(state.step, total_steps, {**metrics, "tokens_per_second": tokens / max(elapsed, 1e-9),
+                                                "step_tokens": tokens})
 
             if val_batches and (state.step % eval_steps == 0 or state.step == total_steps):
                 ev = fast_evaluate(loss_module, val_batches) if loss_module is not None else evaluate(model, val_batches, device)
