@@ -65,6 +65,8 @@ CONFIGS = {
     "trl-default": dict(engine="trl", note="SFTTrainer defaults: padded batches of 8 examples, SDPA"),
     "trl-best": dict(engine="trl", packing=True, attention="flex_attention", liger=True,
                      note="packing (best-fit decreasing), padding-free, flex attention, Liger kernels"),
+    "trl-packed": dict(engine="trl", packing=True,
+                       note="packing (best-fit decreasing), padding-free, default attention, no Liger (runs on a CPU)"),
     "trl-best-flash": dict(engine="trl", packing=True, attention="flash_attention_2", liger=True,
                            note="as trl-best with flash-attn's varlen kernel (needs flash-attn)"),
     "tuneforge": dict(engine="tuneforge", note="fast path, default options (SDPA with packed rows)"),

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=3, ge=1, description="Runs of a job (first plus resumptions) before it fails.")
     workers: int = Field(default=1, ge=0, description="In-process worker slots of `tuneforge serve` (0: none).")
+    processes_per_job: int = Field(
+        default=1, ge=1, description="Processes (one per GPU) a FULL tuning job runs on, its weights sharded with "
+        "FSDP2; PEFT_ADAPTER jobs use one."
+    )
     auto_deploy: bool = Field(
         default=True, description="Deploy each finished tuning job's model on a new endpoint (tunedModel.endpoint), "
         "as Vertex does; the model is loaded on its first request."

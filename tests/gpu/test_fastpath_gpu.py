@@ -102,3 +102,43 @@ def test_a_run_on_the_gpu_uses_the_fast_path_and_learns(tmp_path, model_dir):
     assert result.resolved["resolved"]["dtype"] == "bfloat16"
     losses = [m["train_total_loss"] for m in read_metrics(tmp_path / "out" / "metrics.jsonl") if "train_total_loss" in m]
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("attention", ATTENTION)
+def test_the_fast_step_itself_never_waits_for_the_device(model_dir, attention):
+    """CUDA's sync debug mode flags every host-device synchronisation; none may come from tuneforge's step code
+    (packing, the loss, accumulation). The model's own mask building may sync; those are counted and printed."""
+    import warnings
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.train.fastpath import (
+        CausalLMLoss,
+        fast_train_step,
+        pack,
+        plan_micro_batches,
+        row_tokens_for,
+        step_task_scale,
+    )
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    examples = _examples(tok)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16,
+                                                 attn_implementation=attention).to("cuda")
+    rows = row_tokens_for(attention, max(len(e) for e in examples))
+    host = [pack(g, tok.pad_token_id, rows, pin=True) for g in plan_micro_batches(examples, 2048)]
+    scale, _ = step_task_scale(host, (1.0, 0.0))
+    loss_module = CausalLMLoss(model)
+    fast_train_step(loss_module, [mb.to("cuda") for mb in host], scale)  # warm-up (allocations, compilation)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fast_train_step(loss_module, [mb.to("cuda") for mb in host], scale)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    ours = [f"{w.filename}:{w.lineno}" for w in syncs if "/tuneforge/" in w.filename]
+    print(f"{attention}: {len(syncs)} synchronising calls in the model code, {len(ours)} in tuneforge")
+    assert not ours, ours

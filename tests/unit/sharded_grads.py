@@ -12,8 +12,19 @@ import torch.distributed as dist
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.data import ChatEncoder, Report, parse_lines
-from tuneforge.train.distributed import share_out, shard, total_task_counts, world_from_env
-from tuneforge.train.fastpath import CausalLMLoss, fast_train_step, pack, plan_micro_batches, step_task_scale
+from tuneforge.train.distributed import (
+    shard,
+    share_out,
+    total_task_counts,
+    world_from_env,
+)
+from tuneforge.train.fastpath import (
+    CausalLMLoss,
+    fast_train_step,
+    pack,
+    plan_micro_batches,
+    step_task_scale,
+)
 
 
 def main(model_dir: str, out: str) -> None:

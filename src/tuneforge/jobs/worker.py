@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text, update
 
+from tuneforge.catalog import TuningMode
 from tuneforge.jobs import states
 from tuneforge.jobs.db import Store
 from tuneforge.jobs.service import finish_cancelled
@@ -283,7 +284,13 @@ def child_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -
             return bool(s.scalar(select(TuningJobRow.cancel_requested).where(TuningJobRow.id == job_id)))
 
     try:
-        result = run_sft(config, settings=settings, callbacks=DbCallbacks(), should_stop=should_stop)
+        if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL:
+            from tuneforge.train.launch import run_sft_processes
+
+            result = run_sft_processes(config, settings.processes_per_job, settings=settings, callbacks=DbCallbacks(),
+                                       should_stop=should_stop)
+        else:
+            result = run_sft(config, settings=settings, callbacks=DbCallbacks(), should_stop=should_stop)
     except TuneforgeError as exc:
         _fail(store, job_id, exc.code, str(exc))
         return

@@ -72,12 +72,15 @@ class Packed:
     tasks: torch.Tensor  # [K]: the task of each target (0 answer, 1 rationale)
     num_tokens: int  # without padding
     task_counts: list[int]
+    cu_seqlens: torch.Tensor | None = None  # one-row layout: example boundaries, int32, for varlen flash attention
+    max_length: int = 0  # the longest example (flash attention's max_length_q/k)
 
     def to(self, device: torch.device) -> Packed:
         move = {"non_blocking": True}
         return Packed(self.input_ids.to(device, **move), self.position_ids.to(device, **move),
                       self.target_index.to(device, **move), self.targets.to(device, **move),
-                      self.tasks.to(device, **move), self.num_tokens, self.task_counts)
+                      self.tasks.to(device, **move), self.num_tokens, self.task_counts,
+                      None if self.cu_seqlens is None else self.cu_seqlens.to(device, **move), self.max_length)
 
 
 def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = None, pin: bool = False) -> Packed:
@@ -112,15 +115,22 @@ def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = 
     tensors = [torch.tensor(ids).view(len(rows), width), torch.tensor(pos).view(len(rows), width),
                torch.tensor(index, dtype=torch.long), torch.tensor(targets, dtype=torch.long),
                torch.tensor(tasks, dtype=torch.long)]
+    if row_tokens is None:  # computed here so flash attention need not read them off the device in every layer
+        bounds = [0]
+        for e in examples:
+            bounds.append(bounds[-1] + len(e))
+        tensors.append(torch.tensor(bounds, dtype=torch.int32))
     if pin:
         tensors = [t.pin_memory() for t in tensors]
-    return Packed(*tensors, num_tokens=sum(len(e) for e in examples), task_counts=counts)
+    return Packed(*tensors[:5], num_tokens=sum(len(e) for e in examples), task_counts=counts,
+                  cu_seqlens=tensors[5] if len(tensors) > 5 else None, max_length=max(len(e) for e in examples))
 
 
 def empty_micro_batch(pad_id: int) -> Packed:
     """A one-token micro-batch with nothing to train: keeps sharded ranks in step when one has less work."""
     return Packed(torch.tensor([[pad_id]]), torch.zeros((1, 1), dtype=torch.long), torch.zeros(0, dtype=torch.long),
-                  torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), 0, [0] * NUM_TASKS)
+                  torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), 0, [0] * NUM_TASKS,
+                  torch.tensor([0, 1], dtype=torch.int32), 1)
 
 
 class Prefetcher:
@@ -261,9 +271,14 @@ class CausalLMLoss(nn.Module):
         self._decoder = [base.get_decoder()]  # a list: registered once, under lm, not twice
         self._head = [base.get_output_embeddings()]
         self.chunk = chunk or default_chunk(self._head[0].weight.shape[0])
+        self.flash = str(getattr(base.config, "_attn_implementation", "")).startswith("flash_attention")
 
     def forward(self, mb: Packed, task_scale: torch.Tensor):
-        out = self._decoder[0](input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False)
+        varlen = {}
+        if self.flash and mb.cu_seqlens is not None:
+            varlen = dict(cu_seq_lens_q=mb.cu_seqlens, cu_seq_lens_k=mb.cu_seqlens, max_length_q=mb.max_length,
+                          max_length_k=mb.max_length)
+        out = self._decoder[0](input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False, **varlen)
         hidden = out.last_hidden_state.flatten(0, 1).index_select(0, mb.target_index)
         weights = task_scale.index_select(0, mb.tasks)
         return LinearCrossEntropy.apply(hidden, self._head[0].weight, mb.targets, weights, mb.tasks, self.chunk,
@@ -289,6 +304,8 @@ def fast_train_step(loss_module: CausalLMLoss, micro_batches: Sequence[Packed], 
     ``on_last(is_last)`` runs before each backward (sharded runs sync gradients on the last micro-batch only).
     """
     device = micro_batches[0].input_ids.device
+    if device.type == "cuda":  # from pageable memory a copy would wait for the device
+        task_scale = task_scale.pin_memory()
     scale = task_scale.to(device, non_blocking=True)
     task_sums = torch.zeros(NUM_TASKS, device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)

@@ -61,12 +61,11 @@ from tuneforge.train.checkpoint import (
 )
 from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, TuningConfig
 from tuneforge.train.distributed import (
-    SINGLE,
     World,
     device_for,
     full_state_dict,
-    share_out,
     shard,
+    share_out,
     total_task_counts,
     world_from_env,
 )
@@ -374,7 +373,10 @@ def run_sft(
     # 4. Model (+ LoRA), optimizer, schedule; resume if a checkpoint exists.
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    model = load_model(source, device, dtype, attention_implementation(config.attention, device))
+    # Sharded: load to host memory; fully_shard moves each unit to the device as it shards it, so no process ever
+    # holds the whole model on its GPU (each still reads it whole into host memory once).
+    model = load_model(source, torch.device("cpu") if world.sharded else device, dtype,
+                       attention_implementation(config.attention, device))
     if source.adapter_dir is not None:
         model = load_adapter(model, source.adapter_dir, trainable=lora)
         if not lora:
