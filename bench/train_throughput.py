@@ -382,7 +382,7 @@ def render(report: dict) -> str:
             continue
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "n/a"
         mem = f"{r['peak_memory_gib']:.1f}" if r.get("peak_memory_gib") is not None else "n/a"
-        lines.append(f"| {r['config']} | {r['tokens_per_second']:,.0f} | {mfu} | {mem} | {r['final_loss']:.4f} | "
+        lines.append(f"| {r['config']} | {r['tokens_per_second']:,.0f} | {mfu} | {mem} | {r['final_loss']:.5f} | "
                      f"{r['note']} |")
     return "\n".join(lines)
 

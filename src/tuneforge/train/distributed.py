@@ -113,12 +113,9 @@ def is_sharded(model: torch.nn.Module) -> bool:
 
 def full_state_dict(model: torch.nn.Module, trainable_only: bool = False) -> dict[str, torch.Tensor]:
     """Every weight gathered to rank 0's CPU (a collective: every process calls it; the others get {})."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-    )
+    from torch.distributed.checkpoint import state_dict as dcp
 
-    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    state = dcp.get_model_state_dict(model, options=dcp.StateDictOptions(full_state_dict=True, cpu_offload=True))
     # named_parameters() lists a tied weight once (the output head shares the embeddings): save it once, as
     # save_pretrained does for a model it reads the weights of itself.
     keep = {name for name, p in model.named_parameters() if p.requires_grad or not trainable_only}
@@ -128,27 +125,18 @@ def full_state_dict(model: torch.nn.Module, trainable_only: bool = False) -> dic
 
 
 def load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        set_model_state_dict,
-    )
+    from torch.distributed.checkpoint import state_dict as dcp
 
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
+    dcp.set_model_state_dict(model, state, options=dcp.StateDictOptions(full_state_dict=True, strict=False))
 
 
 def full_optimizer_state(model, optimizer) -> dict:
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_optimizer_state_dict,
-    )
+    from torch.distributed.checkpoint import state_dict as dcp
 
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return dcp.get_optimizer_state_dict(model, optimizer, options=dcp.StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_full_optimizer_state(model, optimizer, state: dict) -> None:
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        set_optimizer_state_dict,
-    )
+    from torch.distributed.checkpoint import state_dict as dcp
 
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+    dcp.set_optimizer_state_dict(model, optimizer, state, options=dcp.StateDictOptions(full_state_dict=True))
