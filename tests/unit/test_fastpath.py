@@ -208,3 +208,23 @@ def test_prefetcher_builds_ahead_in_order_and_raises_at_the_failing_step():
     prefetch.close()
     assert all(name == "tuneforge-prefetch" for _, name in seen)
     assert [s for s, _ in seen] == [1, 2, 3]  # nothing after the failure
+
+
+@pytest.mark.slow
+def test_compiled_layers_and_activation_checkpointing_train_the_same(tmp_path, settings):
+    """`compile` and `activation_checkpointing` change how the step runs, not what it computes (4 FULL steps)."""
+    from tuneforge.demo import make_task, write_jsonl
+    from tuneforge.train import TuningConfig, run_sft
+    from tuneforge.train.metrics import read_metrics
+
+    task = make_task(n_train=40, n_validation=2, n_held_out=2, seed=1)
+    train = str(write_jsonl(tmp_path / "train.jsonl", task.train))
+
+    def losses(name, **options):
+        config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=train, max_steps=4,
+                              batch_size=8, output_uri=str(tmp_path / name), device="cpu", **options)
+        run_sft(config, settings=settings)
+        return [m["train_total_loss"] for m in read_metrics(tmp_path / name / "metrics.jsonl")]
+
+    plain = losses("plain")
+    assert losses("compiled", compile=True, activation_checkpointing=True) == pytest.approx(plain, rel=1e-5)
