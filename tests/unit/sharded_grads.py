@@ -1,6 +1,7 @@
 """Run by test_distributed.py under torchrun: one step's gradients, sharded (FSDP2) vs one unsharded process.
 
-Rank 0 writes ``{"max_abs_diff": ..., "max_abs_grad": ..., "loss_sharded": ..., "loss_single": ...}`` to argv[2].
+Rank 0 writes the gradients' largest difference, the losses and whether every rank ended up with rank 0's buffers
+(rotary frequencies: no state dict carries them) to argv[2].
 """
 
 import copy
@@ -13,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.data import ChatEncoder, Report, parse_lines
 from tuneforge.train.distributed import (
+    empty_model,
     shard,
     share_out,
     total_task_counts,
@@ -38,27 +40,35 @@ def main(model_dir: str, out: str) -> None:
     counts = total_task_counts(packed)
     weights = (1.0, 0.3)
 
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    single = copy.deepcopy(model)
+    # As run_sft does: rank 0 reads the weights, the other ranks build the model on the meta device and receive
+    # every weight and buffer from rank 0 when it is sharded.
+    if world.main:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        single = copy.deepcopy(model)
+    else:
+        model = empty_model(model_dir, torch.float32, None)
 
     loss_module = CausalLMLoss(model)
-    shard(loss_module, torch.device("cpu"))
+    shard(loss_module, torch.device("cpu"), world)
+    buffers = [None] * world.size
+    dist.all_gather_object(buffers, {n: b.clone() for n, b in model.named_buffers()})
     mine = share_out(packed, world, tok.pad_token_id)
     scale, _ = step_task_scale(mine, weights, total_counts=counts, world_size=world.size)
     totals = fast_train_step(loss_module, mine, scale, loss_module.set_requires_gradient_sync)
     sums = world.all_sum(totals["task_sums"].clone())
     sharded = {n: p.grad.full_tensor() for n, p in model.named_parameters()}
 
-    scale1, _ = step_task_scale(packed, weights)
-    totals1 = fast_train_step(CausalLMLoss(single), packed, scale1)
     if world.main:
+        scale1, _ = step_task_scale(packed, weights)
+        totals1 = fast_train_step(CausalLMLoss(single), packed, scale1)
         reference = {n: p.grad for n, p in single.named_parameters()}
         diff = max(float((sharded[n] - g).abs().max()) for n, g in reference.items())
         biggest = max(float(g.abs().max()) for g in reference.values())
         loss = lambda s: sum(w * float(x) / max(c, 1) for w, x, c in zip(weights, s, counts))  # noqa: E731
+        same_buffers = all(torch.equal(b, buffers[0][n]) for other in buffers[1:] for n, b in other.items())
         with open(out, "w") as f:
             json.dump({"max_abs_diff": diff, "max_abs_grad": biggest, "micro_batches": len(packed),
+                       "buffers": sorted(buffers[0]), "same_buffers": same_buffers,
                        "loss_sharded": loss(sums), "loss_single": loss(totals1["task_sums"])}, f)
     dist.barrier()
     dist.destroy_process_group()

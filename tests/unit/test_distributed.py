@@ -79,7 +79,7 @@ def test_two_sharded_processes_train_like_one(data, tmp_path):
 
 
 def test_sharded_gradients_equal_one_process(tiny_dir, tmp_path):
-    """Loss and every gradient of one step (5 micro-batches shared out unevenly, two task weights) under FSDP2 equal
+    """Rank 1 starts from an empty (meta) model and receives rank 0's weights and buffers. Loss and every gradient of one step (5 micro-batches shared out unevenly, two task weights) under FSDP2 equal
     one unsharded process's: the mean over the whole step's target tokens, whatever the process holds. (Losses
     alone cannot show this: AdamW and clipping hide a wrong gradient scale.)"""
     out = tmp_path / "grads.json"
@@ -89,6 +89,7 @@ def test_sharded_gradients_equal_one_process(tiny_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["micro_batches"] >= 3
+    assert "model.rotary_emb.inv_freq" in result["buffers"] and result["same_buffers"]
     assert result["loss_sharded"] == pytest.approx(result["loss_single"], rel=1e-6)
     assert result["max_abs_diff"] < 1e-5 * max(1.0, result["max_abs_grad"])
 

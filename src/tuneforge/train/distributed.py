@@ -73,16 +73,38 @@ def device_for(world: World, device: torch.device) -> torch.device:
     return torch.device("cuda", world.local_rank) if device.type == "cuda" and world.sharded else device
 
 
-def shard(loss_module: torch.nn.Module, device: torch.device) -> None:
-    """FSDP2: one unit per decoder layer, then the rest (embeddings, final norm, output head) under the root."""
+def shard(loss_module: torch.nn.Module, device: torch.device, world: World) -> None:
+    """FSDP2: one unit per decoder layer, then the rest (embeddings, final norm, output head) under the root.
+
+    Only rank 0 holds real weights (in host memory; the other ranks built the model on the meta device, see
+    :func:`empty_model`): after sharding, the other ranks allocate their shards and rank 0 broadcasts every weight
+    and buffer. No process ever holds the whole model on its GPU, and only rank 0 holds it in host memory.
+    """
+    from torch.distributed.checkpoint import state_dict as dcp
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
-    decoder = loss_module._decoder[0]
-    for layer in decoder.layers:
+    model = loss_module.lm
+    full = dict(model.state_dict()) if world.main else {}  # keeps rank 0's full tensors alive past sharding
+    mesh = init_device_mesh(device.type, (world.size,))
+    for layer in loss_module._decoder[0].layers:
         fully_shard(layer, mesh=mesh)
     fully_shard(loss_module, mesh=mesh)
+    if not world.main:
+        loss_module.to_empty(device=device)
+    dcp.set_model_state_dict(model, full, options=dcp.StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for buffer in model.buffers():  # rotary frequencies and other buffers no state dict carries
+        dist.broadcast(buffer, src=0)
+
+
+def empty_model(model_dir, dtype: torch.dtype, attention: str | None):
+    """The model's modules with weights on the meta device (no memory): what ranks other than 0 shard."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    extra = {"attn_implementation": attention} if attention else {}
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)
 
 
 def share_out(micro_batches: list[Packed], world: World, pad_id: int) -> list[Packed]:

@@ -63,6 +63,7 @@ from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, TuningConfig
 from tuneforge.train.distributed import (
     World,
     device_for,
+    empty_model,
     full_state_dict,
     shard,
     share_out,
@@ -373,11 +374,12 @@ def run_sft(
     # 4. Model (+ LoRA), optimizer, schedule; resume if a checkpoint exists.
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    # Sharded: load to host memory; fully_shard moves each unit to the device as it shards it, so no process ever
-    # holds the whole model on its GPU (each still reads it whole into host memory once).
-    model = load_model(source, torch.device("cpu") if world.sharded else device, dtype,
-                       attention_implementation(config.attention, device))
-    if source.adapter_dir is not None:
+    attention = attention_implementation(config.attention, device)
+    if world.sharded and not world.main:
+        model = empty_model(source.base_dir, dtype, attention)  # rank 0 broadcasts the weights (distributed.shard)
+    else:  # sharded: rank 0 reads the weights into host memory; sharding moves its units to the device
+        model = load_model(source, torch.device("cpu") if world.sharded else device, dtype, attention)
+    if source.adapter_dir is not None and world.main:
         model = load_adapter(model, source.adapter_dir, trainable=lora)
         if not lora:
             model = model.merge_and_unload()  # FULL continued from an adapter: start from the merged weights
@@ -546,7 +548,7 @@ def _fast_path(model, config: TuningConfig, world: World, device: torch.device, 
         return None
     loss_module = CausalLMLoss(model)
     if world.sharded:
-        shard(loss_module, device)
+        shard(loss_module, device, world)
     return loss_module
 
 
