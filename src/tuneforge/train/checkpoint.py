@@ -56,17 +56,23 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def save_trainable(model, folder: Path) -> None:
+def _write(folder: Path, tensors: dict[str, torch.Tensor], write_more=None) -> None:
+    """Write ``folder`` atomically, its ``COMPLETE`` marker last (rank 0 only in a sharded run; the others wait)."""
     folder = Path(folder)
-    tensors = _trainable(model)
     if _writes():
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file(tensors, str(tmp / WEIGHTS))
+        if write_more is not None:
+            write_more(tmp)
         (tmp / COMPLETE).write_text("ok")
         replace_dir(tmp, folder)
     _barrier()
+
+
+def save_trainable(model, folder: Path) -> None:
+    _write(folder, _trainable(model))
 
 
 def load_trainable(model, folder: Path) -> None:
@@ -84,16 +90,12 @@ def load_trainable(model, folder: Path) -> None:
 
 
 def save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainerState) -> None:
-    folder = Path(folder)
     tensors = _trainable(model)
     sharded = is_sharded(model)
     # A sharded optimizer's state is gathered and keyed by parameter name; a single process's, by position.
     optimizer_state = full_optimizer_state(model, optimizer) if sharded else optimizer.state_dict()
-    if _writes():
-        tmp = folder.with_name(f".{folder.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file(tensors, str(tmp / WEIGHTS))
+
+    def write_state(tmp: Path) -> None:
         torch.save(
             {
                 "optimizer": optimizer_state,
@@ -108,9 +110,8 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, state: TrainerSta
             tmp / STATE,
         )
         (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
-        (tmp / COMPLETE).write_text("ok")
-        replace_dir(tmp, folder)
-    _barrier()
+
+    _write(folder, tensors, write_state)
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> TrainerState:
