@@ -221,9 +221,9 @@ class LinearCrossEntropy(torch.autograd.Function):
             correct += (logits.argmax(-1) == t).sum()
             if needs_h or needs_w:
                 # d/dlogits of w * (lse - logit_t) = w * (softmax - onehot(t))
-                grad = torch.exp(logits.sub_(lse[:, None]))
+                grad = logits.sub_(lse[:, None]).exp_()  # in place: one [chunk, vocab] buffer per chunk
                 grad[torch.arange(grad.shape[0], device=grad.device), t] -= 1
-                grad = (grad * w[:, None]).to(hidden.dtype)
+                grad = grad.mul_(w[:, None].to(grad.dtype)).to(hidden.dtype)
                 if needs_h:
                     grad_h[s : s + chunk] = grad @ weight
                 if needs_w:
