@@ -94,9 +94,14 @@ def test_sharded_gradients_equal_one_process(tiny_dir, tmp_path):
     assert result["max_abs_diff"] < 1e-5 * max(1.0, result["max_abs_grad"])
 
 
-def test_lora_is_refused_across_processes(data, tmp_path):
-    args = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "tuneforge", "tune", "-m", "tiny-llama",
-            "--train", data["train"], "--mode", "lora", "-o", str(tmp_path / "o"), "--max-steps", "1", "--device", "cpu"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
-    assert done.returncode != 0
-    assert "shard FULL tuning" in done.stdout + done.stderr
+@pytest.mark.parametrize("options", [{"tuning_mode": "PEFT_ADAPTER"}, {"tuning_mode": "FULL", "fast_path": False}])
+def test_lora_and_the_reference_step_are_refused_across_processes(data, tmp_path, monkeypatch, settings, options):
+    """Refused before joining a process group (so before any rank waits for the others)."""
+    from tuneforge.errors import InvalidArgument
+    from tuneforge.train import TuningConfig, run_sft
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = TuningConfig(base_model="tiny-llama", train_dataset=data["train"], output_uri=str(tmp_path / "o"),
+                          max_steps=1, device="cpu", **options)
+    with pytest.raises(InvalidArgument, match="shard FULL tuning on the fast path"):
+        run_sft(config, settings=settings)

@@ -55,9 +55,14 @@ class World:
 SINGLE = World()
 
 
+def processes_from_env() -> int:
+    """How many processes torchrun (or train/launch.py) started for this run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def world_from_env(device_name: str) -> World:
     """The process group torchrun describes in the environment; a single process without one."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = processes_from_env()
     if size <= 1:
         return SINGLE
     world = World(rank=int(os.environ["RANK"]), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))

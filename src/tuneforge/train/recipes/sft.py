@@ -65,6 +65,7 @@ from tuneforge.train.distributed import (
     device_for,
     empty_model,
     full_state_dict,
+    processes_from_env,
     shard,
     share_out,
     total_task_counts,
@@ -328,13 +329,13 @@ def run_sft(
     packing = _use_packing(config.packing, lengths, micro)
     row_tokens = max(mode_spec.max_seq_len, max(lengths))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    lora = mode == TuningMode.PEFT_ADAPTER
+    if processes_from_env() > 1 and (lora or not config.fast_path):  # checked before joining the process group
+        raise InvalidArgument("runs of several processes shard FULL tuning on the fast path; run PEFT_ADAPTER (or "
+                              "fast_path=false) in one process")
     world = world_from_env(config.device)  # torchrun with several processes: FULL tuning sharded with FSDP2
     device = device_for(world, pick_device(config.device))
     dtype = pick_dtype(config.dtype, device)
-    lora = mode == TuningMode.PEFT_ADAPTER
-    if world.sharded and (lora or not config.fast_path):
-        raise InvalidArgument("runs of several processes shard FULL tuning on the fast path; run PEFT_ADAPTER (or "
-                              "fast_path=false) in one process")
     if not world.main:
         cb = Callbacks()  # rank 0 reports progress and writes files; the others compute
     task_weights = (1.0, config.rationale_weight or 0.0)
