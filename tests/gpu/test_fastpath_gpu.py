@@ -58,9 +58,9 @@ def test_fast_step_matches_the_reference_in_bf16(model_dir, attention):
         pack,
         plan_micro_batches,
         row_tokens_for,
-        step_metrics,
         step_task_scale,
     )
+    from tuneforge.train.metrics import train_metrics
     from tuneforge.train.recipes.sft import train_step
 
     device = torch.device("cuda")
@@ -78,7 +78,7 @@ def test_fast_step_matches_the_reference_in_bf16(model_dir, attention):
     packed = [pack(g, tok.pad_token_id, rows).to(device) for g in plan_micro_batches(examples, 4096)]
     scale, counts = step_task_scale(packed, (1.0, 0.0))
     totals = fast_train_step(CausalLMLoss(model), packed, scale)
-    fast = step_metrics(totals["task_sums"].cpu(), int(totals["correct"]), counts, (1.0, 0.0))
+    fast = train_metrics(totals["task_sums"].cpu(), int(totals["correct"]), counts, (1.0, 0.0))
 
     assert fast["train_num_predictions"] == ref["train_num_predictions"]
     assert fast["train_total_loss"] == pytest.approx(ref["train_total_loss"], rel=1e-2)

@@ -17,9 +17,9 @@ from tuneforge.train.fastpath import (
     fast_train_step,
     pack,
     plan_micro_batches,
-    step_metrics,
     step_task_scale,
 )
+from tuneforge.train.metrics import train_metrics
 from tuneforge.train.recipes.sft import evaluate, train_step
 
 END = {"tiny-llama": "<|eot_id|>", "tiny-gemma3": "<end_of_turn>", "tiny-qwen3": "<|im_end|>"}
@@ -87,7 +87,7 @@ def test_fast_step_gives_the_reference_loss_and_gradients(tiny_dir, tokenizer_of
     assert any(p.input_ids.shape[0] > 1 for p in packed) and any((p.input_ids == pad).any() for p in packed)
     scale, counts = step_task_scale(packed, weights)
     totals = fast_train_step(CausalLMLoss(model, chunk=7), packed, scale)
-    fast = step_metrics(totals["task_sums"], int(totals["correct"]), counts, weights)
+    fast = train_metrics(totals["task_sums"], int(totals["correct"]), counts, weights)
     fast_grads = _grads(model)
 
     assert fast["train_num_predictions"] == ref["train_num_predictions"]

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from tuneforge.data.tokenize import IGNORE_INDEX, Encoded
+from tuneforge.train.metrics import eval_metrics
 
 NUM_TASKS = 2  # 0: the answer; 1: the rationale (distillation step-by-step, Encoded.task)
 
@@ -321,7 +322,7 @@ def fast_train_step(loss_module: CausalLMLoss, micro_batches: Sequence[Packed], 
 
 @torch.no_grad()
 def fast_evaluate(loss_module: CausalLMLoss, batches: Sequence[Packed]) -> dict:
-    """The reference ``evaluate``'s metrics (mean token loss over every target, whatever its task)."""
+    """The reference ``evaluate``'s metrics (``metrics.eval_metrics``)."""
     was_training = loss_module.training
     loss_module.eval()
     device = batches[0].input_ids.device
@@ -333,25 +334,4 @@ def fast_evaluate(loss_module: CausalLMLoss, batches: Sequence[Packed]) -> dict:
         sums += task_sums
         correct += hits
     loss_module.train(was_training)
-    total = sum(sum(mb.task_counts) for mb in batches)
-    return {
-        "eval_total_loss": float(sums.sum()) / max(total, 1),
-        "eval_fraction_of_correct_next_step_preds": int(correct) / max(total, 1),
-        "eval_num_predictions": total,
-    }
-
-
-def step_metrics(task_sums: torch.Tensor, correct: int, counts: Sequence[int], task_weights: Sequence[float]) -> dict:
-    """The reference step's metric names and definitions, from the fast step's totals (host values)."""
-    sums = task_sums.tolist()
-    total = sum(counts)
-    loss = sum(w * s / max(n, 1) for w, s, n in zip(task_weights, sums, counts))
-    metrics = {
-        "train_total_loss": loss,
-        "train_fraction_of_correct_next_step_preds": correct / max(total, 1),
-        "train_num_predictions": total,
-    }
-    if counts[1]:
-        metrics["train_label_loss"] = sums[0] / max(counts[0], 1)
-        metrics["train_rationale_loss"] = sums[1] / counts[1]
-    return metrics
+    return eval_metrics(float(sums.sum()), int(correct), sum(sum(mb.task_counts) for mb in batches))

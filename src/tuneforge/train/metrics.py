@@ -13,6 +13,32 @@ TRAIN_METRICS = ("train_total_loss", "train_fraction_of_correct_next_step_preds"
 EVAL_METRICS = ("eval_total_loss", "eval_fraction_of_correct_next_step_preds", "eval_num_predictions")
 
 
+def train_metrics(task_sums, correct: int, counts, task_weights) -> dict:
+    """A step's metrics from its totals: token-loss sums per task, correct next-token predictions, target tokens
+    per task. The loss is sum over tasks of weight x mean token loss (one task with weight 1 in plain SFT); with a
+    second task (distillation step-by-step's rationales) both task losses are reported too."""
+    sums = [float(s) for s in task_sums]
+    total = sum(counts)
+    metrics = {
+        "train_total_loss": sum(w * s / max(n, 1) for w, s, n in zip(task_weights, sums, counts)),
+        "train_fraction_of_correct_next_step_preds": correct / max(total, 1),
+        "train_num_predictions": total,
+    }
+    if counts[1]:
+        metrics["train_label_loss"] = sums[0] / max(counts[0], 1)
+        metrics["train_rationale_loss"] = sums[1] / counts[1]
+    return metrics
+
+
+def eval_metrics(loss_sum: float, correct: int, total: int) -> dict:
+    """Evaluation metrics: mean token loss and next-token accuracy over every target token, whatever its task."""
+    return {
+        "eval_total_loss": loss_sum / max(total, 1),
+        "eval_fraction_of_correct_next_step_preds": correct / max(total, 1),
+        "eval_num_predictions": total,
+    }
+
+
 class MetricsWriter:
     def __init__(self, jsonl_path: Path, tensorboard_dir: Path, resume_step: int = 0, extra_tensorboard_dir: Path | None = None):
         self.jsonl_path = Path(jsonl_path)

@@ -81,7 +81,6 @@ from tuneforge.train.fastpath import (
     pack,
     plan_micro_batches,
     row_tokens_for,
-    step_metrics,
     step_task_scale,
 )
 from tuneforge.train.loading import (
@@ -96,7 +95,7 @@ from tuneforge.train.loading import (
     resolve_source,
 )
 from tuneforge.train.lora import apply_lora, load_adapter
-from tuneforge.train.metrics import MetricsWriter
+from tuneforge.train.metrics import MetricsWriter, eval_metrics, train_metrics
 from tuneforge.train.schedule import lr_factor
 
 
@@ -202,16 +201,7 @@ def train_step(model, micro_batches: list[Batch], device: torch.device, task_wei
         (sums * scale.to(sums.device)).sum().backward()
         task_sums += sums.detach().float().cpu()
         correct_total += correct
-    total = sum(totals)
-    metrics = {
-        "train_total_loss": float((task_sums * scale).sum()),
-        "train_fraction_of_correct_next_step_preds": correct_total / max(total, 1),
-        "train_num_predictions": total,
-    }
-    if totals[1]:  # distillation step-by-step: the two task losses as well
-        metrics["train_label_loss"] = float(task_sums[0]) / max(totals[0], 1)
-        metrics["train_rationale_loss"] = float(task_sums[1]) / totals[1]
-    return metrics
+    return train_metrics(task_sums, correct_total, totals, task_weights)
 
 
 @torch.no_grad()
@@ -225,11 +215,7 @@ def evaluate(model, batches: list[Batch], device: torch.device) -> dict:
         correct_total += correct
         total += sum(counts)
     model.train(was_training)
-    return {
-        "eval_total_loss": loss_total / max(total, 1),
-        "eval_fraction_of_correct_next_step_preds": correct_total / max(total, 1),
-        "eval_num_predictions": total,
-    }
+    return eval_metrics(loss_total, correct_total, total)
 
 
 # --- 6: export ---------------------------------------------------------------------------------------------------
@@ -578,7 +564,7 @@ def _optimizer(params, lr: float, weight_decay: float, *, fused: bool, device: t
 def _read_step_metrics(totals: dict, counts: list[int], task_weights, world: World) -> dict:
     values = world.all_sum(torch.cat([totals["task_sums"].float(), totals["correct"].float()[None]]))
     host = values.cpu()
-    return step_metrics(host[:NUM_TASKS], int(host[NUM_TASKS]), counts, task_weights)
+    return train_metrics(host[:NUM_TASKS], int(host[NUM_TASKS]), counts, task_weights)
 
 
 def _version(name: str) -> str:
