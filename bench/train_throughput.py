@@ -120,7 +120,7 @@ def build_inputs(workload: str, work: Path, n_examples: int, seed: int) -> dict:
     return {"model_dir": str(model_dir), "data": str(data)}
 
 
-def token_rows(model_dir: str, data: str, catalog_id: str) -> list[dict]:
+def token_rows(model_dir: str, data: str) -> list[dict]:
     """tuneforge's tokenisation of the dataset (the chat template, the loss mask), for TRL to train on as is."""
     from transformers import AutoTokenizer
 
@@ -162,15 +162,17 @@ class StepClock:
         self.sync()
         self._t = time.perf_counter()
 
-    def end(self, tokens: int, loss: float | None) -> None:
+    def stop(self) -> None:
         self.sync()
         self.times.append(time.perf_counter() - self._t)
+
+    def end(self, tokens: int, loss: float) -> None:
+        self.stop()
         self.tokens.append(tokens)
-        if loss is not None:
-            self.losses.append(loss)
+        self.losses.append(loss)
 
 
-def run_tuneforge(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -> dict:
+def run_tuneforge(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -> None:
     from tuneforge.settings import Settings
     from tuneforge.train import Callbacks, TuningConfig, run_sft
 
@@ -196,10 +198,9 @@ def run_tuneforge(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -
         save_steps=10**6, seed=args.seed,
     )
     run_sft(config, settings=Settings(home=Path(args.work) / "home"), callbacks=Clocked())
-    return {}
 
 
-def run_trl(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -> dict:
+def run_trl(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -> None:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
@@ -208,7 +209,7 @@ def run_trl(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -> dict
     extra = {"attn_implementation": cfg["attention"]} if cfg.get("attention") else {}
     model = AutoModelForCausalLM.from_pretrained(inputs["model_dir"], dtype=dtype, **extra)
     tokenizer = AutoTokenizer.from_pretrained(inputs["model_dir"])
-    rows = token_rows(inputs["model_dir"], inputs["data"], spec["catalog"])
+    rows = token_rows(inputs["model_dir"], inputs["data"])
     dataset = Dataset.from_list(rows)
 
     seen = {"tokens": torch.zeros((), dtype=torch.long)}
@@ -223,12 +224,12 @@ def run_trl(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -> dict
 
     class Clocked(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
+            self.before = int(seen["tokens"])  # a device read: before the clock starts
             clock.begin()
-            self.before = int(seen["tokens"])
 
         def on_step_end(self, a, state, control, **kw):
-            clock.sync()
-            clock.end(int(seen["tokens"]) - self.before, None)
+            clock.stop()
+            clock.tokens.append(int(seen["tokens"]) - self.before)
 
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -257,7 +258,6 @@ def run_trl(cfg: dict, spec: dict, inputs: dict, args, clock: StepClock) -> dict
     trainer = SFTTrainer(model=model, args=SFTConfig(**options), train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=[Clocked()])
     trainer.train()
-    return {}
 
 
 def child(args) -> None:

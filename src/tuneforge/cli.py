@@ -278,8 +278,13 @@ def _progress() -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-        disable=os.environ.get("RANK", "0") != "0",  # under torchrun, rank 0 alone shows progress
+        disable=not _rank0(),
     )
+
+
+def _rank0() -> bool:
+    """Under torchrun every rank runs this command; rank 0 alone shows progress and reports."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _fail(exc: Exception) -> None:
@@ -372,8 +377,8 @@ def tune(
             result = run_sft(config, settings=_settings(dev or None), callbacks=RichCallbacks(progress))
     except TuneforgeError as exc:
         _fail(exc)
-    if os.environ.get("RANK", "0") != "0":
-        return  # torchrun: rank 0 reports
+    if not _rank0():
+        return
     if result.cancelled:
         console.print(f"stopped at step {result.steps}; run the same command again to resume")
         raise typer.Exit(1)
@@ -461,8 +466,8 @@ def distill(
     console.print(f"teacher outputs: {summary['teacher_outputs_uri']} ({'reused' if summary['teacher_reused'] else 'new'}; "
                   f"{summary['teacher_labelled']} labelled by the teacher, {summary['teacher_unusable']} unusable); "
                   f"truncated inputs {summary['truncated_inputs']}, outputs {summary['truncated_outputs']}")
-    if os.environ.get("RANK", "0") != "0":
-        return  # torchrun: rank 0 reports
+    if not _rank0():
+        return
     if result.cancelled:
         console.print(f"stopped at step {result.steps}; run the same command again to resume")
         raise typer.Exit(1)

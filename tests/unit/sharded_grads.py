@@ -14,10 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tuneforge.data import ChatEncoder, Report, parse_lines
 from tuneforge.train.distributed import (
-    empty_model,
     shard,
     share_out,
-    total_task_counts,
     world_from_env,
 )
 from tuneforge.train.fastpath import (
@@ -26,7 +24,9 @@ from tuneforge.train.fastpath import (
     pack,
     plan_micro_batches,
     step_task_scale,
+    task_counts,
 )
+from tuneforge.train.loading import empty_model
 
 
 def main(model_dir: str, out: str) -> None:
@@ -37,7 +37,7 @@ def main(model_dir: str, out: str) -> None:
     for i, e in enumerate(examples):
         e.task = i % 2
     packed = [pack(g) for g in plan_micro_batches(examples, budget=90)]
-    counts = total_task_counts(packed)
+    counts = task_counts(packed)
     weights = (1.0, 0.3)
 
     # As run_sft does: rank 0 reads the weights, the other ranks build the model on the meta device and receive

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from tuneforge.train.fastpath import NUM_TASKS, Packed, empty_micro_batch
+from tuneforge.train.fastpath import Packed, empty_micro_batch
 
 
 @dataclass
@@ -82,7 +82,7 @@ def shard(loss_module: torch.nn.Module, device: torch.device, world: World) -> N
     """FSDP2: one unit per decoder layer, then the rest (embeddings, final norm, output head) under the root.
 
     Only rank 0 holds real weights (in host memory; the other ranks built the model on the meta device, see
-    :func:`empty_model`): after sharding, the other ranks allocate their shards and rank 0 broadcasts every weight
+    :func:`loading.empty_model`): after sharding, the other ranks allocate their shards and rank 0 broadcasts every weight
     and buffer. No process ever holds the whole model on its GPU, and only rank 0 holds it in host memory.
     """
     from torch.distributed.checkpoint import state_dict as dcp
@@ -102,16 +102,6 @@ def shard(loss_module: torch.nn.Module, device: torch.device, world: World) -> N
         dist.broadcast(buffer, src=0)
 
 
-def empty_model(model_dir, dtype: torch.dtype, attention: str | None):
-    """The model's modules with weights on the meta device (no memory): what ranks other than 0 shard."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(str(model_dir))
-    extra = {"attn_implementation": attention} if attention else {}
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)
-
-
 def share_out(micro_batches: list[Packed], world: World, pad_id: int) -> list[Packed]:
     """This process's micro-batches: largest first to the process with the fewest tokens so far; every process gets
     the same number (empty ones fill in), since each forward and backward is a collective step for all of them."""
@@ -126,10 +116,6 @@ def share_out(micro_batches: list[Packed], world: World, pad_id: int) -> list[Pa
         tokens[r] += mb.num_tokens
     mine = owned[world.rank]
     return mine + [empty_micro_batch(pad_id) for _ in range(per - len(mine))]
-
-
-def total_task_counts(micro_batches: list[Packed]) -> list[int]:
-    return [sum(mb.task_counts[t] for mb in micro_batches) for t in range(NUM_TASKS)]
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

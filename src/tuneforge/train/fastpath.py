@@ -286,6 +286,11 @@ class CausalLMLoss(nn.Module):
                                         torch.is_grad_enabled())
 
 
+def task_counts(micro_batches: Sequence[Packed]) -> list[int]:
+    """Target tokens per task over micro-batches (a whole step's, before it is shared out among processes)."""
+    return [sum(mb.task_counts[t] for mb in micro_batches) for t in range(NUM_TASKS)]
+
+
 def step_task_scale(micro_batches: Sequence[Packed], task_weights: Sequence[float], *, total_counts=None,
                     world_size: int = 1) -> tuple[torch.Tensor, list[int]]:
     """Per-task loss weight (weight / the step's target tokens of that task) and the step's counts per task.
@@ -293,7 +298,7 @@ def step_task_scale(micro_batches: Sequence[Packed], task_weights: Sequence[floa
     ``total_counts`` are the whole step's counts when this process holds only part of it (sharded runs); the
     ``world_size`` factor turns FSDP's gradient average over processes into the sum the loss is defined with.
     """
-    counts = total_counts or [sum(c) for c in zip(*(mb.task_counts for mb in micro_batches))] or [0] * NUM_TASKS
+    counts = total_counts or task_counts(micro_batches)
     scale = torch.tensor([w * world_size / max(n, 1) for w, n in zip(task_weights, counts)], dtype=torch.float32)
     return scale, counts
 

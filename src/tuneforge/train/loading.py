@@ -155,6 +155,19 @@ def attention_implementation(name: str, device: torch.device) -> str | None:
 def load_model(source: ModelSource, device: torch.device, dtype: torch.dtype, attention: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    extra = {"attn_implementation": attention} if attention else {}
-    model = AutoModelForCausalLM.from_pretrained(str(source.base_dir), dtype=dtype, **extra)
+    model = AutoModelForCausalLM.from_pretrained(str(source.base_dir), dtype=dtype, **_attention_kwargs(attention))
     return model.to(device)
+
+
+def empty_model(model_dir: Path, dtype: torch.dtype, attention: str | None = None):
+    """The model's modules with weights on the meta device (no memory): what ranks other than 0 of a sharded run
+    build, to receive their shards from rank 0 (``distributed.shard``)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, **_attention_kwargs(attention))
+
+
+def _attention_kwargs(attention: str | None) -> dict:
+    return {"attn_implementation": attention} if attention else {}

@@ -63,12 +63,10 @@ from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, TuningConfig
 from tuneforge.train.distributed import (
     World,
     device_for,
-    empty_model,
     full_state_dict,
     processes_from_env,
     shard,
     share_out,
-    total_task_counts,
     world_from_env,
 )
 from tuneforge.train.fastpath import (
@@ -82,11 +80,13 @@ from tuneforge.train.fastpath import (
     plan_micro_batches,
     row_tokens_for,
     step_task_scale,
+    task_counts,
 )
 from tuneforge.train.loading import (
     ModelSource,
     attention_implementation,
     chat_encoder,
+    empty_model,
     limits_for,
     load_model,
     load_tokenizer,
@@ -394,14 +394,14 @@ def run_sft(
     rows = row_tokens_for(getattr(model.config, "_attn_implementation", None), longest)
     pin = device.type == "cuda"
 
-    def fast_step_batches(step: int):
-        packed = [pack(group, pad_id, rows, pin=pin) for group in plan_micro_batches(_step_examples(step), budget)]
-        return share_out(packed, world, pad_id), total_task_counts(packed), sum(p.num_tokens for p in packed)
-
-    def _step_examples(step: int):
+    def step_examples(step: int):
         epoch, index = divmod(step, steps_per_epoch)
         order = _epoch_order(n, config.seed, epoch)
         return [train.examples[i] for i in order[index * batch_size : (index + 1) * batch_size]]
+
+    def fast_step_batches(step: int):
+        packed = [pack(group, pad_id, rows, pin=pin) for group in plan_micro_batches(step_examples(step), budget)]
+        return share_out(packed, world, pad_id), task_counts(packed), sum(p.num_tokens for p in packed)
 
     val_batches = []
     if val is not None and loss_module is not None:
@@ -430,7 +430,7 @@ def run_sft(
                 sync = loss_module.set_requires_gradient_sync if world.sharded else None
                 totals = fast_train_step(loss_module, [mb.to(device) for mb in mine], scale, sync)
             else:
-                picked = _step_examples(state.step)
+                picked = step_examples(state.step)
                 micro_batches = [collate(picked[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
                                  for i in range(0, len(picked), micro)]
                 metrics = train_step(model, micro_batches, device, task_weights)
