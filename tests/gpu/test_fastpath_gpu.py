@@ -10,9 +10,25 @@ in different orders and lay the tokens out differently (padded rows vs packed), 
 import importlib.util
 import json
 import random
+import warnings
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+from tuneforge.data import ChatEncoder, Report, collate, parse_lines
+from tuneforge.demo import make_task, write_jsonl
+from tuneforge.train import TuningConfig, run_sft
+from tuneforge.train.fastpath import (
+    CausalLMLoss,
+    fast_train_step,
+    pack,
+    plan_micro_batches,
+    row_tokens_for,
+    step_task_scale,
+)
+from tuneforge.train.metrics import read_metrics, train_metrics
+from tuneforge.train.recipes.sft import train_step
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -20,8 +36,6 @@ ATTENTION = ["sdpa", "flex_attention"] + (["flash_attention_2"] if importlib.uti
 
 
 def _examples(tokenizer, n=24, seed=0):
-    from tuneforge.data import ChatEncoder, Report, parse_lines
-
     rng = random.Random(seed)
     lines = []
     for i in range(n):
@@ -34,8 +48,6 @@ def _examples(tokenizer, n=24, seed=0):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
     tok = AutoTokenizer.from_pretrained(str(tiny_dir("tiny-llama")))
     config = LlamaConfig(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
                          num_key_value_heads=4, vocab_size=32000, tie_word_embeddings=True, rope_theta=500000.0)
@@ -49,20 +61,6 @@ def model_dir(tmp_path_factory, tiny_dir):
 
 @pytest.mark.parametrize("attention", ATTENTION)
 def test_fast_step_matches_the_reference_in_bf16(model_dir, attention):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tuneforge.data import collate
-    from tuneforge.train.fastpath import (
-        CausalLMLoss,
-        fast_train_step,
-        pack,
-        plan_micro_batches,
-        row_tokens_for,
-        step_task_scale,
-    )
-    from tuneforge.train.metrics import train_metrics
-    from tuneforge.train.recipes.sft import train_step
-
     device = torch.device("cuda")
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     examples = _examples(tok)
@@ -89,10 +87,6 @@ def test_fast_step_matches_the_reference_in_bf16(model_dir, attention):
 
 
 def test_a_run_on_the_gpu_uses_the_fast_path_and_learns(tmp_path, model_dir):
-    from tuneforge.demo import make_task, write_jsonl
-    from tuneforge.train import TuningConfig, run_sft
-    from tuneforge.train.metrics import read_metrics
-
     task = make_task(n_train=64, n_validation=8, n_held_out=2, seed=0)
     train = write_jsonl(tmp_path / "train.jsonl", task.train)
     config = TuningConfig(base_model="meta/llama3-2@llama-3.2-1b-instruct", custom_base_model=str(model_dir),
@@ -108,19 +102,6 @@ def test_a_run_on_the_gpu_uses_the_fast_path_and_learns(tmp_path, model_dir):
 def test_the_fast_step_itself_never_waits_for_the_device(model_dir, attention):
     """CUDA's sync debug mode flags every host-device synchronisation; none may come from tuneforge's step code
     (packing, the loss, accumulation). The model's own mask building may sync; those are counted and printed."""
-    import warnings
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tuneforge.train.fastpath import (
-        CausalLMLoss,
-        fast_train_step,
-        pack,
-        plan_micro_batches,
-        row_tokens_for,
-        step_task_scale,
-    )
-
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     examples = _examples(tok)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16,
