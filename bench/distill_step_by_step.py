@@ -84,8 +84,8 @@ class ExactTeacher:
 
 
 def exact_match(final_dir: Path, test: list[dict]) -> float:
-    from tuneforge.serve.apis import generate_offline
-    from tuneforge.serve.sampling import SamplingParams
+    from tuneforge.infer.offline import generate_offline
+    from tuneforge.infer.sampling import SamplingParams
     from tuneforge.train.config import PREDICT_PREFIX
     from tuneforge.train.recipes.distill import answer_matches
 

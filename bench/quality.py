@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from tuneforge.demo import held_out_quality
+from tuneforge.train.demo_task import held_out_quality
 
 
 def main() -> None:

@@ -76,8 +76,8 @@ def sequential(folder: Path, prompts: list[list[int]], max_tokens: int, device: 
 
 
 def engine_run(dep, prompts: list[list[int]], max_tokens: int, concurrency: int):
-    from tuneforge.serve.engine import GenRequest
-    from tuneforge.serve.sampling import SamplingParams
+    from tuneforge.infer.engine import GenRequest
+    from tuneforge.infer.sampling import SamplingParams
 
     answers: list = [None] * len(prompts)
     latencies: list = [None] * len(prompts)
@@ -122,7 +122,7 @@ def main() -> None:
     args = p.parse_args()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    from tuneforge.serve.engine import Engine
+    from tuneforge.infer.engine import Engine
 
     folder = build_model(args.shape, Path(tempfile.mkdtemp()))
     engine = Engine(device=args.device, max_batch=64)

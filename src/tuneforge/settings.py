@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the job store (sqlite:///… or postgresql://…). Default: SQLite under <home>.",
     )
+    project: str = Field(default="tuneforge", description="Default project of the CLI's remote commands and the demo "
+                         "(a client names its project in every request; the SDK's vertexai.init(project=…)).")
+    location: str = Field(default="us-central1", description="Default region of the CLI's remote commands.")
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8080, description="Port the API listens on.")
     api_keys: str = Field(

@@ -24,36 +24,11 @@ import urllib.request
 import urllib.response
 from email.message import Message
 
-import yaml
+from tuneforge.control.pipeline_templates import TEMPLATES, stand_in_template, template_yaml
 
-from tuneforge.jobs.pipelines import PARAMETERS, TEMPLATES
+__all__ = ["TemplateHandler", "install", "stand_in_template", "template_yaml"]
 
 KFP_URL = re.compile(r"^https://[a-z0-9-]+-kfp\.pkg\.dev/")
-_TYPES = {"int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
-
-
-def stand_in_template(uri: str) -> dict | None:
-    """The stand-in pipeline spec for a supported template URI (None for others)."""
-    template = TEMPLATES.get(uri.split("?", 1)[0].rstrip("/"))
-    if template is None:
-        return None
-    parameters = {name: {"parameterType": _TYPES.get(kind, "STRING"), "isOptional": True}
-                  for name, kind in sorted(PARAMETERS[template].items())}
-    return {
-        "pipelineInfo": {"name": template, "description": f"tuneforge stand-in for {uri}"},
-        "schemaVersion": "2.1.0",
-        "sdkVersion": "tuneforge",
-        "root": {"inputDefinitions": {"parameters": parameters}, "dag": {"tasks": {}}},
-        "components": {},
-        "deploymentSpec": {"executors": {}},
-    }
-
-
-def template_yaml(uri: str) -> str | None:
-    spec = stand_in_template(uri)
-    return None if spec is None else yaml.safe_dump(spec, sort_keys=False)
-
-
 class TemplateHandler(urllib.request.BaseHandler):
     """Answers ``https://*-kfp.pkg.dev/...`` template downloads locally; other URLs go on as usual."""
 

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
 from tuneforge.data import ChatEncoder, Report, collate, parse_lines
-from tuneforge.demo import make_task, write_jsonl
+from tuneforge.train.demo_task import make_task, write_jsonl
 from tuneforge.train import TuningConfig, run_sft
 from tuneforge.train.fastpath import (
     CausalLMLoss,

@@ -159,7 +159,7 @@ def shared_server(tmp_path_factory):
 
 
 def write_dataset(path: Path, n: int = 24, fmt: str = "generate_content", seed: int = 0) -> Path:
-    from tuneforge.demo import make_task, write_jsonl
+    from tuneforge.train.demo_task import make_task, write_jsonl
 
     task = make_task(n_train=n, n_validation=1, n_held_out=1, seed=seed)
     return write_jsonl(path, task.train, fmt=fmt)

@@ -58,10 +58,10 @@ def test_two_workers_never_claim_the_same_job(every_database_url, tmp_path):
     database_url = every_database_url
     from sqlalchemy import select
 
-    from tuneforge.jobs import states
-    from tuneforge.jobs.db import Store
-    from tuneforge.jobs.tables import TuningJobRow, utcnow
-    from tuneforge.jobs.worker import Worker
+    from tuneforge.control import states
+    from tuneforge.control.db import Store
+    from tuneforge.control.tables import TuningJobRow, utcnow
+    from tuneforge.worker.worker import Worker
     from tuneforge.settings import Settings
 
     settings = Settings(home=tmp_path, max_running_jobs_per_project=1000)

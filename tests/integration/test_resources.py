@@ -117,14 +117,14 @@ def test_server_upgrades_an_older_database(tmp_path):
     from alembic.config import Config
     from sqlalchemy import inspect
 
-    from tuneforge.jobs.db import Store, make_engine, upgrade
+    from tuneforge.control.db import Store, make_engine, upgrade
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = make_engine(url)
     cfg = Config()
     from pathlib import Path
 
-    import tuneforge.jobs.db as db
+    import tuneforge.control.db as db
 
     cfg.set_main_option("script_location", str(Path(db.__file__).with_name("migrations")))
     with engine.begin() as conn:

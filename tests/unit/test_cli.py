@@ -14,9 +14,9 @@ runner = CliRunner()
 
 
 def invoke(*args):
-    from tuneforge import cli
+    from tuneforge.cli import common
 
-    cli.console.width = cli.err.width = 200  # no wrapping, whatever terminal (or pytest worker) runs the tests
+    common.console.width = common.err.width = 200  # no wrapping, whatever terminal (or pytest worker) runs the tests
     return runner.invoke(app, list(args), env={"COLUMNS": "200"})
 
 
@@ -77,7 +77,7 @@ def test_unknown_model_and_missing_file_are_clear_errors(tmp_path, examples):
 
 
 def test_tune_command_end_to_end(tmp_path, settings):
-    from tuneforge.demo import make_task, write_jsonl
+    from tuneforge.train.demo_task import make_task, write_jsonl
 
     task = make_task(n_train=16, n_validation=8, n_held_out=1)
     train = write_jsonl(settings.resolved_bucket_root / "b" / "train.jsonl", task.train, fmt="prompt_completion")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tuneforge.demo import make_task, write_jsonl
+from tuneforge.train.demo_task import make_task, write_jsonl
 from tuneforge.train.metrics import read_metrics
 
 BIN = Path(sys.executable).parent

@@ -213,7 +213,7 @@ def test_prefetcher_builds_ahead_in_order_and_raises_at_the_failing_step():
 @pytest.mark.slow
 def test_compiled_layers_and_activation_checkpointing_train_the_same(tmp_path, settings):
     """`compile` and `activation_checkpointing` change how the step runs, not what it computes (4 FULL steps)."""
-    from tuneforge.demo import make_task, write_jsonl
+    from tuneforge.train.demo_task import make_task, write_jsonl
     from tuneforge.train import TuningConfig, run_sft
     from tuneforge.train.metrics import read_metrics
 

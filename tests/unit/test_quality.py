@@ -5,7 +5,7 @@ Figures are recorded in docs/quality.md.
 
 import pytest
 
-from tuneforge.demo import held_out_quality
+from tuneforge.train.demo_task import held_out_quality
 
 LORA_FIGURE = 0.75  # docs/quality.md: 0.77 measured; a little slack for thread-count float differences
 

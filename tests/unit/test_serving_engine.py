@@ -12,8 +12,8 @@ from fixed_format import chaotic_copy, random_adapter
 
 from tuneforge.catalog.weights import materialize
 from tuneforge.errors import InvalidArgument, ResourceExhausted
-from tuneforge.serve.engine import Engine, GenRequest
-from tuneforge.serve.sampling import SamplingParams, build_params
+from tuneforge.infer.engine import Engine, GenRequest
+from tuneforge.infer.sampling import SamplingParams, build_params
 from tuneforge.settings import get_settings
 
 

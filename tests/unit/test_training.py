@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tuneforge.catalog import TuningMode
-from tuneforge.demo import make_task, write_jsonl
+from tuneforge.train.demo_task import make_task, write_jsonl
 from tuneforge.errors import DatasetInvalid, InvalidArgument
 from tuneforge.train import Callbacks, TuningConfig, run_sft
 from tuneforge.train.artifacts import verify_manifest

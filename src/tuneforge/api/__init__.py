@@ -1,4 +1,5 @@
-"""The REST API (Vertex AI wire): app factory, routers per resource, errors mapped in one place."""
+"""The REST API (Vertex AI wire): app factory, routers per resource, errors mapped in one place. May import
+control, worker (the in-process worker), serve and everything below; never cli."""
 
 from tuneforge.api.app import create_app
 

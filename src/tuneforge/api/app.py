@@ -16,24 +16,24 @@ from tuneforge.api.routers import (
     sdk_support,
     tuning_jobs,
 )
-from tuneforge.jobs.db import Store
-from tuneforge.jobs.pipelines import PipelineJobService
-from tuneforge.jobs.service import TuningJobService
-from tuneforge.serve.endpoints import EndpointService
-from tuneforge.serve.engine import Engine
+from tuneforge.control.db import Store
+from tuneforge.control.models import ModelService
+from tuneforge.control.pipeline_jobs import PipelineJobService
+from tuneforge.control.tuning_jobs import TuningJobService
+from tuneforge.control.endpoints import EndpointService
+from tuneforge.infer.engine import Engine
 from tuneforge.settings import Settings
+from tuneforge.worker.worker import Worker
 
 
-def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
-    store = Store(settings.resolved_database_url)  # upgrades an empty or older database
+def create_app(settings: Settings, *, with_worker: bool = True, store: Store | None = None) -> FastAPI:
+    store = store or Store(settings.resolved_database_url)  # upgrades an empty or older database
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         stop = threading.Event()
         thread = None
         if with_worker and settings.workers > 0:
-            from tuneforge.jobs.worker import Worker
-
             worker = Worker(store, settings, slots=settings.workers)
             thread = threading.Thread(target=worker.run, args=(stop,), name="tuneforge-worker", daemon=True)
             thread.start()
@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, with_worker: bool = True) -> FastAPI:
     app.state.api_keys = parse_api_keys(settings.api_keys)
     app.state.tuning_jobs = TuningJobService(store, settings)
     app.state.pipeline_jobs = PipelineJobService(store, settings)
+    app.state.models = ModelService(store)
     app.state.engine = Engine(device=settings.serve_device, max_batch=settings.serve_max_batch_size,
                               batch_wait_ms=settings.serve_batch_wait_ms,
                               memory_limit_bytes=settings.serve_memory_limit_bytes,

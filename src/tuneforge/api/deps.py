@@ -7,15 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from tuneforge.errors import InvalidArgument, TuneforgeError
-
-
-class Unauthenticated(TuneforgeError):
-    code = "UNAUTHENTICATED"
-
-
-class PermissionDenied(TuneforgeError):
-    code = "PERMISSION_DENIED"
+from tuneforge.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 
 def parse_api_keys(spec: str) -> dict[str, set[str] | None]:

@@ -1,4 +1,6 @@
-"""The model catalog: model ids -> family, tuning modes, sequence limits, defaults and weights."""
+"""The model catalog: model ids -> family, tuning modes, sequence limits, defaults and weights; tiny stand-ins; the
+model-folder contract (final path, config and manifest names, adapter detection). Imports only the base (wire,
+settings, errors, storage)."""
 
 from tuneforge.catalog.catalog import (
     Catalog,

@@ -1,4 +1,5 @@
-"""Datasets: parse every documented format into one conversation type, validate, tokenise, pack, describe."""
+"""Datasets: parse every documented format into one conversation type, validate, tokenise, pack, describe.
+Imports only the base (wire, settings, errors, storage)."""
 
 from tuneforge.data.conversation import Conversation, ImagePart, Message, TextPart
 from tuneforge.data.formats import parse_lines

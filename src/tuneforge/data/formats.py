@@ -24,6 +24,7 @@ from typing import Any
 
 from tuneforge.data.conversation import Conversation, ImagePart, Message, Part, TextPart
 from tuneforge.data.report import Report
+from tuneforge.errors import InvalidArgument
 
 FORMAT_NAMES = {
     "prompt_completion": "prompt/completion",
@@ -505,8 +506,6 @@ def parse_request(obj: dict, fmt: str, text_only_model: str | None = None) -> Co
 
     Lenient where the documents are (SPEC §8 S3): ``parts`` may be one object instead of a list, roles in any case.
     """
-    from tuneforge.errors import InvalidArgument
-
     if fmt == "generate_content":
         obj = dict(obj)
         contents = obj.get("contents")

@@ -15,15 +15,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tuneforge.data import formats
-from tuneforge.data.conversation import (
-    Conversation,
-    Message,
-    TextPart,
-    apply_prompt_rules,
-)
-from tuneforge.errors import FailedPrecondition, InvalidArgument
-from tuneforge.serve.engine import Deployment, GenRequest
-from tuneforge.serve.sampling import SamplingParams, build_params
+from tuneforge.data.conversation import Conversation
+from tuneforge.errors import InvalidArgument
+from tuneforge.infer.engine import Deployment, GenRequest
+from tuneforge.infer.prompts import check_length, conversation_ids, prompt_ids
+from tuneforge.infer.sampling import SamplingParams, build_params
 
 SAFETY = {"blocked": False, "categories": [], "scores": []}
 FINISH_GEMINI = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER", "error": "OTHER"}
@@ -34,48 +30,6 @@ class Prompt:
     ids: list[int]
     params: SamplingParams
     text: str = ""  # what the user sent, for predict's "Prompt:/Output:" framing
-
-
-def conversation_ids(dep: Deployment, conversation: Conversation) -> list[int]:
-    if not dep.chat_template:
-        raise FailedPrecondition("the deployed model has no chat template, so it cannot take a conversation; use "
-                                 "predict with a raw prompt, or deploy a model tuned by tuneforge (its template is saved)")
-    conversation = apply_prompt_rules(conversation, dep.prompt_rules)
-    text = dep.tokenizer.apply_chat_template(conversation.template_messages(), chat_template=dep.chat_template,
-                                             tokenize=False, add_generation_prompt=True)
-    return dep.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def prompt_ids(dep: Deployment, text: str) -> list[int]:
-    """A bare prompt: one user turn through the chat template (as prompt/completion data is trained), or the raw
-    text for a model without one."""
-    if dep.chat_template:
-        return conversation_ids(dep, Conversation([Message("user", (TextPart(text),))]))
-    return dep.tokenizer(text)["input_ids"]
-
-
-def generate_offline(folder, base_dir, texts: list[str], params: SamplingParams, *, device: str = "auto",
-                     should_stop=None, keep_last_tokens: bool = False, max_batch: int = 16) -> list[str]:
-    """Batch generation outside the server (pipeline tasks, the CLI, benchmarks): load the model on its own engine,
-    send each text as one user turn (as ``predict`` does), generate, unload. ``keep_last_tokens``: cut prompts from
-    the left to leave room for the answer, instead of letting an over-long prompt fail."""
-    from tuneforge.serve.engine import Engine
-
-    engine = Engine(device=device, max_batch=max_batch)
-    try:
-        dep = engine.deploy("offline", folder, base_dir)
-        prompts = [prompt_ids(dep, text) for text in texts]
-        if keep_last_tokens:
-            prompts = [ids[-(dep.context_len - params.max_tokens):] for ids in prompts]
-        return dep.generate(prompts, params, should_stop)
-    finally:
-        engine.close()
-
-
-def check_length(dep: Deployment, ids: list[int], where: str) -> None:
-    if len(ids) >= dep.context_len:
-        raise InvalidArgument(f"{where} is {len(ids)} tokens, but the model's context is {dep.context_len} tokens "
-                              "(prompt plus answer); shorten it")
 
 
 # -- running -----------------------------------------------------------------------------------------------------

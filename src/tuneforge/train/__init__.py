@@ -1,6 +1,24 @@
-"""The training engine: one recipe per file under recipes/, helpers beside them."""
+"""The training engine: one recipe per file under recipes/, helpers beside them (fast path, distributed,
+checkpoints, metrics). May import infer, data, catalog and the base; never serve, control or above.
+
+``TuningConfig`` is importable without torch; the recipe names load torch on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.train.config import TuningConfig
-from tuneforge.train.recipes.sft import Callbacks, RunResult, run_sft
+
+if TYPE_CHECKING:
+    from tuneforge.train.recipes.sft import Callbacks, RunResult, run_sft
 
 __all__ = ["Callbacks", "RunResult", "TuningConfig", "run_sft"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Callbacks", "RunResult", "run_sft"):
+        from tuneforge.train.recipes import sft  # lazy: torch loads only when a run is asked for
+
+        return getattr(sft, name)
+    raise AttributeError(f"module 'tuneforge.train' has no attribute {name!r}")

@@ -8,8 +8,10 @@ import os
 import shutil
 from pathlib import Path
 
-MANIFEST = "tuneforge_manifest.json"
-CONFIG = "tuneforge_config.json"
+from tuneforge.catalog.model_folder import CONFIG, MANIFEST, final_dir
+
+__all__ = ["CONFIG", "MANIFEST", "RunLayout", "replace_dir", "sha256", "verify_manifest", "write_json",
+           "write_manifest"]
 
 
 class RunLayout:
@@ -20,7 +22,7 @@ class RunLayout:
 
     @property
     def final(self) -> Path:  # what Vertex documents: <output_uri>/postprocess/node-0/checkpoints/final
-        return self.root / "postprocess" / "node-0" / "checkpoints" / "final"
+        return final_dir(self.root)
 
     @property
     def checkpoints(self) -> Path:
@@ -59,7 +61,7 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(folder: Path, **fields) -> dict:
-    """Hash every file under ``folder`` into ``tuneforge_manifest.json`` (written last: its presence = complete)."""
+    """Hash every file under ``folder`` into the manifest (written last: its presence = complete)."""
     folder = Path(folder)
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):

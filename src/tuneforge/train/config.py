@@ -28,7 +28,8 @@ class TuningConfig(BaseModel):
     tuning_mode: TuningMode = Field(default=TuningMode.PEFT_ADAPTER, description="PEFT_ADAPTER (LoRA) or FULL.")
     train_dataset: str = Field(description="Training JSONL (local path or gs:// URI).")
     validation_dataset: str | None = Field(default=None, description="Validation JSONL, evaluated every eval_steps.")
-    output_uri: str = Field(description="Where artifacts go; the model lands in <output_uri>/postprocess/node-0/checkpoints/final.")
+    output_uri: str = Field(description="Output folder or gs:// URI; the final model goes to "
+                            "postprocess/node-0/checkpoints/final inside it.")
 
     epochs: float | None = Field(default=None, gt=0, description="Passes over the training set (catalog default).")
     max_steps: int | None = Field(default=None, gt=0, description="Train this many optimizer steps instead of epochs (pipelines' train_steps).")
@@ -36,14 +37,14 @@ class TuningConfig(BaseModel):
     learning_rate_multiplier: float | None = Field(default=None, gt=0, description="Multiplies the catalog's recommended rate.")
     adapter_size: int | None = Field(default=None, description="LoRA rank: 1, 2, 4, 8, 16 or 32.")
     lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha (default 2 x rank).")
-    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the LoRA layers' input.")
     batch_size: int | None = Field(default=None, gt=0, description="Examples per optimizer step.")
     micro_batch_size: int | None = Field(default=None, gt=0, description="Examples per forward pass; gradients accumulate over batch_size / micro_batch_size passes (default: the whole batch at once).")
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Fraction of steps of linear warm-up.")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Decay after warm-up.")
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="Final learning rate as a fraction of the peak.")
-    weight_decay: float = Field(default=0.0, ge=0)
-    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="Clip the gradient's norm to this.")
 
     eval_steps: int | None = Field(default=None, gt=0, description="Evaluate the validation set every N steps (default: about 10 times per run, and at the end).")
     save_steps: int | None = Field(default=None, gt=0, description="Save a resumable checkpoint every N steps (always at the end of each epoch).")
@@ -60,7 +61,7 @@ class TuningConfig(BaseModel):
         default=None, description="Vertex TensorBoard resource (bare id or projects/…/tensorboards/ID): events also go "
         "to <home>/tensorboards/<ID>/<run>, besides the run's own tensorboard/ folder."
     )
-    dataset_format: str | None = Field(
+    dataset_format: Literal["prompt_completion", "chat", "generate_content", "text_pair", "codechat"] | None = Field(
         default=None, description="Read every line as this format (pipelines: text_pair for input_text/output_text, "
         "codechat for author/content messages); default: detected per file."
     )
@@ -93,9 +94,11 @@ class TuningConfig(BaseModel):
         default="none", description="liger: Liger's Triton RMSNorm, RoPE and SwiGLU (CUDA, `pip install liger-kernel`)."
     )
     compile: bool = Field(default=False, description="torch.compile each decoder layer (regional compilation).")
-    seed: int = 42
+    seed: int = Field(default=42, description="Seed of the weights' init (LoRA), the data order and sampling.")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Weights' dtype (auto: bfloat16 on CUDA devices that have it, else float32)."
+    )
     dev: bool | None = Field(default=None, description="Dev mode: run models without weights on their tiny stand-in.")
 
     @field_validator("tuning_mode", mode="before")
@@ -110,7 +113,7 @@ class TuningConfig(BaseModel):
             raise ValueError(f"adapter_size must be one of {', '.join(map(str, ADAPTER_SIZES))} (got {value})")
         return value
 
-    @field_validator("dataset_format")
+    @field_validator("dataset_format", mode="before")
     @classmethod
     def _format(cls, value):
         if value is not None and value not in DATASET_FORMATS:
@@ -134,3 +137,33 @@ class TuningConfig(BaseModel):
         if self.adapter_size is not None and self.tuning_mode == TuningMode.FULL:
             raise ValueError("adapter_size applies to PEFT_ADAPTER tuning only; remove it or use tuning_mode PEFT_ADAPTER")
         return self
+
+
+class ResolvedRun(BaseModel):
+    """The run as it will happen: catalog defaults x the caller's values, resolved once by the recipe. Saved as
+    ``resolved`` in the model's tuneforge_config.json, compared on resume, and handed to the worker and pipelines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tuning_mode: str
+    max_seq_len: int
+    epochs: float
+    epochs_effective: float
+    total_steps: int
+    steps_per_epoch: int
+    batch_size: int
+    micro_batch_size: int
+    gradient_accumulation: int
+    learning_rate: float
+    warmup_steps: int
+    lr_scheduler: str
+    adapter_size: int | None
+    lora_alpha: float | None
+    eval_steps: int | None
+    save_steps: int
+    packing: bool
+    processes: int
+    device: str
+    dtype: str
+    train_examples: int
+    validation_examples: int

@@ -18,8 +18,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import torch.distributed as dist
+
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
+from tuneforge.train.recipes.sft import run_sft
 
 _RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -33,10 +36,6 @@ def _free_port() -> int:
 def run_sft_processes(config: TuningConfig, processes: int, *, settings: Settings, callbacks=None,
                       should_stop: Callable[[], bool] | None = None):
     """``run_sft`` over ``processes`` ranks on this machine (FULL tuning sharded with FSDP2)."""
-    import torch.distributed as dist
-
-    from tuneforge.train.recipes.sft import run_sft
-
     base = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(processes)}
     with tempfile.TemporaryDirectory(prefix="tuneforge-ranks-") as tmp:
         spec = Path(tmp) / "run.json"
@@ -79,10 +78,6 @@ def run_sft_processes(config: TuningConfig, processes: int, *, settings: Setting
 
 def _rank_main(spec_path: str) -> None:
     """A child rank: the same run, no callbacks (rank 0 reports)."""
-    import torch.distributed as dist
-
-    from tuneforge.train.recipes.sft import run_sft
-
     spec = json.loads(Path(spec_path).read_text())
     try:
         run_sft(TuningConfig(**spec["config"]), settings=Settings(**spec["settings"]))

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from tuneforge.catalog.catalog import Catalog, ModelEntry, ResolvedModel, TuningMode
+from tuneforge.catalog.model_folder import TOKENIZER_FILES, adapter_base, has_tokenizer, is_adapter
 from tuneforge.catalog.weights import check_architecture, materialize
 from tuneforge.data import ChatEncoder, Limits
 from tuneforge.errors import InvalidArgument, WeightsNotConfigured
 from tuneforge.settings import Settings
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 
 
 @dataclass
@@ -38,10 +37,6 @@ class ModelSource:
         }
 
 
-def has_tokenizer(folder: Path) -> bool:
-    return any((folder / f).exists() for f in TOKENIZER_FILES)
-
-
 def resolve_source(
     catalog: Catalog, base_model: str, custom_base_model: str | None, *, dev: bool | None, settings: Settings
 ) -> ModelSource:
@@ -52,7 +47,7 @@ def resolve_source(
         return ModelSource(resolved, base_dir, tokenizer_dir=base_dir)
 
     custom = materialize(custom_base_model, settings)
-    if (custom / "adapter_config.json").exists():
+    if is_adapter(custom):
         # An earlier PEFT run: its adapter sits on the base model the manifest (or base_model) names.
         resolved = catalog.resolve(base_model, dev=dev, settings=settings)
         base_dir = _adapter_base(custom, resolved, settings)
@@ -78,22 +73,6 @@ def resolve_source(
     return ModelSource(resolved, custom, tokenizer_dir=tok)
 
 
-def adapter_base(adapter_dir: Path, settings: Settings) -> Path | None:
-    """The base model folder an adapter was trained on: its manifest's weights, else peft's recorded path."""
-    manifest = adapter_dir / "tuneforge_manifest.json"
-    if manifest.exists():
-        base = json.loads(manifest.read_text()).get("base_model", {})
-        if base.get("base_dir") and (Path(base["base_dir"]) / "config.json").exists():
-            return Path(base["base_dir"])  # the exact folder it was trained on (a custom base, for one)
-        if base.get("weights"):
-            return materialize(base["weights"], settings)
-    config = adapter_dir / "adapter_config.json"
-    recorded = json.loads(config.read_text()).get("base_model_name_or_path") if config.exists() else None
-    if recorded and Path(recorded).is_dir():
-        return Path(recorded)
-    return None
-
-
 def _adapter_base(adapter_dir: Path, resolved: ResolvedModel, settings: Settings) -> Path:
     return adapter_base(adapter_dir, settings) or materialize(resolved.weights, settings)
 
@@ -113,23 +92,6 @@ def limits_for(entry: ModelEntry, requested_id: str, mode: TuningMode, strict: b
 def chat_encoder(source: ModelSource, tokenizer=None) -> ChatEncoder:
     """The encoder training and serving share: the model's chat template, the family's end-of-turn token."""
     return ChatEncoder(tokenizer or load_tokenizer(source), end_of_turn=source.resolved.family.end_of_turn)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument(f"device {name!r} requested but no CUDA device is available; use device=cpu or auto")
-    return device
-
-
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, name)
 
 
 def load_tokenizer(source: ModelSource):

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tuneforge.api.deps import authorize, json_body, split_verb
 from tuneforge.errors import InvalidArgument
-from tuneforge.jobs import operations
-from tuneforge.jobs.paging import page_json
+from tuneforge.control import operations
+from tuneforge.control.paging import page_json
 from tuneforge.serve import apis
 
 router = APIRouter()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from tuneforge.api.deps import authorize, json_body, split_verb
-from tuneforge.jobs.paging import page_json
-from tuneforge.jobs.pipelines import pipeline_job_json
+from tuneforge.control.paging import page_json
+from tuneforge.control.pipeline_jobs import pipeline_job_json
 
 router = APIRouter()
 BASE = "/{version}/projects/{project}/locations/{location}/pipelineJobs"

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from tuneforge.api.errors import status_body
 from tuneforge.catalog import load_catalog
 from tuneforge.errors import NotFound
-from tuneforge.vertex_offline import template_yaml
+from tuneforge.control.pipeline_templates import template_yaml
 
 router = APIRouter()
 _SCHEMA = "gs://google-cloud-aiplatform/schema/predict/instance/{}_1.0.0.yaml"

@@ -25,13 +25,19 @@ from pathlib import Path
 from typing import Protocol
 
 from tuneforge import storage
+from tuneforge.catalog import load_catalog
+from tuneforge.catalog.weights import materialize
 from tuneforge.data.formats import json_objects, text_pair_fields
 from tuneforge.data.report import Report
 from tuneforge.data.validate import read_lines
 from tuneforge.errors import DatasetInvalid, FailedPrecondition
+from tuneforge.infer.offline import generate_offline
+from tuneforge.infer.sampling import SamplingParams
 from tuneforge.settings import Settings, get_settings
 from tuneforge.train.artifacts import write_json
 from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, TuningConfig
+from tuneforge.train.loading import load_tokenizer, resolve_source
+from tuneforge.train.recipes.sft import run_sft
 
 INPUT_TOKEN_LIMIT = 7168
 OUTPUT_TOKEN_LIMIT = 1024
@@ -123,9 +129,6 @@ class ModelTeacher:
         self.max_tokens, self.device = max_tokens, device
 
     def explain(self, examples, fewshot=FEWSHOT, should_stop=None):
-        from tuneforge.serve.apis import generate_offline
-        from tuneforge.serve.sampling import SamplingParams
-
         texts = generate_offline(self.folder, self.base_dir, [cot_prompt(e, fewshot) for e in examples],
                                  SamplingParams(max_tokens=self.max_tokens, temperature=0.0), device=self.device,
                                  should_stop=should_stop, keep_last_tokens=True)
@@ -161,9 +164,6 @@ def teacher_from_reference(reference: str, settings: Settings, resolve_resource:
                            *, api_key: str | None = None) -> Teacher:
     """A teacher from an OpenAI-compatible URL, a model folder (local or gs://), a catalog id, or (with
     ``resolve_resource``, which returns the weights' (folder, base)) a registered model or endpoint name."""
-    from tuneforge.catalog import load_catalog
-    from tuneforge.catalog.weights import materialize
-
     if reference.startswith(("http://", "https://")):
         return HttpTeacher(reference, api_key=api_key)
     if reference.startswith("projects/"):
@@ -267,9 +267,6 @@ def student_files(out_dir: Path) -> tuple[Path, Path | None]:
 
 
 def student_tokenizer(config: TuningConfig, settings: Settings):
-    from tuneforge.catalog import load_catalog
-    from tuneforge.train.loading import load_tokenizer, resolve_source
-
     dev = settings.dev if config.dev is None else config.dev
     source = resolve_source(load_catalog(settings), config.base_model, config.custom_base_model, dev=dev, settings=settings)
     return load_tokenizer(source)
@@ -331,8 +328,6 @@ def run_distill(config: TuningConfig, teacher: Teacher, *, settings: Settings | 
                 rationale_weight: float = DEFAULT_RATIONALE_WEIGHT, callbacks=None,
                 should_stop: Callable[[], bool] | None = None):
     """Steps 1-5: returns (StudentData, the student's RunResult)."""
-    from tuneforge.train.recipes.sft import run_sft
-
     prepared = prepare_student_data(config, teacher, settings=settings, fewshot=fewshot,
                                     rationale_weight=rationale_weight, should_stop=should_stop)
     result = run_sft(prepared.config, settings=settings, callbacks=callbacks, should_stop=should_stop)

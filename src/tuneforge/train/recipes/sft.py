@@ -5,6 +5,7 @@ Method, top to bottom:
 2. Read, validate and tokenise the datasets with the model's chat template. Any error stops the run here, before
    weights are loaded, with every problem listed.
 3. Resolve hyperparameters (catalog defaults x the caller's values) and write the resolved config and data stats.
+   An output that already holds this run's final model is reused as it is.
 4. Load the model; wrap it in LoRA for PEFT_ADAPTER. Resume from the last checkpoint in the output folder if any.
 5. Train: AdamW, linear warm-up then decay, gradient accumulation normalised per target token across micro-batches,
    short examples packed into shared rows. Evaluate every ``eval_steps``; keep the best checkpoint; stop early
@@ -31,22 +32,17 @@ import tuneforge
 from tuneforge import storage
 from tuneforge.catalog import TuningMode, load_catalog
 from tuneforge.catalog.catalog import Catalog
-from tuneforge.data import (
-    IGNORE_INDEX,
-    Batch,
-    ChatEncoder,
-    Limits,
-    Report,
-    collate,
-    prepare_dataset,
-)
+from tuneforge.catalog.model_folder import read_record
+from tuneforge.data import IGNORE_INDEX, Batch, ChatEncoder, collate
 from tuneforge.data.stats import supervised_tuning_data_stats
-from tuneforge.errors import DatasetInvalid, InvalidArgument
+from tuneforge.devices import pick_device, pick_dtype
+from tuneforge.errors import InvalidArgument
 from tuneforge.settings import Settings, get_settings
 from tuneforge.train.artifacts import (
     CONFIG,
     RunLayout,
     replace_dir,
+    verify_manifest,
     write_json,
     write_manifest,
 )
@@ -59,7 +55,7 @@ from tuneforge.train.checkpoint import (
     save_checkpoint,
     save_trainable,
 )
-from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, TuningConfig
+from tuneforge.train.config import EXPLAIN_PREFIX, PREDICT_PREFIX, ResolvedRun, TuningConfig
 from tuneforge.train.distributed import (
     World,
     device_for,
@@ -85,24 +81,19 @@ from tuneforge.train.fastpath import (
 from tuneforge.train.loading import (
     ModelSource,
     attention_implementation,
-    chat_encoder,
     empty_model,
-    limits_for,
     load_model,
-    load_tokenizer,
-    pick_device,
-    pick_dtype,
-    resolve_source,
 )
 from tuneforge.train.lora import apply_lora, load_adapter
-from tuneforge.train.metrics import MetricsWriter, eval_metrics, train_metrics
+from tuneforge.train.metrics import MetricsWriter, eval_metrics, read_metrics, train_metrics
+from tuneforge.train.preflight import Preflight, check_datasets
 from tuneforge.train.schedule import lr_factor
 
 
 class Callbacks:
     """Hooks for progress display and the service; all optional."""
 
-    def on_start(self, total_steps: int, start_step: int, info: dict) -> None: ...
+    def on_start(self, total_steps: int, start_step: int, plan: ResolvedRun) -> None: ...
     def on_step(self, step: int, total_steps: int, metrics: dict) -> None: ...
     def on_eval(self, step: int, metrics: dict) -> None: ...
     def on_message(self, message: str) -> None: ...
@@ -110,60 +101,382 @@ class Callbacks:
 
 @dataclass
 class RunResult:
+    """What a run hands its caller (the worker, the pipeline's tune task, the CLI)."""
+
     output_dir: Path
     final_dir: Path | None
     steps: int
     total_steps: int
+    resolved: ResolvedRun
+    record: dict = field(default_factory=dict)  # the model's tuneforge_config.json
     last_train: dict = field(default_factory=dict)
     last_eval: dict = field(default_factory=dict)
     best_eval: dict = field(default_factory=dict)
     stopped_early: bool = False
     cancelled: bool = False
     resumed_from: int = 0
+    final_step: int | None = None  # the step the exported model is from (the best checkpoint's, or the last)
+    reused: bool = False  # the output already held this run's final model
     data_stats: dict = field(default_factory=dict)
-    resolved: dict = field(default_factory=dict)
+
+
+# --- the recipe --------------------------------------------------------------------------------------------------
+
+def run_sft(
+    config: TuningConfig,
+    *,
+    settings: Settings | None = None,
+    catalog: Catalog | None = None,
+    callbacks: Callbacks | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Resolve the model and data, build the model and optimizer, train, export: the method of the module docstring."""
+    settings = settings or get_settings()
+    cb = callbacks or Callbacks()
+    data = resolve_data(config, settings, catalog or load_catalog(settings), cb)      # 1-2
+    world, device, dtype = _setup_world(config)
+    if not world.main:
+        cb = Callbacks()  # rank 0 reports progress and writes files; the others compute
+    plan = resolve_plan(config, data, world, device, dtype)                           # 3
+    layout = RunLayout(storage.output_dir(config.output_uri, settings))
+    record = _record(config, data, plan)
+    _check_same_run(layout, record)
+    finished = _finished_run(layout, record, cb)
+    if finished is not None:
+        return finished
+    data_stats = supervised_tuning_data_stats(data.train.examples, data.train.conversations,
+                                              epochs=plan.epochs_effective, steps=plan.total_steps,
+                                              dropped=data.train.dropped)
+    if world.main:
+        write_json(layout.root / CONFIG, record)
+        write_json(layout.data_stats, {"supervisedTuningDataStats": data_stats})
+        write_json(layout.validation_report, data.report.to_json())
+    run = build(config, data, plan, layout, world, device, dtype, cb)                 # 4
+    result = RunResult(output_dir=layout.root, final_dir=None, steps=run.state.step, total_steps=plan.total_steps,
+                       resumed_from=run.state.step, data_stats=data_stats, resolved=plan, record=record)
+    train(run, result, settings, cb, should_stop)                                     # 5
+    if not result.cancelled:
+        result.final_dir = export(run, result, record, cb)                            # 6
+        if world.main:
+            storage.publish(layout.root, config.output_uri, settings)
+    return result
 
 
 # --- 1-3: model, data, hyperparameters ---------------------------------------------------------------------------
 
-def _datasets(config: TuningConfig, limits: Limits, encoder: ChatEncoder, settings: Settings):
-    def prepare(uri):
-        return prepare_dataset(uri, limits, encoder, settings=settings, expected=config.dataset_format,
-                               default_system=config.default_context)
-
-    train = prepare(config.train_dataset)
-    val = prepare(config.validation_dataset) if config.validation_dataset else None
+def resolve_data(config: TuningConfig, settings: Settings, catalog: Catalog, cb: Callbacks) -> Preflight:
+    """The model and its limits; both datasets read, validated and tokenised before any weights are loaded."""
+    data = check_datasets(config, settings=settings, catalog=catalog)
+    if data.source.resolved.note:
+        cb.on_message(data.source.resolved.note)
+    for warning in data.report.warnings:
+        cb.on_message(f"warning: {warning}")
     if config.rationale_weight is not None:  # distillation step-by-step: "explain: " examples are the second task
-        for dataset in (train, val):
+        for dataset in (data.train, data.validation):
             by_line = {c.line: c for c in (dataset.conversations if dataset else [])}
             for example in dataset.examples if dataset else []:
                 first_user = next(m for m in by_line[example.line].messages if m.role == "user")
                 example.task = int(first_user.text.startswith(EXPLAIN_PREFIX))
-    combined = Report(source="datasets", problems=train.report.problems + (val.report.problems if val else []))
-    if combined.errors:
-        raise DatasetInvalid(
-            f"{len(combined.errors)} error(s) in the dataset(s); nothing was trained. Fix every line listed "
-            f"(`tuneforge validate FILE --model {config.base_model}` prints the same report)", combined
-        )
-    return train, val, combined
+    return data
 
 
-def _use_packing(setting: str, lengths: list[int], micro: int) -> bool:
-    """auto: pack when padding would waste at least a quarter of the compute (micro-batches of similar order)."""
-    if setting != "auto":
-        return setting == "on"
-    if micro <= 1 or not lengths:
-        return False
-    padded = sum(max(lengths[i : i + micro]) * len(lengths[i : i + micro]) for i in range(0, len(lengths), micro))
-    return padded >= 1.33 * sum(lengths)
+def _setup_world(config: TuningConfig) -> tuple[World, torch.device, torch.dtype]:
+    """The processes of this run (torchrun with several: FULL tuning sharded with FSDP2), its device and dtype."""
+    if processes_from_env() > 1 and (config.tuning_mode == TuningMode.PEFT_ADAPTER or not config.fast_path):
+        # checked before joining the process group
+        raise InvalidArgument("runs of several processes shard FULL tuning on the fast path; run PEFT_ADAPTER (or "
+                              "fast_path=false) in one process")
+    world = world_from_env(config.device)
+    device = device_for(world, pick_device(config.device))
+    return world, device, pick_dtype(config.dtype, device)
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g).tolist()
+def resolve_plan(config: TuningConfig, data: Preflight, world: World, device: torch.device,
+                 dtype: torch.dtype) -> ResolvedRun:
+    """Catalog defaults x the caller's values, resolved once; saved with the model and compared on resume."""
+    entry = data.source.resolved.entry
+    mode_spec = entry.modes[config.tuning_mode]
+    defaults = entry.defaults
+    n = len(data.train.examples)
+    batch_size = min(config.batch_size or defaults.batch_size, n)
+    micro = min(config.micro_batch_size or batch_size, batch_size)
+    steps_per_epoch = math.ceil(n / batch_size)
+    epochs = config.epochs or defaults.epochs
+    total_steps = config.max_steps or max(1, math.ceil(epochs * steps_per_epoch))
+    lora = config.tuning_mode == TuningMode.PEFT_ADAPTER
+    rank = config.adapter_size or defaults.adapter_size
+    lengths = [len(data.train.examples[i]) for i in _epoch_order(n, config.seed, 0)]
+    return ResolvedRun(
+        tuning_mode=config.tuning_mode.value, max_seq_len=mode_spec.max_seq_len, epochs=epochs,
+        epochs_effective=total_steps / steps_per_epoch if config.max_steps is None else total_steps * batch_size / n,
+        total_steps=total_steps, steps_per_epoch=steps_per_epoch, batch_size=batch_size, micro_batch_size=micro,
+        gradient_accumulation=math.ceil(batch_size / micro),
+        learning_rate=config.learning_rate or mode_spec.learning_rate * (config.learning_rate_multiplier or 1.0),
+        warmup_steps=round(config.warmup_ratio * total_steps), lr_scheduler=config.lr_scheduler,
+        adapter_size=rank if lora else None, lora_alpha=(config.lora_alpha or 2.0 * rank) if lora else None,
+        eval_steps=(config.eval_steps or max(1, total_steps // 10)) if data.validation else None,
+        save_steps=config.save_steps or steps_per_epoch, packing=_use_packing(config.packing, lengths, micro),
+        processes=world.size, device=str(device), dtype=str(dtype).removeprefix("torch."), train_examples=n,
+        validation_examples=len(data.validation.examples) if data.validation else 0,
+    )
 
 
-# --- 5: the training step ----------------------------------------------------------------------------------------
+def _record(config: TuningConfig, data: Preflight, plan: ResolvedRun) -> dict:
+    """What ``tuneforge_config.json`` holds: the request, the model, the resolved plan, versions, serving rules."""
+    distill = config.rationale_weight is not None
+    return {
+        "request": config.model_dump(mode="json"),
+        "model": data.source.describe(),
+        "resolved": plan.model_dump(mode="json"),
+        "versions": {"tuneforge": tuneforge.__version__, "torch": torch.__version__,
+                     "transformers": _version("transformers"), "peft": _version("peft")},
+        # How serving must shape prompts so they look like the training data (applied by serve/, saved with the model).
+        "serving": {"default_system": config.default_context, "input_prefix": PREDICT_PREFIX if distill else None,
+                    "task_prefixes": [PREDICT_PREFIX, EXPLAIN_PREFIX] if distill else []},
+    }
+
+
+# --- 4: model, optimizer, batches, resume ------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """What ``build`` sets up for the training loop."""
+
+    config: TuningConfig
+    plan: ResolvedRun
+    data: Preflight
+    layout: RunLayout
+    world: World
+    device: torch.device
+    model: torch.nn.Module
+    loss_module: CausalLMLoss | None  # None: the reference step
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    state: TrainerState
+    batches: StepBatches
+    task_weights: tuple[float, float]
+
+
+def build(config: TuningConfig, data: Preflight, plan: ResolvedRun, layout: RunLayout, world: World,
+          device: torch.device, dtype: torch.dtype, cb: Callbacks) -> Run:
+    """Model (+ LoRA), fast-path loss, optimizer and schedule; resumed from the output's last checkpoint if any."""
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model = _setup_model(config, data.source, plan, world, device, dtype)
+    loss_module = _fast_path(model, config, world, device, cb)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(params, plan.learning_rate, config.weight_decay, fused=loss_module is not None, device=device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, plan.total_steps, plan.warmup_steps, config.lr_scheduler, config.min_lr_ratio))
+    state = TrainerState()
+    resume = latest_checkpoint(layout)
+    if resume is not None:
+        state = load_checkpoint(resume, model, optimizer, scheduler)
+        cb.on_message(f"resuming from {resume.name} (step {state.step}) in {layout.root}")
+    batches = StepBatches(config, plan, data, model, world, device, fast=loss_module is not None)
+    return Run(config, plan, data, layout, world, device, model, loss_module, params, optimizer, scheduler, state,
+               batches, (1.0, config.rationale_weight or 0.0))
+
+
+def _setup_model(config: TuningConfig, source: ModelSource, plan: ResolvedRun, world: World, device: torch.device,
+                 dtype: torch.dtype) -> torch.nn.Module:
+    lora = config.tuning_mode == TuningMode.PEFT_ADAPTER
+    attention = attention_implementation(config.attention, device)
+    if world.sharded and not world.main:
+        model = empty_model(source.base_dir, dtype, attention)  # rank 0 broadcasts the weights (distributed.shard)
+    else:  # sharded: rank 0 reads the weights into host memory; sharding moves its units to the device
+        model = load_model(source, torch.device("cpu") if world.sharded else device, dtype, attention)
+    if source.adapter_dir is not None and world.main:
+        model = load_adapter(model, source.adapter_dir, trainable=lora)
+        if not lora:
+            model = model.merge_and_unload()  # FULL continued from an adapter: start from the merged weights
+    elif lora:
+        assert plan.adapter_size is not None and plan.lora_alpha is not None
+        model = apply_lora(model, plan.adapter_size, plan.lora_alpha, config.lora_dropout)
+    if not lora:
+        model.requires_grad_(True)  # FULL trains every weight (peft leaves merged base weights frozen)
+    model.train()
+    return model
+
+
+class StepBatches:
+    """Each step's micro-batches and the validation batches. The fast path packs a step's examples by a token budget
+    (prefetched on a thread); the reference path collates fixed micro-batches."""
+
+    def __init__(self, config: TuningConfig, plan: ResolvedRun, data: Preflight, model: torch.nn.Module,
+                 world: World, device: torch.device, *, fast: bool):
+        tokenizer = data.encoder.tokenizer
+        self.config, self.plan, self.world, self.fast = config, plan, world, fast
+        self.examples = data.train.examples
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        val = data.validation.examples if data.validation else []
+        longest = max(len(e) for e in self.examples + val)
+        self.budget = config.micro_batch_tokens or plan.micro_batch_size * longest
+        self.rows = row_tokens_for(getattr(model.config, "_attn_implementation", None), longest)
+        self.row_tokens = max(plan.max_seq_len, max(len(e) for e in self.examples))
+        self.pin = device.type == "cuda"
+        micro = plan.micro_batch_size
+        if fast:
+            self.validation = [pack(g, self.pad_id, self.rows).to(device) for g in plan_micro_batches(val, self.budget)]
+        else:
+            self.validation = [collate(val[i : i + micro], self.pad_id, packing=plan.packing, row_tokens=self.row_tokens)
+                               for i in range(0, len(val), micro)]
+
+    def step_examples(self, step: int) -> list:
+        epoch, index = divmod(step, self.plan.steps_per_epoch)
+        order = _epoch_order(len(self.examples), self.config.seed, epoch)
+        size = self.plan.batch_size
+        return [self.examples[i] for i in order[index * size : (index + 1) * size]]
+
+    def fast_step(self, step: int):
+        """(this process's packed micro-batches, target tokens per task, tokens) of a fast-path step."""
+        packed = [pack(group, self.pad_id, self.rows, pin=self.pin)
+                  for group in plan_micro_batches(self.step_examples(step), self.budget)]
+        return share_out(packed, self.world, self.pad_id), task_counts(packed), sum(p.num_tokens for p in packed)
+
+    def reference_step(self, step: int) -> list[Batch]:
+        picked, micro = self.step_examples(step), self.plan.micro_batch_size
+        return [collate(picked[i : i + micro], self.pad_id, packing=self.plan.packing, row_tokens=self.row_tokens)
+                for i in range(0, len(picked), micro)]
+
+
+# --- 5: train ----------------------------------------------------------------------------------------------------
+
+def train(run: Run, result: RunResult, settings: Settings, cb: Callbacks,
+          should_stop: Callable[[], bool] | None) -> None:
+    """Optimizer steps until the plan's total (or a stop): evaluate, checkpoint, stop early when asked to."""
+    plan, state, layout = run.plan, run.state, run.layout
+    writer = _metrics_writer(run, settings) if run.world.main else None
+    cb.on_start(plan.total_steps, state.step, plan)
+    prefetch = Prefetcher(run.batches.fast_step, state.step, plan.total_steps) if run.loss_module is not None else None
+    upcoming = iter(prefetch) if prefetch is not None else None
+    try:
+        while state.step < plan.total_steps:
+            started = time.perf_counter()
+            metrics, tokens, lr_now = _optimizer_step(run, upcoming)
+            state.step += 1
+            tps = tokens / max(time.perf_counter() - started, 1e-9)
+            if writer is not None:
+                writer.log(state.step, metrics, epoch=state.step / plan.steps_per_epoch, learning_rate=lr_now,
+                           tokens_per_second=tps)
+            result.last_train = metrics
+            cb.on_step(state.step, plan.total_steps, {**metrics, "tokens_per_second": tps, "step_tokens": tokens})
+            if run.batches.validation and (state.step % (plan.eval_steps or 1) == 0 or state.step == plan.total_steps):
+                _evaluate(run, result, writer, cb)
+            stopping = run.world.agree(result.stopped_early or (should_stop is not None and should_stop()))
+            _checkpoint(run, stopping)
+            if stopping:
+                if not result.stopped_early:
+                    result.cancelled = True
+                    cb.on_message(f"stopped at step {state.step}; rerun with the same output to resume")
+                break
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+        if writer is not None:
+            writer.close()
+    result.steps = state.step
+    result.best_eval = state.best_eval or {}
+
+
+def _metrics_writer(run: Run, settings: Settings) -> MetricsWriter:
+    extra_tb = None
+    if run.config.tensorboard:
+        tb_id = run.config.tensorboard.rstrip("/").rsplit("/", 1)[-1]
+        extra_tb = settings.home / "tensorboards" / tb_id / run.layout.root.name
+    return MetricsWriter(run.layout.metrics, run.layout.tensorboard, resume_step=run.state.step,
+                         extra_tensorboard_dir=extra_tb)
+
+
+def _optimizer_step(run: Run, upcoming) -> tuple[dict, int, float]:
+    """One optimizer step: (train metrics, tokens processed, the learning rate it used)."""
+    if upcoming is not None:
+        _, (mine, counts, tokens) = next(upcoming)
+        scale, _ = step_task_scale(mine, run.task_weights, total_counts=counts, world_size=run.world.size)
+        sync = run.loss_module.set_requires_gradient_sync if run.world.sharded else None
+        totals = fast_train_step(run.loss_module, [mb.to(run.device) for mb in mine], scale, sync)
+    else:
+        micro_batches = run.batches.reference_step(run.state.step)
+        metrics = train_step(run.model, micro_batches, run.device, run.task_weights)
+        tokens = sum(mb.num_tokens for mb in micro_batches)
+    if run.config.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(run.params, run.config.max_grad_norm)
+    lr_now = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if upcoming is not None:  # the step's one read of device values
+        metrics = _read_step_metrics(totals, counts, run.task_weights, run.world)
+    return metrics, tokens, lr_now
+
+
+def _evaluate(run: Run, result: RunResult, writer: MetricsWriter | None, cb: Callbacks) -> None:
+    """Evaluate the validation set; keep the best checkpoint; decide early stopping."""
+    config, state = run.config, run.state
+    if run.loss_module is not None:
+        ev = fast_evaluate(run.loss_module, run.batches.validation)
+    else:
+        ev = evaluate(run.model, run.batches.validation, run.device)
+    if writer is not None:
+        writer.log(state.step, ev, epoch=state.step / run.plan.steps_per_epoch)
+    result.last_eval = ev
+    cb.on_eval(state.step, ev)
+    score = ev["eval_fraction_of_correct_next_step_preds"]
+    better = state.best_score is None or score > state.best_score + config.early_stopping_min_delta
+    if run.world.agree(better):
+        state.best_score, state.best_step, state.bad_evals = score, state.step, 0
+        state.best_eval = ev
+        if config.checkpoint_selection == "best":
+            save_trainable(run.model, run.layout.best)
+        return
+    state.bad_evals += 1
+    if config.early_stopping and state.bad_evals >= config.early_stopping_patience:
+        result.stopped_early = True
+        cb.on_message(f"early stopping at step {state.step}: no gain in eval token accuracy for "
+                      f"{state.bad_evals} evaluations (best at step {state.best_step})")
+
+
+def _checkpoint(run: Run, stopping: bool) -> None:
+    """A resumable checkpoint every ``save_steps``, at each epoch's end and when stopping (not at the last step:
+    the export follows)."""
+    step, plan = run.state.step, run.plan
+    if step % plan.save_steps == 0 or step % plan.steps_per_epoch == 0 or stopping:
+        if step < plan.total_steps or stopping:
+            save_checkpoint(run.layout.step_dir(step), run.model, run.optimizer, run.scheduler, run.state)
+            if run.world.main:
+                prune_checkpoints(run.layout, run.config.keep_checkpoints)
+
+
+# --- 6: export ---------------------------------------------------------------------------------------------------
+
+def export(run: Run, result: RunResult, record: dict, cb: Callbacks) -> Path | None:
+    """The final model (the best checkpoint or the last step) with its record; rank 0 writes it."""
+    config, state, layout, world = run.config, run.state, run.layout, run.world
+    if config.checkpoint_selection == "best" and state.best_step not in (None, state.step):
+        load_trainable(run.model, layout.best)
+        cb.on_message(f"final model: the best checkpoint (step {state.best_step})")
+    use_best = config.checkpoint_selection == "best" and state.best_step is not None
+    record["final"] = {"step": state.best_step if use_best else state.step, "stopped_early": result.stopped_early,
+                       "best_eval": state.best_eval}
+    result.final_step = record["final"]["step"]
+    tokenizer, encoder, source = run.data.encoder.tokenizer, run.data.encoder, run.data.source
+    final_dir = None
+    if world.sharded:  # every process gathers the weights; rank 0 writes them
+        weights = full_state_dict(run.model)
+        if world.main:
+            final_dir = export_final(run.model, tokenizer, encoder, source, layout, record, lora=False, merged=False,
+                                     state_dict=weights)
+        world.barrier()
+    else:
+        final_dir = export_final(run.model, tokenizer, encoder, source, layout, record,
+                                 lora=config.tuning_mode == TuningMode.PEFT_ADAPTER, merged=config.export_merged)
+    if world.main:
+        write_json(layout.root / CONFIG, record)
+    return final_dir
+
+
+# --- the reference step (what the fast path is tested against; --reference-step runs it) --------------------
 
 def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int, list[int]]:
     """(sum of token losses per task [NUM_TASKS], correct next-token predictions, target tokens per task) for one
@@ -218,7 +531,7 @@ def evaluate(model, batches: list[Batch], device: torch.device) -> dict:
     return eval_metrics(loss_total, correct_total, total)
 
 
-# --- 6: export ---------------------------------------------------------------------------------------------------
+# --- the model folder ------------------------------------------------------------------------------------------
 
 def _end_ids(tokenizer, end_of_turn: str) -> list[int]:
     ids = [tokenizer.convert_tokens_to_ids(end_of_turn)]
@@ -265,254 +578,21 @@ def export_final(model, tokenizer, encoder: ChatEncoder, source: ModelSource, la
     return layout.final
 
 
-# --- the recipe --------------------------------------------------------------------------------------------------
+# --- helpers -----------------------------------------------------------------------------------------------------
 
-def run_sft(
-    config: TuningConfig,
-    *,
-    settings: Settings | None = None,
-    catalog: Catalog | None = None,
-    callbacks: Callbacks | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> RunResult:
-    settings = settings or get_settings()
-    catalog = catalog or load_catalog(settings)
-    cb = callbacks or Callbacks()
-    dev = settings.dev if config.dev is None else config.dev
-    mode = config.tuning_mode
+def _use_packing(setting: str, lengths: list[int], micro: int) -> bool:
+    """auto: pack when padding would waste at least a quarter of the compute (micro-batches of similar order)."""
+    if setting != "auto":
+        return setting == "on"
+    if micro <= 1 or not lengths:
+        return False
+    padded = sum(max(lengths[i : i + micro]) * len(lengths[i : i + micro]) for i in range(0, len(lengths), micro))
+    return padded >= 1.33 * sum(lengths)
 
-    # 1. Model and limits.
-    source = resolve_source(catalog, config.base_model, config.custom_base_model, dev=dev, settings=settings)
-    entry = source.resolved.entry
-    limits = limits_for(entry, config.base_model, mode, config.strict_length)
-    mode_spec = entry.modes[mode]
-    if source.resolved.note:
-        cb.on_message(source.resolved.note)
 
-    # 2. Data, validated and tokenised before any weights are loaded.
-    tokenizer = load_tokenizer(source)
-    encoder = chat_encoder(source, tokenizer)
-    train, val, report = _datasets(config, limits, encoder, settings)
-    for warning in report.warnings:
-        cb.on_message(f"warning: {warning}")
-
-    # 3. Hyperparameters, resolved once and saved.
-    n = len(train.examples)
-    defaults = entry.defaults
-    batch_size = min(config.batch_size or defaults.batch_size, n)
-    micro = min(config.micro_batch_size or batch_size, batch_size)
-    steps_per_epoch = math.ceil(n / batch_size)
-    epochs = config.epochs or defaults.epochs
-    total_steps = config.max_steps or max(1, math.ceil(epochs * steps_per_epoch))
-    epochs_effective = total_steps / steps_per_epoch if config.max_steps is None else total_steps * batch_size / n
-    lr = config.learning_rate or mode_spec.learning_rate * (config.learning_rate_multiplier or 1.0)
-    rank = config.adapter_size or defaults.adapter_size
-    alpha = config.lora_alpha or 2.0 * rank
-    warmup_steps = round(config.warmup_ratio * total_steps)
-    eval_steps = config.eval_steps or max(1, total_steps // 10)
-    save_steps = config.save_steps or steps_per_epoch
-    lengths = [len(train.examples[i]) for i in _epoch_order(n, config.seed, 0)]
-    packing = _use_packing(config.packing, lengths, micro)
-    row_tokens = max(mode_spec.max_seq_len, max(lengths))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    lora = mode == TuningMode.PEFT_ADAPTER
-    if processes_from_env() > 1 and (lora or not config.fast_path):  # checked before joining the process group
-        raise InvalidArgument("runs of several processes shard FULL tuning on the fast path; run PEFT_ADAPTER (or "
-                              "fast_path=false) in one process")
-    world = world_from_env(config.device)  # torchrun with several processes: FULL tuning sharded with FSDP2
-    device = device_for(world, pick_device(config.device))
-    dtype = pick_dtype(config.dtype, device)
-    if not world.main:
-        cb = Callbacks()  # rank 0 reports progress and writes files; the others compute
-    task_weights = (1.0, config.rationale_weight or 0.0)
-
-    out_dir = storage.output_dir(config.output_uri, settings)
-    layout = RunLayout(out_dir)
-    record = {
-        "request": config.model_dump(mode="json"),
-        "model": source.describe(),
-        "resolved": {
-            "tuning_mode": mode.value, "max_seq_len": mode_spec.max_seq_len, "epochs": epochs,
-            "epochs_effective": epochs_effective, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-            "batch_size": batch_size, "micro_batch_size": micro, "gradient_accumulation": math.ceil(batch_size / micro),
-            "learning_rate": lr, "warmup_steps": warmup_steps, "lr_scheduler": config.lr_scheduler,
-            "adapter_size": rank if lora else None, "lora_alpha": alpha if lora else None,
-            "eval_steps": eval_steps if val else None, "save_steps": save_steps, "packing": packing,
-            "processes": world.size,
-            "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-            "train_examples": n, "validation_examples": len(val.examples) if val else 0,
-        },
-        "versions": {"tuneforge": tuneforge.__version__, "torch": torch.__version__,
-                     "transformers": _version("transformers"), "peft": _version("peft")},
-    }
-    # How serving must shape prompts so they look like the training data (applied by serve/, saved with the model).
-    record["serving"] = {"default_system": config.default_context,
-                         "input_prefix": PREDICT_PREFIX if config.rationale_weight is not None else None,
-                         "task_prefixes": [PREDICT_PREFIX, EXPLAIN_PREFIX] if config.rationale_weight is not None else []}
-    _check_same_run(layout, record)
-    data_stats = supervised_tuning_data_stats(
-        train.examples, train.conversations, epochs=epochs_effective, steps=total_steps, dropped=train.dropped
-    )
-    if world.main:
-        write_json(layout.root / CONFIG, record)
-        write_json(layout.data_stats, {"supervisedTuningDataStats": data_stats})
-        write_json(layout.validation_report, report.to_json())
-
-    # 4. Model (+ LoRA), optimizer, schedule; resume if a checkpoint exists.
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    attention = attention_implementation(config.attention, device)
-    if world.sharded and not world.main:
-        model = empty_model(source.base_dir, dtype, attention)  # rank 0 broadcasts the weights (distributed.shard)
-    else:  # sharded: rank 0 reads the weights into host memory; sharding moves its units to the device
-        model = load_model(source, torch.device("cpu") if world.sharded else device, dtype, attention)
-    if source.adapter_dir is not None and world.main:
-        model = load_adapter(model, source.adapter_dir, trainable=lora)
-        if not lora:
-            model = model.merge_and_unload()  # FULL continued from an adapter: start from the merged weights
-    elif lora:
-        model = apply_lora(model, rank, alpha, config.lora_dropout)
-    if not lora:
-        model.requires_grad_(True)  # FULL trains every weight (peft leaves merged base weights frozen)
-    model.train()
-    loss_module = _fast_path(model, config, world, device, cb)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, lr, config.weight_decay, fused=loss_module is not None, device=device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, config.lr_scheduler, config.min_lr_ratio)
-    )
-    state = TrainerState()
-    resume = latest_checkpoint(layout)
-    if resume is not None:
-        state = load_checkpoint(resume, model, optimizer, scheduler)
-        cb.on_message(f"resuming from {resume.name} (step {state.step})")
-    resumed_from = state.step
-
-    # The fast path packs each step's examples by a token budget; the reference path collates fixed micro-batches.
-    longest = max(len(e) for e in train.examples + (val.examples if val else []))
-    budget = config.micro_batch_tokens or micro * longest
-    rows = row_tokens_for(getattr(model.config, "_attn_implementation", None), longest)
-    pin = device.type == "cuda"
-
-    def step_examples(step: int):
-        epoch, index = divmod(step, steps_per_epoch)
-        order = _epoch_order(n, config.seed, epoch)
-        return [train.examples[i] for i in order[index * batch_size : (index + 1) * batch_size]]
-
-    def fast_step_batches(step: int):
-        packed = [pack(group, pad_id, rows, pin=pin) for group in plan_micro_batches(step_examples(step), budget)]
-        return share_out(packed, world, pad_id), task_counts(packed), sum(p.num_tokens for p in packed)
-
-    val_batches = []
-    if val is not None and loss_module is not None:
-        val_batches = [pack(group, pad_id, rows).to(device) for group in plan_micro_batches(val.examples, budget)]
-    elif val is not None:
-        val_batches = [collate(val.examples[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
-                       for i in range(0, len(val.examples), micro)]
-    extra_tb = None
-    if config.tensorboard:
-        extra_tb = settings.home / "tensorboards" / config.tensorboard.rstrip("/").rsplit("/", 1)[-1] / out_dir.name
-    writer = MetricsWriter(layout.metrics, layout.tensorboard, resume_step=state.step,
-                           extra_tensorboard_dir=extra_tb) if world.main else None
-    cb.on_start(total_steps, state.step, record["resolved"])
-    prefetch = Prefetcher(fast_step_batches, state.step, total_steps) if loss_module is not None else None
-    upcoming = iter(prefetch) if prefetch is not None else None
-
-    # 5. Train.
-    result = RunResult(output_dir=out_dir, final_dir=None, steps=state.step, total_steps=total_steps,
-                       resumed_from=resumed_from, data_stats=data_stats, resolved=record)
-    try:
-        while state.step < total_steps:
-            started = time.perf_counter()
-            if upcoming is not None:
-                _, (mine, counts, tokens) = next(upcoming)
-                scale, _ = step_task_scale(mine, task_weights, total_counts=counts, world_size=world.size)
-                sync = loss_module.set_requires_gradient_sync if world.sharded else None
-                totals = fast_train_step(loss_module, [mb.to(device) for mb in mine], scale, sync)
-            else:
-                picked = step_examples(state.step)
-                micro_batches = [collate(picked[i : i + micro], pad_id, packing=packing, row_tokens=row_tokens)
-                                 for i in range(0, len(picked), micro)]
-                metrics = train_step(model, micro_batches, device, task_weights)
-                tokens = sum(mb.num_tokens for mb in micro_batches)
-            if config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            lr_now = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if upcoming is not None:  # the step's one read of device values
-                metrics = _read_step_metrics(totals, counts, task_weights, world)
-            state.step += 1
-            elapsed = time.perf_counter() - started
-            if writer is not None:
-                writer.log(state.step, metrics, epoch=state.step / steps_per_epoch, learning_rate=lr_now,
-                           tokens_per_second=tokens / max(elapsed, 1e-9))
-            result.last_train = metrics
-            cb.on_step(state.step, total_steps, {**metrics, "tokens_per_second": tokens / max(elapsed, 1e-9),
-                                                "step_tokens": tokens})
-
-            if val_batches and (state.step % eval_steps == 0 or state.step == total_steps):
-                ev = fast_evaluate(loss_module, val_batches) if loss_module is not None else evaluate(model, val_batches, device)
-                if writer is not None:
-                    writer.log(state.step, ev, epoch=state.step / steps_per_epoch)
-                result.last_eval = ev
-                cb.on_eval(state.step, ev)
-                score = ev["eval_fraction_of_correct_next_step_preds"]
-                better = state.best_score is None or score > state.best_score + config.early_stopping_min_delta
-                if world.agree(better):
-                    state.best_score, state.best_step, state.bad_evals = score, state.step, 0
-                    state.best_eval = ev
-                    if config.checkpoint_selection == "best":
-                        save_trainable(model, layout.best)
-                else:
-                    state.bad_evals += 1
-                    if config.early_stopping and state.bad_evals >= config.early_stopping_patience:
-                        result.stopped_early = True
-                        cb.on_message(f"early stopping at step {state.step}: no gain in eval token accuracy for "
-                                      f"{state.bad_evals} evaluations (best at step {state.best_step})")
-
-            stopping = world.agree(result.stopped_early or (should_stop is not None and should_stop()))
-            if state.step % save_steps == 0 or state.step % steps_per_epoch == 0 or stopping:
-                if state.step < total_steps or stopping:
-                    save_checkpoint(layout.step_dir(state.step), model, optimizer, scheduler, state)
-                    if world.main:
-                        prune_checkpoints(layout, config.keep_checkpoints)
-            if stopping:
-                if not result.stopped_early:
-                    result.cancelled = True
-                    cb.on_message(f"stopped at step {state.step}; rerun with the same output to resume")
-                break
-    finally:
-        if prefetch is not None:
-            prefetch.close()
-        if writer is not None:
-            writer.close()
-    result.steps = state.step
-    result.best_eval = state.best_eval or {}
-    if result.cancelled:
-        return result
-
-    # 6. Export.
-    if config.checkpoint_selection == "best" and state.best_step not in (None, state.step):
-        load_trainable(model, layout.best)
-        cb.on_message(f"final model: the best checkpoint (step {state.best_step})")
-    use_best = config.checkpoint_selection == "best" and state.best_step is not None
-    record["final"] = {"step": state.best_step if use_best else state.step, "stopped_early": result.stopped_early,
-                       "best_eval": state.best_eval}
-    if world.sharded:  # every process gathers the weights; rank 0 writes them
-        weights = full_state_dict(model)
-        if world.main:
-            result.final_dir = export_final(model, tokenizer, encoder, source, layout, record, lora=False,
-                                            merged=False, state_dict=weights)
-        world.barrier()
-    else:
-        result.final_dir = export_final(model, tokenizer, encoder, source, layout, record, lora=lora,
-                                        merged=config.export_merged)
-    if world.main:
-        write_json(layout.root / CONFIG, record)
-        storage.publish(out_dir, config.output_uri, settings)
-    return result
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
 
 
 def _fast_path(model, config: TuningConfig, world: World, device: torch.device, cb: Callbacks) -> CausalLMLoss | None:
@@ -576,18 +656,38 @@ def _version(name: str) -> str:
         return "unknown"
 
 
+def _comparable(record: dict) -> dict:
+    """The parts of a record that make two runs the same run (the device and dtype may differ on a resume)."""
+    ignore = {"device", "dtype"}
+    return {k: {kk: vv for kk, vv in record.get(k, {}).items() if kk not in ignore} for k in ("request", "resolved")}
+
+
 def _check_same_run(layout: RunLayout, record: dict) -> None:
     """Resuming into an output folder is only safe when it holds the same run."""
     path = layout.root / CONFIG
     if not path.exists() or latest_checkpoint(layout) is None:
         return
-    previous = json.loads(path.read_text())
-    keys = ("request", "resolved")
-    ignore = {"device", "dtype"}
-    before = {k: {kk: vv for kk, vv in previous.get(k, {}).items() if kk not in ignore} for k in keys}
-    now = {k: {kk: vv for kk, vv in record[k].items() if kk not in ignore} for k in keys}
-    if before != now:
+    if _comparable(json.loads(path.read_text())) != _comparable(record):
         raise InvalidArgument(
             f"{layout.root} holds checkpoints of a different run (its tuneforge_config.json differs); use a new "
             "output_uri, or delete that folder to start over"
         )
+
+
+def _finished_run(layout: RunLayout, record: dict, cb: Callbacks) -> RunResult | None:
+    """The output already holds this run's exported model: reuse it instead of training again."""
+    saved = read_record(layout.final)
+    if not saved.get("final") or _comparable(saved) != _comparable(record) or verify_manifest(layout.final):
+        return None
+    final = saved["final"]
+    cb.on_message(f"{layout.final} already holds this run's final model (step {final['step']}); reusing it. Use a "
+                  "new output, or delete the folder, to train again")
+    plan = ResolvedRun(**saved["resolved"])
+    stats = json.loads(layout.data_stats.read_text()).get("supervisedTuningDataStats", {}) \
+        if layout.data_stats.exists() else {}
+    train_lines = [m for m in read_metrics(layout.metrics) if "train_total_loss" in m]
+    last = {k: v for k, v in train_lines[-1].items() if k.startswith("train_")} if train_lines else {}
+    return RunResult(output_dir=layout.root, final_dir=layout.final, steps=plan.total_steps,
+                     total_steps=plan.total_steps, last_train=last, best_eval=final.get("best_eval") or {},
+                     stopped_early=bool(final.get("stopped_early")), data_stats=stats, resolved=plan, record=saved,
+                     final_step=final["step"], reused=True)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from tuneforge.errors import NotFound
-from tuneforge.jobs.db import Store
-from tuneforge.jobs.service import _ts, new_id
-from tuneforge.jobs.tables import OperationRow, utcnow
+from tuneforge.control.db import Store
+from tuneforge.control.tables import OperationRow, new_id, utcnow
+from tuneforge.wire.base import timestamp
 
 
 def record_done(store: Store, parent: str, response: dict, metadata_type: str | None = None) -> dict:
     """An operation that finished synchronously (the common case for resource bookkeeping)."""
     now = utcnow()
     name = f"{parent}/operations/{new_id()}"
-    metadata = {"@type": metadata_type, "genericMetadata": {"createTime": _ts(now), "updateTime": _ts(now)}} if metadata_type else None
+    metadata = {"@type": metadata_type, "genericMetadata": {"createTime": timestamp(now), "updateTime": timestamp(now)}} if metadata_type else None
     with store.session() as s:
         s.add(OperationRow(name=name, done=True, metadata_json=metadata, response=response, create_time=now, update_time=now))
     return operation_json(name, True, metadata, response, None)
@@ -22,7 +22,7 @@ def record_pending(store: Store, parent: str, metadata_type: str) -> str:
     """An operation that a background task finishes later with ``finish``; returns its name."""
     now = utcnow()
     name = f"{parent}/operations/{new_id()}"
-    metadata = {"@type": metadata_type, "genericMetadata": {"createTime": _ts(now), "updateTime": _ts(now)}}
+    metadata = {"@type": metadata_type, "genericMetadata": {"createTime": timestamp(now), "updateTime": timestamp(now)}}
     with store.session() as s:
         s.add(OperationRow(name=name, done=False, metadata_json=metadata, create_time=now, update_time=now))
     return name
@@ -36,7 +36,7 @@ def finish(store: Store, name: str, response: dict | None = None, error: dict | 
             return
         row.done, row.response, row.error, row.update_time = True, response, error, now
         if row.metadata_json:
-            generic = {**row.metadata_json.get("genericMetadata", {}), "updateTime": _ts(now)}
+            generic = {**row.metadata_json.get("genericMetadata", {}), "updateTime": timestamp(now)}
             row.metadata_json = {**row.metadata_json, "genericMetadata": generic}
 
 

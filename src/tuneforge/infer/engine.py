@@ -25,8 +25,10 @@ from pathlib import Path
 
 import torch
 
+from tuneforge.catalog.model_folder import folder_bytes, has_tokenizer, is_adapter, serving_rules
+from tuneforge.devices import pick_device, pick_dtype
 from tuneforge.errors import InvalidArgument, ResourceExhausted
-from tuneforge.serve.sampling import SamplingParams, sample
+from tuneforge.infer.sampling import SamplingParams, sample
 
 log = logging.getLogger("tuneforge.serve")
 
@@ -348,10 +350,6 @@ class Deployment:
         return texts  # type: ignore[return-value]
 
 
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).glob("*") if p.suffix in (".safetensors", ".bin", ".pt"))
-
-
 def _eos_ids(folder: Path, tokenizer) -> set[int]:
     ids: set[int] = set()
     gen = Path(folder) / "generation_config.json"
@@ -378,18 +376,11 @@ def _defaults(folder: Path, max_tokens: int) -> SamplingParams:
     return d
 
 
-def _prompt_rules(folder: Path) -> dict:
-    record = Path(folder) / "tuneforge_config.json"
-    return (json.loads(record.read_text()).get("serving") or {}) if record.exists() else {}
-
-
 class Engine:
     """Loads deployed models (sharing bases between adapters) and hands requests to their groups."""
 
     def __init__(self, *, device: str = "auto", max_batch: int = 32, batch_wait_ms: float = 2.0,
                  memory_limit_bytes: int | None = None, default_max_tokens: int = 256):
-        from tuneforge.train.loading import pick_device, pick_dtype
-
         self.device = pick_device(device)
         self.dtype = pick_dtype("auto", self.device)
         self.max_batch, self.batch_wait_s = max_batch, batch_wait_ms / 1000
@@ -428,20 +419,18 @@ class Engine:
         """Serve ``folder`` (a full model, or a LoRA adapter on ``base_dir``) as ``deployed_id``."""
         from transformers import AutoTokenizer
 
-        from tuneforge.train.loading import has_tokenizer
-
         folder = Path(folder)
         with self.lock:
             if deployed_id in self.deployments:
                 return self.deployments[deployed_id]
-            is_adapter = (folder / "adapter_config.json").exists()
-            weights = Path(base_dir) if is_adapter else folder
-            if is_adapter and base_dir is None:
+            adapter_folder = is_adapter(folder)
+            weights = Path(base_dir) if adapter_folder else folder
+            if adapter_folder and base_dir is None:
                 raise InvalidArgument(f"{folder} is a LoRA adapter and no base model was found for it")
             key = f"{weights.resolve()}|{self.dtype}"
             group = self.groups.get(key)
             if group is None:
-                self.check_fits(folder_bytes(weights) + (folder_bytes(folder) if is_adapter else 0), str(folder))
+                self.check_fits(folder_bytes(weights) + (folder_bytes(folder) if adapter_folder else 0), str(folder))
                 group = ModelGroup(key, weights, self.device, self.dtype, self.max_batch, self.batch_wait_s)
                 self.groups[key] = group
             try:
@@ -450,7 +439,7 @@ class Engine:
                     raise InvalidArgument(f"the tokenizer of {folder} has {len(tokenizer)} tokens but the model's "
                                           "embedding table is smaller; the folder's tokenizer belongs to another model")
                 adapter = None
-                if is_adapter:
+                if adapter_folder:
                     adapter = f"d{deployed_id}"
                     group.add_adapter(adapter, folder)
             except Exception:
@@ -462,7 +451,7 @@ class Engine:
             cfg = group.base.config
             context = int(getattr(cfg, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 4096))
             dep = Deployment(deployed_id, group, adapter, tokenizer, _eos_ids(folder, tokenizer), context,
-                             _defaults(folder, self.default_max_tokens), tokenizer.chat_template, _prompt_rules(folder))
+                             _defaults(folder, self.default_max_tokens), tokenizer.chat_template, serving_rules(folder))
             self.deployments[deployed_id] = dep
             return dep
 

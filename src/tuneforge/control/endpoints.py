@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,12 +22,20 @@ from tuneforge.errors import (
     NotFound,
     TuneforgeError,
 )
-from tuneforge.jobs import operations
-from tuneforge.jobs.db import Store, get_scoped
-from tuneforge.jobs.paging import page
-from tuneforge.jobs.service import _ts, model_name, new_id
-from tuneforge.jobs.tables import DeployedModelRow, EndpointRow, ModelRow, utcnow
+from tuneforge.catalog.model_folder import base_model_id, folder_bytes, is_adapter
+from tuneforge.catalog.weights import materialize
+from tuneforge.control import operations
+from tuneforge.control.db import Store, get_scoped
+from tuneforge.control.paging import page
+from tuneforge.control.registry import endpoint_name, model_weights, new_endpoint
+from tuneforge.control.tables import DeployedModelRow, EndpointRow, ModelRow, new_id, utcnow
+from tuneforge.errors import rpc_code
 from tuneforge.settings import Settings
+from tuneforge.wire import names
+from tuneforge.wire.base import timestamp
+
+if TYPE_CHECKING:
+    from tuneforge.infer.engine import Engine
 
 log = logging.getLogger("tuneforge.serve")
 
@@ -37,37 +45,21 @@ ACCELERATORS = [
     "TPU_V5_LITEPOD", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB", "NVIDIA_B200", "NVIDIA_GB200",
     "NVIDIA_RTX_PRO_6000",
 ]
-GRPC_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "RESOURCE_EXHAUSTED": 8, "INTERNAL": 13}
 V1 = "type.googleapis.com/google.cloud.aiplatform.v1"
-
-
-def endpoint_name(row: EndpointRow) -> str:
-    return f"projects/{row.project}/locations/{row.location}/endpoints/{row.id}"
 
 
 def deployed_json(row: DeployedModelRow) -> dict:
     """A DeployedModel with only fields of the API type (it is also returned inside strictly parsed operations)."""
-    return {"id": row.id, "model": f"projects/{row.project}/locations/{row.location}/models/{row.model_id}",
-            "modelVersionId": "1", "displayName": row.display_name, "createTime": _ts(row.create_time),
+    return {"id": row.id, "model": names.name("models", row.project, row.location, row.model_id),
+            "modelVersionId": "1", "displayName": row.display_name, "createTime": timestamp(row.create_time),
             **(row.resources or {})}
 
 
 def endpoint_json(row: EndpointRow, deployed: list[DeployedModelRow]) -> dict:
     return {"name": endpoint_name(row), "displayName": row.display_name, "description": row.description,
             "labels": row.labels or {}, "deployedModels": [deployed_json(d) for d in deployed if d.state == "DEPLOYED"],
-            "trafficSplit": row.traffic_split or {}, "createTime": _ts(row.create_time),
-            "updateTime": _ts(row.update_time)}
-
-
-def deployments_of(s: Session, model_ids: list[str]) -> dict[str, list[dict]]:
-    """``Model.deployedModels`` for each model id: ``[{endpoint, deployedModelId}]``."""
-    out: dict[str, list[dict]] = {m: [] for m in model_ids}
-    rows = s.scalars(select(DeployedModelRow).where(DeployedModelRow.model_id.in_(model_ids),
-                                                    DeployedModelRow.state == "DEPLOYED")).all()
-    for d in rows:
-        out[d.model_id].append({"endpoint": f"projects/{d.project}/locations/{d.location}/endpoints/{d.endpoint_id}",
-                                "deployedModelId": d.id})
-    return out
+            "trafficSplit": row.traffic_split or {}, "createTime": timestamp(row.create_time),
+            "updateTime": timestamp(row.update_time)}
 
 
 # -- request parsing ---------------------------------------------------------------------------------------------
@@ -150,13 +142,14 @@ def parse_resources(spec: dict, path: str) -> dict:
     return {"automaticResources": {"minReplicaCount": low, "maxReplicaCount": max(low, high)}}
 
 
-def _model_id(ref, project: str, location: str, field: str) -> str:
+def _model_id(ref: object, project: str, location: str, field: str) -> str:
+    parent = names.parent(project, location)
     if not isinstance(ref, str) or "models/" not in ref:
-        raise InvalidArgument(f"{field} must name a model, like projects/{project}/locations/{location}/models/ID")
-    prefix, _, rest = ref.rpartition("models/")
-    if prefix and prefix != f"projects/{project}/locations/{location}/":
-        raise InvalidArgument(f"{field} {ref} is not in projects/{project}/locations/{location}")
-    return rest.split("@", 1)[0]
+        raise InvalidArgument(f"{field} must name a model, like {parent}/models/ID")
+    model_id = names.resource_id(ref, "models", project, location)
+    if model_id is None:
+        raise InvalidArgument(f"{field} {ref} is not in {parent}")
+    return model_id
 
 
 def _traffic(split, existing: list[str], new_id_: str | None, field: str) -> dict:
@@ -182,7 +175,7 @@ def _traffic(split, existing: list[str], new_id_: str | None, field: str) -> dic
 # -- the service -------------------------------------------------------------------------------------------------
 
 class EndpointService:
-    def __init__(self, store: Store, settings: Settings, engine=None):
+    def __init__(self, store: Store, settings: Settings, engine: Engine | None = None):
         self.store, self.settings, self.engine = store, settings, engine
         self._load_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -196,7 +189,7 @@ class EndpointService:
         if not isinstance(labels, dict):
             raise InvalidArgument("labels must be an object of strings")
         with self.store.session() as s:
-            row = _new_endpoint(s, project, location, display, body.get("description") or "", labels)
+            row = new_endpoint(s, project, location, display, body.get("description") or "", labels)
         api = "v1beta1" if version == "v1beta1" else "v1"
         response = {"@type": f"type.googleapis.com/google.cloud.aiplatform.{api}.Endpoint", **endpoint_json(row, [])}
         return operations.record_done(self.store, endpoint_name(row), response,
@@ -284,7 +277,7 @@ class EndpointService:
             raise InvalidArgument('customModel.gcsUri is required: {"customModel": {"gcsUri": "gs://…/final"}}; '
                                   "publisher models are not deployable here (tune one, then deploy the tuned model)")
         uri = storage.check_client_uri(custom.get("gcsUri", custom.get("gcs_uri")), "customModel.gcsUri", self.settings)
-        folder = self._folder(uri)
+        folder = materialize(uri, self.settings)
         model_cfg = body.get("modelConfig") or {}
         endpoint_cfg = body.get("endpointConfig") or {}
         deploy_cfg = body.get("deployConfig") or {}
@@ -293,19 +286,17 @@ class EndpointService:
         resources = parse_resources(deploy_cfg, "deployConfig")
         stem = uri.rstrip("/").split("/")[-1] or "model"
         display = model_cfg.get("modelDisplayName") or f"{stem}-{new_id()[-6:]}"
-        is_adapter = (folder / "adapter_config.json").exists()
         now = utcnow()
         model = ModelRow(id=new_id(), project=project, location=location, version=1, display_name=display,
                          description=f"Custom weights from {uri}", artifact_uri=uri, labels={},
-                         base_model=_base_label(folder), kind="lora" if is_adapter else "full", create_time=now,
+                         base_model=base_model_id(folder), kind="lora" if is_adapter(folder) else "full", create_time=now,
                          update_time=now)
         self._precheck(model)
         with self.store.session() as s:
             s.add(model)
-            endpoint = _new_endpoint(s, project, location, endpoint_cfg.get("endpointDisplayName") or f"{display}_endpoint",
+            endpoint = new_endpoint(s, project, location, endpoint_cfg.get("endpointDisplayName") or f"{display}_endpoint",
                                      "", {})
-        parent = f"projects/{project}/locations/{location}"
-        op = operations.record_pending(self.store, parent, "type.googleapis.com/google.cloud.aiplatform.v1beta1.DeployOperationMetadata")
+        op = operations.record_pending(self.store, names.parent(project, location), "type.googleapis.com/google.cloud.aiplatform.v1beta1.DeployOperationMetadata")
         dep_id = new_id()
         with self.store.session() as s:
             s.add(DeployedModelRow(id=dep_id, endpoint_id=endpoint.id, model_id=model.id, project=project,
@@ -315,19 +306,9 @@ class EndpointService:
         return operations.get(self.store, op)
 
     # loading
-    def _folder(self, uri: str) -> Path:
-        from tuneforge.catalog.weights import materialize
-
-        return materialize(uri, self.settings)
-
-    def _weights(self, model: ModelRow) -> tuple[Path, Path | None]:
-        return model_weights(model, self.settings)
-
     def _precheck(self, model: ModelRow) -> None:
         """Refuse at once what cannot load: missing files, or weights that do not fit in free memory."""
-        from tuneforge.serve.engine import folder_bytes
-
-        folder, base = self._weights(model)
+        folder, base = model_weights(model, self.settings)
         if self.engine is None:
             return
         loaded = {g.folder.resolve() for g in self.engine.groups.values()}
@@ -354,7 +335,7 @@ class EndpointService:
             code = exc.code if isinstance(exc, TuneforgeError) else "INTERNAL"
             with self.store.session() as s:
                 s.delete(s.get(DeployedModelRow, dep_id))
-            operations.finish(self.store, row.operation, error={"code": GRPC_CODES.get(code, 13),
+            operations.finish(self.store, row.operation, error={"code": rpc_code(code),
                                                                 "message": f"deploying failed: {exc}"})
             return
         op = operations.get_row(self.store, row.operation)
@@ -371,7 +352,7 @@ class EndpointService:
             if garden:
                 response = {"@type": "type.googleapis.com/google.cloud.aiplatform.v1beta1.DeployResponse",
                             "endpoint": endpoint_name(ep),
-                            "model": f"projects/{dep.project}/locations/{dep.location}/models/{dep.model_id}"}
+                            "model": names.name("models", dep.project, dep.location, dep.model_id)}
             else:
                 response = {"@type": f"{V1}.DeployModelResponse", "deployedModel": deployed_json(dep)}
         operations.finish(self.store, row.operation, response=response)
@@ -394,7 +375,7 @@ class EndpointService:
             dep = self.engine.get(row.id)
             if dep is None:
                 model = get_scoped(self.store, ModelRow, row.model_id, row.project, row.location, "Model", "models")
-                folder, base = self._weights(model)
+                folder, base = model_weights(model, self.settings)
                 dep = self.engine.deploy(row.id, folder, base)
             return dep
 
@@ -417,55 +398,3 @@ class EndpointService:
             weights = [float((endpoint.traffic_split or {}).get(d.id, 0)) for d in live]
             pick = random.choices(live, weights=weights)[0] if sum(weights) > 0 else live[0]
         return pick
-
-
-def model_weights(model: ModelRow, settings: Settings) -> tuple[Path, Path | None]:
-    """(model folder, base folder for a LoRA adapter or None) of a registered model."""
-    return weights_at(model.artifact_uri, settings, f"model {model.id}")
-
-
-def weights_at(uri: str, settings: Settings, what: str) -> tuple[Path, Path | None]:
-    """(model folder, base folder for a LoRA adapter or None) of the weights at ``uri``."""
-    from tuneforge.catalog.weights import materialize
-    from tuneforge.train.loading import adapter_base
-
-    folder = materialize(uri, settings)
-    if not (folder / "adapter_config.json").exists():
-        return folder, None
-    base = adapter_base(folder, settings)
-    if base is None:
-        raise FailedPrecondition(f"{what} is a LoRA adapter whose base model cannot be found (no "
-                                 "tuneforge_manifest.json and no local base_model_name_or_path); deploy the "
-                                 "merged model instead or put the base next to it")
-    return folder, base
-
-
-def _new_endpoint(s: Session, project: str, location: str, display: str, description: str, labels: dict) -> EndpointRow:
-    now = utcnow()
-    row = EndpointRow(id=new_id(), project=project, location=location, display_name=display, description=description,
-                      labels=labels, deployed_models=[], traffic_split={}, create_time=now, update_time=now)
-    s.add(row)
-    s.flush()
-    return row
-
-
-def _base_label(folder: Path) -> str:
-    import json
-
-    manifest = folder / "tuneforge_manifest.json"
-    if manifest.exists():
-        return str(json.loads(manifest.read_text()).get("base_model", {}).get("requested", ""))
-    return ""
-
-
-def auto_deploy(s: Session, model: ModelRow, display: str) -> str:
-    """Deploy a finished tuning job's model on a new endpoint (as Vertex does for Gemini-style tuning). Only the
-    record is written here (the worker may be another process); the server loads the model on its first request."""
-    endpoint = _new_endpoint(s, model.project, model.location, display, f"Serves {model_name(model)}", {})
-    dep_id = new_id()
-    s.add(DeployedModelRow(id=dep_id, endpoint_id=endpoint.id, model_id=model.id, project=model.project,
-                           location=model.location, display_name=display,
-                           resources={"automaticResources": {"minReplicaCount": 1, "maxReplicaCount": 1}},
-                           state="DEPLOYED", create_time=utcnow()))
-    endpoint.traffic_split = {dep_id: 100}
-    return endpoint_name(endpoint)

@@ -21,53 +21,29 @@ from tuneforge.errors import (
     FailedPrecondition,
     InvalidArgument,
 )
-from tuneforge.jobs.db import Store, get_scoped
-from tuneforge.jobs.paging import page
-from tuneforge.jobs.service import (
-    DEV_LABEL,
-    PIPELINE_REGIONS,
-    _float,
-    _int,
-    _ts,
-    job_resource_json,
+from tuneforge.control.db import Store, get_scoped
+from tuneforge.control.paging import page
+from tuneforge.control.pipeline_templates import (
+    CHAT_EVALUATION,
+    DEFAULTS,
+    PARAMETERS,
+    REQUIRED,
+    TEMPLATES,
+    deploy_task,
+    task_names,
+    upload_task,
 )
-from tuneforge.jobs.tables import PipelineJobRow, utcnow
+from tuneforge.control.registry import DEV_LABEL
+from tuneforge.control.tables import PipelineJobRow, utcnow
+from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, _float, _int, job_resource_json
 from tuneforge.settings import Settings
-
-_KFP = "https://us-kfp.pkg.dev/ml-pipeline/"
-TEMPLATES = {
-    _KFP + "large-language-model-pipelines/tune-large-model/v3.0.0": "tune-large-model",
-    _KFP + "large-language-model-pipelines/tune-large-model/v2.0.0": "tune-large-model",
-    _KFP + "large-language-model-pipelines/tune-large-chat-model/v3.0.0": "tune-large-chat-model",
-    _KFP + "distillation/distillation/v1.0.0": "distillation",
-}
+from tuneforge.wire import names
+from tuneforge.wire.base import timestamp
 
 PENDING, RUNNING, SUCCEEDED, FAILED = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
                                        "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED")
 CANCELLING, CANCELLED = "PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED"
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
-
-# parameter -> kind (SPEC §3.5, §5.4; contract §5.3)
-_COMMON = {
-    "project": "str", "location": "region", "dataset_uri": "str", "dataset_name": "str", "model_display_name": "str",
-    "train_steps": "int", "learning_rate": "float", "learning_rate_multiplier": "float", "evaluation_data_uri": "str",
-    "evaluation_interval": "int", "enable_early_stopping": "bool", "enable_checkpoint_selection": "tri",
-    "tensorboard_resource_id": "str", "accelerator_type": "accel", "max_context_length": "ctx",
-    "encryption_spec_key_name": "str",
-}
-PARAMETERS = {
-    "tune-large-model": {**_COMMON, "large_model_reference": "model"},
-    "tune-large-chat-model": {**_COMMON, "large_model_reference": "model", "default_context": "str"},
-    "distillation": {**_COMMON, "teacher_model_reference": "model", "student_model_reference": "model"},
-}
-REQUIRED = {
-    "tune-large-model": ("large_model_reference",),
-    "tune-large-chat-model": ("large_model_reference",),
-    "distillation": ("teacher_model_reference", "student_model_reference"),
-}
-CHAT_EVALUATION = ("evaluation_data_uri", "evaluation_interval", "enable_early_stopping", "enable_checkpoint_selection")
-DEFAULTS = {"train_steps": 300, "learning_rate_multiplier": 1.0, "evaluation_interval": 20, "enable_early_stopping": True,
-            "accelerator_type": "GPU", "enable_checkpoint_selection": "default"}
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
@@ -103,7 +79,7 @@ def finish_cancelled(row: PipelineJobRow, now) -> None:
     """The final state of a cancelled pipeline: CANCELLED with error code 1; unfinished tasks are cancelled too."""
     row.state, row.end_time, row.update_time = CANCELLED, now, now
     row.error = {"code": 1, "message": "CANCELED"}
-    stamp = _ts(now)
+    stamp = timestamp(now)
     tasks = []
     for t in row.tasks:
         if t["state"] in ("PENDING", "RUNNING"):
@@ -113,31 +89,14 @@ def finish_cancelled(row: PipelineJobRow, now) -> None:
     row.tasks = tasks
 
 
-def model_or_endpoint(value: str) -> tuple[str, str, str, str] | None:
-    """(project, location, "models" | "endpoints", id) of ``projects/P/locations/L/{models,endpoints}/ID``."""
-    parts = value.split("/")
-    if len(parts) == 6 and parts[0] == "projects" and parts[2] == "locations" and parts[4] in ("endpoints", "models"):
-        return parts[1], parts[3], parts[4], parts[5]
-    return None
-
-
 def _is_resource_or_url(value: str) -> bool:
-    return value.startswith(("http://", "https://")) or model_or_endpoint(value) is not None
+    return value.startswith(("http://", "https://")) or names.parse(value, ("models", "endpoints")) is not None
 
 
-def _planned_tasks(template: str, params: dict, now: str) -> list[dict]:
-    upload = "upload-model" if template == "distillation" else "upload-llm-model"
-    deploy = "deploy-model" if template == "distillation" else "deploy-llm-model"
-    names = ["validate-data"]
-    if template == "distillation":
-        names.append("teacher-labelling")
-    names.append("tune")
-    if params.get("evaluation_data_uri"):
-        names.append("evaluate")
-    names += [upload, deploy]
+def _planned_tasks(template: str, params: dict[str, Any], now: str | None) -> list[dict[str, Any]]:
     tasks = [{"taskId": "1", "taskName": template, "state": "PENDING", "createTime": now,
               "execution": {"schemaTitle": "system.Run", "state": "NEW", "metadata": {}}}]
-    for i, name in enumerate(names, start=2):
+    for i, name in enumerate(task_names(template, params), start=2):
         tasks.append({"taskId": str(i), "parentTaskId": "1", "taskName": name, "state": "PENDING", "createTime": now,
                       "execution": {"schemaTitle": "system.ContainerExecution", "state": "NEW", "metadata": {}}})
     return tasks
@@ -243,10 +202,10 @@ class PipelineJobService:
         resource["templateMetadata"] = {"version": body["templateUri"].rsplit("/", 1)[-1]}
         with self.store.session() as s:
             if s.get(PipelineJobRow, job_id) is not None:
-                raise AlreadyExists(f"PipelineJob projects/{project}/locations/{location}/pipelineJobs/{job_id} already exists; "
+                raise AlreadyExists(f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already exists; "
                                     "use another pipelineJobId (the SDK makes one per second)")
             row = PipelineJobRow(id=job_id, project=project, location=location, state=PENDING, template=template,
-                                 resource=resource, parameters=params, tasks=_planned_tasks(template, params, _ts(now)),
+                                 resource=resource, parameters=params, tasks=_planned_tasks(template, params, timestamp(now)),
                                  labels=labels, create_time=now, update_time=now, cancel_requested=False)
             s.add(row)
         return row
@@ -275,7 +234,7 @@ class PipelineJobService:
 
 
 def pipeline_job_json(row: PipelineJobRow) -> dict:
-    out = job_resource_json(row, f"projects/{row.project}/locations/{row.location}/pipelineJobs/{row.id}")
+    out = job_resource_json(row, names.name("pipelineJobs", row.project, row.location, row.id))
     out["jobDetail"] = {"pipelineContext": {"name": f"{out['name']}/contexts/pipeline"},
                         "pipelineRunContext": {"name": f"{out['name']}/contexts/run"}, "taskDetails": row.tasks}
     return out

@@ -9,6 +9,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge.errors import NotFound
+
 
 def normalize_url(url: str) -> str:
     """postgresql:// uses psycopg 3 (the driver we install); sqlite paths get their folder created."""
@@ -80,8 +82,6 @@ class Store:
 
 def get_scoped(store: Store, table, resource_id: str, project: str, location: str, kind: str, collection: str):
     """A row of ``table`` that belongs to ``projects/{project}/locations/{location}``, or NOT_FOUND naming it."""
-    from tuneforge.errors import NotFound
-
     with store.session() as s:
         row = s.get(table, resource_id)
     if row is None or row.project != project or row.location != location:

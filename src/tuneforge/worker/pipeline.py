@@ -19,31 +19,42 @@ skips finished tasks and picks the next one up (training resumes from its checkp
 from __future__ import annotations
 
 import json
-import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
+from transformers import AutoTokenizer
 
 from tuneforge import storage
 from tuneforge.catalog import load_catalog
-from tuneforge.errors import (
-    DatasetInvalid,
-    FailedPrecondition,
-    InvalidArgument,
-    TuneforgeError,
-)
-from tuneforge.jobs import pipelines as p
-from tuneforge.jobs.db import Store
-from tuneforge.jobs.service import _ts
-from tuneforge.jobs.tables import ModelRow, PipelineJobRow, utcnow
+from tuneforge.catalog.model_folder import final_uri, has_tokenizer, weights_at
+from tuneforge.control import pipeline_jobs as p
+from tuneforge.control.db import Store, get_scoped
+from tuneforge.control.registry import auto_deploy, model_name, model_weights, register_model
+from tuneforge.control.tables import DeployedModelRow, ModelRow, PipelineJobRow, utcnow
+from tuneforge.errors import DatasetInvalid, FailedPrecondition, InvalidArgument, TuneforgeError, rpc_code, status
+from tuneforge.infer.offline import generate_offline
+from tuneforge.infer.sampling import SamplingParams
 from tuneforge.settings import Settings
+from tuneforge.train import Callbacks, TuningConfig, run_sft
+from tuneforge.train.pipeline_data import FORMATS, check_pipeline_data
+from tuneforge.train.recipes.distill import (
+    DEFAULT_RATIONALE_WEIGHT,
+    answer_matches,
+    prepare_student_data,
+    read_examples,
+    student_files,
+    teacher_from_reference,
+)
+from tuneforge.wire import names
+from tuneforge.wire.base import timestamp
+from tuneforge.worker.child import StopCheck, child_setup
 
-MIN_EXAMPLES, MAX_EXAMPLES, MAX_AUTHOR_FIELDS = 10, 10_000, 10_000
-EVAL_RANGE = (10, 250)
 # SPEC §3.6: examples per step by context class and compute region (GPU runs in us-central1, TPU in europe-west4).
 BATCH_SIZES = {("8k", "us-central1"): 8, ("8k", "europe-west4"): 24, ("32k", "us-central1"): 8, ("32k", "europe-west4"): 8}
-_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "RESOURCE_EXHAUSTED": 8, "INTERNAL": 13}
 
 
 class Stopped(Exception):
@@ -61,17 +72,11 @@ class Context:
     out_uri: str  # where this job's artifacts go
     settings: Settings
     store: Store
-    parent_pid: int
+    should_stop: Callable[[], bool]
 
     @property
     def upload_location(self) -> str:
         return self.params.get("location") or self.location
-
-    def should_stop(self) -> bool:
-        if os.getppid() != self.parent_pid:
-            return True
-        with self.store.session() as s:
-            return bool(s.scalar(select(PipelineJobRow.cancel_requested).where(PipelineJobRow.id == self.job_id)))
 
 
 # -- task bookkeeping ---------------------------------------------------------------------------------------------
@@ -104,7 +109,7 @@ class Tasks:
         return {k.removeprefix("output:"): v for k, v in meta.items() if k.startswith("output:")}
 
     def start(self, name: str) -> None:
-        now = _ts(utcnow())
+        now = timestamp(utcnow())
 
         def change(t):
             t.update(state="RUNNING", startTime=t.get("startTime") or now)
@@ -117,7 +122,7 @@ class Tasks:
         self.update(name, change)
 
     def finish(self, name: str, state: str, outputs: dict | None = None, message: str | None = None) -> None:
-        now = _ts(utcnow())
+        now = timestamp(utcnow())
         execution_state = {"SUCCEEDED": "COMPLETE", "FAILED": "FAILED", "CANCELLED": "CANCELLED",
                            "SKIPPED": "NEW"}[state]  # a skipped task never ran
 
@@ -130,7 +135,7 @@ class Tasks:
             meta.update({f"output:{k}": v for k, v in (outputs or {}).items()})
             t["execution"]["metadata"] = meta
             if message:
-                t["error"] = {"code": 3 if state == "FAILED" else 1, "message": message}
+                t["error"] = status("INVALID_ARGUMENT" if state == "FAILED" else "CANCELLED", message)
         self.update(name, change)
 
 
@@ -152,63 +157,18 @@ def documented_batch_size(ctx: Context) -> tuple[int, str, str]:
 
 
 def validate_data(ctx: Context) -> dict:
-    from tuneforge.data.formats import parse_lines
-    from tuneforge.data.report import Report
-    from tuneforge.data.validate import read_lines
-    from tuneforge.train.recipes.distill import read_examples
-
     params = ctx.params
     train_uri = params.get("dataset_uri")
     if train_uri is None:
         raise InvalidArgument("dataset_name (a Vertex managed dataset) is not available on a self-hosted server; give "
                               "dataset_uri, a JSONL file in a bucket")
-    eval_uri = params.get("evaluation_data_uri")
-    out: dict = {}
-    if ctx.template == "distillation":
-        examples, report = read_examples(train_uri, ctx.settings)
-        n = len(examples)
-        labelled = sum(e.output_text is not None for e in examples)
-        out.update(labelled_examples=labelled, unlabelled_examples=n - labelled)
-        warnings = []
-        if labelled and labelled < 100:
-            warnings.append(f"{labelled} labelled examples; hundreds are recommended")
-        if n - labelled and n - labelled < 1000:
-            warnings.append(f"{n - labelled} unlabelled examples; more than 1,000 are recommended")
-        if warnings:
-            out["warnings"] = "; ".join(warnings)
-    else:
-        chat = ctx.template == "tune-large-chat-model"
-        report = Report(source=train_uri)
-        lines = read_lines(train_uri, report, ctx.settings)
-        conversations = parse_lines(lines or [], report, expected="codechat" if chat else "text_pair")
-        n = len(conversations)
-        if chat:
-            authors = sum(sum(1 for m in c.messages if m.role != "system") for c in conversations)
-            out["author_fields"] = authors
-            if authors > MAX_AUTHOR_FIELDS:
-                report.error(f"dataset_uri: {authors:,} author fields; the code chat limit is {MAX_AUTHOR_FIELDS:,} "
-                             "across all examples")
-        elif n > MAX_EXAMPLES:
-            report.error(f"dataset_uri: {n:,} examples; at most {MAX_EXAMPLES:,} are allowed")
-        if lines is not None and n < MIN_EXAMPLES and report.ok:
-            report.error(f"dataset_uri: {n} examples; code-model tuning needs at least {MIN_EXAMPLES} (500+ recommended)")
-    if eval_uri:
-        eval_report = Report(source=eval_uri)  # problems name the evaluation file, not the training file
-        if ctx.template == "distillation":
-            n_eval = len(read_examples(eval_uri, ctx.settings, require_labels=True, report=eval_report)[0])
-        else:
-            eval_lines = read_lines(eval_uri, eval_report, ctx.settings)
-            n_eval = len(parse_lines(eval_lines or [], eval_report, expected="text_pair"))
-        report.problems.extend(eval_report.problems)
-        if not EVAL_RANGE[0] <= n_eval <= EVAL_RANGE[1] and report.ok:
-            report.error(f"evaluation_data_uri: {n_eval} examples; the evaluation set must have "
-                         f"{EVAL_RANGE[0]}–{EVAL_RANGE[1]}")
-        out["evaluation_examples"] = n_eval
+    report, out = check_pipeline_data(ctx.template, train_uri, params.get("evaluation_data_uri"), ctx.settings)
+    n = out["train_examples"]
     if report.errors:
         raise DatasetInvalid(f"{len(report.errors)} problem(s) in the data; nothing was tuned: {_problems(report)}", report)
     batch, context, region = documented_batch_size(ctx)
     steps = int(params["train_steps"])
-    out.update(train_examples=n, batch_size=batch, context_class=context, compute_region=region,
+    out.update(batch_size=batch, context_class=context, compute_region=region,
                train_steps=steps, examples_seen=steps * batch, epochs=round(steps * batch / max(n, 1), 4))
     return out
 
@@ -217,16 +177,12 @@ def validate_data(ctx: Context) -> dict:
 
 def resource_weights(ctx: Context):
     """(folder, base) of a registered model, or of the model deployed on an endpoint, in the job's project."""
-    from tuneforge.jobs.db import get_scoped
-    from tuneforge.jobs.tables import DeployedModelRow
-    from tuneforge.serve.endpoints import model_weights
-
     def resolve(reference: str):
-        parsed = p.model_or_endpoint(reference)
+        parsed = names.parse(reference, ("models", "endpoints"))
         if parsed is None:
             raise InvalidArgument(f"teacher_model_reference {reference}: expected projects/P/locations/L/models/ID "
                                   "or …/endpoints/ID")
-        project, location, kind, rid = parsed
+        project, location, kind, rid = parsed.project, parsed.location, parsed.collection, parsed.id
         if project != ctx.project:
             raise InvalidArgument(f"teacher_model_reference {reference}: the teacher must be in project {ctx.project}")
         if kind == "endpoints":
@@ -236,17 +192,12 @@ def resource_weights(ctx: Context):
             if dep is None:
                 raise FailedPrecondition(f"teacher_model_reference {reference}: no model is deployed on that endpoint")
             rid = dep.model_id
-        model = get_scoped(ctx.store, ModelRow, rid.split("@")[0], project, location, "Model", "models")
+        model = get_scoped(ctx.store, ModelRow, rid, project, location, "Model", "models")
         return model_weights(model, ctx.settings)
     return resolve
 
 
 def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
-    from tuneforge.train.recipes.distill import (
-        prepare_student_data,
-        teacher_from_reference,
-    )
-
     teacher = teacher_from_reference(ctx.params["teacher_model_reference"], ctx.settings, resource_weights(ctx))
     prepared = prepare_student_data(tuning_config(ctx), teacher, settings=ctx.settings, should_stop=ctx.should_stop)
     return {"teacher": teacher.name, **prepared.summary}
@@ -255,8 +206,6 @@ def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
 # -- tune -----------------------------------------------------------------------------------------------------------
 
 def tuning_config(ctx: Context, **overrides):
-    from tuneforge.train.config import TuningConfig
-
     params = ctx.params
     batch, _, _ = documented_batch_size(ctx)
     has_eval = bool(params.get("evaluation_data_uri"))
@@ -271,7 +220,7 @@ def tuning_config(ctx: Context, **overrides):
         early_stopping=bool(params.get("enable_early_stopping", True)) and has_eval,
         checkpoint_selection="best" if selection == "true" or (selection == "default" and has_eval) else "last",
         tensorboard=params.get("tensorboard_resource_id"),
-        dataset_format={"tune-large-model": "text_pair", "tune-large-chat-model": "codechat"}.get(ctx.template),
+        dataset_format=FORMATS[ctx.template] if ctx.template != "distillation" else None,
         default_context=params.get("default_context"), **lr,
     )
     config.update(overrides)
@@ -279,10 +228,6 @@ def tuning_config(ctx: Context, **overrides):
 
 
 def tune(ctx: Context, tasks: Tasks) -> dict:
-    from tuneforge.train import Callbacks
-    from tuneforge.train.recipes.distill import DEFAULT_RATIONALE_WEIGHT, student_files
-    from tuneforge.train.recipes.sft import run_sft
-
     overrides = {}
     if ctx.template == "distillation":
         train, val = student_files(storage.output_dir(f"{ctx.out_uri}/tune", ctx.settings))
@@ -291,7 +236,7 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
     config = tuning_config(ctx, **overrides)
 
     class Progress(Callbacks):
-        def on_start(self, total_steps, start_step, info):
+        def on_start(self, total_steps, start_step, plan):
             tasks.progress("tune", {"totalSteps": total_steps, "step": start_step})
 
         def on_step(self, step, total_steps, metrics):
@@ -305,12 +250,11 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
     result = run_sft(config, settings=ctx.settings, callbacks=Progress(), should_stop=ctx.should_stop)
     if result.cancelled:
         raise Stopped()
-    final = result.resolved.get("final", {})
-    return {"model_dir": f"{config.output_uri}/postprocess/node-0/checkpoints/final", "steps": result.steps,
+    return {"model_dir": final_uri(config.output_uri), "steps": result.steps,
             "resumed_from_step": result.resumed_from,
-            "final_step": final.get("step"), "stopped_early": result.stopped_early,
+            "final_step": result.final_step, "stopped_early": result.stopped_early,
             "checkpoint_selection": config.checkpoint_selection, "batch_size": config.batch_size,
-            "epochs": result.resolved["resolved"]["epochs_effective"], "tensorboard_dir": f"{config.output_uri}/tensorboard",
+            "epochs": result.resolved.epochs_effective, "tensorboard_dir": f"{config.output_uri}/tensorboard",
             **{k: round(float(v), 6) for k, v in {**result.last_train, **result.best_eval}.items()}}
 
 
@@ -318,14 +262,6 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
 
 def evaluate(ctx: Context, tasks: Tasks) -> dict:
     """Batch prediction on the evaluation set with the tuned model, scored by exact match."""
-    from transformers import AutoTokenizer
-
-    from tuneforge.serve.apis import generate_offline
-    from tuneforge.serve.endpoints import weights_at
-    from tuneforge.serve.sampling import SamplingParams
-    from tuneforge.train.loading import has_tokenizer
-    from tuneforge.train.recipes.distill import answer_matches, read_examples
-
     examples, _ = read_examples(ctx.params["evaluation_data_uri"], ctx.settings, require_labels=True)
     folder, base = weights_at(tasks.outputs("tune")["model_dir"], ctx.settings, "the tuned model")
     tokenizer = AutoTokenizer.from_pretrained(str(folder if has_tokenizer(folder) else base))
@@ -348,57 +284,36 @@ def evaluate(ctx: Context, tasks: Tasks) -> dict:
 
 # -- upload, deploy -------------------------------------------------------------------------------------------------
 
-def base_model_label(ctx: Context) -> str:
-    model = ctx.params.get("large_model_reference") or ctx.params["student_model_reference"]
-    return model.replace("@", "-").replace("/", "-")
-
-
 def upload(ctx: Context, tasks: Tasks) -> dict:
-    from tuneforge.jobs.service import model_name, new_id
-
-    existing = tasks.outputs(upload_task(ctx.template)).get("model_resource_name")
+    existing = tasks.outputs(p.upload_task(ctx.template)).get("model_resource_name")
     if existing:
         return {"model_resource_name": existing}
-    now = utcnow()
     base = ctx.params.get("large_model_reference") or ctx.params["student_model_reference"]
     what = (f"distilled from {ctx.params['teacher_model_reference']}" if ctx.template == "distillation"
             else f"tuned for {ctx.params['train_steps']} steps")
     with ctx.store.session() as s:
-        model = ModelRow(id=new_id(), project=ctx.project, location=ctx.upload_location, version=1,
-                         display_name=ctx.params["model_display_name"], description=f"{base} {what} by pipelineJobs/{ctx.job_id}",
-                         artifact_uri=tasks.outputs("tune")["model_dir"],
-                         labels={**ctx.labels, "google-vertex-llm-tuning-base-model-id": base_model_label(ctx),
-                                 "google-vertex-llm-tuning-job-id": ctx.job_id},
-                         base_model=base, kind="lora", job_id=None, create_time=now, update_time=now)
-        s.add(model)
-        s.flush()
+        model = register_model(s, project=ctx.project, location=ctx.upload_location,
+                               display_name=ctx.params["model_display_name"],
+                               description=f"{base} {what} by pipelineJobs/{ctx.job_id}",
+                               artifact_uri=tasks.outputs("tune")["model_dir"], base_model=base, kind="lora",
+                               labels=ctx.labels, source_job=ctx.job_id)
         return {"model_resource_name": model_name(model)}
 
 
 def deploy(ctx: Context, tasks: Tasks) -> dict | None:
-    from tuneforge.serve.endpoints import auto_deploy
-
     if not ctx.settings.auto_deploy:
         return None
-    name = tasks.outputs(upload_task(ctx.template))["model_resource_name"]
+    name = tasks.outputs(p.upload_task(ctx.template))["model_resource_name"]
     with ctx.store.session() as s:
         model = s.get(ModelRow, name.rsplit("/", 1)[-1])
         return {"endpoint_resource_name": auto_deploy(s, model, ctx.params["model_display_name"])}
-
-
-def upload_task(template: str) -> str:
-    return "upload-model" if template == "distillation" else "upload-llm-model"
-
-
-def deploy_task(template: str) -> str:
-    return "deploy-model" if template == "distillation" else "deploy-llm-model"
 
 
 # -- the child process ----------------------------------------------------------------------------------------------
 
 def _steps(template: str):
     return [("validate-data", lambda ctx, tasks: validate_data(ctx)), ("teacher-labelling", teacher_labelling),
-            ("tune", tune), ("evaluate", evaluate), (upload_task(template), upload), (deploy_task(template), deploy)]
+            ("tune", tune), ("evaluate", evaluate), (p.upload_task(template), upload), (p.deploy_task(template), deploy)]
 
 
 def run_pipeline(ctx: Context) -> None:
@@ -417,11 +332,11 @@ def run_pipeline(ctx: Context) -> None:
         except (Stopped, InterruptedError):
             return
         except TuneforgeError as exc:
-            _fail(ctx, tasks, name, _CODES.get(exc.code, 13), f"{name}: {exc}")
+            _fail(ctx, tasks, name, exc.code, f"{name}: {exc}")
             return
         except Exception as exc:  # a bug or an environment problem: the job says so instead of hanging
             traceback.print_exc()
-            _fail(ctx, tasks, name, 13, f"{name} failed: {type(exc).__name__}: {exc}")
+            _fail(ctx, tasks, name, "INTERNAL", f"{name} failed: {type(exc).__name__}: {exc}")
             return
         if outputs is None:
             tasks.finish(name, "SKIPPED", message=None)
@@ -435,7 +350,7 @@ def run_pipeline(ctx: Context) -> None:
             row.state, row.end_time, row.update_time = p.SUCCEEDED, now, now
 
 
-def _fail(ctx: Context, tasks: Tasks, name: str, code: int, message: str) -> None:
+def _fail(ctx: Context, tasks: Tasks, name: str, code: str, message: str) -> None:
     tasks.finish(name, "FAILED", message=message)
     tasks.finish(ctx.template, "FAILED")
 
@@ -447,7 +362,7 @@ def _fail(ctx: Context, tasks: Tasks, name: str, code: int, message: str) -> Non
         row = s.get(PipelineJobRow, ctx.job_id, with_for_update=True)
         now = utcnow()
         row.state, row.end_time, row.update_time = p.FAILED, now, now
-        row.error = {"code": code, "message": message}
+        row.error = status(code, message)
 
 
 def output_root(row: PipelineJobRow) -> str:
@@ -456,14 +371,12 @@ def output_root(row: PipelineJobRow) -> str:
     return f"{root}/{row.id}" if root else f"gs://tuneforge-{row.project}/pipelineJobs/{row.id}"
 
 
-def pipeline_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -> None:
+def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid: int) -> None:
     """The worker's child process for one pipeline job (a fresh interpreter)."""
-    from tuneforge.jobs.worker import child_setup
-
     settings, store = child_setup(db_url, settings_json)
     with store.session() as s:
         row = s.get(PipelineJobRow, job_id)
         ctx = Context(job_id, row.template, dict(row.parameters), row.project, row.location, dict(row.labels or {}),
-                      output_root(row), settings, store, parent_pid)
+                      output_root(row), settings, store, StopCheck(store, PipelineJobRow, job_id, parent_pid))
     run_pipeline(ctx)
 

@@ -8,30 +8,26 @@ recovered job never runs twice at once.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing as mp
 import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 
-from tuneforge.catalog import TuningMode
-from tuneforge.jobs import states
-from tuneforge.jobs.db import Store
-from tuneforge.jobs.service import finish_cancelled
-from tuneforge.jobs.tables import (
-    MetricRow,
-    ModelRow,
-    PipelineJobRow,
-    TuningJobRow,
-    utcnow,
-)
+from tuneforge.control import pipeline_jobs as p
+from tuneforge.control import states
+from tuneforge.control.db import Store
+from tuneforge.control.tables import PipelineJobRow, TuningJobRow, utcnow
+from tuneforge.control.tuning_jobs import finish_cancelled
+from tuneforge.errors import status
 from tuneforge.settings import Settings
 
 log = logging.getLogger("tuneforge.worker")
@@ -51,20 +47,15 @@ class JobKind:
     claimable: tuple[str, ...]
     final: tuple[str, ...]
     target: str  # "module:function" run in the child process (job_id, db_url, settings_json, parent_pid)
-    finish_cancelled: Callable
-
-
-def _pipeline_kind() -> JobKind:
-    from tuneforge.jobs import pipelines as p
-
-    return JobKind("pipeline", PipelineJobRow, p.PENDING, p.RUNNING, p.CANCELLING, p.FAILED, (p.PENDING,), p.FINAL,
-                   "tuneforge.jobs.pipeline_run:pipeline_main", p.finish_cancelled)
+    finish_cancelled: Callable[[Any, Any], None]
 
 
 def job_kinds() -> tuple[JobKind, ...]:
     tuning = JobKind("tuning", TuningJobRow, states.PENDING, states.RUNNING, states.CANCELLING, states.FAILED,
-                     states.CLAIMABLE, states.FINAL, "tuneforge.jobs.worker:child_main", finish_cancelled)
-    return (tuning, _pipeline_kind())
+                     states.CLAIMABLE, states.FINAL, "tuneforge.worker.tuning:run_job", finish_cancelled)
+    pipeline = JobKind("pipeline", PipelineJobRow, p.PENDING, p.RUNNING, p.CANCELLING, p.FAILED, (p.PENDING,), p.FINAL,
+                       "tuneforge.worker.pipeline:run_job", p.finish_cancelled)
+    return (tuning, pipeline)
 
 
 @dataclass
@@ -76,9 +67,7 @@ class Running:
     cancel_seen_at: float | None = None
 
 
-def _child(target: str, *args) -> None:
-    import importlib
-
+def _child(target: str, *args: Any) -> None:
     module, function = target.split(":")
     getattr(importlib.import_module(module), function)(*args)
 
@@ -172,8 +161,8 @@ class Worker:
             else:
                 row.state = kind.failed
                 row.end_time = now
-                row.error = {"code": 13, "message": f"the training process exited unexpectedly (exit code {exitcode}) "
-                             f"{row.attempts} times; see the worker log"}
+                row.error = status("INTERNAL", f"the training process exited unexpectedly (exit code {exitcode}) "
+                                   f"{row.attempts} times; see the worker log")
 
     def recover_stale(self) -> None:
         """Jobs RUNNING on a worker whose heartbeat stopped (killed, machine lost): requeue or fail them."""
@@ -198,8 +187,8 @@ class Worker:
                     else:
                         row.state = kind.failed
                         row.end_time = now
-                        row.error = {"code": 4, "message": f"the worker running this job stopped responding "
-                                     f"{row.attempts} times (no heartbeat); giving up"}
+                        row.error = status("DEADLINE_EXCEEDED", f"the worker running this job stopped responding "
+                                           f"{row.attempts} times (no heartbeat); giving up")
 
     def run(self, stop: threading.Event, poll_seconds: float | None = None) -> None:
         poll = poll_seconds or min(1.0, self.settings.heartbeat_seconds)
@@ -230,119 +219,3 @@ class Worker:
                     else:
                         row.state, row.worker_id, row.attempts = kind.pending, None, max(0, row.attempts - 1)
         self.running.clear()
-
-
-# -- the child process ------------------------------------------------------------------------------------------------
-
-def child_setup(db_url: str, settings_json: dict) -> tuple[Settings, Store]:
-    """What every job's child process starts with: quiet libraries, the worker's settings, the job store."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    return Settings(**settings_json), Store(db_url, migrate=False)
-
-
-def child_main(job_id: str, db_url: str, settings_json: dict, parent_pid: int) -> None:
-    """Run one job to a final state (or stop when cancelled or orphaned). Runs in a fresh interpreter."""
-    from tuneforge.errors import TuneforgeError
-    from tuneforge.train import Callbacks, TuningConfig, run_sft
-
-    settings, store = child_setup(db_url, settings_json)
-    with store.session() as s:
-        row = s.get(TuningJobRow, job_id)
-        config = TuningConfig(**row.config)
-        project, location, display, labels = row.project, row.location, row.display_name, dict(row.labels or {})
-
-    class DbCallbacks(Callbacks):
-        def on_start(self, total_steps, start_step, info):
-            with store.session() as s:
-                s.execute(MetricRow.__table__.delete().where(MetricRow.job_id == job_id, MetricRow.step > start_step))
-                job = s.get(TuningJobRow, job_id)
-                job.progress = {"step": start_step, "totalSteps": total_steps, "resolved": info}
-
-        def _metrics(self, step, metrics):
-            now = utcnow()
-            with store.session() as s:
-                for name, value in metrics.items():
-                    s.add(MetricRow(job_id=job_id, step=step, name=name, value=float(value), time=now))
-                job = s.get(TuningJobRow, job_id)
-                job.progress = {**(job.progress or {}), "step": step, **{k: float(v) for k, v in metrics.items()}}
-                job.update_time = now
-
-        def on_step(self, step, total_steps, metrics):
-            self._metrics(step, {k: v for k, v in metrics.items() if k.startswith("train_")})
-
-        def on_eval(self, step, metrics):
-            self._metrics(step, metrics)
-
-    def should_stop() -> bool:
-        if os.getppid() != parent_pid:  # the worker died: stop; another worker will resume this job
-            return True
-        with store.session() as s:
-            return bool(s.scalar(select(TuningJobRow.cancel_requested).where(TuningJobRow.id == job_id)))
-
-    try:
-        if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL:
-            from tuneforge.train.launch import run_sft_processes
-
-            result = run_sft_processes(config, settings.processes_per_job, settings=settings, callbacks=DbCallbacks(),
-                                       should_stop=should_stop)
-        else:
-            result = run_sft(config, settings=settings, callbacks=DbCallbacks(), should_stop=should_stop)
-    except TuneforgeError as exc:
-        _fail(store, job_id, exc.code, str(exc))
-        return
-    except Exception as exc:  # a bug or an environment problem: the job says so instead of hanging
-        traceback.print_exc()
-        _fail(store, job_id, "INTERNAL", f"training failed: {type(exc).__name__}: {exc}")
-        return
-    if result.cancelled:
-        with store.session() as s:
-            row = s.get(TuningJobRow, job_id)
-            if row.cancel_requested:
-                finish_cancelled(row, utcnow())
-        return
-    _succeed(store, job_id, result, project, location, display, labels, config, settings.auto_deploy)
-
-
-_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "FAILED_PRECONDITION": 9, "RESOURCE_EXHAUSTED": 8, "INTERNAL": 13}
-
-
-def _fail(store: Store, job_id: str, code: str, message: str) -> None:
-    with store.session() as s:
-        row = s.get(TuningJobRow, job_id)
-        now = utcnow()
-        row.state, row.end_time, row.update_time = states.FAILED, now, now
-        row.error = {"code": _CODES.get(code, 13), "message": message}
-
-
-def _succeed(store: Store, job_id, result, project, location, display, labels, config, deploy: bool) -> None:
-    from tuneforge.jobs.service import model_name, new_id
-
-    now = utcnow()
-    with store.session() as s:
-        model = ModelRow(
-            id=new_id(), project=project, location=location, version=1, display_name=display,
-            description=f"Tuned by tuningJobs/{job_id} from {config.base_model}", artifact_uri=str(config.output_uri).rstrip("/") + "/postprocess/node-0/checkpoints/final",
-            labels={**labels, "google-vertex-llm-tuning-base-model-id": config.base_model.replace("@", "-").replace("/", "-"),
-                    "google-vertex-llm-tuning-job-id": job_id},
-            base_model=config.base_model, kind="lora" if config.tuning_mode.value == "PEFT_ADAPTER" else "full",
-            job_id=job_id, create_time=now, update_time=now,
-        )
-        s.add(model)
-        row = s.get(TuningJobRow, job_id)
-        steps_per_epoch = result.resolved["resolved"]["steps_per_epoch"]
-        row.tuned_model = {
-            "model": model_name(model) + "@1",
-            "checkpoints": [{"checkpointId": str(i + 1), "epoch": str(i + 1), "step": str((i + 1) * steps_per_epoch)}
-                            for i in range(max(1, result.steps // max(1, steps_per_epoch)))],
-        }
-        if deploy:
-            from tuneforge.serve.endpoints import auto_deploy
-
-            s.flush()
-            row.tuned_model = {**row.tuned_model, "endpoint": auto_deploy(s, model, display)}
-        row.data_stats = {"supervisedTuningDataStats": result.data_stats}
-        row.state, row.end_time, row.update_time = states.SUCCEEDED, now, now

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.wire import names
 
 FINAL_STATES = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"}
 
@@ -26,8 +27,9 @@ class Client:
     def __init__(self, url: str, project: str = "tuneforge", location: str = "us-central1",
                  api_key: str | None = None, timeout: float = 60):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
-        self.parent = f"projects/{project}/locations/{location}"
+        self.url, self.project, self.location = url.rstrip("/"), project, location
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.parent = names.parent(project, location)
 
     def _call(self, method: str, path: str, **kw) -> dict:
         resp = self.http.request(method, "/v1/" + path.lstrip("/"), **kw)
@@ -39,8 +41,9 @@ class Client:
             raise ApiError(resp.status_code, body)
         return body
 
-    def _name(self, job: str, collection: str = "tuningJobs") -> str:
-        return job if job.startswith("projects/") else f"{self.parent}/{collection}/{job}"
+    def _name(self, ref: str, collection: str = "tuningJobs") -> str:
+        """A full resource name from an id or a name (``projects/…`` names are taken as they are)."""
+        return ref if ref.startswith("projects/") else f"{self.parent}/{collection}/{ref}"
 
     def create_tuning_job(self, body: dict) -> dict:
         return self._call("POST", f"{self.parent}/tuningJobs", content=json.dumps(body))
@@ -74,8 +77,8 @@ class Client:
         while True:
             current = self.get(job)
             page = self.metrics(job, since_step=seen)
-            if page["metrics"]:
-                seen = max(m["step"] for m in page["metrics"])
+            if page["metrics"]:  # the last step again next time: its eval metrics are written after its train ones
+                seen = max(m["step"] for m in page["metrics"]) - 1
             if on_progress:
                 on_progress(current, page)
             if current["state"] in FINAL_STATES:
@@ -84,10 +87,10 @@ class Client:
                 raise TimeoutError(f"{job} still {current['state']} after {timeout:.0f} s")
             time.sleep(poll)
 
-    # -- deploying and serving ---------------------------------------------------------------------------------
-    def _resource(self, kind: str, ref: str) -> str:
-        return ref if ref.startswith("projects/") else f"{self.parent}/{kind}/{ref}"
+    def list_models(self) -> list[dict]:
+        return self.list(collection="models")
 
+    # -- deploying and serving ---------------------------------------------------------------------------------
     def wait_operation(self, op: dict, timeout: float = 600) -> dict:
         deadline = time.monotonic() + timeout
         while not op.get("done"):
@@ -109,23 +112,23 @@ class Client:
             if resp.status_code >= 400:
                 raise ApiError(resp.status_code, op)
             return self.wait_operation(op)["endpoint"]
-        model_name = self._resource("models", model)
+        model_name = self._name(model, "models")
         if endpoint is None:
             display = self._call("GET", model_name).get("displayName", "model")
             op = self._call("POST", f"{self.parent}/endpoints", content=json.dumps({"displayName": f"{display}_endpoint"}))
             endpoint = self.wait_operation(op)["name"]
-        endpoint = self._resource("endpoints", endpoint)
+        endpoint = self._name(endpoint, "endpoints")
         body = {"deployedModel": {"model": model_name, **resources}, "trafficSplit": {"0": 100}}
         self.wait_operation(self._call("POST", endpoint + ":deployModel", content=json.dumps(body)))
         return endpoint
 
     def predict(self, endpoint: str, instances: list[dict]) -> dict:
-        return self._call("POST", self._resource("endpoints", endpoint) + ":predict",
+        return self._call("POST", self._name(endpoint, "endpoints") + ":predict",
                           content=json.dumps({"instances": instances}))
 
     def chat_stream(self, endpoint: str, messages: list[dict], **params):
         """OpenAI-style chat over SSE; yields the answer's text as it is generated."""
-        url = "/v1/" + self._resource("endpoints", endpoint) + "/chat/completions"
+        url = "/v1/" + self._name(endpoint, "endpoints") + "/chat/completions"
         body = {"messages": messages, "stream": True, **{k: v for k, v in params.items() if v is not None}}
         with self.http.stream("POST", url, content=json.dumps(body), timeout=None) as resp:
             if resp.status_code >= 400:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -20,6 +21,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """Numeric ids like Vertex's (int64), never starting with 0."""
+    return str(secrets.randbelow(9 * 10**17) + 10**17)
 
 
 class Base(DeclarativeBase):

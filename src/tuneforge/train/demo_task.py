@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tuneforge.catalog.model_folder import final_dir, is_adapter
+from tuneforge.train.config import TuningConfig
+from tuneforge.train.recipes.sft import run_sft
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
@@ -83,7 +88,7 @@ def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int = 16
 
     model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    if (model_dir / "adapter_config.json").exists():
+    if is_adapter(model_dir):
         from peft import PeftModel
 
         base = json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
@@ -113,9 +118,7 @@ def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) 
     LoRA on a random-init model is degenerate: the frozen embeddings, norms and output head keep the logits near
     uniform, so an adapter cannot reach confident answers. Real LoRA adapts a capable base; this makes one.
     """
-    from tuneforge.train import TuningConfig, run_sft
-
-    final = root / "copy-base" / "postprocess" / "node-0" / "checkpoints" / "final"
+    final = final_dir(root / "copy-base")
     if final.exists():
         return final
     lines = [json.dumps({"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s}]}) for s in strings]
@@ -130,10 +133,6 @@ def held_out_quality(root: Path, mode: str, *, epochs: float, settings=None, see
 
     LoRA runs start from a copy-tuned base (see :func:`copy_base`), FULL runs from the random-init model.
     """
-    import time
-
-    from tuneforge.train import TuningConfig, run_sft
-
     task = make_task(seed=seed)
     train = write_jsonl(root / "train.jsonl", task.train)
     if mode == "PEFT_ADAPTER":

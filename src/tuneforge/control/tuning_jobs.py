@@ -6,9 +6,6 @@ google.rpc.Status in one place.
 
 from __future__ import annotations
 
-import re
-import secrets
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, select
@@ -21,11 +18,18 @@ from tuneforge.errors import (
     InvalidArgument,
     ResourceExhausted,
 )
-from tuneforge.jobs import states
-from tuneforge.jobs.db import Store, get_scoped
-from tuneforge.jobs.paging import page
-from tuneforge.jobs.tables import MetricRow, ModelRow, TuningJobRow, utcnow
+from tuneforge.control import states
+from tuneforge.control.db import Store, get_scoped
+from tuneforge.control.paging import page
+from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
+from tuneforge.control.registry import DEV_LABEL
+from tuneforge.control.tables import MetricRow, TuningJobRow, new_id, utcnow
+from tuneforge.data import Report, prepare_dataset
 from tuneforge.settings import Settings
+from tuneforge.train.config import TuningConfig
+from tuneforge.train.loading import chat_encoder, limits_for, resolve_source
+from tuneforge.wire import names
+from tuneforge.wire.base import timestamp
 
 # Documented regions (SPEC §2.4 for open models, §3.3 for pipelines). Gemini-style jobs document none; the samples
 # use us-central1, so tuningJobs accept the union.
@@ -36,12 +40,6 @@ PIPELINE_REGIONS = ("us-central1", "europe-west4", "asia-southeast1", "us-west1"
 ADAPTER_SIZE_ENUM = {0: None, 1: 1, 2: 4, 3: 8, 4: 16, 5: 32, 6: 2}
 ADAPTER_SIZE_NAMES = {"ADAPTER_SIZE_ONE": 1, "ADAPTER_SIZE_TWO": 2, "ADAPTER_SIZE_FOUR": 4, "ADAPTER_SIZE_EIGHT": 8,
                       "ADAPTER_SIZE_SIXTEEN": 16, "ADAPTER_SIZE_THIRTY_TWO": 32, "ADAPTER_SIZE_UNSPECIFIED": None}
-DEV_LABEL = "tuneforge-dev-stand-in"
-
-
-def new_id() -> str:
-    """Numeric ids like Vertex's (int64), never starting with 0."""
-    return str(secrets.randbelow(9 * 10**17) + 10**17)
 
 
 def _camel(name: str) -> str:
@@ -143,8 +141,6 @@ class TuningJobService:
 
     def build_config(self, project: str, job_id: str, body: dict, catalog) -> tuple[dict, dict, dict]:
         """(TuningConfig fields, resource echo, labels) from a create body; every problem is a 400 naming the field."""
-        from tuneforge.train import TuningConfig
-
         body = normalize_keys(body)
         known = {"tunedModelDisplayName", "baseModel", "customBaseModel", "supervisedTuningSpec", "labels",
                  "description", "outputUri", "serviceAccount", "encryptionSpec", "preTunedModel", "name", "state",
@@ -231,9 +227,6 @@ class TuningJobService:
         """Resolve the model and validate the datasets now, before the job is stored: a bad request never
         becomes a job, and every dataset problem is reported at once. Returns what the job should say about
         the model it runs on."""
-        from tuneforge.data import Report, prepare_dataset
-        from tuneforge.train.loading import chat_encoder, limits_for, resolve_source
-
         source = resolve_source(catalog, config["base_model"], config["custom_base_model"], dev=self.settings.dev,
                                 settings=self.settings)
         limits = limits_for(source.resolved.entry, config["base_model"], TuningMode(config["tuning_mode"]))
@@ -299,7 +292,7 @@ class TuningJobService:
             row = s.get(TuningJobRow, job_id, with_for_update=True)
             if row.state in states.FINAL:
                 raise FailedPrecondition(
-                    f"TuningJob projects/{project}/locations/{location}/tuningJobs/{job_id} is in state {row.state} "
+                    f"TuningJob {names.name('tuningJobs', project, location, job_id)} is in state {row.state} "
                     "and cannot be cancelled"
                 )
             now = utcnow()
@@ -311,60 +304,21 @@ class TuningJobService:
                 row.state = states.CANCELLING
 
 
-# -- filters and paging ----------------------------------------------------------------------------------------------
-
-_CLAUSE = re.compile(r'^\s*(labels\.([\w.-]+)|[A-Za-z_]+)\s*(=|!=)\s*"?([^"]*)"?\s*$')
-
-
-def filter_conditions(text: str | None, columns: dict, labels) -> list:
-    """AIP-160 subset: ``labels.KEY="V"`` and ``field="V"`` (``=``, ``!=``) joined by AND, as SQL conditions.
-
-    ``columns`` maps the field names a collection accepts (both spellings) to columns; ``labels`` is its JSON
-    labels column (``json_extract`` on SQLite, ``->>`` on PostgreSQL).
-    """
-    if not text or not text.strip():
-        return []
-    usage = ", ".join(['labels.KEY="VALUE"', *(f'{name}="…"' for name in columns if "_" in name or name.islower())])
-    conditions = []
-    for part in re.split(r"\s+AND\s+", text.strip()):
-        m = _CLAUSE.match(part)
-        if not m or (m.group(2) is None and m.group(1) not in columns):
-            raise InvalidArgument(f"filter: cannot parse {part!r}; use {usage}, joined with AND")
-        column = labels[m.group(2)].as_string() if m.group(2) else columns[m.group(1)]
-        value = m.group(4)
-        conditions.append(column == value if m.group(3) == "=" else column != value)
-    return conditions
-
-
-TUNING_JOB_FILTERS = {"display_name": TuningJobRow.display_name, "displayName": TuningJobRow.display_name,
-                      "state": TuningJobRow.state, "base_model": TuningJobRow.base_model,
-                      "baseModel": TuningJobRow.base_model}
-MODEL_FILTERS = {"display_name": ModelRow.display_name, "displayName": ModelRow.display_name}
-
-
 # -- resource JSON -----------------------------------------------------------------------------------------------------
 
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def job_name(row: TuningJobRow) -> str:
-    return f"projects/{row.project}/locations/{row.location}/tuningJobs/{row.id}"
+    return names.name("tuningJobs", row.project, row.location, row.id)
 
 
 def job_resource_json(row, name: str) -> dict:
     """What every job resource shows: the stored request echo, name, state, labels, times and error."""
     out = dict(row.resource)
-    out.update(name=name, state=row.state, labels=row.labels or {}, createTime=_ts(row.create_time),
-               updateTime=_ts(row.update_time))
+    out.update(name=name, state=row.state, labels=row.labels or {}, createTime=timestamp(row.create_time),
+               updateTime=timestamp(row.update_time))
     if row.start_time:
-        out["startTime"] = _ts(row.start_time)
+        out["startTime"] = timestamp(row.start_time)
     if row.end_time:
-        out["endTime"] = _ts(row.end_time)
+        out["endTime"] = timestamp(row.end_time)
     if row.error:
         out["error"] = row.error
     return out
@@ -378,18 +332,3 @@ def tuning_job_json(row: TuningJobRow) -> dict:
     if row.data_stats:
         out["tuningDataStats"] = row.data_stats
     return out
-
-
-def model_name(row: ModelRow) -> str:
-    return f"projects/{row.project}/locations/{row.location}/models/{row.id}"
-
-
-def model_json(row: ModelRow, deployed: list[dict] | None = None) -> dict:
-    return {
-        "deployedModels": deployed or [],
-        "name": model_name(row), "displayName": row.display_name, "description": row.description,
-        "versionId": str(row.version), "versionAliases": ["default"], "labels": row.labels or {},
-        "artifactUri": row.artifact_uri, "createTime": _ts(row.create_time), "updateTime": _ts(row.update_time),
-        "versionCreateTime": _ts(row.create_time), "versionUpdateTime": _ts(row.update_time),
-        "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"],
-    }

@@ -1,0 +1,141 @@
+"""`tuneforge demo` (what `make run` runs): tune a tiny model to reverse strings through the REST API, and show
+held-out answers before and after."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import httpx
+import typer
+
+from tuneforge import storage
+from tuneforge.catalog import load_catalog
+from tuneforge.catalog.model_folder import final_dir
+from tuneforge.catalog.tiny import TINY_SPECS
+from tuneforge.catalog.weights import materialize
+from tuneforge.cli.client import Client
+from tuneforge.cli.common import api_errors, console, err, fail, settings, table
+from tuneforge.cli.local import quiet_libraries
+from tuneforge.cli.progress import RunView, ViewCallbacks, follow
+from tuneforge.settings import Settings
+
+
+def demo(
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps [default: 4 epochs].",
+                                        show_default=False),
+    local: bool = typer.Option(False, "--local", help="Train in this process instead of through the API server."),
+) -> None:
+    """Tune a tiny model to reverse strings through the REST API, and show held-out answers before and after."""
+    quiet_libraries()
+    import torch  # lazy: the demo trains; other commands start without torch
+
+    from tuneforge.train.demo_task import ReversalTask, exact_match, greedy_answers, make_task, write_jsonl  # lazy: torch
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    s = settings()
+    run = time.strftime("run-%Y%m%d-%H%M%S")
+    task = make_task()
+    data_uri = f"gs://tuneforge-demo/{run}"
+    train_file = write_jsonl(storage.local_path(f"{data_uri}/train.jsonl", s), task.train)
+    write_jsonl(storage.local_path(f"{data_uri}/validation.jsonl", s), task.validation)
+    layers = TINY_SPECS["tiny-llama"].config
+    console.print(f"[bold]tuneforge demo[/bold]: teach tiny-llama (random init, {layers['num_hidden_layers']} layers, "
+                  f"hidden {layers['hidden_size']}) to reverse strings. {len(task.train)} training examples, "
+                  f"{len(task.held_out)} held-out strings it never sees.")
+    base_dir = materialize(load_catalog(s).resolve("tiny-llama").weights, s)
+    prompts = [ReversalTask.prompt(x) for x in task.held_out]
+    expected = [ReversalTask.answer(x) for x in task.held_out]
+    before = greedy_answers(base_dir, prompts)
+    output_uri = f"{data_uri}/output"
+    if local:
+        _train_here(s, str(train_file), f"{data_uri}/validation.jsonl", output_uri, steps)
+    else:
+        hyper = {"epochCount": "4", "batchSize": "32"}
+        body = {"baseModel": "tiny-llama", "tunedModelDisplayName": "demo-reverse", "outputUri": output_uri,
+                "supervisedTuningSpec": {"trainingDatasetUri": f"{data_uri}/train.jsonl",
+                                         "validationDatasetUri": f"{data_uri}/validation.jsonl",
+                                         "tuningMode": "TUNING_MODE_FULL", "hyperParameters": hyper}}
+        _through_server(s, body)
+    out = storage.local_path(output_uri, s)
+    after = greedy_answers(final_dir(out), prompts)
+    rows = [[p, e, repr(b)[:20], a + ("" if a == e else "  ✗")] for p, e, b, a in list(zip(prompts, expected, before,
+                                                                                        after))[:10]]
+    console.print(table(["held-out string", "expected", "before tuning", "after tuning"], rows, keys=(0, 1)))
+    acc_before, acc_after = exact_match(before, expected), exact_match(after, expected)
+    console.print(f"held-out exact match: before [bold]{acc_before:.0%}[/bold], after [bold]{acc_after:.0%}[/bold] "
+                  f"({len(expected)} strings never seen in training)")
+    console.print(f"artifacts: {final_dir(out)}")
+    console.print(f"metrics:   {out / 'metrics.jsonl'}")
+    console.print(f"TensorBoard logs: {out / 'tensorboard'}  (tensorboard --logdir {out / 'tensorboard'})")
+    if acc_after < 0.9:
+        err.print("[red]the demo did not reach 90% held-out exact match[/red]")
+        raise typer.Exit(1)
+
+
+def _train_here(s: Settings, train: str, validation: str, output_uri: str, steps: int | None) -> None:
+    from tuneforge.train import TuningConfig, run_sft  # lazy: torch
+
+    config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=train,
+                          validation_dataset=validation, output_uri=output_uri, epochs=4, batch_size=32,
+                          max_steps=steps, eval_steps=100)
+    with RunView() as view:
+        run_sft(config, settings=s, callbacks=ViewCallbacks(view))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _through_server(s: Settings, body: dict) -> None:
+    """Start `tuneforge serve` on a free port, submit the run over REST, follow it, stop the server."""
+    port = _free_port()
+    env = {**os.environ, "TUNEFORGE_HOME": str(s.home), "TUNEFORGE_PORT": str(port)}
+    log_path = s.home / "demo" / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen([sys.executable, "-m", "tuneforge", "serve"], env=env, stdout=log_path.open("w"),
+                              stderr=subprocess.STDOUT)
+    c = Client(f"http://127.0.0.1:{port}", project="tuneforge-demo")
+    job = None
+    try:
+        _wait_ready(c, server, log_path)
+        console.print(f"server: http://127.0.0.1:{port} (log {log_path})")
+        with api_errors(c):
+            job = c.create_tuning_job(body)
+            console.print(f"submitted {job['name']} over REST")
+            final = follow(c, job["name"])
+        if final["state"] != "JOB_STATE_SUCCEEDED":
+            fail(f"the demo job ended {final['state']}: {final.get('error', {}).get('message', '')}")
+        console.print(f"registered model: {final['tunedModel']['model']}")
+    except KeyboardInterrupt:
+        if job is not None:  # an interrupted demo must not be resumed by the next server start
+            c.cancel(job["name"])
+        raise
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        c.close()
+
+
+def _wait_ready(c: Client, server: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            fail(f"the server exited; see {log_path}:\n{log_path.read_text()[-2000:]}")
+        try:
+            if c.http.get("/healthz", timeout=2).json().get("status") == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    fail(f"the server did not start within {timeout:.0f} s; see {log_path}")

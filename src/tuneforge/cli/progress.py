@@ -1,0 +1,145 @@
+"""A run's progress, shown the same way for a run here and for a job followed on a server: a live bar with steps,
+loss, tokens/s and ETA on a terminal; elsewhere (a file, a CI log) a plain line every few steps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from tuneforge.cli.client import Client
+from tuneforge.cli.common import console, is_terminal
+
+PLAIN_EVERY_SECONDS = 10.0
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+class RunView:
+    """Steps, loss and speed of one run; ``enabled=False`` shows nothing (ranks other than 0 under torchrun)."""
+
+    def __init__(self, label: str = "training", *, enabled: bool = True):
+        self.label, self.enabled = label, enabled
+        self.live = enabled and is_terminal()
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.total: int | None = None
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.last_step = -1
+
+    def __enter__(self) -> RunView:
+        if self.live:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.label, total=None, loss="-", tps="-")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+    def state(self, text: str) -> None:
+        """A job's state while it has not started training (queued, pending)."""
+        if self.bar is not None:
+            self.bar.update(self.task, description=text)
+
+    def start(self, total: int | None, step: int) -> None:
+        self.total = total
+        if self.bar is not None:
+            self.bar.update(self.task, description=self.label, total=total, completed=step)
+        elif self.enabled:
+            console.print(f"{self.label}: {total} steps" + (f", resuming at step {step}" if step else ""))
+
+    def step(self, step: int, loss: float | None, tokens_per_second: float | None) -> None:
+        if step <= self.last_step:
+            return
+        self.last_step = step
+        loss_text = f"{loss:.4f}" if loss is not None else "-"
+        tps_text = f"{tokens_per_second:,.0f}" if tokens_per_second else "-"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, loss=loss_text, tps=tps_text)
+            return
+        now = time.monotonic()
+        last = self.total is not None and step >= self.total
+        if not self.enabled or not (last or step == 1 or now - self.last_line >= PLAIN_EVERY_SECONDS):
+            return
+        self.last_line = now
+        elapsed = now - self.started
+        eta = f", ETA {_clock(elapsed / step * (self.total - step))}" if self.total and step else ""
+        console.print(f"step {step}/{self.total or '?'}  loss {loss_text}  {tps_text} tok/s  "
+                      f"{_clock(elapsed)} elapsed{eta}")
+
+    def evaluation(self, step: int, loss: float, accuracy: float | None) -> None:
+        accuracy_text = f", eval token accuracy {accuracy:.3f}" if accuracy is not None else ""
+        self.message(f"step {step}: eval_total_loss {loss:.4f}{accuracy_text}")
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            (self.bar.console if self.bar is not None else console).print(f"  {escape(text)}")
+
+
+class ViewCallbacks:
+    """A local run's callbacks (train.Callbacks) feeding a RunView."""
+
+    def __init__(self, view: RunView):
+        self.view = view
+
+    def on_start(self, total_steps: int, start_step: int, plan: Any) -> None:
+        self.view.start(total_steps, start_step)
+
+    def on_step(self, step: int, total_steps: int, metrics: dict) -> None:
+        self.view.step(step, metrics.get("train_total_loss"), metrics.get("tokens_per_second"))
+
+    def on_eval(self, step: int, metrics: dict) -> None:
+        self.view.evaluation(step, metrics["eval_total_loss"], metrics.get("eval_fraction_of_correct_next_step_preds"))
+
+    def on_message(self, message: str) -> None:
+        self.view.message(message)
+
+
+def follow(c: Client, name: str, label: str = "training") -> dict:
+    """Follow a tuning job on a server until it ends, every step it reports shown as a local run's are."""
+    with RunView(label) as view:
+        started = False
+        evals: dict[int, dict[str, float]] = {}
+
+        def update(job: dict, page: dict) -> None:
+            nonlocal started
+            progress = page["progress"]
+            if not started and progress.get("totalSteps"):
+                view.start(progress["totalSteps"], progress.get("step", 0))
+                started = True
+            elif not started:
+                view.state(job["state"].removeprefix("JOB_STATE_").lower())
+            by_step: dict[int, dict[str, float]] = {}
+            for m in page["metrics"]:
+                by_step.setdefault(m["step"], {})[m["name"]] = m["value"]
+            for step in sorted(by_step):
+                values = by_step[step]
+                if "train_total_loss" in values:
+                    last = step == max(by_step)
+                    view.step(step, values["train_total_loss"], progress.get("tokensPerSecond") if last else None)
+                if "eval_total_loss" in values and step not in evals:
+                    evals[step] = values
+                    view.evaluation(step, values["eval_total_loss"],
+                                    values.get("eval_fraction_of_correct_next_step_preds"))
+
+        return c.follow(name, on_progress=update)

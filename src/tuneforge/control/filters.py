@@ -1,0 +1,37 @@
+"""List filters (AIP-160 subset) for every collection: ``labels.KEY="V"`` and ``field="V"`` joined by AND."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tuneforge.control.tables import ModelRow, TuningJobRow
+from tuneforge.errors import InvalidArgument
+
+_CLAUSE = re.compile(r'^\s*(labels\.([\w.-]+)|[A-Za-z_]+)\s*(=|!=)\s*"?([^"]*)"?\s*$')
+
+
+def filter_conditions(text: str | None, columns: dict, labels) -> list:
+    """AIP-160 subset: ``labels.KEY="V"`` and ``field="V"`` (``=``, ``!=``) joined by AND, as SQL conditions.
+
+    ``columns`` maps the field names a collection accepts (both spellings) to columns; ``labels`` is its JSON
+    labels column (``json_extract`` on SQLite, ``->>`` on PostgreSQL).
+    """
+    if not text or not text.strip():
+        return []
+    usage = ", ".join(['labels.KEY="VALUE"', *(f'{name}="…"' for name in columns if "_" in name or name.islower())])
+    conditions = []
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        m = _CLAUSE.match(part)
+        if not m or (m.group(2) is None and m.group(1) not in columns):
+            raise InvalidArgument(f"filter: cannot parse {part!r}; use {usage}, joined with AND")
+        column = labels[m.group(2)].as_string() if m.group(2) else columns[m.group(1)]
+        value = m.group(4)
+        conditions.append(column == value if m.group(3) == "=" else column != value)
+    return conditions
+
+
+TUNING_JOB_FILTERS = {"display_name": TuningJobRow.display_name, "displayName": TuningJobRow.display_name,
+                      "state": TuningJobRow.state, "base_model": TuningJobRow.base_model,
+                      "baseModel": TuningJobRow.base_model}
+MODEL_FILTERS = {"display_name": ModelRow.display_name, "displayName": ModelRow.display_name}

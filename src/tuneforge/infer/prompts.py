@@ -1,0 +1,32 @@
+"""Prompt rendering shared by serving and offline generation: a conversation (or a bare prompt) through the model's
+own chat template, shaped by its saved serving rules, as token ids."""
+
+from __future__ import annotations
+
+from tuneforge.data.conversation import Conversation, Message, TextPart, apply_prompt_rules
+from tuneforge.errors import FailedPrecondition, InvalidArgument
+from tuneforge.infer.engine import Deployment
+
+
+def conversation_ids(dep: Deployment, conversation: Conversation) -> list[int]:
+    if not dep.chat_template:
+        raise FailedPrecondition("the deployed model has no chat template, so it cannot take a conversation; use "
+                                 "predict with a raw prompt, or deploy a model tuned by tuneforge (its template is saved)")
+    conversation = apply_prompt_rules(conversation, dep.prompt_rules)
+    text = dep.tokenizer.apply_chat_template(conversation.template_messages(), chat_template=dep.chat_template,
+                                             tokenize=False, add_generation_prompt=True)
+    return dep.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def prompt_ids(dep: Deployment, text: str) -> list[int]:
+    """A bare prompt: one user turn through the chat template (as prompt/completion data is trained), or the raw
+    text for a model without one."""
+    if dep.chat_template:
+        return conversation_ids(dep, Conversation([Message("user", (TextPart(text),))]))
+    return dep.tokenizer(text)["input_ids"]
+
+
+def check_length(dep: Deployment, ids: list[int], where: str) -> None:
+    if len(ids) >= dep.context_len:
+        raise InvalidArgument(f"{where} is {len(ids)} tokens, but the model's context is {dep.context_len} tokens "
+                              "(prompt plus answer); shorten it")
