@@ -11,11 +11,12 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from tuneforge.errors import InvalidArgument
 from tuneforge.settings import Settings, get_settings
 
 
-class StorageError(ValueError):
-    """A URI that cannot be read or written; the message says what to do."""
+class StorageError(InvalidArgument, ValueError):
+    """A URI that cannot be read or written (INVALID_ARGUMENT); the message says what to do."""
 
 
 def _split_gs(uri: str) -> tuple[str, str]:

@@ -32,7 +32,9 @@ def test_supervised_tuning_data_stats_shape(examples, tokenizer_of):
     assert stats["totalTruncatedExampleCount"] == str(len(truncated))
     assert stats["userMessagePerExampleDistribution"]["max"] == 5.0
     assert int(stats["userOutputTokenDistribution"]["sum"]) == sum(e.num_target_tokens for e in encoded)
-    assert stats["userDatasetExamples"][0]["contents"][-1]["role"] == "model"
+    # repeated Content, as the proto has it: the sample examples' messages, user then model
+    assert [c["role"] for c in stats["userDatasetExamples"][:2]] == ["user", "model"]
+    assert all(set(c) == {"role", "parts"} for c in stats["userDatasetExamples"])
     assert stats["droppedExampleReasons"] == ["line 9: example"]
     json.dumps(stats)  # wire-ready
 

@@ -1,36 +1,59 @@
-"""FastAPI app factory: store, services, routers, errors; optionally an in-process worker."""
+"""FastAPI app factory: store, services, routers under each API version, errors, the OpenAPI document; optionally an
+in-process worker."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
+import tuneforge
 from tuneforge.api import errors
-from tuneforge.api.deps import parse_api_keys
-from tuneforge.api.routers import (
-    endpoints,
-    models,
-    pipeline_jobs,
-    sdk_support,
-    tuning_jobs,
-)
+from tuneforge.api.deps import VERSIONS, parse_api_keys
+from tuneforge.api.routers import endpoints, models, pipeline_jobs, sdk_support, tuning_jobs
 from tuneforge.control.db import Store
+from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.models import ModelService
 from tuneforge.control.pipeline_jobs import PipelineJobService
 from tuneforge.control.tuning_jobs import TuningJobService
-from tuneforge.control.endpoints import EndpointService
 from tuneforge.infer.engine import Engine
 from tuneforge.settings import Settings
 from tuneforge.worker.worker import Worker
+
+DESCRIPTION = ("Vertex AI tuning on your own machines. Every path is served under /v1, /v1beta1 and /ui (the "
+               "documented API versions); this document lists /v1. Errors are google.rpc.Status bodies.")
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+
+
+class JsonByDefault:
+    """Read a request body that names no content type as JSON (what the Google APIs do; curl and hand-written
+    clients often send none), so every route parses it as the typed body it declares."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = list(scope.get("headers") or [])
+            if not any(k.lower() == b"content-type" for k, _ in headers):
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings, *, with_worker: bool = True, store: Store | None = None) -> FastAPI:
     store = store or Store(settings.resolved_database_url)  # upgrades an empty or older database
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         thread = None
         if with_worker and settings.workers > 0:
@@ -48,7 +71,8 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
                 thread.join(timeout=30)
             store.dispose()
 
-    app = FastAPI(title="tuneforge", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="tuneforge", version=tuneforge.__version__, description=DESCRIPTION, lifespan=lifespan,
+                  separate_input_output_schemas=False)
     app.state.settings = settings
     app.state.store = store
     app.state.api_keys = parse_api_keys(settings.api_keys)
@@ -63,10 +87,29 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     app.state.ready = False
     errors.install(app)
 
-    @app.get("/healthz")
-    def healthz():
-        return {"status": "ok" if app.state.ready else "starting", "database": store.dialect}
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    def healthz() -> Health:
+        return Health(status="ok" if app.state.ready else "starting", database=store.dialect)
 
-    for router in (tuning_jobs.router, pipeline_jobs.router, models.router, endpoints.router, sdk_support.router):
-        app.include_router(router)
+    for version in VERSIONS:
+        for router in (tuning_jobs.router, pipeline_jobs.router, models.router, endpoints.router,
+                       sdk_support.versioned):
+            app.include_router(router, prefix=f"/{version}", include_in_schema=version == "v1")
+    app.include_router(sdk_support.root)
+    app.add_middleware(JsonByDefault)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, without FastAPI's 422 answers: tuneforge answers a bad request with 400 and a
+    google.rpc.Status (documented on every route)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,13 +1,16 @@
-"""Request plumbing shared by routers: the JSON body, API-key authentication scoped to projects."""
+"""Request plumbing shared by routers: API-key authentication scoped to projects, the API version, the services."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from fastapi import Request
 
+from tuneforge.control.endpoints import EndpointService
+from tuneforge.control.models import ModelService
+from tuneforge.control.pipeline_jobs import PipelineJobService
+from tuneforge.control.tuning_jobs import TuningJobService
 from tuneforge.errors import InvalidArgument, PermissionDenied, Unauthenticated
+
+VERSIONS = ("v1", "v1beta1", "ui")  # the documented API versions; each is a path prefix of the same routes
 
 
 def parse_api_keys(spec: str) -> dict[str, set[str] | None]:
@@ -23,7 +26,7 @@ def parse_api_keys(spec: str) -> dict[str, set[str] | None]:
 
 def authorize(request: Request, project: str | None) -> None:
     """A valid key for ``project``; ``None`` (server-wide operator views) needs a key scoped to every project."""
-    keys: dict = request.app.state.api_keys
+    keys: dict[str, set[str] | None] = request.app.state.api_keys
     if not keys:
         return
     header = request.headers.get("authorization", "")
@@ -37,22 +40,33 @@ def authorize(request: Request, project: str | None) -> None:
                                else "this view needs an API key that is not scoped to projects")
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("request body must be a JSON object")
-    return body
+def api_version(request: Request) -> str:
+    """The version prefix the request came in on (v1, v1beta1 or ui)."""
+    first = request.url.path.lstrip("/").split("/", 1)[0]
+    return first if first in VERSIONS else "v1"
 
 
-def split_verb(value: str, collection: str, verbs: tuple[str, ...] = ("cancel",)) -> tuple[str, str]:
-    """``123:cancel`` -> ("123", "cancel"); a verb the collection does not have is a clear 400."""
-    resource_id, _, verb = value.partition(":")
-    if verb not in verbs:
-        raise InvalidArgument(f"unknown method {verb!r} on {collection}; supported: {', '.join(verbs)}")
-    return resource_id, verb
+def unknown_verb(value: str, collection: str, verbs: tuple[str, ...]) -> InvalidArgument:
+    """``123:explode``: a method the collection does not have is a clear 400."""
+    verb = value.partition(":")[2]
+    return InvalidArgument(f"unknown method {verb!r} on {collection}; supported: {', '.join(verbs)}")
+
+
+def tuning_jobs(request: Request) -> TuningJobService:
+    service: TuningJobService = request.app.state.tuning_jobs
+    return service
+
+
+def pipeline_jobs(request: Request) -> PipelineJobService:
+    service: PipelineJobService = request.app.state.pipeline_jobs
+    return service
+
+
+def endpoints(request: Request) -> EndpointService:
+    service: EndpointService = request.app.state.endpoints
+    return service
+
+
+def models(request: Request) -> ModelService:
+    service: ModelService = request.app.state.models
+    return service

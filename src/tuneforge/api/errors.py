@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneforge.errors import DatasetInvalid, TuneforgeError
+from tuneforge.wire.base import messages
+from tuneforge.wire.status import ErrorBody
 
 log = logging.getLogger("tuneforge.api")
 
@@ -19,45 +23,65 @@ HTTP_STATUS = {
     "CANCELLED": 499, "INTERNAL": 500, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503,
 }
 _BY_HTTP = {404: "NOT_FOUND", 405: "UNIMPLEMENTED", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+
+# The error answers every API route documents (google.rpc.Status in the body).
+_DESCRIPTIONS = {400: "INVALID_ARGUMENT or FAILED_PRECONDITION: the message names the field and the fix",
+                 401: "UNAUTHENTICATED: no or an unknown API key", 403: "PERMISSION_DENIED: the key's projects",
+                 404: "NOT_FOUND", 500: "INTERNAL: a bug; see the server log"}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "description": text}
+                                           for code, text in _DESCRIPTIONS.items()}
+CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 409: {"model": ErrorBody, "description": "ALREADY_EXISTS"},
+    429: {"model": ErrorBody, "description": "RESOURCE_EXHAUSTED: over the project's quota"},
+}
 
 
-def status_body(code: str, message: str, details: list | None = None) -> dict:
-    error = {"code": HTTP_STATUS.get(code, 500), "message": message, "status": code}
+def status_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": HTTP_STATUS.get(code, 500), "message": message, "status": code}
     if details:
         error["details"] = details
     return {"error": error}
 
 
-def error_response(code: str, message: str, details: list | None = None) -> JSONResponse:
+def error_response(code: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
     return JSONResponse(status_body(code, message, details), status_code=HTTP_STATUS.get(code, 500))
+
+
+def _body_name(request: Request) -> str:
+    """The wire name of the route's request body (for messages about the body as a whole)."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    return str(getattr(model, "WIRE_NAME", "") or getattr(model, "__name__", "") or "request")
+
+
+def validation_error(exc: ValidationError | RequestValidationError, resource: str) -> JSONResponse:
+    found = messages(exc, resource)
+    violations = [{"field": path, "description": text} for path, text in found]
+    message = "; ".join(text for _, text in found) or "invalid request"
+    return error_response("INVALID_ARGUMENT", message, [{"@type": BAD_REQUEST, "fieldViolations": violations}])
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(TuneforgeError)
-    async def _domain(request: Request, exc: TuneforgeError):
+    async def _domain(request: Request, exc: TuneforgeError) -> JSONResponse:
         details = []
         if isinstance(exc, DatasetInvalid):
             details.append({
-                "@type": "type.googleapis.com/google.rpc.BadRequest",
-                "fieldViolations": [{"field": f"{p.source}:{p.line}" if p.line else (p.source or ""), "description": str(p)}
-                                    for p in exc.report.errors],
+                "@type": BAD_REQUEST,
+                "fieldViolations": [{"field": f"{p.source}:{p.line}" if p.line else (p.source or ""),
+                                     "description": str(p)} for p in exc.report.errors],
             })
         elif exc.details:
             details.append({"@type": "type.googleapis.com/google.rpc.DebugInfo", "detail": "\n".join(exc.details)})
         return error_response(exc.code, str(exc), details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        violations = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"] if x != "body")
-            violations.append({"field": loc, "description": err["msg"]})
-        message = "; ".join(f"{v['field']}: {v['description']}" for v in violations) or "invalid request"
-        return error_response("INVALID_ARGUMENT", message,
-                              [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations}])
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_error(exc, _body_name(request))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _BY_HTTP.get(exc.status_code, "INVALID_ARGUMENT" if exc.status_code < 500 else "INTERNAL")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
@@ -65,6 +89,6 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_body(code, message), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception):
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response("INTERNAL", f"internal error ({type(exc).__name__}); see the server log")

@@ -122,7 +122,8 @@ class Catalog:
     def all_ids(self) -> list[str]:
         return [*self.models, *self.aliases]
 
-    def _unknown(self, model_id: str) -> ModelNotFound:
+    def unknown(self, model_id: str) -> ModelNotFound:
+        """NOT_FOUND for an id not in the catalog, with the closest ids and how to add one."""
         close = difflib.get_close_matches(model_id, self.all_ids(), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         return ModelNotFound(
@@ -139,7 +140,7 @@ class Catalog:
             return self.models[model_id]
         if model_id in self.aliases and self.aliases[model_id].maps_to:
             return self.entry(self.aliases[model_id].maps_to)
-        raise self._unknown(model_id)
+        raise self.unknown(model_id)
 
     def resolve(self, model_id: str, *, dev: bool | None = None, settings: Settings | None = None) -> ResolvedModel:
         """Which weights ``model_id`` runs on. Dev mode is the one decision: no weights -> the family's tiny model."""
@@ -161,7 +162,7 @@ class Catalog:
                 f"to use the tiny {family.tiny} stand-in."
             )
         if model_id not in self.models:
-            raise self._unknown(model_id)
+            raise self.unknown(model_id)
         entry = self.models[model_id]
         family = self.families[entry.family]
         if entry.weights:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from tuneforge.errors import NotFound
+from typing import Any
+
 from tuneforge.control.db import Store
 from tuneforge.control.tables import OperationRow, new_id, utcnow
+from tuneforge.errors import NotFound
 from tuneforge.wire.base import timestamp
+from tuneforge.wire.operations import Operation
+from tuneforge.wire.status import Status
 
 
-def record_done(store: Store, parent: str, response: dict, metadata_type: str | None = None) -> dict:
+def record_done(store: Store, parent: str, response: dict[str, Any], metadata_type: str | None = None) -> Operation:
     """An operation that finished synchronously (the common case for resource bookkeeping)."""
     now = utcnow()
     name = f"{parent}/operations/{new_id()}"
@@ -28,7 +32,7 @@ def record_pending(store: Store, parent: str, metadata_type: str) -> str:
     return name
 
 
-def finish(store: Store, name: str, response: dict | None = None, error: dict | None = None) -> None:
+def finish(store: Store, name: str, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
     now = utcnow()
     with store.session() as s:
         row = s.get(OperationRow, name)
@@ -40,19 +44,17 @@ def finish(store: Store, name: str, response: dict | None = None, error: dict | 
             row.metadata_json = {**row.metadata_json, "genericMetadata": generic}
 
 
-def operation_json(name: str, done: bool, metadata: dict | None, response: dict | None, error: dict | None) -> dict:
-    out: dict = {"name": name, "done": done}
-    if metadata:
-        out["metadata"] = metadata
-    if done:
-        if error:
-            out["error"] = error
-        else:
-            out["response"] = response if response is not None else {"@type": "type.googleapis.com/google.protobuf.Empty"}
-    return out
+def operation_json(name: str, done: bool, metadata: dict[str, Any] | None, response: dict[str, Any] | None,
+                   error: dict[str, Any] | None) -> Operation:
+    op = Operation(name=name, done=done, metadata=metadata or None)
+    if done and error:
+        op.error = Status.model_validate(error)
+    elif done:
+        op.response = response if response is not None else {"@type": "type.googleapis.com/google.protobuf.Empty"}
+    return op
 
 
-def get(store: Store, name: str) -> dict:
+def get(store: Store, name: str) -> Operation:
     with store.session() as s:
         row = s.get(OperationRow, name)
     if row is None:

@@ -2,7 +2,7 @@
 
 A job is identified by its ``templateUri`` (never by the ``pipelineSpec`` the client sends), validated, stored with
 its planned tasks, listed, read and cancelled with the spellings the SDK expects (contract §5). Workers run the
-tasks (``jobs/pipeline_run.py``) on the shared engine.
+tasks (``worker/pipeline.py``) on the shared engine.
 """
 
 from __future__ import annotations
@@ -10,17 +10,15 @@ from __future__ import annotations
 import difflib
 import re
 import time
+from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from tuneforge import storage
 from tuneforge.catalog import load_catalog
-from tuneforge.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-)
+from tuneforge.errors import AlreadyExists, FailedPrecondition, InvalidArgument, status
 from tuneforge.control.db import Store, get_scoped
 from tuneforge.control.paging import page
 from tuneforge.control.pipeline_templates import (
@@ -29,16 +27,17 @@ from tuneforge.control.pipeline_templates import (
     PARAMETERS,
     REQUIRED,
     TEMPLATES,
-    deploy_task,
     task_names,
-    upload_task,
 )
 from tuneforge.control.registry import DEV_LABEL
 from tuneforge.control.tables import PipelineJobRow, utcnow
-from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, _float, _int, job_resource_json
+from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, server_fields
 from tuneforge.settings import Settings
+from tuneforge.train.config import TuningConfig
+from tuneforge.train.pipeline_data import FORMATS
 from tuneforge.wire import names
-from tuneforge.wire.base import timestamp
+from tuneforge.wire.base import dump, messages, timestamp
+from tuneforge.wire.pipelines import ListPipelineJobsResponse, PipelineJob, PipelineParameters, RuntimeConfig
 
 PENDING, RUNNING, SUCCEEDED, FAILED = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
                                        "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED")
@@ -46,39 +45,10 @@ CANCELLING, CANCELLED = "PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED"
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 
 
-def _coerce(name: str, kind: str, value: Any) -> Any:
-    """SPEC §8 P1: quoted numbers and booleans are fine; anything else is rejected naming the parameter."""
-    where = f"runtimeConfig.parameterValues.{name}"
-    if kind == "int":
-        return _int(value, where, minimum=1)
-    if kind == "float":
-        return _float(value, where)
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise InvalidArgument(f"{where} must be true or false (got {value!r})")
-    if kind == "tri":
-        text = str(value).lower() if isinstance(value, (str, bool)) else None
-        if text not in ("true", "false", "default"):
-            raise InvalidArgument(f'{where} must be "true", "false" or "default" (got {value!r})')
-        return text
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{where} must be a non-empty string (got {value!r})")
-    if kind == "region" and value not in PIPELINE_REGIONS:
-        raise InvalidArgument(f"{where}: {value!r} is not a supported region; use one of {', '.join(PIPELINE_REGIONS)}")
-    if kind == "accel" and value not in ("GPU", "TPU"):
-        raise InvalidArgument(f'{where} must be "GPU" or "TPU" (got {value!r})')
-    if kind == "ctx" and value not in ("8k", "32k"):
-        raise InvalidArgument(f'{where} must be "8k" or "32k" (got {value!r})')
-    return value
-
-
-def finish_cancelled(row: PipelineJobRow, now) -> None:
+def finish_cancelled(row: PipelineJobRow, now: datetime) -> None:
     """The final state of a cancelled pipeline: CANCELLED with error code 1; unfinished tasks are cancelled too."""
     row.state, row.end_time, row.update_time = CANCELLED, now, now
-    row.error = {"code": 1, "message": "CANCELED"}
+    row.error = status("CANCELLED", "CANCELED")
     stamp = timestamp(now)
     tasks = []
     for t in row.tasks:
@@ -107,120 +77,90 @@ class PipelineJobService:
         self.store = store
         self.settings = settings
 
-    def validate(self, location: str, body: dict) -> tuple[str, dict, str | None]:
-        """(template, coerced parameters with defaults, the tiny stand-in a dev-mode job runs on or None)."""
+    def validate(self, location: str, job: PipelineJob) -> tuple[str, dict[str, Any], str | None]:
+        """(template, parameters with defaults, the tiny stand-in a dev-mode job runs on or None)."""
         if location not in PIPELINE_REGIONS:
             raise InvalidArgument(f"location {location!r} is not supported; use one of {', '.join(PIPELINE_REGIONS)}")
-        uri = body.get("templateUri")
-        if uri not in TEMPLATES:
-            raise InvalidArgument(f"templateUri {uri!r} is not a supported pipeline; supported: {', '.join(TEMPLATES)}")
-        template = TEMPLATES[uri]
-        runtime = body.get("runtimeConfig") or {}
-        raw = runtime.get("parameterValues") or runtime.get("parameter_values") or {}
-        if not isinstance(raw, dict):
-            raise InvalidArgument("runtimeConfig.parameterValues must be an object")
-        allowed = PARAMETERS[template]
-        for key in raw:
-            if key not in allowed:
-                close = difflib.get_close_matches(key.strip(" :"), list(allowed), n=1, cutoff=0.6)
-                hint = f'; did you mean "{close[0]}"?' if close else f"; parameters of {template}: {', '.join(sorted(allowed))}"
-                raise InvalidArgument(f'runtimeConfig.parameterValues: unknown parameter "{key}"{hint}')
-        if template == "tune-large-chat-model":
-            given = [k for k in CHAT_EVALUATION if k in raw]
-            if given:
-                raise InvalidArgument(f"{', '.join(given)}: evaluation is not supported for code chat; remove "
-                                      "evaluation_data_uri, evaluation_interval, enable_early_stopping and "
-                                      "enable_checkpoint_selection")
-        params = {k: _coerce(k, allowed[k], v) for k, v in raw.items() if v is not None}
-        if "learning_rate" in params and "learning_rate_multiplier" in params:
-            raise InvalidArgument("runtimeConfig.parameterValues: give learning_rate_multiplier or the deprecated "
-                                  "learning_rate, not both")
-        if "dataset_name" in params and "dataset_uri" not in params:
-            raise InvalidArgument("runtimeConfig.parameterValues.dataset_name: Vertex managed datasets do not exist on a "
-                                  "self-hosted server; give dataset_uri, a JSONL file in a bucket")
-        for key in REQUIRED[template]:
-            if key not in params:
-                raise InvalidArgument(f"runtimeConfig.parameterValues.{key} is required for {template}")
-        if "dataset_uri" not in params and "dataset_name" not in params:
-            raise InvalidArgument("runtimeConfig.parameterValues.dataset_uri is required (a gs:// JSONL file)")
-        for needs_eval in ("evaluation_interval", "enable_early_stopping"):
-            if needs_eval in raw and "evaluation_data_uri" not in params:
-                raise InvalidArgument(f"runtimeConfig.parameterValues.{needs_eval} needs evaluation_data_uri")
+        if job.template_uri not in TEMPLATES:
+            raise InvalidArgument(f"templateUri {job.template_uri!r} is not a supported pipeline; supported: "
+                                  f"{', '.join(TEMPLATES)}")
+        template = TEMPLATES[job.template_uri]
+        runtime = job.runtime_config or RuntimeConfig()
+        params = _parameters(template, runtime.parameter_values)
+        _check_rules(template, params, runtime.parameter_values)
+        stand_in = self._resolve_models(template, params)
+        uris = {f"parameterValues.{k}": params.get(k) for k in ("dataset_uri", "evaluation_data_uri")}
+        uris["gcsOutputDirectory"] = runtime.gcs_output_directory
+        for where, uri in uris.items():
+            if uri is not None:
+                storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings)
+        kms = job.encryption_spec.kms_key_name if job.encryption_spec else None
+        if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
+            raise InvalidArgument("encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give "
+                                  "one key")
+        _defaults(template, params, location)
+        # The tune task's run, built now so its rules (TuningConfig's) refuse a bad job before it is stored.
+        pipeline_tuning_config(template, params, "gs://validation-only", self.settings)
+        return template, params, stand_in
+
+    def _resolve_models(self, template: str, params: dict[str, Any]) -> str | None:
+        """NOT_FOUND with suggestions for unknown ids, a clear error for weights not configured (outside dev mode);
+        the stand-in of a dev-mode job."""
         catalog = load_catalog(self.settings)
         stand_in = None
-        for key, kind in allowed.items():
+        for key, kind in PARAMETERS[template].items():
             if kind != "model" or key not in params:
                 continue
             if key == "teacher_model_reference" and _is_resource_or_url(params[key]):
                 continue  # a deployed endpoint, a registered model or an OpenAI-compatible URL (checked when run)
-            # NOT_FOUND with suggestions for unknown ids; a clear error for weights not configured (outside dev mode)
             resolved = catalog.resolve(params[key], settings=self.settings)
             if resolved.stand_in and key != "teacher_model_reference":
                 stand_in = resolved.entry.id
-        uris = {f"parameterValues.{k}": params.get(k) for k in ("dataset_uri", "evaluation_data_uri")}
-        uris["gcsOutputDirectory"] = runtime.get("gcsOutputDirectory")
-        for where, uri in uris.items():
-            if uri is not None:
-                try:
-                    storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings)
-                except storage.StorageError as exc:
-                    raise InvalidArgument(str(exc)) from None
-        kms = (body.get("encryptionSpec") or {}).get("kmsKeyName")
-        if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
-            raise InvalidArgument("encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give one key")
-        for key, value in DEFAULTS.items():
-            if key in allowed and not (template == "tune-large-chat-model" and key in CHAT_EVALUATION):
-                params.setdefault(key, value)
-        params.setdefault("location", location)
-        if "model_display_name" not in params:  # as the SDK names it (contract §5.3)
-            params["model_display_name"] = (
-                f"{params['student_model_reference']} distilled from {params['teacher_model_reference']}"
-                if template == "distillation" else
-                f"{params['large_model_reference']} tuned for {params['train_steps']} steps with "
-                f"learning_rate_multiplier={params.get('learning_rate_multiplier', 1.0)} on {params.get('dataset_uri')}"
-            )[:128]
-        return template, params, stand_in
+        return stand_in
 
-    def check_project(self, project: str, params: dict) -> None:
+    def create(self, project: str, location: str, job: PipelineJob, job_id: str | None) -> PipelineJob:
+        template, params, stand_in = self.validate(location, job)
         if params.get("project", project) != project:
-            raise InvalidArgument(f"runtimeConfig.parameterValues.project is {params['project']!r} but the job is created "
-                                  f"in project {project!r}; a pipeline uploads its model to its own project")
-
-    def create(self, project: str, location: str, body: dict, job_id: str | None) -> PipelineJobRow:
-        template, params, stand_in = self.validate(location, body)
-        self.check_project(project, params)
-        labels = dict(body.get("labels") or {})
+            raise InvalidArgument(f"runtimeConfig.parameterValues.project is {params['project']!r} but the job is "
+                                  f"created in project {project!r}; a pipeline uploads its model to its own project")
+        labels = dict(job.labels)
         if stand_in:
             labels[DEV_LABEL] = stand_in
         if job_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", job_id):
             raise InvalidArgument("pipelineJobId must be 1-128 lowercase letters, digits or hyphens")
         job_id = job_id or f"{template}-{time.strftime('%Y%m%d%H%M%S')}"
         now = utcnow()
-        resource = {k: v for k, v in body.items() if k in ("displayName", "runtimeConfig", "templateUri", "labels",
-                                                          "encryptionSpec", "serviceAccount", "network")}
+        kept = job.model_copy(update={f: None for f in PipelineJob.model_fields if f not in KEPT})
+        resource = dump(kept)
         resource.setdefault("displayName", job_id)
-        resource["templateMetadata"] = {"version": body["templateUri"].rsplit("/", 1)[-1]}
+        resource["templateMetadata"] = {"version": str(job.template_uri).rsplit("/", 1)[-1]}
         with self.store.session() as s:
             if s.get(PipelineJobRow, job_id) is not None:
-                raise AlreadyExists(f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already exists; "
-                                    "use another pipelineJobId (the SDK makes one per second)")
+                raise AlreadyExists(f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already "
+                                    "exists; use another pipelineJobId (the SDK makes one per second)")
             row = PipelineJobRow(id=job_id, project=project, location=location, state=PENDING, template=template,
-                                 resource=resource, parameters=params, tasks=_planned_tasks(template, params, timestamp(now)),
-                                 labels=labels, create_time=now, update_time=now, cancel_requested=False)
+                                 resource=resource, parameters=params,
+                                 tasks=_planned_tasks(template, params, timestamp(now)), labels=labels,
+                                 create_time=now, update_time=now, cancel_requested=False)
             s.add(row)
-        return row
+        return pipeline_job(row)
 
-    def get(self, project: str, location: str, job_id: str) -> PipelineJobRow:
+    def row(self, project: str, location: str, job_id: str) -> PipelineJobRow:
         return get_scoped(self.store, PipelineJobRow, job_id, project, location, "PipelineJob", "pipelineJobs")
 
-    def list(self, project: str, location: str, page_size: int | None, page_token: str | None):
+    def get(self, project: str, location: str, job_id: str) -> PipelineJob:
+        return pipeline_job(self.row(project, location, job_id))
+
+    def list(self, project: str, location: str, page_size: int | None,
+             page_token: str | None) -> ListPipelineJobsResponse:
         q = (select(PipelineJobRow).where(PipelineJobRow.project == project, PipelineJobRow.location == location)
              .order_by(PipelineJobRow.create_time.desc(), PipelineJobRow.id.desc()))
         with self.store.session() as s:
-            return page(s, q, page_size, page_token)
+            rows, token = page(s, q, page_size, page_token)
+        return ListPipelineJobsResponse(pipeline_jobs=[pipeline_job(r) for r in rows], next_page_token=token or None)
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
-        self.get(project, location, job_id)
+        self.row(project, location, job_id)
         with self.store.session() as s:
             row = s.get(PipelineJobRow, job_id, with_for_update=True)
             if row.state in FINAL:
@@ -233,8 +173,117 @@ class PipelineJobService:
                 row.state = CANCELLING  # the worker stops the running task, then finishes the cancellation
 
 
-def pipeline_job_json(row: PipelineJobRow) -> dict:
-    out = job_resource_json(row, names.name("pipelineJobs", row.project, row.location, row.id))
-    out["jobDetail"] = {"pipelineContext": {"name": f"{out['name']}/contexts/pipeline"},
-                        "pipelineRunContext": {"name": f"{out['name']}/contexts/run"}, "taskDetails": row.tasks}
-    return out
+# -- parameters ------------------------------------------------------------------------------------------------------
+
+KEPT = ("display_name", "runtime_config", "template_uri", "labels", "encryption_spec", "service_account", "network")
+PARAMS = "runtimeConfig.parameterValues"
+
+
+def _parameters(template: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a pipeline takes, read as their types (quoted numbers and booleans are fine, SPEC §8 P1)."""
+    allowed = PARAMETERS[template]
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(key.strip(" :"), list(allowed), n=1, cutoff=0.6)
+            hint = (f'; did you mean "{close[0]}"?' if close
+                    else f"; parameters of {template}: {', '.join(sorted(allowed))}")
+            raise InvalidArgument(f'{PARAMS}: unknown parameter "{key}"{hint}')
+    if template == "tune-large-chat-model":
+        given = [k for k in CHAT_EVALUATION if k in raw]
+        if given:
+            raise InvalidArgument(f"{', '.join(given)}: evaluation is not supported for code chat; remove "
+                                  "evaluation_data_uri, evaluation_interval, enable_early_stopping and "
+                                  "enable_checkpoint_selection")
+    try:
+        typed = PipelineParameters.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidArgument("; ".join(text for _, text in messages(exc, PARAMS, prefix=PARAMS))) from None
+    params = typed.model_dump(exclude_none=True)
+    if params.get("location") is not None and params["location"] not in PIPELINE_REGIONS:
+        raise InvalidArgument(f"{PARAMS}.location: {params['location']!r} is not a supported region; use one of "
+                              f"{', '.join(PIPELINE_REGIONS)}")
+    return params
+
+
+def _check_rules(template: str, params: dict[str, Any], raw: dict[str, Any]) -> None:
+    if "dataset_name" in params and "dataset_uri" not in params:
+        raise InvalidArgument(f"{PARAMS}.dataset_name: Vertex managed datasets do not exist on a self-hosted server; "
+                              "give dataset_uri, a JSONL file in a bucket")
+    for key in REQUIRED[template]:
+        if key not in params:
+            raise InvalidArgument(f"{PARAMS}.{key} is required for {template}")
+    if "dataset_uri" not in params and "dataset_name" not in params:
+        raise InvalidArgument(f"{PARAMS}.dataset_uri is required (a gs:// JSONL file)")
+    for needs_eval in ("evaluation_interval", "enable_early_stopping"):
+        if needs_eval in raw and "evaluation_data_uri" not in params:
+            raise InvalidArgument(f"{PARAMS}.{needs_eval} needs evaluation_data_uri")
+
+
+def _defaults(template: str, params: dict[str, Any], location: str) -> None:
+    for key, value in DEFAULTS.items():
+        if key == "learning_rate_multiplier" and "learning_rate" in params:
+            continue  # the deprecated absolute rate stands alone
+        if key in PARAMETERS[template] and not (template == "tune-large-chat-model" and key in CHAT_EVALUATION):
+            params.setdefault(key, value)
+    params.setdefault("location", location)
+    if "model_display_name" not in params:  # as the SDK names it (contract §5.3)
+        params["model_display_name"] = (
+            f"{params['student_model_reference']} distilled from {params['teacher_model_reference']}"
+            if template == "distillation" else
+            f"{params['large_model_reference']} tuned for {params['train_steps']} steps with "
+            f"learning_rate_multiplier={params.get('learning_rate_multiplier', 1.0)} on {params.get('dataset_uri')}"
+        )[:128]
+
+
+# SPEC §3.6: examples per step by context class and compute region (GPU runs in us-central1, TPU in europe-west4).
+BATCH_SIZES = {("8k", "us-central1"): 8, ("8k", "europe-west4"): 24, ("32k", "us-central1"): 8,
+               ("32k", "europe-west4"): 8}
+# What the pipelines call the run configuration's fields (errors of TuningConfig's rules name them so).
+CONFIG_NAMES = {"learning_rate": f"{PARAMS}.learning_rate", "learning_rate_multiplier": f"{PARAMS}.learning_rate_multiplier",
+                "max_steps": f"{PARAMS}.train_steps", "eval_steps": f"{PARAMS}.evaluation_interval",
+                "tensorboard": f"{PARAMS}.tensorboard_resource_id", "train_dataset": f"{PARAMS}.dataset_uri",
+                "validation_dataset": f"{PARAMS}.evaluation_data_uri"}
+
+
+def documented_batch_size(params: dict[str, Any], settings: Settings) -> tuple[int, str, str]:
+    """(batch size, context class, compute region) as SPEC §3.6 documents them."""
+    model = params.get("large_model_reference") or params.get("student_model_reference")
+    alias = load_catalog(settings).aliases.get(model or "")
+    context = params.get("max_context_length") or (alias.batch_class if alias and alias.batch_class else "8k")
+    region = "europe-west4" if params.get("accelerator_type") == "TPU" else "us-central1"
+    return BATCH_SIZES[(context, region)], context, region
+
+
+def pipeline_tuning_config(template: str, params: dict[str, Any], out_uri: str, settings: Settings,
+                           **overrides: Any) -> TuningConfig:
+    """The tune task's run: train_steps optimizer steps of the documented batch size; evaluation, early stopping and
+    checkpoint selection as the parameters say (SPEC §8 P2)."""
+    batch, _, _ = documented_batch_size(params, settings)
+    has_eval = bool(params.get("evaluation_data_uri"))
+    selection = params.get("enable_checkpoint_selection", "default")
+    fields: dict[str, Any] = dict(
+        base_model=params.get("large_model_reference") or params["student_model_reference"],
+        train_dataset=params["dataset_uri"], validation_dataset=params.get("evaluation_data_uri"),
+        output_uri=f"{out_uri}/tune", max_steps=int(params["train_steps"]), batch_size=batch,
+        learning_rate=params.get("learning_rate"), learning_rate_multiplier=params.get("learning_rate_multiplier"),
+        eval_steps=int(params.get("evaluation_interval", 20)) if has_eval else None,
+        early_stopping=bool(params.get("enable_early_stopping", True)) and has_eval,
+        checkpoint_selection="best" if selection == "true" or (selection == "default" and has_eval) else "last",
+        tensorboard=params.get("tensorboard_resource_id"),
+        dataset_format=FORMATS[template] if template != "distillation" else None,
+        default_context=params.get("default_context"),
+    )
+    return TuningConfig.build(CONFIG_NAMES, **{**fields, **overrides})
+
+
+def output_root(row: PipelineJobRow) -> str:
+    """``runtimeConfig.gcsOutputDirectory``/JOB_ID when given (the SDK always sends one), else the project's bucket."""
+    root = ((row.resource.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "").rstrip("/")
+    return f"{root}/{row.id}" if root else f"gs://tuneforge-{row.project}/pipelineJobs/{row.id}"
+
+
+def pipeline_job(row: PipelineJobRow) -> PipelineJob:
+    name = names.name("pipelineJobs", row.project, row.location, row.id)
+    detail = {"pipelineContext": {"name": f"{name}/contexts/pipeline"},
+              "pipelineRunContext": {"name": f"{name}/contexts/run"}, "taskDetails": row.tasks}
+    return PipelineJob.model_validate({**row.resource, **server_fields(row, name), "jobDetail": detail})

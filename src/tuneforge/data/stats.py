@@ -54,13 +54,10 @@ def distribution(values: Sequence[int], billable_multiplier: int = 1) -> dict:
     }
 
 
-def _content(conversation: Conversation) -> list[dict]:
-    """A sample example as Vertex shows it: Content objects with roles user/model."""
-    out = []
-    for m in conversation.messages:
-        role = {"assistant": "model"}.get(m.role, m.role)
-        out.append({"role": role, "parts": [{"text": m.text}]})
-    return out
+def _contents(conversations: Sequence[Conversation]) -> list[dict]:
+    """Sample messages as Vertex shows them: Content objects with roles user/model (system prompts left out)."""
+    return [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.text}]}
+            for c in conversations for m in c.messages if m.role != "system"]
 
 
 def supervised_tuning_data_stats(
@@ -87,7 +84,7 @@ def supervised_tuning_data_stats(
         "userInputTokenDistribution": distribution(input_tokens, billable),
         "userOutputTokenDistribution": distribution(output_tokens, billable),
         "userMessagePerExampleDistribution": distribution([e.num_messages for e in encoded]),
-        "userDatasetExamples": [{"contents": _content(c)} for c in conversations[:SAMPLE_EXAMPLES]],
+        "userDatasetExamples": _contents(conversations[:SAMPLE_EXAMPLES]),
         "totalTruncatedExampleCount": str(len(truncated)),
         "truncatedExampleIndices": [str(i) for i in truncated],
         "droppedExampleReasons": list(dropped),

@@ -20,6 +20,9 @@ from tuneforge.errors import InvalidArgument
 from tuneforge.infer.engine import Deployment, GenRequest
 from tuneforge.infer.prompts import check_length, conversation_ids, prompt_ids
 from tuneforge.infer.sampling import SamplingParams, build_params
+from tuneforge.wire.base import dump
+from tuneforge.wire.openai import ChatCompletion, ChatCompletionRequest, Choice, ResponseMessage, Usage
+from tuneforge.wire.serving import GenerateContentRequest, GenerateContentResponse, GenerationConfig, PredictRequest
 
 SAFETY = {"blocked": False, "categories": [], "scores": []}
 FINISH_GEMINI = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER", "error": "OTHER"}
@@ -104,21 +107,12 @@ def _legacy_params(dep: Deployment, parameters: dict, path: str) -> SamplingPara
                                "n": "candidateCount", "seed": "seed"}.items()})
 
 
-def predict_prompts(dep: Deployment, body: dict) -> tuple[list[Prompt], list[str]]:
+def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt], list[str]]:
     """Prompts for each instance and how to shape each answer: "open" (string), "text", "chat"."""
-    instances = body.get("instances")
-    if not isinstance(instances, list) or not instances:
-        raise InvalidArgument('instances must be a non-empty list, e.g. [{"prompt": "What is a car?"}]')
-    if len(instances) > 64:
-        raise InvalidArgument(f"instances has {len(instances)} items; send at most 64 per request")
-    parameters = body.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise InvalidArgument("parameters must be an object")
+    parameters = req.parameters or {}
     prompts, kinds = [], []
-    for i, inst in enumerate(instances):
+    for i, inst in enumerate(req.instances):
         path = f"instances[{i}]"
-        if not isinstance(inst, dict):
-            raise InvalidArgument(f'{path} must be an object like {{"prompt": "..."}}')
         if "prompt" in inst:
             text = inst["prompt"]
             if not isinstance(text, str) or not text.strip():
@@ -190,22 +184,15 @@ def predict_answer(kind: str, prompt: Prompt, results: list[dict]):
 
 # -- generateContent ---------------------------------------------------------------------------------------------
 
-def generate_content_prompt(dep: Deployment, body: dict) -> Prompt:
-    conversation = formats.parse_request(body, "generate_content")
+def generate_content_prompt(dep: Deployment, req: GenerateContentRequest) -> Prompt:
+    conversation = formats.parse_request(dump(req), "generate_content")
     if any(m.images for m in conversation.messages):
         raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text parts")
-    config = body.get("generationConfig", body.get("generation_config")) or {}
-    if not isinstance(config, dict):
-        raise InvalidArgument("generationConfig must be an object")
-
-    def field(camel: str, snake: str):
-        return config.get(camel, config.get(snake))
-
+    config = req.generation_config or GenerationConfig()
     params = build_params(
-        defaults=dep.defaults, max_tokens=field("maxOutputTokens", "max_output_tokens"),
-        temperature=field("temperature", "temperature"), top_p=field("topP", "top_p"), top_k=field("topK", "top_k"),
-        stop=field("stopSequences", "stop_sequences"), seed=field("seed", "seed"),
-        n=field("candidateCount", "candidate_count"),
+        defaults=dep.defaults, max_tokens=config.max_output_tokens, temperature=config.temperature,
+        top_p=config.top_p, top_k=config.top_k, stop=config.stop_sequences, seed=config.seed,
+        n=config.candidate_count,
         names={"max_tokens": "generationConfig.maxOutputTokens", "temperature": "generationConfig.temperature",
                "top_p": "generationConfig.topP", "top_k": "generationConfig.topK",
                "stop": "generationConfig.stopSequences", "seed": "generationConfig.seed",
@@ -216,7 +203,7 @@ def generate_content_prompt(dep: Deployment, body: dict) -> Prompt:
 
 
 def gemini_response(results: list[dict], model_version: str, response_id: str, *, texts: list[str] | None = None,
-                    final: bool = True) -> dict:
+                    final: bool = True) -> GenerateContentResponse:
     """A GenerateContentResponse; ``texts`` overrides each candidate's text (stream chunks carry only new text)."""
     candidates = []
     for i, r in enumerate(results):
@@ -232,7 +219,7 @@ def gemini_response(results: list[dict], model_version: str, response_id: str, *
         completion = sum(r["completion_tokens"] for r in results)
         out["usageMetadata"] = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion,
                                 "totalTokenCount": prompt_tokens + completion}
-    return out
+    return GenerateContentResponse.model_validate(out)
 
 
 async def gemini_stream(run: Run, model_version: str, sse: bool) -> AsyncIterator[bytes]:
@@ -252,7 +239,7 @@ async def gemini_stream(run: Run, model_version: str, sse: bool) -> AsyncIterato
             if len(final) < n:
                 continue
             results = [final[i] for i in range(n)]
-            chunk = gemini_response(results, model_version, response_id, texts=[""] * n)
+            chunk = dump(gemini_response(results, model_version, response_id, texts=[""] * n))
         data = json.dumps(chunk)
         if sse:
             yield f"data: {data}\r\n\r\n".encode()
@@ -265,18 +252,16 @@ async def gemini_stream(run: Run, model_version: str, sse: bool) -> AsyncIterato
 
 # -- OpenAI chat completions -------------------------------------------------------------------------------------
 
-def openai_prompt(dep: Deployment, body: dict) -> Prompt:
-    messages = body.get("messages")
-    if isinstance(messages, list):  # OpenAI's newer "developer" role is the system role
-        messages = [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
-                    for m in messages]
-    conversation = formats.parse_request({"messages": messages} if messages is not None else {}, "chat")
+def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
+    # OpenAI's newer "developer" role is the system role
+    messages = [{**m.model_dump(exclude_none=True), **({"role": "system"} if m.role == "developer" else {})}
+                for m in req.messages]
+    conversation = formats.parse_request({"messages": messages}, "chat")
     if any(m.images for m in conversation.messages):
         raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text content")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    params = build_params(defaults=dep.defaults, max_tokens=max_tokens, temperature=body.get("temperature"),
-                          top_p=body.get("top_p"), top_k=body.get("top_k"), stop=body.get("stop"),
-                          seed=body.get("seed"), n=body.get("n"))
+    max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    params = build_params(defaults=dep.defaults, max_tokens=max_tokens, temperature=req.temperature,
+                          top_p=req.top_p, top_k=req.top_k, stop=req.stop, seed=req.seed, n=req.n)
     ids = conversation_ids(dep, conversation)
     check_length(dep, ids, "messages")
     return Prompt(ids, params)
@@ -285,15 +270,14 @@ def openai_prompt(dep: Deployment, body: dict) -> Prompt:
 FINISH_OPENAI = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
 
 
-def openai_response(results: list[dict], model: str, completion_id: str) -> dict:
+def openai_response(results: list[dict], model: str, completion_id: str) -> ChatCompletion:
     prompt_tokens = results[0]["prompt_tokens"]
     completion = sum(r["completion_tokens"] for r in results)
-    return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": r["text"]},
-                         "finish_reason": FINISH_OPENAI[r["finish_reason"]], "logprobs": None}
-                        for i, r in enumerate(results)],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                      "total_tokens": prompt_tokens + completion}}
+    return ChatCompletion(
+        id=completion_id, created=int(time.time()), model=model,
+        choices=[Choice(index=i, message=ResponseMessage(content=r["text"]),
+                        finish_reason=FINISH_OPENAI[r["finish_reason"]]) for i, r in enumerate(results)],
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion))
 
 
 async def openai_stream(run: Run, model: str, completion_id: str, include_usage: bool) -> AsyncIterator[bytes]:

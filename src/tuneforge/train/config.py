@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tuneforge.catalog.catalog import TuningMode
+from tuneforge.errors import InvalidArgument
 
 ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
 # Distillation step-by-step (Hsieh et al., 2023): the two tasks a student learns, told apart by their input prefix.
@@ -101,6 +103,16 @@ class TuningConfig(BaseModel):
     )
     dev: bool | None = Field(default=None, description="Dev mode: run models without weights on their tiny stand-in.")
 
+    @classmethod
+    def build(cls, names: dict[str, str] | None = None, **fields: Any) -> TuningConfig:
+        """A config from a request, its rules' errors as one InvalidArgument that calls each field by ``names``
+        (what the request calls it: ``supervisedTuningSpec.hyperParameters.learningRate``), so a rule is
+        declared once, here, whichever front door it is broken through."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise InvalidArgument(config_errors(exc, names or {})) from None
+
     @field_validator("tuning_mode", mode="before")
     @classmethod
     def _mode(cls, value):
@@ -137,6 +149,18 @@ class TuningConfig(BaseModel):
         if self.adapter_size is not None and self.tuning_mode == TuningMode.FULL:
             raise ValueError("adapter_size applies to PEFT_ADAPTER tuning only; remove it or use tuning_mode PEFT_ADAPTER")
         return self
+
+
+def config_errors(exc: ValidationError, names: dict[str, str]) -> str:
+    """The problems of a config in the request's own field names."""
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b") \
+        if names else None
+    out = []
+    for e in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in e["loc"])
+        text = str(e["ctx"]["error"]) if e["type"] == "value_error" else f"{field}: {e['msg']}"
+        out.append(pattern.sub(lambda m: names[m.group(1)], text) if pattern else text)
+    return "; ".join(out)
 
 
 class ResolvedRun(BaseModel):

@@ -32,6 +32,7 @@ from tuneforge import storage
 from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import final_uri, has_tokenizer, weights_at
 from tuneforge.control import pipeline_jobs as p
+from tuneforge.control.pipeline_templates import deploy_task, upload_task
 from tuneforge.control.db import Store, get_scoped
 from tuneforge.control.registry import auto_deploy, model_name, model_weights, register_model
 from tuneforge.control.tables import DeployedModelRow, ModelRow, PipelineJobRow, utcnow
@@ -40,7 +41,7 @@ from tuneforge.infer.offline import generate_offline
 from tuneforge.infer.sampling import SamplingParams
 from tuneforge.settings import Settings
 from tuneforge.train import Callbacks, TuningConfig, run_sft
-from tuneforge.train.pipeline_data import FORMATS, check_pipeline_data
+from tuneforge.train.pipeline_data import check_pipeline_data
 from tuneforge.train.recipes.distill import (
     DEFAULT_RATIONALE_WEIGHT,
     answer_matches,
@@ -53,8 +54,6 @@ from tuneforge.wire import names
 from tuneforge.wire.base import timestamp
 from tuneforge.worker.child import StopCheck, child_setup
 
-# SPEC §3.6: examples per step by context class and compute region (GPU runs in us-central1, TPU in europe-west4).
-BATCH_SIZES = {("8k", "us-central1"): 8, ("8k", "europe-west4"): 24, ("32k", "us-central1"): 8, ("32k", "europe-west4"): 8}
 
 
 class Stopped(Exception):
@@ -147,15 +146,6 @@ def _problems(report, limit: int = 20) -> str:
     return "; ".join(shown) + more
 
 
-def documented_batch_size(ctx: Context) -> tuple[int, str, str]:
-    """(batch size, context class, compute region) as SPEC §3.6 documents them."""
-    model = ctx.params.get("large_model_reference") or ctx.params.get("student_model_reference")
-    alias = load_catalog(ctx.settings).aliases.get(model)
-    context = ctx.params.get("max_context_length") or (alias.batch_class if alias and alias.batch_class else "8k")
-    region = "europe-west4" if ctx.params.get("accelerator_type") == "TPU" else "us-central1"
-    return BATCH_SIZES[(context, region)], context, region
-
-
 def validate_data(ctx: Context) -> dict:
     params = ctx.params
     train_uri = params.get("dataset_uri")
@@ -166,7 +156,7 @@ def validate_data(ctx: Context) -> dict:
     n = out["train_examples"]
     if report.errors:
         raise DatasetInvalid(f"{len(report.errors)} problem(s) in the data; nothing was tuned: {_problems(report)}", report)
-    batch, context, region = documented_batch_size(ctx)
+    batch, context, region = p.documented_batch_size(ctx.params, ctx.settings)
     steps = int(params["train_steps"])
     out.update(batch_size=batch, context_class=context, compute_region=region,
                train_steps=steps, examples_seen=steps * batch, epochs=round(steps * batch / max(n, 1), 4))
@@ -205,26 +195,8 @@ def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
 
 # -- tune -----------------------------------------------------------------------------------------------------------
 
-def tuning_config(ctx: Context, **overrides):
-    params = ctx.params
-    batch, _, _ = documented_batch_size(ctx)
-    has_eval = bool(params.get("evaluation_data_uri"))
-    selection = params.get("enable_checkpoint_selection", "default")
-    lr = {"learning_rate": params["learning_rate"]} if "learning_rate" in params else {
-        "learning_rate_multiplier": params.get("learning_rate_multiplier", 1.0)}
-    config = dict(
-        base_model=params.get("large_model_reference") or params["student_model_reference"],
-        train_dataset=params["dataset_uri"], validation_dataset=params.get("evaluation_data_uri"),
-        output_uri=f"{ctx.out_uri}/tune", max_steps=int(params["train_steps"]), batch_size=batch,
-        eval_steps=int(params.get("evaluation_interval", 20)) if has_eval else None,
-        early_stopping=bool(params.get("enable_early_stopping", True)) and has_eval,
-        checkpoint_selection="best" if selection == "true" or (selection == "default" and has_eval) else "last",
-        tensorboard=params.get("tensorboard_resource_id"),
-        dataset_format=FORMATS[ctx.template] if ctx.template != "distillation" else None,
-        default_context=params.get("default_context"), **lr,
-    )
-    config.update(overrides)
-    return TuningConfig(**config)
+def tuning_config(ctx: Context, **overrides: Any) -> TuningConfig:
+    return p.pipeline_tuning_config(ctx.template, ctx.params, ctx.out_uri, ctx.settings, **overrides)
 
 
 def tune(ctx: Context, tasks: Tasks) -> dict:
@@ -285,7 +257,7 @@ def evaluate(ctx: Context, tasks: Tasks) -> dict:
 # -- upload, deploy -------------------------------------------------------------------------------------------------
 
 def upload(ctx: Context, tasks: Tasks) -> dict:
-    existing = tasks.outputs(p.upload_task(ctx.template)).get("model_resource_name")
+    existing = tasks.outputs(upload_task(ctx.template)).get("model_resource_name")
     if existing:
         return {"model_resource_name": existing}
     base = ctx.params.get("large_model_reference") or ctx.params["student_model_reference"]
@@ -303,7 +275,7 @@ def upload(ctx: Context, tasks: Tasks) -> dict:
 def deploy(ctx: Context, tasks: Tasks) -> dict | None:
     if not ctx.settings.auto_deploy:
         return None
-    name = tasks.outputs(p.upload_task(ctx.template))["model_resource_name"]
+    name = tasks.outputs(upload_task(ctx.template))["model_resource_name"]
     with ctx.store.session() as s:
         model = s.get(ModelRow, name.rsplit("/", 1)[-1])
         return {"endpoint_resource_name": auto_deploy(s, model, ctx.params["model_display_name"])}
@@ -313,7 +285,7 @@ def deploy(ctx: Context, tasks: Tasks) -> dict | None:
 
 def _steps(template: str):
     return [("validate-data", lambda ctx, tasks: validate_data(ctx)), ("teacher-labelling", teacher_labelling),
-            ("tune", tune), ("evaluate", evaluate), (p.upload_task(template), upload), (p.deploy_task(template), deploy)]
+            ("tune", tune), ("evaluate", evaluate), (upload_task(template), upload), (deploy_task(template), deploy)]
 
 
 def run_pipeline(ctx: Context) -> None:
@@ -365,18 +337,12 @@ def _fail(ctx: Context, tasks: Tasks, name: str, code: str, message: str) -> Non
         row.error = status(code, message)
 
 
-def output_root(row: PipelineJobRow) -> str:
-    """``runtimeConfig.gcsOutputDirectory``/JOB_ID when given (the SDK always sends one), else the project's bucket."""
-    root = ((row.resource.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "").rstrip("/")
-    return f"{root}/{row.id}" if root else f"gs://tuneforge-{row.project}/pipelineJobs/{row.id}"
-
-
 def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid: int) -> None:
     """The worker's child process for one pipeline job (a fresh interpreter)."""
     settings, store = child_setup(db_url, settings_json)
     with store.session() as s:
         row = s.get(PipelineJobRow, job_id)
         ctx = Context(job_id, row.template, dict(row.parameters), row.project, row.location, dict(row.labels or {}),
-                      output_root(row), settings, store, StopCheck(store, PipelineJobRow, job_id, parent_pid))
+                      p.output_root(row), settings, store, StopCheck(store, PipelineJobRow, job_id, parent_pid))
     run_pipeline(ctx)
 

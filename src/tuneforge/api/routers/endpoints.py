@@ -4,148 +4,186 @@ streamGenerateContent, OpenAI chat completions and models), Model Garden ``:depl
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from tuneforge.api.deps import authorize, json_body, split_verb
-from tuneforge.errors import InvalidArgument
+from tuneforge.api.deps import api_version, authorize, endpoints, unknown_verb
+from tuneforge.api.errors import ERRORS
 from tuneforge.control import operations
-from tuneforge.control.paging import page_json
+from tuneforge.control.endpoints import EndpointService
+from tuneforge.control.tables import DeployedModelRow
+from tuneforge.errors import InvalidArgument
 from tuneforge.serve import apis
+from tuneforge.wire import names
+from tuneforge.wire.endpoints import (
+    DeployModelRequest,
+    DeployRequest,
+    Endpoint,
+    ListEndpointsResponse,
+    UndeployModelRequest,
+)
+from tuneforge.wire.openai import ChatCompletion, ChatCompletionRequest, ModelList, OpenAIModel
+from tuneforge.wire.operations import Operation
+from tuneforge.wire.serving import GenerateContentRequest, GenerateContentResponse, PredictRequest, PredictResponse
 
-router = APIRouter()
-LOCATION = "/{version}/projects/{project}/locations/{location}"
+router = APIRouter(tags=["endpoints"], responses=ERRORS)
+LOCATION = "/projects/{project}/locations/{location}"
 BASE = LOCATION + "/endpoints"
 VERBS = ("deployModel", "undeployModel", "predict", "generateContent", "streamGenerateContent")
+Service = Annotated[EndpointService, Depends(endpoints)]
+STREAM = {200: {"description": "Server-sent events (alt=sse) or a JSON array streamed element by element",
+                "content": {"text/event-stream": {}, "application/json": {}}}}
+OUT = {"response_model_exclude_none": True}
 
 
-def _svc(request: Request):
-    return request.app.state.endpoints
-
-
-@router.post(BASE)
-async def create(request: Request, version: str, project: str, location: str):
+@router.post(BASE, response_model=Operation, **OUT)
+def create(request: Request, project: str, location: str, service: Service,
+           endpoint: Annotated[Endpoint, Body()]) -> Operation:
     authorize(request, project)
-    return _svc(request).create(project, location, await json_body(request), version)
+    return service.create(project, location, endpoint, api_version(request))
 
 
-@router.get(BASE)
-def list_endpoints(request: Request, version: str, project: str, location: str, pageSize: int | None = None,
-                   pageToken: str | None = None):
+@router.get(BASE, response_model=ListEndpointsResponse, **OUT)
+def list_endpoints(request: Request, project: str, location: str, service: Service, pageSize: int | None = None,
+                   pageToken: str | None = None) -> ListEndpointsResponse:
     authorize(request, project)
-    items, token = _svc(request).list(project, location, pageSize, pageToken)
-    return page_json("endpoints", items, token)
+    return service.list(project, location, pageSize, pageToken)
 
 
-@router.get(BASE + "/{endpoint_id}")
-def get(request: Request, version: str, project: str, location: str, endpoint_id: str):
+@router.get(BASE + "/{endpoint_id}", response_model=Endpoint, **OUT)
+def get(request: Request, project: str, location: str, endpoint_id: str, service: Service) -> Endpoint:
     authorize(request, project)
-    return _svc(request).resource(project, location, endpoint_id)
+    return service.get(project, location, endpoint_id)
 
 
-@router.delete(BASE + "/{endpoint_id}")
-def delete(request: Request, version: str, project: str, location: str, endpoint_id: str):
+@router.delete(BASE + "/{endpoint_id}", response_model=Operation, **OUT)
+def delete(request: Request, project: str, location: str, endpoint_id: str, service: Service) -> Operation:
     authorize(request, project)
-    return _svc(request).delete(project, location, endpoint_id)
+    return service.delete(project, location, endpoint_id)
 
 
-async def _target(request: Request, project: str, location: str, endpoint_id: str, choose: str | None = None):
-    """The deployed model that answers, loaded (the first request after a restart loads it)."""
-    svc = _svc(request)
-    row = await run_in_threadpool(svc.target, project, location, endpoint_id, choose)
-    return row, await run_in_threadpool(svc.load, row)
-
-
-def _model_fields(row) -> dict:
-    return {"deployedModelId": row.id, "model": f"projects/{row.project}/locations/{row.location}/models/{row.model_id}",
-            "modelDisplayName": row.display_name, "modelVersionId": "1"}
-
-
-@router.post(BASE + "/{endpoint_and_verb}")
-async def verb(request: Request, version: str, project: str, location: str, endpoint_and_verb: str):
+@router.post(BASE + "/{endpoint_id}:deployModel", response_model=Operation, **OUT)
+async def deploy_model(request: Request, project: str, location: str, endpoint_id: str, service: Service,
+                       body: Annotated[DeployModelRequest, Body()]) -> Operation:
+    """Deploy a registry model; the operation finishes when the model is loaded."""
     authorize(request, project)
-    endpoint_id, name = split_verb(endpoint_and_verb, "endpoints", VERBS)
-    body = await json_body(request)
-    svc = _svc(request)
-    if name == "deployModel":
-        return await run_in_threadpool(svc.deploy_model, project, location, endpoint_id, body)
-    if name == "undeployModel":
-        return await run_in_threadpool(svc.undeploy_model, project, location, endpoint_id, body)
-    row, dep = await _target(request, project, location, endpoint_id)
-    model_version = f"projects/{row.project}/locations/{row.location}/models/{row.model_id}@1"
-    if name == "predict":
-        prompts, kinds = await run_in_threadpool(apis.predict_prompts, dep, body)
-        results = await apis.Run(dep, prompts).results(request.is_disconnected)
-        answers, cursor = [], 0
-        for prompt, kind in zip(prompts, kinds):
-            answers.append(apis.predict_answer(kind, prompt, results[cursor : cursor + prompt.params.n]))
-            cursor += prompt.params.n
-        return {"predictions": answers, **_model_fields(row)}
+    return await run_in_threadpool(service.deploy_model, project, location, endpoint_id, body)
+
+
+@router.post(BASE + "/{endpoint_id}:undeployModel", response_model=Operation, **OUT)
+async def undeploy_model(request: Request, project: str, location: str, endpoint_id: str, service: Service,
+                         body: Annotated[UndeployModelRequest, Body()]) -> Operation:
+    authorize(request, project)
+    return await run_in_threadpool(service.undeploy_model, project, location, endpoint_id, body)
+
+
+def _model_fields(row: DeployedModelRow) -> dict[str, str]:
+    return {"deployed_model_id": row.id, "model": names.name("models", row.project, row.location, row.model_id),
+            "model_display_name": row.display_name, "model_version_id": "1"}
+
+
+@router.post(BASE + "/{endpoint_id}:predict", response_model=PredictResponse, **OUT)
+async def predict(request: Request, project: str, location: str, endpoint_id: str, service: Service,
+                  body: Annotated[PredictRequest, Body()]) -> PredictResponse:
+    """Vertex predict: open-model prompts, or the text, code and chat models' instances."""
+    authorize(request, project)
+    row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
+    prompts, kinds = await run_in_threadpool(apis.predict_prompts, dep, body)
+    results = await apis.Run(dep, prompts).results(request.is_disconnected)
+    answers, cursor = [], 0
+    for prompt, kind in zip(prompts, kinds):
+        answers.append(apis.predict_answer(kind, prompt, results[cursor : cursor + prompt.params.n]))
+        cursor += prompt.params.n
+    return PredictResponse(predictions=answers, **_model_fields(row))
+
+
+@router.post(BASE + "/{endpoint_id}:generateContent", response_model=GenerateContentResponse, **OUT)
+async def generate_content(request: Request, project: str, location: str, endpoint_id: str, service: Service,
+                           body: Annotated[GenerateContentRequest, Body()]) -> GenerateContentResponse:
+    authorize(request, project)
+    row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
     prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
-    run = apis.Run(dep, [prompt])
-    if name == "generateContent":
-        return apis.gemini_response(await run.results(request.is_disconnected), model_version, uuid.uuid4().hex)
-    sse = request.query_params.get("alt") == "sse"
-    return StreamingResponse(apis.gemini_stream(run, model_version, sse),
+    results = await apis.Run(dep, [prompt]).results(request.is_disconnected)
+    model_version = names.name("models", row.project, row.location, row.model_id) + "@1"
+    return apis.gemini_response(results, model_version, uuid.uuid4().hex)
+
+
+@router.post(BASE + "/{endpoint_id}:streamGenerateContent", response_class=StreamingResponse, responses=STREAM)
+async def stream_generate_content(request: Request, project: str, location: str, endpoint_id: str,
+                                  service: Service, body: Annotated[GenerateContentRequest, Body()],
+                                  alt: str | None = None) -> StreamingResponse:
+    """generateContent, streamed: GenerateContentResponse chunks with the new text."""
+    authorize(request, project)
+    row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
+    prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
+    model_version = names.name("models", row.project, row.location, row.model_id) + "@1"
+    sse = alt == "sse"
+    return StreamingResponse(apis.gemini_stream(apis.Run(dep, [prompt]), model_version, sse),
                              media_type="text/event-stream" if sse else "application/json")
 
 
-@router.get(BASE + "/{endpoint_id}/models")
-def openai_models(request: Request, version: str, project: str, location: str, endpoint_id: str):
+@router.post(BASE + "/{endpoint_and_verb}", include_in_schema=False)
+def unknown_method(request: Request, project: str, location: str, endpoint_and_verb: str) -> None:
     authorize(request, project)
-    resource = _svc(request).resource(project, location, endpoint_id)
-    return {"object": "list", "data": [
-        {"id": d["displayName"] or d["id"], "object": "model", "owned_by": "tuneforge", "root": d["model"],
-         "deployed_model_id": d["id"]} for d in resource["deployedModels"]]}
+    raise unknown_verb(endpoint_and_verb, "endpoints", VERBS)
 
 
-@router.post(BASE + "/{endpoint_id}/chat/completions")
-async def chat_completions(request: Request, version: str, project: str, location: str, endpoint_id: str):
+@router.get(BASE + "/{endpoint_id}/models", response_model=ModelList)
+def openai_models(request: Request, project: str, location: str, endpoint_id: str, service: Service) -> ModelList:
+    """The endpoint's deployed models, as OpenAI's models list."""
+    authorize(request, project)
+    resource = service.get(project, location, endpoint_id)
+    return ModelList(data=[OpenAIModel(id=d.display_name or d.id or "", root=d.model, deployed_model_id=d.id)
+                           for d in resource.deployed_models])
+
+
+@router.post(BASE + "/{endpoint_id}/chat/completions", response_model=ChatCompletion, responses=STREAM)
+async def chat_completions(request: Request, project: str, location: str, endpoint_id: str, service: Service,
+                           body: Annotated[ChatCompletionRequest, Body()]) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat. On ``endpoints/openapi`` the body's ``model`` names the endpoint (Vertex's managed
     form); elsewhere ``model`` may pick a deployed model by id or display name, and is informational otherwise."""
     authorize(request, project)
-    body = await json_body(request)
-    choose = body.get("model") if isinstance(body.get("model"), str) else None
+    choose = body.model
     if endpoint_id == "openapi":
         if not choose:
-            raise InvalidArgument("model must name the endpoint (projects/P/locations/L/endpoints/E) on endpoints/openapi")
+            raise InvalidArgument("model must name the endpoint (projects/P/locations/L/endpoints/E) on "
+                                  "endpoints/openapi")
         endpoint_id, choose = choose.rstrip("/").split("/")[-1], None
-    row, dep = await _target(request, project, location, endpoint_id, choose)
+    row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id, choose)
     prompt = await run_in_threadpool(apis.openai_prompt, dep, body)
     run = apis.Run(dep, [prompt])
-    model = body.get("model") if isinstance(body.get("model"), str) else row.display_name
+    model = body.model or row.display_name
     completion_id = "chatcmpl-" + uuid.uuid4().hex
-    if body.get("stream"):
-        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
-        return StreamingResponse(apis.openai_stream(run, model, completion_id, bool(options.get("include_usage"))),
-                                 media_type="text/event-stream")
+    if body.stream:
+        usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(apis.openai_stream(run, model, completion_id, usage), media_type="text/event-stream")
     return apis.openai_response(await run.results(request.is_disconnected), model, completion_id)
 
 
-@router.post("/{version}/projects/{project}/locations/{location_and_verb}")
-async def model_garden_deploy(request: Request, version: str, project: str, location_and_verb: str):
+@router.post("/projects/{project}/locations/{location}:deploy", response_model=Operation, **OUT)
+async def model_garden_deploy(request: Request, project: str, location: str, service: Service,
+                              body: Annotated[DeployRequest, Body()]) -> Operation:
     """Model Garden ``CustomModel(gcs_uri).deploy(...)``: register the weights, create an endpoint, deploy."""
-    location, _ = split_verb(location_and_verb, "locations", ("deploy",))
     authorize(request, project)
-    return await run_in_threadpool(_svc(request).garden_deploy, project, location, await json_body(request))
+    return await run_in_threadpool(service.garden_deploy, project, location, body)
 
 
-@router.get("/tuneforge/serving")
-def serving_stats(request: Request):
-    """What the serving engine holds: loaded weights, adapters, bytes (tuneforge extension, for operators)."""
-    authorize(request, None)
-    return request.app.state.engine.stats()
-
-
-@router.get(LOCATION + "/{path:path}/operations/{op_id}")
-def get_operation(request: Request, version: str, project: str, location: str, path: str, op_id: str):
+@router.post("/projects/{project}/locations/{location_and_verb}", include_in_schema=False)
+def unknown_location_method(request: Request, project: str, location_and_verb: str) -> None:
     authorize(request, project)
-    return operations.get(request.app.state.store, f"projects/{project}/locations/{location}/{path}/operations/{op_id}")
+    raise unknown_verb(location_and_verb, "locations", ("deploy",))
 
 
-@router.get(LOCATION + "/operations/{op_id}")
-def get_flat_operation(request: Request, version: str, project: str, location: str, op_id: str):
+@router.get(LOCATION + "/{path:path}/operations/{op_id}", response_model=Operation, **OUT)
+def get_operation(request: Request, project: str, location: str, path: str, op_id: str) -> Operation:
     authorize(request, project)
-    return operations.get(request.app.state.store, f"projects/{project}/locations/{location}/operations/{op_id}")
+    return operations.get(request.app.state.store, f"{names.parent(project, location)}/{path}/operations/{op_id}")
+
+
+@router.get(LOCATION + "/operations/{op_id}", response_model=Operation, **OUT)
+def get_flat_operation(request: Request, project: str, location: str, op_id: str) -> Operation:
+    authorize(request, project)
+    return operations.get(request.app.state.store, f"{names.parent(project, location)}/operations/{op_id}")

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
 
-from tuneforge.api.deps import authorize
-from tuneforge.control.paging import page_json
+from fastapi import APIRouter, Depends, Request
 
-router = APIRouter()
-BASE = "/{version}/projects/{project}/locations/{location}/models"
+from tuneforge.api.deps import authorize, models
+from tuneforge.api.errors import ERRORS
+from tuneforge.control.models import ModelService
+from tuneforge.wire.models import ListModelsResponse, Model
+
+router = APIRouter(tags=["models"], responses=ERRORS)
+BASE = "/projects/{project}/locations/{location}/models"
+Service = Annotated[ModelService, Depends(models)]
 
 
-@router.get(BASE)
-def list_models(request: Request, version: str, project: str, location: str, filter: str | None = None,
-                pageSize: int | None = None, pageToken: str | None = None):
+@router.get(BASE, response_model=ListModelsResponse, response_model_exclude_none=True)
+def list_models(request: Request, project: str, location: str, service: Service, filter: str | None = None,
+                pageSize: int | None = None, pageToken: str | None = None) -> ListModelsResponse:
     authorize(request, project)
-    items, token = request.app.state.models.list(project, location, filter=filter, page_size=pageSize,
-                                                 page_token=pageToken)
-    return page_json("models", items, token)
+    return service.list(project, location, filter=filter, page_size=pageSize, page_token=pageToken)
 
 
-@router.get(BASE + "/{model_id}")
-def get_model(request: Request, version: str, project: str, location: str, model_id: str):
+@router.get(BASE + "/{model_id}", response_model=Model, response_model_exclude_none=True)
+def get_model(request: Request, project: str, location: str, model_id: str, service: Service) -> Model:
     authorize(request, project)
-    return request.app.state.models.get(project, location, model_id)
+    return service.get(project, location, model_id)

@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
 
-from tuneforge.api.deps import authorize, json_body, split_verb
-from tuneforge.control.paging import page_json
-from tuneforge.control.pipeline_jobs import pipeline_job_json
+from fastapi import APIRouter, Body, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-router = APIRouter()
-BASE = "/{version}/projects/{project}/locations/{location}/pipelineJobs"
+from tuneforge.api.deps import authorize, pipeline_jobs, unknown_verb
+from tuneforge.api.errors import CREATE_ERRORS, ERRORS
+from tuneforge.control.pipeline_jobs import PipelineJobService
+from tuneforge.wire.pipelines import ListPipelineJobsResponse, PipelineJob
+from tuneforge.wire.tuning import CancelResponse
+
+router = APIRouter(tags=["pipelineJobs"], responses=ERRORS)
+BASE = "/projects/{project}/locations/{location}/pipelineJobs"
+Service = Annotated[PipelineJobService, Depends(pipeline_jobs)]
 
 
-@router.post(BASE)
-async def create(request: Request, version: str, project: str, location: str, pipelineJobId: str | None = None):
+@router.post(BASE, response_model=PipelineJob, response_model_exclude_none=True, responses=CREATE_ERRORS)
+async def create(request: Request, project: str, location: str, service: Service,
+                 job: Annotated[PipelineJob, Body()], pipelineJobId: str | None = None) -> PipelineJob:
+    """Create a code-model tuning or distillation job, identified by its templateUri."""
     authorize(request, project)
-    body = await json_body(request)
-    return pipeline_job_json(request.app.state.pipeline_jobs.create(project, location, body, pipelineJobId))
+    return await run_in_threadpool(service.create, project, location, job, pipelineJobId)
 
 
-@router.get(BASE)
-def list_jobs(request: Request, version: str, project: str, location: str, pageSize: int | None = None,
-              pageToken: str | None = None):
+@router.get(BASE, response_model=ListPipelineJobsResponse, response_model_exclude_none=True)
+def list_jobs(request: Request, project: str, location: str, service: Service, pageSize: int | None = None,
+              pageToken: str | None = None) -> ListPipelineJobsResponse:
     authorize(request, project)
-    rows, token = request.app.state.pipeline_jobs.list(project, location, pageSize, pageToken)
-    return page_json("pipelineJobs", [pipeline_job_json(r) for r in rows], token)
+    return service.list(project, location, pageSize, pageToken)
 
 
-@router.get(BASE + "/{job_id}")
-def get(request: Request, version: str, project: str, location: str, job_id: str):
+@router.get(BASE + "/{job_id}", response_model=PipelineJob, response_model_exclude_none=True)
+def get(request: Request, project: str, location: str, job_id: str, service: Service) -> PipelineJob:
     authorize(request, project)
-    return pipeline_job_json(request.app.state.pipeline_jobs.get(project, location, job_id))
+    return service.get(project, location, job_id)
 
 
-@router.post(BASE + "/{job_and_verb}")
-def verb(request: Request, version: str, project: str, location: str, job_and_verb: str):
+@router.post(BASE + "/{job_id}:cancel", response_model=CancelResponse)
+def cancel(request: Request, project: str, location: str, job_id: str, service: Service) -> CancelResponse:
     authorize(request, project)
-    job_id, _ = split_verb(job_and_verb, "pipelineJobs")
-    request.app.state.pipeline_jobs.cancel(project, location, job_id)
-    return {}
+    service.cancel(project, location, job_id)
+    return CancelResponse()
+
+
+@router.post(BASE + "/{job_and_verb}", include_in_schema=False)
+def unknown_method(request: Request, project: str, location: str, job_and_verb: str) -> None:
+    authorize(request, project)
+    raise unknown_verb(job_and_verb, "pipelineJobs", ("cancel",))

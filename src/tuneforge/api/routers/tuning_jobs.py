@@ -1,61 +1,61 @@
-"""tuningJobs: create, get, list, cancel (v1, v1beta1 and ui prefixes)."""
+"""tuningJobs: create, get, list, cancel; and the metrics a running job streams (a tuneforge extension)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
 
-from tuneforge.api.deps import authorize, json_body, split_verb
-from tuneforge.control.paging import page_json
-from tuneforge.control.tuning_jobs import tuning_job_json
+from fastapi import APIRouter, Body, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-router = APIRouter()
-BASE = "/{version}/projects/{project}/locations/{location}/tuningJobs"
+from tuneforge.api.deps import authorize, tuning_jobs, unknown_verb
+from tuneforge.api.errors import CREATE_ERRORS, ERRORS
+from tuneforge.control.tuning_jobs import TuningJobService
+from tuneforge.wire.tuning import CancelResponse, JobMetrics, ListTuningJobsResponse, TuningJob
+
+router = APIRouter(tags=["tuningJobs"], responses=ERRORS)
+BASE = "/projects/{project}/locations/{location}/tuningJobs"
+Service = Annotated[TuningJobService, Depends(tuning_jobs)]
 
 
-def _service(request: Request):
-    return request.app.state.tuning_jobs
-
-
-@router.post(BASE)
-async def create(request: Request, version: str, project: str, location: str):
+@router.post(BASE, response_model=TuningJob, response_model_exclude_none=True, responses=CREATE_ERRORS)
+async def create(request: Request, project: str, location: str, service: Service,
+                 job: Annotated[TuningJob, Body()]) -> TuningJob:
+    """Create a tuning job; the request is validated whole (datasets included) before it is stored."""
     authorize(request, project)
-    body = await json_body(request)
-    from starlette.concurrency import run_in_threadpool
-
-    row = await run_in_threadpool(_service(request).create, project, location, body)
-    return tuning_job_json(row)
+    return await run_in_threadpool(service.create, project, location, job)
 
 
-@router.get(BASE)
-def list_jobs(request: Request, version: str, project: str, location: str, filter: str | None = None,
-              pageSize: int | None = None, pageToken: str | None = None):
+@router.get(BASE, response_model=ListTuningJobsResponse, response_model_exclude_none=True)
+def list_jobs(request: Request, project: str, location: str, service: Service, filter: str | None = None,
+              pageSize: int | None = None, pageToken: str | None = None) -> ListTuningJobsResponse:
     authorize(request, project)
-    rows, token = _service(request).list(project, location, filter=filter, page_size=pageSize, page_token=pageToken)
-    return page_json("tuningJobs", [tuning_job_json(r) for r in rows], token)
+    return service.list(project, location, filter=filter, page_size=pageSize, page_token=pageToken)
 
 
-@router.get(BASE + "/{job_id}")
-def get(request: Request, version: str, project: str, location: str, job_id: str):
+@router.get(BASE + "/{job_id}", response_model=TuningJob, response_model_exclude_none=True)
+def get(request: Request, project: str, location: str, job_id: str, service: Service) -> TuningJob:
     authorize(request, project)
-    return tuning_job_json(_service(request).get(project, location, job_id))
+    return service.get(project, location, job_id)
 
 
-@router.post(BASE + "/{job_and_verb}")
-def verb(request: Request, version: str, project: str, location: str, job_and_verb: str):
+@router.post(BASE + "/{job_id}:cancel", response_model=CancelResponse)
+def cancel(request: Request, project: str, location: str, job_id: str, service: Service) -> CancelResponse:
+    """Cancel a job: a queued one ends at once, a running one stops at its next step (FAILED_PRECONDITION if it has
+    ended)."""
     authorize(request, project)
-    job_id, _ = split_verb(job_and_verb, "tuningJobs")
-    _service(request).cancel(project, location, job_id)
-    return {}
+    service.cancel(project, location, job_id)
+    return CancelResponse()
 
 
-@router.get(BASE + "/{job_id}/metrics")
-def metrics(request: Request, version: str, project: str, location: str, job_id: str, sinceStep: int = 0):
-    """Metrics streamed by the running job, and its progress (tuneforge extension, for the CLI and console)."""
+@router.post(BASE + "/{job_and_verb}", include_in_schema=False)
+def unknown_method(request: Request, project: str, location: str, job_and_verb: str) -> None:
     authorize(request, project)
-    row = _service(request).get(project, location, job_id)
-    rows = _service(request).metrics(job_id, since_step=sinceStep)
-    progress = row.progress or {}
-    return {
-        "metrics": [{"step": r.step, "name": r.name, "value": r.value} for r in rows],
-        "progress": {"step": progress.get("step", 0), "totalSteps": progress.get("totalSteps")},
-    }
+    raise unknown_verb(job_and_verb, "tuningJobs", ("cancel",))
+
+
+@router.get(BASE + "/{job_id}/metrics", response_model=JobMetrics, response_model_exclude_none=True)
+def metrics(request: Request, project: str, location: str, job_id: str, service: Service,
+            sinceStep: int = 0) -> JobMetrics:
+    """Metrics streamed by the running job after ``sinceStep``, and its progress (for the CLI)."""
+    authorize(request, project)
+    return service.metrics(project, location, job_id, since_step=sinceStep)

@@ -1,0 +1,36 @@
+"""Model (the registry) and what it says about its deployments."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tuneforge.wire.base import WireModel
+
+
+class DeployedModelRef(WireModel):
+    WIRE_NAME = "DeployedModelRef"
+    endpoint: str
+    deployed_model_id: str
+
+
+class Model(WireModel):
+    WIRE_NAME = "Model"
+    name: str
+    display_name: str = ""
+    description: str = ""
+    version_id: str = "1"
+    version_aliases: list[str] = ["default"]
+    labels: dict[str, str] = {}
+    artifact_uri: str | None = Field(default=None, description="The model folder (Hugging Face format).")
+    create_time: str | None = None
+    update_time: str | None = None
+    version_create_time: str | None = None
+    version_update_time: str | None = None
+    supported_deployment_resources_types: list[str] = ["DEDICATED_RESOURCES"]
+    deployed_models: list[DeployedModelRef] = []
+
+
+class ListModelsResponse(WireModel):
+    WIRE_NAME = "ListModelsResponse"
+    models: list[Model] = []
+    next_page_token: str | None = None

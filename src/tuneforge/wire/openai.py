@@ -1,0 +1,83 @@
+"""OpenAI chat completions, as an endpoint serves them (``…/endpoints/ID/chat/completions``). Lenient: fields
+OpenAI clients send that tuneforge does not use are ignored."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from tuneforge.wire.base import FIELD, LenientModel, problem
+
+
+class ChatMessage(LenientModel):
+    role: str = Field(description="system (or developer), user or assistant.")
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class StreamOptions(LenientModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(LenientModel):
+    model: str | None = Field(default=None, description="On endpoints/openapi: the endpoint's name; elsewhere a "
+                              "deployed model's id or display name picks it.")
+    messages: list[ChatMessage] = []
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = Field(default=None, description="An extension: sample among the k most likely tokens.")
+    n: int | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise problem(f'{FIELD}: expected a list like [{{"role": "user", "content": "…"}}]')
+        return value
+
+
+class ResponseMessage(LenientModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(LenientModel):
+    index: int
+    message: ResponseMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class Usage(LenientModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(LenientModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class OpenAIModel(LenientModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "tuneforge"
+    root: str | None = None
+    deployed_model_id: str | None = None
+
+
+class ModelList(LenientModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
