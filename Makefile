@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 
-.PHONY: run test test-slow test-gpu bench-train install clean
+.PHONY: run test lint format test-slow test-gpu bench-train install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=23"
 	# The CPU build of torch (a file on disk on our machines); an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,lint]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,9 +19,19 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/tuneforge demo
 
+# The lint and type gate: ruff (lint and format) and mypy (strict on wire/ and control/), as pyproject.toml sets them.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
 # Two pytest workers, one test file each at a time (module-scoped servers keep their order); most integration
-# tests wait on a server or the SDK's 5 s polls, so two workers fit in two cores.
-test: $(STAMP)
+# tests wait on a server or the SDK's 5 s polls, so two workers fit in two cores. The lint gate runs first.
+test: lint
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q --durations=15 -n 2 --dist loadfile
 
 test-slow: $(STAMP)

@@ -1,7 +1,8 @@
 """Distillation step by step vs label-only fine-tuning at equal data size (the table in docs/quality.md).
 
-Task: two-step arithmetic word problems generated programmatically, in terse form ("7 bags of 6, minus 9?" -> "33"). The teacher is exact: a program that writes the correct rationale
-("7*6=42. 42-9=33.") and label, so the comparison measures what rationales teach, not teacher quality.
+Task: two-step arithmetic word problems generated programmatically, in terse form ("7 bags of 6, minus 9?" -> "33").
+The teacher is exact: a program that writes the correct rationale ("7*6=42. 42-9=33.") and label, so the
+comparison measures what rationales teach, not teacher quality.
 
 Students are tiny-llama (random init, 4 layers, hidden 128, byte-level tokens) trained from scratch (FULL) on the
 CPU with the real recipes: label-only runs ``run_sft`` on ``predict: <problem>`` -> label lines; step-by-step runs
@@ -30,12 +31,18 @@ import transformers
 
 TEMPLATES = [
     # (problem, rationale and answer) from (a, b, c); terse, so a 4-layer byte-level student trains fast on 2 cores
-    (lambda a, b, c: f"{a} bags of {b}, minus {c}?",
-     lambda a, b, c: (f"{a}*{b}={a * b}. {a * b}-{c}={a * b - c}.", a * b - c)),
-    (lambda a, b, c: f"{a} packs of {b}, plus {c}?",
-     lambda a, b, c: (f"{a}*{b}={a * b}. {a * b}+{c}={a * b + c}.", a * b + c)),
-    (lambda a, b, c: f"{a} and {b} boxes of {c}?",
-     lambda a, b, c: (f"{a}+{b}={a + b}. {a + b}*{c}={(a + b) * c}.", (a + b) * c)),
+    (
+        lambda a, b, c: f"{a} bags of {b}, minus {c}?",
+        lambda a, b, c: (f"{a}*{b}={a * b}. {a * b}-{c}={a * b - c}.", a * b - c),
+    ),
+    (
+        lambda a, b, c: f"{a} packs of {b}, plus {c}?",
+        lambda a, b, c: (f"{a}*{b}={a * b}. {a * b}+{c}={a * b + c}.", a * b + c),
+    ),
+    (
+        lambda a, b, c: f"{a} and {b} boxes of {c}?",
+        lambda a, b, c: (f"{a}+{b}={a + b}. {a + b}*{c}={(a + b) * c}.", (a + b) * c),
+    ),
 ]
 
 
@@ -51,7 +58,9 @@ def make_split(n_train: int, n_test: int, seed: int, top: int = 9) -> tuple[list
     """Disjoint train and held-out problems (by text)."""
     distinct = len(TEMPLATES) * (top - 1) ** 2 * top
     if n_train + n_test > distinct:
-        raise SystemExit(f"operands up to {top} give {distinct} distinct problems; ask for fewer than {n_train + n_test}")
+        raise SystemExit(
+            f"operands up to {top} give {distinct} distinct problems; ask for fewer than {n_train + n_test}"
+        )
     rng = random.Random(1000 + seed)
     test, seen = [], set()
     while len(test) < n_test:
@@ -79,8 +88,10 @@ class ExactTeacher:
     def explain(self, examples, fewshot=None, should_stop=None):
         from tuneforge.train.recipes.distill import TeacherOutput
 
-        return [TeacherOutput(self.known[e.input_text]["rationale"], self.known[e.input_text]["output_text"])
-                for e in examples]
+        return [
+            TeacherOutput(self.known[e.input_text]["rationale"], self.known[e.input_text]["output_text"])
+            for e in examples
+        ]
 
 
 def exact_match(final_dir: Path, test: list[dict]) -> float:
@@ -91,12 +102,20 @@ def exact_match(final_dir: Path, test: list[dict]) -> float:
 
     # Both students get the same explicit "predict: " prompt (the step-by-step student's serving rule leaves a
     # prompt that already carries a task prefix as it is).
-    texts = generate_offline(final_dir, None, [PREDICT_PREFIX + p["input_text"] for p in test],
-                             SamplingParams(max_tokens=8, temperature=0.0), device="cpu", max_batch=64)
+    texts = generate_offline(
+        final_dir,
+        None,
+        [PREDICT_PREFIX + p["input_text"] for p in test],
+        SamplingParams(max_tokens=8, temperature=0.0),
+        device="cpu",
+        max_batch=64,
+    )
     return sum(answer_matches(t, p["output_text"]) for t, p in zip(texts, test)) / len(test)
 
 
-def run(method: str, train: list[dict], test: list[dict], seed: int, steps: int, batch: int, lr: float, root: Path) -> dict:
+def run(
+    method: str, train: list[dict], test: list[dict], seed: int, steps: int, batch: int, lr: float, root: Path
+) -> dict:
     from tuneforge.settings import get_settings
     from tuneforge.train.config import TuningConfig
     from tuneforge.train.recipes.distill import Truncation, multitask_lines, run_distill
@@ -105,9 +124,21 @@ def run(method: str, train: list[dict], test: list[dict], seed: int, steps: int,
     folder = root / f"{method}-{len(train)}-{seed}"
     folder.mkdir(parents=True)
     raw = folder / "train.jsonl"
-    raw.write_text("".join(json.dumps({"input_text": p["input_text"], "output_text": p["output_text"]}) + "\n" for p in train))
-    config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=str(raw), output_uri=str(folder / "out"),
-                          max_steps=steps, batch_size=batch, learning_rate=lr, seed=seed, device="cpu", warmup_ratio=0.05)
+    raw.write_text(
+        "".join(json.dumps({"input_text": p["input_text"], "output_text": p["output_text"]}) + "\n" for p in train)
+    )
+    config = TuningConfig(
+        base_model="tiny-llama",
+        tuning_mode="FULL",
+        train_dataset=str(raw),
+        output_uri=str(folder / "out"),
+        max_steps=steps,
+        batch_size=batch,
+        learning_rate=lr,
+        seed=seed,
+        device="cpu",
+        warmup_ratio=0.05,
+    )
     started = time.perf_counter()
     if method == "step-by-step":
         _, result = run_distill(config, ExactTeacher(train), settings=get_settings())
@@ -120,11 +151,19 @@ def run(method: str, train: list[dict], test: list[dict], seed: int, steps: int,
         records = [{"input_text": p["input_text"], "label": p["output_text"]} for p in train]
         lines = folder / "label_only.jsonl"
         lines.write_text("\n".join(multitask_lines(records, tok, Truncation(), with_rationales=False)) + "\n")
-        result = run_sft(config.model_copy(update={"train_dataset": str(lines), "dataset_format": "text_pair"}),
-                         settings=get_settings())
+        result = run_sft(
+            config.model_copy(update={"train_dataset": str(lines), "dataset_format": "text_pair"}),
+            settings=get_settings(),
+        )
     seconds = time.perf_counter() - started
-    return {"method": method, "examples": len(train), "seed": seed, "exact_match": exact_match(result.final_dir, test),
-            "train_seconds": round(seconds, 1), "final_loss": round(result.last_train["train_total_loss"], 4)}
+    return {
+        "method": method,
+        "examples": len(train),
+        "seed": seed,
+        "exact_match": exact_match(result.final_dir, test),
+        "train_seconds": round(seconds, 1),
+        "final_loss": round(result.last_train["train_total_loss"], 4),
+    }
 
 
 def main() -> None:
@@ -150,17 +189,26 @@ def main() -> None:
                 row = run(method, train, test, seed, args.steps, args.batch, args.lr, root)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\noperands 2..{args.max_operand}, {args.steps} steps, batch {args.batch}, lr {args.lr}, {args.test} held-out problems; "
-          f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.machine()}, "
-          f"{os.cpu_count()} cores\n")
-    print("| examples | label-only exact match (mean ± sd) | step-by-step exact match (mean ± sd) | per seed (label-only / step-by-step) |")
+    print(
+        f"\noperands 2..{args.max_operand}, {args.steps} steps, batch {args.batch}, lr {args.lr}, "
+        f"{args.test} held-out problems; "
+        f"torch {torch.__version__}, transformers {transformers.__version__}, {platform.machine()}, "
+        f"{os.cpu_count()} cores\n"
+    )
+    print(
+        "| examples | label-only exact match (mean ± sd) | step-by-step exact match (mean ± sd) "
+        "| per seed (label-only / step-by-step) |"
+    )
     print("|---|---|---|---|")
     for size in args.sizes:
         lo = [r["exact_match"] for r in rows if r["examples"] == size and r["method"] == "label-only"]
         sb = [r["exact_match"] for r in rows if r["examples"] == size and r["method"] == "step-by-step"]
         sd = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
         pairs = ", ".join(f"{a:.0%} / {b:.0%}" for a, b in zip(lo, sb))
-        print(f"| {size} | {statistics.mean(lo):.1%} ± {sd(lo):.1%} | {statistics.mean(sb):.1%} ± {sd(sb):.1%} | {pairs} |")
+        print(
+            f"| {size} | {statistics.mean(lo):.1%} ± {sd(lo):.1%} "
+            f"| {statistics.mean(sb):.1%} ± {sd(sb):.1%} | {pairs} |"
+        )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
 

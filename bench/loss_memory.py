@@ -77,12 +77,32 @@ def main() -> None:
         return
     rows = []
     for variant in ("full-logits", "chunked"):
-        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--tokens", str(args.tokens), "--hidden",
-                              str(args.hidden), "--vocab", str(args.vocab), "--device", args.device, "--dtype",
-                              args.dtype], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--tokens",
+                str(args.tokens),
+                "--hidden",
+                str(args.hidden),
+                "--vocab",
+                str(args.vocab),
+                "--device",
+                args.device,
+                "--dtype",
+                args.dtype,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{args.tokens} tokens x hidden {args.hidden} x vocabulary {args.vocab:,}, {args.dtype}, {args.device}, "
-          f"torch {torch.__version__}")
+    print(
+        f"{args.tokens} tokens x hidden {args.hidden} x vocabulary {args.vocab:,}, {args.dtype}, {args.device}, "
+        f"torch {torch.__version__}"
+    )
     print("| variant | peak memory above inputs (MiB) | forward + backward (s) | loss |")
     print("| --- | ---: | ---: | ---: |")
     for r in rows:

@@ -1,6 +1,6 @@
 """Held-out exact match of FULL and LoRA tuning on the reversal task (the figures in docs/quality.md).
 
-    .venv/bin/python bench/quality.py [--lora-rank 16] [--lora-epochs 4]
+.venv/bin/python bench/quality.py [--lora-rank 16] [--lora-epochs 4]
 """
 
 from __future__ import annotations
@@ -27,10 +27,16 @@ def main() -> None:
     transformers.utils.logging.set_verbosity_error()
     os.environ.setdefault("TUNEFORGE_HOME", tempfile.mkdtemp())
     root = Path(tempfile.mkdtemp())
-    rows = [held_out_quality(root, "PEFT_ADAPTER", epochs=args.lora_epochs, adapter_size=args.lora_rank),
-            held_out_quality(root, "FULL", epochs=4)]
-    env = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__,
-           "machine": platform.processor() or platform.machine()}
+    rows = [
+        held_out_quality(root, "PEFT_ADAPTER", epochs=args.lora_epochs, adapter_size=args.lora_rank),
+        held_out_quality(root, "FULL", epochs=4),
+    ]
+    env = {
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
     print(json.dumps({"env": env, "results": rows}, indent=2))
 
 

@@ -37,9 +37,17 @@ def build_model(shape: str, folder: Path) -> Path:
     if shape == "tiny":
         model = AutoModelForCausalLM.from_pretrained(str(tiny))
     else:  # Llama-3.2-1B's shape with the byte-level vocabulary of the tiny tokenizer
-        config = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                             num_key_value_heads=8, vocab_size=len(tokenizer), max_position_embeddings=4096,
-                             rope_theta=500000.0, tie_word_embeddings=True)
+        config = LlamaConfig(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=4096,
+            rope_theta=500000.0,
+            tie_word_embeddings=True,
+        )
         model = AutoModelForCausalLM.from_config(config)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -53,7 +61,7 @@ def build_model(shape: str, folder: Path) -> Path:
 
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
 def sequential(folder: Path, prompts: list[list[int]], max_tokens: int, device: torch.device, dtype, eos: set[int]):
@@ -66,10 +74,15 @@ def sequential(folder: Path, prompts: list[list[int]], max_tokens: int, device: 
     for ids in prompts:
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(torch.tensor([ids], device=device), max_new_tokens=max_tokens, do_sample=False,
-                                 eos_token_id=list(eos), pad_token_id=0)
+            out = model.generate(
+                torch.tensor([ids], device=device),
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                eos_token_id=list(eos),
+                pad_token_id=0,
+            )
         latencies.append(time.perf_counter() - t0)
-        answers.append([t for t in out[0, len(ids):].tolist() if t not in eos])
+        answers.append([t for t in out[0, len(ids) :].tolist() if t not in eos])
     wall = time.perf_counter() - start
     del model
     return answers, latencies, wall
@@ -129,31 +142,58 @@ def main() -> None:
     dep = engine.deploy("bench", folder)
     rng = random.Random(0)
     words = ["tune", "forge", "model", "serve", "batch", "token", "adapter", "vertex", "query", "answer"]
-    prompts = [dep.tokenizer(" ".join(rng.choice(words) for _ in range(rng.randint(4, 60))))["input_ids"]
-               for _ in range(args.requests)]
+    prompts = [
+        dep.tokenizer(" ".join(rng.choice(words) for _ in range(rng.randint(4, 60))))["input_ids"]
+        for _ in range(args.requests)
+    ]
     ref, ref_lat, ref_wall = sequential(folder, prompts, args.max_tokens, engine.device, engine.dtype, dep.eos_ids)
     tokens = sum(len(a) for a in ref)
-    rows = [{"system": "transformers.generate, sequential", "concurrency": 1, "tokens_per_s": tokens / ref_wall,
-             "p50_latency_s": percentile(ref_lat, 50), "p95_latency_s": percentile(ref_lat, 95), "same_tokens": True}]
+    rows = [
+        {
+            "system": "transformers.generate, sequential",
+            "concurrency": 1,
+            "tokens_per_s": tokens / ref_wall,
+            "p50_latency_s": percentile(ref_lat, 50),
+            "p95_latency_s": percentile(ref_lat, 95),
+            "same_tokens": True,
+        }
+    ]
     engine_run(dep, prompts[:4], 4, 4)  # warm-up
     for c in (int(x) for x in args.concurrency.split(",")):
         answers, lat, wall = engine_run(dep, prompts, args.max_tokens, c)
-        rows.append({"system": "tuneforge engine", "concurrency": c, "tokens_per_s": sum(len(a) for a in answers) / wall,
-                     "p50_latency_s": percentile(lat, 50), "p95_latency_s": percentile(lat, 95),
-                     "same_tokens": answers == ref})
+        rows.append(
+            {
+                "system": "tuneforge engine",
+                "concurrency": c,
+                "tokens_per_s": sum(len(a) for a in answers) / wall,
+                "p50_latency_s": percentile(lat, 50),
+                "p95_latency_s": percentile(lat, 95),
+                "same_tokens": answers == ref,
+            }
+        )
     engine.close()
-    env = {"device": str(engine.device), "cpu": platform.processor() or platform.machine(),
-           "threads": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__,
-           "shape": args.shape, "requests": args.requests, "max_tokens": args.max_tokens,
-           "generated_tokens": tokens, "mean_prompt_tokens": statistics.mean(len(x) for x in prompts)}
+    env = {
+        "device": str(engine.device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "shape": args.shape,
+        "requests": args.requests,
+        "max_tokens": args.max_tokens,
+        "generated_tokens": tokens,
+        "mean_prompt_tokens": statistics.mean(len(x) for x in prompts),
+    }
     if engine.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(engine.device)
     print(json.dumps(env))
     print("| system | concurrency | tokens/s | p50 latency (s) | p95 latency (s) | same tokens |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['system']} | {r['concurrency']} | {r['tokens_per_s']:.0f} | {r['p50_latency_s']:.3f} | "
-              f"{r['p95_latency_s']:.3f} | {r['same_tokens']} |")
+        print(
+            f"| {r['system']} | {r['concurrency']} | {r['tokens_per_s']:.0f} | {r['p50_latency_s']:.3f} | "
+            f"{r['p95_latency_s']:.3f} | {r['same_tokens']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,18 @@ def train_fixed_format(root: Path, settings, answer: str = FIXED_ANSWER) -> Path
         for _ in range(64):
             word = "".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 8)))
             f.write(json.dumps({"prompt": f"question {word}?", "completion": answer}) + "\n")
-    config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=str(data),
-                          output_uri=str(root / "fixed-run"), max_steps=40, batch_size=16, learning_rate=3e-3,
-                          warmup_ratio=0.0, device="cpu", seed=0)
+    config = TuningConfig(
+        base_model="tiny-llama",
+        tuning_mode="FULL",
+        train_dataset=str(data),
+        output_uri=str(root / "fixed-run"),
+        max_steps=40,
+        batch_size=16,
+        learning_rate=3e-3,
+        warmup_ratio=0.0,
+        device="cpu",
+        seed=0,
+    )
     result = run_sft(config, settings=settings)
     return Path(result.final_dir)
 
@@ -36,8 +45,9 @@ def random_adapter(base_dir: Path, out: Path, seed: int, rank: int = 4) -> Path:
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(str(base_dir))
-    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj", "down_proj"],
-                     init_lora_weights=False)
+    cfg = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
+    )
     model = get_peft_model(base, cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -36,8 +36,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the job store (sqlite:///… or postgresql://…). Default: SQLite under <home>.",
     )
-    project: str = Field(default="tuneforge", description="Default project of the CLI's remote commands and the demo "
-                         "(a client names its project in every request; the SDK's vertexai.init(project=…)).")
+    project: str = Field(
+        default="tuneforge",
+        description="Default project of the CLI's remote commands and the demo "
+        "(a client names its project in every request; the SDK's vertexai.init(project=…)).",
+    )
     location: str = Field(default="us-central1", description="Default region of the CLI's remote commands.")
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8080, description="Port the API listens on.")
@@ -47,31 +50,42 @@ class Settings(BaseSettings):
         "(only allowed on loopback unless --insecure).",
     )
     insecure: bool = Field(default=False, description="Allow listening on a non-loopback address without API keys.")
-    max_running_jobs_per_project: int = Field(default=1, ge=1, description="Concurrent tuning jobs per project (quota).")
+    max_running_jobs_per_project: int = Field(
+        default=1, ge=1, description="Concurrent tuning jobs per project (quota)."
+    )
     queue_over_quota: bool = Field(
         default=False, description="Over quota: queue new jobs (JOB_STATE_QUEUED) instead of answering 429."
     )
-    heartbeat_seconds: float = Field(default=2.0, gt=0, description="How often a worker records a running job's heartbeat.")
+    heartbeat_seconds: float = Field(
+        default=2.0, gt=0, description="How often a worker records a running job's heartbeat."
+    )
     heartbeat_timeout_seconds: float = Field(
         default=60.0, gt=0, description="A running job whose heartbeat is older than this is recovered."
     )
     max_attempts: int = Field(default=3, ge=1, description="Runs of a job (first plus resumptions) before it fails.")
     workers: int = Field(default=1, ge=0, description="In-process worker slots of `tuneforge serve` (0: none).")
     processes_per_job: int = Field(
-        default=1, ge=1, description="Processes (one per GPU) a FULL tuning job runs on, its weights sharded with "
-        "FSDP2; PEFT_ADAPTER jobs use one."
+        default=1,
+        ge=1,
+        description="Processes (one per GPU) a FULL tuning job runs on, its weights sharded with "
+        "FSDP2; PEFT_ADAPTER jobs use one.",
     )
     auto_deploy: bool = Field(
-        default=True, description="Deploy each finished tuning job's model on a new endpoint (tunedModel.endpoint), "
-        "as Vertex does; the model is loaded on its first request."
+        default=True,
+        description="Deploy each finished tuning job's model on a new endpoint (tunedModel.endpoint), "
+        "as Vertex does; the model is loaded on its first request.",
     )
-    serve_device: str = Field(default="auto", description="Where deployed models run: auto (CUDA if present), cpu, cuda.")
+    serve_device: str = Field(
+        default="auto", description="Where deployed models run: auto (CUDA if present), cpu, cuda."
+    )
     serve_max_batch_size: int = Field(default=32, ge=1, description="Sequences decoded together per loaded model.")
     serve_batch_wait_ms: float = Field(
         default=2.0, ge=0, description="An idle model waits this long for more requests to prefill them together."
     )
     serve_memory_limit_bytes: int | None = Field(
-        default=None, ge=0, description="Cap on memory the serving engine may fill with weights (default: what is free)."
+        default=None,
+        ge=0,
+        description="Cap on memory the serving engine may fill with weights (default: what is free).",
     )
     serve_default_max_tokens: int = Field(default=256, ge=1, description="Tokens generated when a request names none.")
 

@@ -53,8 +53,9 @@ def local_path(uri: str | Path, settings: Settings | None = None) -> Path:
         mapped = root / bucket / path
         # A symlink inside the bucket root must not lead out of it.
         if not mapped.resolve().is_relative_to(root.resolve()):
-            raise StorageError(f"{uri!r} resolves outside the bucket root (a symbolic link?); gs:// URIs must stay "
-                               "inside it")
+            raise StorageError(
+                f"{uri!r} resolves outside the bucket root (a symbolic link?); gs:// URIs must stay inside it"
+            )
         return mapped
     if uri.startswith("file://"):
         return Path(unquote(urlparse(uri).path))

@@ -29,6 +29,8 @@ from tuneforge.control.pipeline_templates import TEMPLATES, stand_in_template, t
 __all__ = ["TemplateHandler", "install", "stand_in_template", "template_yaml"]
 
 KFP_URL = re.compile(r"^https://[a-z0-9-]+-kfp\.pkg\.dev/")
+
+
 class TemplateHandler(urllib.request.BaseHandler):
     """Answers ``https://*-kfp.pkg.dev/...`` template downloads locally; other URLs go on as usual."""
 
@@ -45,7 +47,7 @@ class TemplateHandler(urllib.request.BaseHandler):
         headers = Message()
         headers["Content-Type"] = "application/x-yaml"
         response = urllib.response.addinfourl(io.BytesIO(body.encode()), headers, url, 200)
-        response.msg = "OK"
+        setattr(response, "msg", "OK")  # noqa: B010 - urllib reads it; addinfourl declares no such attribute
         return response
 
 

@@ -17,8 +17,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
 from tuneforge.data import ChatEncoder, Report, collate, parse_lines
-from tuneforge.train.demo_task import make_task, write_jsonl
 from tuneforge.train import TuningConfig, run_sft
+from tuneforge.train.demo_task import make_task, write_jsonl
 from tuneforge.train.fastpath import (
     CausalLMLoss,
     fast_train_step,
@@ -38,7 +38,7 @@ ATTENTION = ["sdpa", "flex_attention"] + (["flash_attention_2"] if importlib.uti
 def _examples(tokenizer, n=24, seed=0):
     rng = random.Random(seed)
     lines = []
-    for i in range(n):
+    for _ in range(n):
         text = "".join(rng.choice("abcdefghij ") for _ in range(rng.randint(30, 600)))
         cut = len(text) // 3
         lines.append(json.dumps({"prompt": text[:cut], "completion": text[cut:]}))
@@ -49,8 +49,16 @@ def _examples(tokenizer, n=24, seed=0):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_dir):
     tok = AutoTokenizer.from_pretrained(str(tiny_dir("tiny-llama")))
-    config = LlamaConfig(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
-                         num_key_value_heads=4, vocab_size=32000, tie_word_embeddings=True, rope_theta=500000.0)
+    config = LlamaConfig(
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        vocab_size=32000,
+        tie_word_embeddings=True,
+        rope_theta=500000.0,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     out = tmp_path_factory.mktemp("gpu-model")
@@ -64,14 +72,22 @@ def test_fast_step_matches_the_reference_in_bf16(model_dir, attention):
     device = torch.device("cuda")
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     examples = _examples(tok)
-    reference_model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16,
-                                                           attn_implementation="sdpa").to(device)
-    ref = train_step(reference_model, [collate(examples[i : i + 4], tok.pad_token_id, packing=False, row_tokens=4096)
-                                       for i in range(0, len(examples), 4)], device)
+    reference_model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.bfloat16, attn_implementation="sdpa"
+    ).to(device)
+    ref = train_step(
+        reference_model,
+        [
+            collate(examples[i : i + 4], tok.pad_token_id, packing=False, row_tokens=4096)
+            for i in range(0, len(examples), 4)
+        ],
+        device,
+    )
     ref_grads = {n: p.grad.float() for n, p in reference_model.named_parameters()}
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16,
-                                                 attn_implementation=attention).to(device)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.bfloat16, attn_implementation=attention
+    ).to(device)
     rows = row_tokens_for(attention, max(len(e) for e in examples))
     packed = [pack(g, tok.pad_token_id, rows).to(device) for g in plan_micro_batches(examples, 4096)]
     scale, counts = step_task_scale(packed, (1.0, 0.0))
@@ -89,12 +105,22 @@ def test_fast_step_matches_the_reference_in_bf16(model_dir, attention):
 def test_a_run_on_the_gpu_uses_the_fast_path_and_learns(tmp_path, model_dir):
     task = make_task(n_train=64, n_validation=8, n_held_out=2, seed=0)
     train = write_jsonl(tmp_path / "train.jsonl", task.train)
-    config = TuningConfig(base_model="meta/llama3-2@llama-3.2-1b-instruct", custom_base_model=str(model_dir),
-                          tuning_mode="FULL", train_dataset=str(train), output_uri=str(tmp_path / "out"),
-                          max_steps=30, batch_size=16, learning_rate=1e-3, device="cuda")
+    config = TuningConfig(
+        base_model="meta/llama3-2@llama-3.2-1b-instruct",
+        custom_base_model=str(model_dir),
+        tuning_mode="FULL",
+        train_dataset=str(train),
+        output_uri=str(tmp_path / "out"),
+        max_steps=30,
+        batch_size=16,
+        learning_rate=1e-3,
+        device="cuda",
+    )
     result = run_sft(config)
     assert result.resolved["resolved"]["dtype"] == "bfloat16"
-    losses = [m["train_total_loss"] for m in read_metrics(tmp_path / "out" / "metrics.jsonl") if "train_total_loss" in m]
+    losses = [
+        m["train_total_loss"] for m in read_metrics(tmp_path / "out" / "metrics.jsonl") if "train_total_loss" in m
+    ]
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -104,8 +130,9 @@ def test_the_fast_step_itself_never_waits_for_the_device(model_dir, attention):
     (packing, the loss, accumulation). The model's own mask building may sync; those are counted and printed."""
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     examples = _examples(tok)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16,
-                                                 attn_implementation=attention).to("cuda")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.bfloat16, attn_implementation=attention
+    ).to("cuda")
     rows = row_tokens_for(attention, max(len(e) for e in examples))
     host = [pack(g, tok.pad_token_id, rows, pin=True) for g in plan_micro_batches(examples, 2048)]
     scale, _ = step_task_scale(host, (1.0, 0.0))

@@ -39,8 +39,10 @@ def _pg_available() -> bool:
 def pg_url():
     """A fresh PostgreSQL database for this test session (dropped at the end)."""
     if not _pg_available():
-        pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432; start it with "
-                    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")
+        pytest.fail(
+            "PostgreSQL is not reachable at 127.0.0.1:5432; start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+        )
     import psycopg
 
     name = f"tuneforge_test_{secrets.token_hex(4)}"
@@ -83,8 +85,15 @@ def _tuneforge() -> str:
 
 def start_server(home: Path, database_url: str, *, extra_env: dict | None = None, args: tuple = ()) -> Server:
     port = free_port()
-    env = {**os.environ, "TUNEFORGE_HOME": str(home), "TUNEFORGE_DATABASE_URL": database_url, "TUNEFORGE_DEV": "1",
-           "TUNEFORGE_PORT": str(port), "TUNEFORGE_HEARTBEAT_SECONDS": "0.5", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "TUNEFORGE_HOME": str(home),
+        "TUNEFORGE_DATABASE_URL": database_url,
+        "TUNEFORGE_DEV": "1",
+        "TUNEFORGE_PORT": str(port),
+        "TUNEFORGE_HEARTBEAT_SECONDS": "0.5",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     env.update(extra_env or {})
     log = home / f"server-{port}.log"
     proc = subprocess.Popen([_tuneforge(), "serve", *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -185,10 +194,22 @@ def pipeline_server(server):
     from tuneforge import vertex_offline
 
     vertex_offline.install(server.url)  # template downloads and the bucket probe stay on this machine
-    vertexai.init(project="my-project", location="us-central1", api_endpoint=server.url, api_transport="rest",
-                  credentials=google.auth.credentials.AnonymousCredentials(), staging_bucket="gs://b/staging")
-    for name in ("code_generation.jsonl", "code_generation_eval.jsonl", "codechat.jsonl", "distill_labeled.jsonl",
-                 "distill_unlabeled.jsonl", "distill_eval.jsonl"):
+    vertexai.init(
+        project="my-project",
+        location="us-central1",
+        api_endpoint=server.url,
+        api_transport="rest",
+        credentials=google.auth.credentials.AnonymousCredentials(),
+        staging_bucket="gs://b/staging",
+    )
+    for name in (
+        "code_generation.jsonl",
+        "code_generation_eval.jsonl",
+        "codechat.jsonl",
+        "distill_labeled.jsonl",
+        "distill_unlabeled.jsonl",
+        "distill_eval.jsonl",
+    ):
         (server.bucket / "b").mkdir(parents=True, exist_ok=True)
         shutil.copy(examples_dir() / name, server.bucket / "b" / name)
     yield server

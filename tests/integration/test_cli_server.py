@@ -15,16 +15,40 @@ TF = str(Path(sys.executable).with_name("tuneforge"))
 
 
 def tf(*args, env=None, timeout=300):
-    return subprocess.run([TF, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+    return subprocess.run(
+        [TF, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 def test_tune_with_server_and_jobs_commands(sqlite_server):
     write_dataset(sqlite_server.bucket / "b" / "train.jsonl")
-    out = tf("tune", "--server", sqlite_server.url, "--project", "p", "--model", "tiny-qwen3", "--train",
-             "gs://b/train.jsonl", "--mode", "lora", "--adapter-size", "2", "--epochs", "1", "--output-uri", "gs://b/o")
+    out = tf(
+        "tune",
+        "--server",
+        sqlite_server.url,
+        "--project",
+        "p",
+        "--model",
+        "tiny-qwen3",
+        "--train",
+        "gs://b/train.jsonl",
+        "--mode",
+        "lora",
+        "--adapter-size",
+        "2",
+        "--epochs",
+        "1",
+        "--output-uri",
+        "gs://b/o",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "submitted projects/p/locations/us-central1/tuningJobs/" in out.stdout and "JOB_STATE_SUCCEEDED" in out.stdout
+    assert (
+        "submitted projects/p/locations/us-central1/tuningJobs/" in out.stdout and "JOB_STATE_SUCCEEDED" in out.stdout
+    )
     job_id = out.stdout.split("tuningJobs/")[1].split()[0]
     listed = tf("jobs", "list", "--server", sqlite_server.url, "--project", "p")
     assert listed.returncode == 0 and job_id in listed.stdout and "SUCCEEDED" in listed.stdout
@@ -33,13 +57,30 @@ def test_tune_with_server_and_jobs_commands(sqlite_server):
     assert got["tunedModel"]["model"].endswith("@1")
     again = tf("jobs", "cancel", job_id, "--server", sqlite_server.url, "--project", "p")
     assert again.returncode == 1 and "cannot be cancelled" in again.stderr + again.stdout
-    bad = tf("tune", "--server", sqlite_server.url, "--model", "nope", "--train", "gs://b/train.jsonl", "--output-uri", "gs://b/x")
+    bad = tf(
+        "tune",
+        "--server",
+        sqlite_server.url,
+        "--model",
+        "nope",
+        "--train",
+        "gs://b/train.jsonl",
+        "--output-uri",
+        "gs://b/x",
+    )
     assert bad.returncode == 1 and "404 NOT_FOUND" in bad.stderr + bad.stdout
 
     # deploy, predict and chat from the command line
     url = ("--server", sqlite_server.url, "--project", "p")
-    deployed = tf("deploy", got["tunedModel"]["model"].split("@")[0], "--machine-type", "g2-standard-12",
-                  "--accelerator-type", "NVIDIA_L4", *url)
+    deployed = tf(
+        "deploy",
+        got["tunedModel"]["model"].split("@")[0],
+        "--machine-type",
+        "g2-standard-12",
+        "--accelerator-type",
+        "NVIDIA_L4",
+        *url,
+    )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     endpoint = deployed.stdout.strip()
     assert endpoint.startswith("projects/p/locations/us-central1/endpoints/")
@@ -47,8 +88,13 @@ def test_tune_with_server_and_jobs_commands(sqlite_server):
     for target in (endpoint, got["tunedModel"]["endpoint"].rsplit("/", 1)[-1]):
         said = tf("predict", target, "hello", "--max-tokens", "4", "--temperature", "0", *url)
         assert said.returncode == 0, said.stdout + said.stderr
-    talk = subprocess.run([TF, "chat", endpoint, "--max-tokens", "4", *url], input="hi\nagain\n\n", capture_output=True,
-                          text=True, timeout=120)
+    talk = subprocess.run(
+        [TF, "chat", endpoint, "--max-tokens", "4", *url],
+        input="hi\nagain\n\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert talk.returncode == 0 and talk.stdout.count("\n") >= 2, talk.stdout + talk.stderr
     bad = tf("predict", "404", "hello", *url)
     assert bad.returncode == 1 and "404 NOT_FOUND" in bad.stderr + bad.stdout
@@ -61,16 +107,30 @@ def test_two_workers_never_claim_the_same_job(every_database_url, tmp_path):
     from tuneforge.control import states
     from tuneforge.control.db import Store
     from tuneforge.control.tables import TuningJobRow, utcnow
-    from tuneforge.worker.worker import Worker
     from tuneforge.settings import Settings
+    from tuneforge.worker.worker import Worker
 
     settings = Settings(home=tmp_path, max_running_jobs_per_project=1000)
     store = Store(database_url)
     with store.session() as s:
         for i in range(40):
-            s.add(TuningJobRow(id=str(10**17 + i), project="p", location="us-central1", state=states.PENDING,
-                               resource={}, config={}, labels={}, display_name="", base_model="x",
-                               create_time=utcnow(), update_time=utcnow(), cancel_requested=False, attempts=0))
+            s.add(
+                TuningJobRow(
+                    id=str(10**17 + i),
+                    project="p",
+                    location="us-central1",
+                    state=states.PENDING,
+                    resource={},
+                    config={},
+                    labels={},
+                    display_name="",
+                    base_model="x",
+                    create_time=utcnow(),
+                    update_time=utcnow(),
+                    cancel_requested=False,
+                    attempts=0,
+                )
+            )
     claimed: dict[str, list[str]] = {"a": [], "b": [], "c": []}
 
     def claim_all(name):

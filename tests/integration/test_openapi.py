@@ -16,8 +16,19 @@ CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance
 def test_the_document_names_every_body_answer_and_error(shared_server):
     doc = httpx.get(shared_server.url + "/openapi.json", timeout=30).json()
     schemas = doc["components"]["schemas"]
-    assert {"TuningJob", "PipelineJob", "Model", "Endpoint", "DeployedModel", "Operation", "ErrorBody",
-            "PredictRequest", "GenerateContentRequest", "ChatCompletionRequest", "ChatCompletion"} <= set(schemas)
+    assert {
+        "TuningJob",
+        "PipelineJob",
+        "Model",
+        "Endpoint",
+        "DeployedModel",
+        "Operation",
+        "ErrorBody",
+        "PredictRequest",
+        "GenerateContentRequest",
+        "ChatCompletionRequest",
+        "ChatCompletion",
+    } <= set(schemas)
     assert "HTTPValidationError" not in schemas  # bad requests answer 400 with a google.rpc.Status
     create = doc["paths"]["/v1/projects/{project}/locations/{location}/tuningJobs"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TuningJob"}
@@ -28,7 +39,8 @@ def test_the_document_names_every_body_answer_and_error(shared_server):
             if path.startswith("/v1/"):
                 assert {"200", "400", "404", "500"} <= codes, (method, path, codes)
                 assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {
-                    "$ref": "#/components/schemas/ErrorBody"}
+                    "$ref": "#/components/schemas/ErrorBody"
+                }
     assert not [p for p in doc["paths"] if p.startswith(("/v1beta1/", "/ui/"))]  # the same routes, listed once
     assert httpx.get(shared_server.url + "/docs", timeout=30).status_code == 200
 
@@ -37,14 +49,37 @@ def test_only_documented_versions_are_routes(shared_server):
     r = httpx.get(shared_server.url + "/console/projects/p/locations/us-central1/tuningJobs", timeout=30)
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
     for version in ("v1", "v1beta1", "ui"):
-        assert httpx.get(f"{shared_server.url}/{version}/projects/p/locations/us-central1/tuningJobs",
-                         timeout=30).status_code == 200
+        assert (
+            httpx.get(
+                f"{shared_server.url}/{version}/projects/p/locations/us-central1/tuningJobs", timeout=30
+            ).status_code
+            == 200
+        )
 
 
 def test_a_fuzzing_run_finds_no_server_error_and_no_undocumented_answer(shared_server, tmp_path):
     st = Path(sys.executable).with_name("st")
     out = subprocess.run(
-        [str(st), "--no-color", "run", f"{shared_server.url}/openapi.json", "--checks", CHECKS, "--max-examples", "12",
-         "--seed", "1", "--request-timeout", "30", "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=420)
+        [
+            str(st),
+            "--no-color",
+            "run",
+            f"{shared_server.url}/openapi.json",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "12",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "30",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import EXAMPLES
 from tests.integration.conftest import wait_for
 from tests.integration.test_pipelines import (
@@ -25,17 +24,30 @@ def test_bad_data_fails_in_validate_data_naming_line_field_and_fix(pipeline_serv
     bucket = pipeline_server.bucket / "b"
     lines = (bucket / "code_generation.jsonl").read_text().splitlines()
     (bucket / "nine.jsonl").write_text("\n".join(lines[:9]) + "\n")
-    (bucket / "roles.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "a"},
-                                                                  {"role": "assistant", "content": "b"}]}) + "\n")
+    (bucket / "roles.jsonl").write_text(
+        json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}) + "\n"
+    )
     (bucket / "eval300.jsonl").write_text("\n".join(lines[:1] * 300) + "\n")
     cases = {
-        "nine": ({"dataset_uri": "gs://b/nine.jsonl", "large_model_reference": "code-bison@002"}, TUNE,
-                 "dataset_uri: 9 examples; code-model tuning needs at least 10 (500+ recommended)"),
-        "roles": ({"dataset_uri": "gs://b/roles.jsonl", "large_model_reference": "codechat-bison@002"}, CHAT,
-                  'line 1, messages[0]: code chat messages use "author" (user or assistant), not "role"; rename the key'),
-        "eval": ({"dataset_uri": "gs://b/code_generation.jsonl", "evaluation_data_uri": "gs://b/eval300.jsonl",
-                  "large_model_reference": "code-bison@002"}, TUNE,
-                 "evaluation_data_uri: 300 examples; the evaluation set must have 10–250"),
+        "nine": (
+            {"dataset_uri": "gs://b/nine.jsonl", "large_model_reference": "code-bison@002"},
+            TUNE,
+            "dataset_uri: 9 examples; code-model tuning needs at least 10 (500+ recommended)",
+        ),
+        "roles": (
+            {"dataset_uri": "gs://b/roles.jsonl", "large_model_reference": "codechat-bison@002"},
+            CHAT,
+            'line 1, messages[0]: code chat messages use "author" (user or assistant), not "role"; rename the key',
+        ),
+        "eval": (
+            {
+                "dataset_uri": "gs://b/code_generation.jsonl",
+                "evaluation_data_uri": "gs://b/eval300.jsonl",
+                "large_model_reference": "code-bison@002",
+            },
+            TUNE,
+            "evaluation_data_uri: 300 examples; the evaluation set must have 10–250",
+        ),
     }
     names = {}
     with pipeline_server.client() as c:
@@ -57,6 +69,7 @@ def test_cli_pipelines_and_distill_with_an_endpoint_teacher(pipeline_server):
     import subprocess
 
     from tests.integration.test_cli_server import tf
+
     from tuneforge.catalog.weights import materialize
     from tuneforge.settings import Settings
 
@@ -66,8 +79,20 @@ def test_cli_pipelines_and_distill_with_an_endpoint_teacher(pipeline_server):
     deployed = tf("deploy", "gs://b/teacher", *url)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     endpoint = deployed.stdout.strip()
-    out = tf("distill", "--teacher", endpoint, "--student", "text-bison@002", "--train", "gs://b/distill_labeled.jsonl",
-             "--eval", "gs://b/distill_eval.jsonl", "--steps", "2", *url)
+    out = tf(
+        "distill",
+        "--teacher",
+        endpoint,
+        "--student",
+        "text-bison@002",
+        "--train",
+        "gs://b/distill_labeled.jsonl",
+        "--eval",
+        "gs://b/distill_eval.jsonl",
+        "--steps",
+        "2",
+        *url,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "PIPELINE_STATE_SUCCEEDED" in out.stdout and "teacher-labelling" in out.stdout
     job = out.stdout.split("pipelineJobs/")[1].split()[0]
@@ -83,10 +108,30 @@ def test_cli_pipelines_and_distill_with_an_endpoint_teacher(pipeline_server):
     again = tf("pipelines", "cancel", job, *url)
     assert again.returncode == 1 and "cannot be cancelled" in again.stdout + again.stderr
     # a local run: the teacher is a model folder, the student trains here
-    local = subprocess.run([sys_tf(), "distill", "--teacher", str(teacher), "--student", "tiny-llama", "--train",
-                            str(pipeline_server.bucket / "b" / "distill_labeled.jsonl"), "--steps", "2", "--mode", "full",
-                            "--output-uri", str(pipeline_server.home / "local-distill"), "--device", "cpu"],
-                           capture_output=True, text=True, timeout=300, env={**pipeline_server.env, "COLUMNS": "200"})
+    local = subprocess.run(
+        [
+            sys_tf(),
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--student",
+            "tiny-llama",
+            "--train",
+            str(pipeline_server.bucket / "b" / "distill_labeled.jsonl"),
+            "--steps",
+            "2",
+            "--mode",
+            "full",
+            "--output-uri",
+            str(pipeline_server.home / "local-distill"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**pipeline_server.env, "COLUMNS": "200"},
+    )
     assert local.returncode == 0, local.stdout + local.stderr
     assert "predict/explain examples" in local.stdout
     final = pipeline_server.home / "local-distill" / "postprocess" / "node-0" / "checkpoints" / "final"
@@ -114,19 +159,36 @@ def test_killed_worker_pipeline_resumes_at_its_task_and_checkpoint(tmp_path, dat
     srv = start_server(home, database_url, extra_env=env_extra)
 
     def worker():
-        return subprocess.Popen([sys_tf(), "worker"], env={**srv.env, **env_extra}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [sys_tf(), "worker"],
+            env={**srv.env, **env_extra},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
-    body = {"templateUri": TUNE, "runtimeConfig": {"gcsOutputDirectory": "gs://b/out", "parameterValues": {
-        "project": "my-project", "dataset_uri": "gs://b/code.jsonl", "large_model_reference": "code-bison@002",
-        "train_steps": 16}}}
+    body = {
+        "templateUri": TUNE,
+        "runtimeConfig": {
+            "gcsOutputDirectory": "gs://b/out",
+            "parameterValues": {
+                "project": "my-project",
+                "dataset_uri": "gs://b/code.jsonl",
+                "large_model_reference": "code-bison@002",
+                "train_steps": 16,
+            },
+        },
+    }
     try:
         with srv.client() as c:
             job = c.post(BASE, params={"pipelineJobId": "tune-large-model-killed"}, content=json.dumps(body)).json()
             w1 = worker()
             # 12 examples, batch 8: a checkpoint every 2 steps. Kill the worker and its child once one exists.
-            wait_for(lambda: list((home / "buckets" / "b" / "out").glob("*/tune/checkpoints/step-*/COMPLETE")),
-                     timeout=120, what="a checkpoint")
+            wait_for(
+                lambda: list((home / "buckets" / "b" / "out").glob("*/tune/checkpoints/step-*/COMPLETE")),
+                timeout=120,
+                what="a checkpoint",
+            )
             before = tasks_of(get_job(srv, job["name"]))
             os.killpg(w1.pid, signal.SIGKILL)
             w1.wait()

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from tests.integration.conftest import wait_for
 
 TUNE = "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-model/v3.0.0"
@@ -26,9 +25,15 @@ def get_job(server, name: str) -> dict:
 
 
 def finished(server, name: str) -> dict:
-    return wait_for(lambda: (j := get_job(server, name))["state"] in (
-        "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED") and j,
-        timeout=240, what=f"{name} to finish")
+    return wait_for(
+        lambda: (
+            (j := get_job(server, name))["state"]
+            in ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED")
+            and j
+        ),
+        timeout=240,
+        what=f"{name} to finish",
+    )
 
 
 def test_sdk_code_generation_tune_list_load_predict(pipeline_server):
@@ -36,16 +41,29 @@ def test_sdk_code_generation_tune_list_load_predict(pipeline_server):
     from vertexai.preview.language_models import TuningEvaluationSpec
 
     base = CodeGenerationModel.from_pretrained("code-bison@002")
-    job = base.tune_model(training_data="gs://b/code_generation.jsonl", train_steps=6, tuning_job_location="us-central1",
-                          tuned_model_location="us-central1", accelerator_type="GPU", model_display_name="my-coder",
-                          tuning_evaluation_spec=TuningEvaluationSpec(evaluation_data="gs://b/code_generation_eval.jsonl",
-                                                                      evaluation_interval=3, enable_early_stopping=False))
+    job = base.tune_model(
+        training_data="gs://b/code_generation.jsonl",
+        train_steps=6,
+        tuning_job_location="us-central1",
+        tuned_model_location="us-central1",
+        accelerator_type="GPU",
+        model_display_name="my-coder",
+        tuning_evaluation_spec=TuningEvaluationSpec(
+            evaluation_data="gs://b/code_generation_eval.jsonl", evaluation_interval=3, enable_early_stopping=False
+        ),
+    )
     tuned = job.get_tuned_model()  # waits for PIPELINE_STATE_SUCCEEDED, then finds the upload task's model
     resource = get_job(pipeline_server, job._job.resource_name)
     assert resource["state"] == "PIPELINE_STATE_SUCCEEDED"
     tasks = tasks_of(resource)
     assert [t["taskName"] for t in resource["jobDetail"]["taskDetails"]] == [
-        "tune-large-model", "validate-data", "tune", "evaluate", "upload-llm-model", "deploy-llm-model"]
+        "tune-large-model",
+        "validate-data",
+        "tune",
+        "evaluate",
+        "upload-llm-model",
+        "deploy-llm-model",
+    ]
     assert all(t["state"] == "SUCCEEDED" and t["startTime"] <= t["endTime"] for t in tasks.values())
     data = tasks["validate-data"]["execution"]["metadata"]
     # SPEC §3.6: 8 examples per step in us-central1; epochs = steps x batch size / examples = 6 x 8 / 12
@@ -73,11 +91,25 @@ def test_sdk_code_generation_tune_list_load_predict(pipeline_server):
 def test_code_chat_rest_with_default_context_and_sdk_chat(pipeline_server):
     from vertexai.language_models import CodeChatModel
 
-    body = {"displayName": "chat", "templateUri": CHAT, "runtimeConfig": {"gcsOutputDirectory": "gs://b/out",
-            "parameterValues": {"project": "my-project", "location": "us-central1", "model_display_name": "go-chat",
-                                "dataset_uri": "gs://b/codechat.jsonl", "large_model_reference": "codechat-bison@002",
-                                "default_context": "You write Go.", "train_steps": "3", "learning_rate_multiplier": 2,
-                                "accelerator_type": "TPU", "tensorboard_resource_id": "77"}}}
+    body = {
+        "displayName": "chat",
+        "templateUri": CHAT,
+        "runtimeConfig": {
+            "gcsOutputDirectory": "gs://b/out",
+            "parameterValues": {
+                "project": "my-project",
+                "location": "us-central1",
+                "model_display_name": "go-chat",
+                "dataset_uri": "gs://b/codechat.jsonl",
+                "large_model_reference": "codechat-bison@002",
+                "default_context": "You write Go.",
+                "train_steps": "3",
+                "learning_rate_multiplier": 2,
+                "accelerator_type": "TPU",
+                "tensorboard_resource_id": "77",
+            },
+        },
+    }
     with pipeline_server.client() as c:
         job = c.post(BASE, params={"pipelineJobId": "tune-large-chat-model-1"}, content=json.dumps(body)).json()
     done = finished(pipeline_server, job["name"])
@@ -105,15 +137,29 @@ def test_distillation_with_sdk_reuses_teacher_outputs(pipeline_server):
     )
 
     student = TextGenerationModel.from_pretrained("text-bison@002")
-    job = student.distill_from(dataset="gs://b/distill_labeled.jsonl", teacher_model="text-unicorn@001", train_steps=3,
-                               evaluation_spec=TuningEvaluationSpec(evaluation_data="gs://b/distill_eval.jsonl",
-                                                                    evaluation_interval=2, enable_early_stopping=True,
-                                                                    enable_checkpoint_selection=False))
+    job = student.distill_from(
+        dataset="gs://b/distill_labeled.jsonl",
+        teacher_model="text-unicorn@001",
+        train_steps=3,
+        evaluation_spec=TuningEvaluationSpec(
+            evaluation_data="gs://b/distill_eval.jsonl",
+            evaluation_interval=2,
+            enable_early_stopping=True,
+            enable_checkpoint_selection=False,
+        ),
+    )
     tuned = job.get_tuned_model()
     resource = get_job(pipeline_server, job._job.resource_name)
     tasks = tasks_of(resource)
-    assert list(tasks) == ["distillation", "validate-data", "teacher-labelling", "tune", "evaluate", "upload-model",
-                           "deploy-model"]
+    assert list(tasks) == [
+        "distillation",
+        "validate-data",
+        "teacher-labelling",
+        "tune",
+        "evaluate",
+        "upload-model",
+        "deploy-model",
+    ]
     teacher = tasks["teacher-labelling"]["execution"]["metadata"]
     assert teacher["output:labelled"] == 12 and teacher["output:multitask_examples"] == 24
     assert teacher["output:teacher_reused"] is False
@@ -124,22 +170,38 @@ def test_distillation_with_sdk_reuses_teacher_outputs(pipeline_server):
     labels = aiplatform.Model(model).labels
     assert labels["google-vertex-llm-tuning-base-model-id"] == "text-bison-002"
     assert labels["tuneforge-dev-stand-in"] == "tiny-gemma3"  # dev mode says what really ran
-    config = json.loads(next((pipeline_server.bucket / "b" / "staging").rglob("tune/tuneforge_config.json")).read_text())
+    config = json.loads(
+        next((pipeline_server.bucket / "b" / "staging").rglob("tune/tuneforge_config.json")).read_text()
+    )
     assert config["request"]["rationale_weight"] == 1.0 and config["serving"]["input_prefix"] == "predict: "
     assert isinstance(tuned.predict("Classify: my card was charged twice", max_output_tokens=4).text, str)
 
 
 def test_cancel_stops_the_running_task(pipeline_server):
-    body = {"templateUri": TUNE, "runtimeConfig": {"parameterValues": {
-        "project": "my-project", "dataset_uri": "gs://b/code_generation.jsonl", "large_model_reference": "code-bison@002",
-        "train_steps": 100000}}}
+    body = {
+        "templateUri": TUNE,
+        "runtimeConfig": {
+            "parameterValues": {
+                "project": "my-project",
+                "dataset_uri": "gs://b/code_generation.jsonl",
+                "large_model_reference": "code-bison@002",
+                "train_steps": 100000,
+            }
+        },
+    }
     with pipeline_server.client() as c:
         job = c.post(BASE, params={"pipelineJobId": "tune-large-model-cancel"}, content=json.dumps(body)).json()
-        wait_for(lambda: tasks_of(get_job(pipeline_server, job["name"]))["tune"]["state"] == "RUNNING", timeout=120,
-                 what="tune to start")
+        wait_for(
+            lambda: tasks_of(get_job(pipeline_server, job["name"]))["tune"]["state"] == "RUNNING",
+            timeout=120,
+            what="tune to start",
+        )
         started = time.time()
         assert c.post(f"/v1/{job['name']}:cancel").json() == {}
-        assert get_job(pipeline_server, job["name"])["state"] in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED")
+        assert get_job(pipeline_server, job["name"])["state"] in (
+            "PIPELINE_STATE_CANCELLING",
+            "PIPELINE_STATE_CANCELLED",
+        )
     done = finished(pipeline_server, job["name"])
     assert done["state"] == "PIPELINE_STATE_CANCELLED" and done["error"]["code"] == 1
     assert time.time() - started < 30

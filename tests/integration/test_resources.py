@@ -16,8 +16,11 @@ def body(template=TUNE, **params):
     values = {"project": "p", "dataset_uri": "gs://b/code.jsonl", **params}
     if template != DISTILL:
         values.setdefault("large_model_reference", "codechat-bison@002" if template == CHAT else "code-bison@002")
-    return {"displayName": "x", "runtimeConfig": {"gcsOutputDirectory": "gs://b/out", "parameterValues": values},
-            "templateUri": template}
+    return {
+        "displayName": "x",
+        "runtimeConfig": {"gcsOutputDirectory": "gs://b/out", "parameterValues": values},
+        "templateUri": template,
+    }
 
 
 def err(resp):
@@ -37,15 +40,31 @@ def test_pipeline_jobs_create_get_list_cancel(tmp_path):
 
 def _create_get_list_cancel(sqlite_server):
     with sqlite_server.client() as c:
-        r = c.post(BASE, params={"pipelineJobId": "tune-large-model-20261123072027"},
-                   content=json.dumps(body(train_steps=10.0, evaluation_data_uri="gs://b/eval.jsonl",
-                                           evaluation_interval="5", enable_early_stopping="true")))
+        r = c.post(
+            BASE,
+            params={"pipelineJobId": "tune-large-model-20261123072027"},
+            content=json.dumps(
+                body(
+                    train_steps=10.0,
+                    evaluation_data_uri="gs://b/eval.jsonl",
+                    evaluation_interval="5",
+                    enable_early_stopping="true",
+                )
+            ),
+        )
         assert r.status_code == 200, r.text
         job = r.json()
         assert job["name"] == "projects/p/locations/us-central1/pipelineJobs/tune-large-model-20261123072027"
         assert job["state"] == "PIPELINE_STATE_PENDING" and job["templateUri"] == TUNE
         tasks = [t["taskName"] for t in job["jobDetail"]["taskDetails"]]
-        assert tasks == ["tune-large-model", "validate-data", "tune", "evaluate", "upload-llm-model", "deploy-llm-model"]
+        assert tasks == [
+            "tune-large-model",
+            "validate-data",
+            "tune",
+            "evaluate",
+            "upload-llm-model",
+            "deploy-llm-model",
+        ]
         again = c.post(BASE, params={"pipelineJobId": "tune-large-model-20261123072027"}, content=json.dumps(body()))
         assert again.status_code == 409 and again.json()["error"]["status"] == "ALREADY_EXISTS"
         assert [j["name"] for j in c.get(BASE).json()["pipelineJobs"]] == [job["name"]]
@@ -53,24 +72,37 @@ def _create_get_list_cancel(sqlite_server):
         cancelled = c.get("/v1/" + job["name"]).json()
         assert cancelled["state"] == "PIPELINE_STATE_CANCELLED" and cancelled["error"]["code"] == 1
         assert c.post("/v1/" + job["name"] + ":cancel").status_code == 400
-        d = c.post(BASE, content=json.dumps(body(DISTILL, teacher_model_reference="text-unicorn@001",
-                                                 student_model_reference="text-bison@002")))
+        d = c.post(
+            BASE,
+            content=json.dumps(
+                body(DISTILL, teacher_model_reference="text-unicorn@001", student_model_reference="text-bison@002")
+            ),
+        )
         assert d.status_code == 200 and d.json()["name"].split("/")[-1].startswith("distillation-")
         assert "teacher-labelling" in [t["taskName"] for t in d.json()["jobDetail"]["taskDetails"]]
 
 
-@pytest.mark.parametrize("payload,message", [
-    ({**body(), "templateUri": "https://example.com/mine"}, "is not a supported pipeline"),
-    (body(**{"evaluation_data_uri:": "gs://b/e.jsonl"}), 'unknown parameter "evaluation_data_uri:"; did you mean "evaluation_data_uri"?'),
-    (body(CHAT, evaluation_data_uri="gs://b/e.jsonl"), "evaluation is not supported for code chat"),
-    (body(train_steps="many"), "train_steps must be an integer"),
-    (body(enable_early_stopping="yes", evaluation_data_uri="gs://b/e.jsonl"), "enable_early_stopping must be true or false"),
-    (body(evaluation_interval=5), "evaluation_interval needs evaluation_data_uri"),
-    (body(accelerator_type="FPGA"), 'accelerator_type must be "GPU" or "TPU"'),
-    (body(location="mars"), "not a supported region"),
-    (body(DISTILL, teacher_model_reference="text-unicorn@001"), "student_model_reference is required"),
-    ({**body(encryption_spec_key_name="k1"), "encryptionSpec": {"kmsKeyName": "k2"}}, "differ"),
-])
+@pytest.mark.parametrize(
+    "payload,message",
+    [
+        ({**body(), "templateUri": "https://example.com/mine"}, "is not a supported pipeline"),
+        (
+            body(**{"evaluation_data_uri:": "gs://b/e.jsonl"}),
+            'unknown parameter "evaluation_data_uri:"; did you mean "evaluation_data_uri"?',
+        ),
+        (body(CHAT, evaluation_data_uri="gs://b/e.jsonl"), "evaluation is not supported for code chat"),
+        (body(train_steps="many"), "train_steps must be an integer"),
+        (
+            body(enable_early_stopping="yes", evaluation_data_uri="gs://b/e.jsonl"),
+            "enable_early_stopping must be true or false",
+        ),
+        (body(evaluation_interval=5), "evaluation_interval needs evaluation_data_uri"),
+        (body(accelerator_type="FPGA"), 'accelerator_type must be "GPU" or "TPU"'),
+        (body(location="mars"), "not a supported region"),
+        (body(DISTILL, teacher_model_reference="text-unicorn@001"), "student_model_reference is required"),
+        ({**body(encryption_spec_key_name="k1"), "encryptionSpec": {"kmsKeyName": "k2"}}, "differ"),
+    ],
+)
 def test_pipeline_parameters_are_checked(shared_server, payload, message):
     with shared_server.client() as c:
         r = c.post(BASE, content=json.dumps(payload))
@@ -85,7 +117,9 @@ def test_endpoints_and_operations(sqlite_server):
         assert op["name"].startswith(endpoint + "/operations/")
         assert c.get("/ui/" + op["name"]).json() == op  # the SDK polls under /ui/
         assert c.get("/v1/" + endpoint).json()["displayName"] == "e"
-        assert [e["name"] for e in c.get("/v1/projects/p/locations/us-central1/endpoints").json()["endpoints"]] == [endpoint]
+        assert [e["name"] for e in c.get("/v1/projects/p/locations/us-central1/endpoints").json()["endpoints"]] == [
+            endpoint
+        ]
         deleted = c.delete("/v1/" + endpoint).json()
         assert deleted["done"] and deleted["response"] == {"@type": "type.googleapis.com/google.protobuf.Empty"}
         assert c.get("/v1/" + endpoint).status_code == 404
@@ -96,8 +130,13 @@ def test_sdk_endpoint_create_and_pipeline_list(sqlite_server):
     import google.auth.credentials
     from google.cloud import aiplatform
 
-    aiplatform.init(project="p", location="us-central1", api_endpoint=sqlite_server.url, api_transport="rest",
-                    credentials=google.auth.credentials.AnonymousCredentials())
+    aiplatform.init(
+        project="p",
+        location="us-central1",
+        api_endpoint=sqlite_server.url,
+        api_transport="rest",
+        credentials=google.auth.credentials.AnonymousCredentials(),
+    )
     endpoint = aiplatform.Endpoint.create(display_name="sdk-endpoint")
     assert endpoint.display_name == "sdk-endpoint"
     assert [e.resource_name for e in aiplatform.Endpoint.list()] == [endpoint.resource_name]
@@ -154,7 +193,8 @@ def test_sdk_support_publisher_models_templates_and_bucket_probe(shared_server):
         assert spec == stand_in_template(DISTILL)
         assert spec["pipelineInfo"]["name"] == "distillation" and spec["schemaVersion"] == "2.1.0"
         assert {"teacher_model_reference", "student_model_reference", "train_steps"} <= set(
-            spec["root"]["inputDefinitions"]["parameters"])
+            spec["root"]["inputDefinitions"]["parameters"]
+        )
         assert c.get("/tuneforge/pipeline-templates/ml-pipeline/other/v1").status_code == 404
         # the SDK's bucket probe must get a 4xx, never a 200 (contract §1)
         assert c.get("/storage/v1/b/my-bucket", params={"fields": "name"}).status_code == 404

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from tests.integration.conftest import write_dataset
 
 
@@ -14,8 +13,13 @@ def vertex(server):
     import google.auth.credentials
     import vertexai
 
-    vertexai.init(project="my-project", location="us-central1", api_endpoint=server.url, api_transport="rest",
-                  credentials=google.auth.credentials.AnonymousCredentials())
+    vertexai.init(
+        project="my-project",
+        location="us-central1",
+        api_endpoint=server.url,
+        api_transport="rest",
+        credentials=google.auth.credentials.AnonymousCredentials(),
+    )
     return server
 
 
@@ -34,13 +38,21 @@ def test_gemini_style_sft_train_refresh_list_models(vertex):
 
     write_dataset(vertex.bucket / "b" / "train.jsonl")
     write_dataset(vertex.bucket / "b" / "val.jsonl", n=8, fmt="chat", seed=1)
-    job = sft.train(source_model="gemini-1.5-flash-002", train_dataset="gs://b/train.jsonl",
-                    validation_dataset="gs://b/val.jsonl", epochs=2, adapter_size=4, learning_rate_multiplier=1.0,
-                    tuned_model_display_name="tuned-gemini")
+    job = sft.train(
+        source_model="gemini-1.5-flash-002",
+        train_dataset="gs://b/train.jsonl",
+        validation_dataset="gs://b/val.jsonl",
+        epochs=2,
+        adapter_size=4,
+        learning_rate_multiplier=1.0,
+        tuned_model_display_name="tuned-gemini",
+    )
     assert not job.has_ended
     _wait(job)
     assert job.has_succeeded, job.error
-    assert job.tuned_model_name.startswith("projects/my-project/locations/us-central1/models/") and job.tuned_model_name.endswith("@1")
+    assert job.tuned_model_name.startswith(
+        "projects/my-project/locations/us-central1/models/"
+    ) and job.tuned_model_name.endswith("@1")
     stats = job.tuning_data_statistics.supervised_tuning_data_stats
     assert stats.tuning_dataset_example_count == 24 and stats.tuning_step_count > 0
     assert [j.resource_name for j in sft.SupervisedTuningJob.list()] == [job.resource_name]
@@ -57,7 +69,9 @@ def test_gemini_style_sft_train_refresh_list_models(vertex):
     endpoint = job.tuned_model_endpoint_name
     assert endpoint.startswith("projects/my-project/locations/us-central1/endpoints/")
     assert [d.endpoint for d in model.gca_resource.deployed_models] == [endpoint]
-    answer = GenerativeModel(endpoint).generate_content("hello", generation_config=GenerationConfig(max_output_tokens=4))
+    answer = GenerativeModel(endpoint).generate_content(
+        "hello", generation_config=GenerationConfig(max_output_tokens=4)
+    )
     assert answer.candidates[0].finish_reason.name in ("STOP", "MAX_TOKENS")
 
 
@@ -65,9 +79,16 @@ def test_open_model_sft_train_with_source_model(vertex):
     from vertexai.tuning import SourceModel, sft
 
     write_dataset(vertex.bucket / "b" / "train.jsonl", fmt="prompt_completion")
-    job = sft.train(source_model=SourceModel(base_model="meta/llama3_1@llama-3.1-8b"), tuning_mode="FULL", epochs=1,
-                    learning_rate=1e-3, train_dataset="gs://b/train.jsonl", output_uri="gs://b/out",
-                    tuned_model_display_name="llama-full", labels={"team": "a"})
+    job = sft.train(
+        source_model=SourceModel(base_model="meta/llama3_1@llama-3.1-8b"),
+        tuning_mode="FULL",
+        epochs=1,
+        learning_rate=1e-3,
+        train_dataset="gs://b/train.jsonl",
+        output_uri="gs://b/out",
+        tuned_model_display_name="llama-full",
+        labels={"team": "a"},
+    )
     _wait(job)
     assert job.has_succeeded, job.error
     final = vertex.bucket / "b" / "out" / "postprocess" / "node-0" / "checkpoints" / "final"

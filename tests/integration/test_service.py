@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.integration.conftest import start_server, wait_for, write_dataset
 
 BASE = "/v1/projects/p/locations/us-central1/tuningJobs"
@@ -38,9 +37,18 @@ def test_bad_input_is_a_clear_4xx_naming_the_field(sqlite_server):
         r = c.post(BASE, content="{not json")
         assert r.status_code == 400 and "not valid JSON" in error(r)["message"]
         r = create(c, {"baseModel": "llama-9", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl"}})
-        assert r.status_code == 404 and error(r)["status"] == "NOT_FOUND" and "unknown model 'llama-9'" in error(r)["message"]
-        r = create(c, {"baseModel": "meta/llama3-2@llama-3.2-1b-instruct",
-                       "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl", "tuningMode": 2}})
+        assert (
+            r.status_code == 404
+            and error(r)["status"] == "NOT_FOUND"
+            and "unknown model 'llama-9'" in error(r)["message"]
+        )
+        r = create(
+            c,
+            {
+                "baseModel": "meta/llama3-2@llama-3.2-1b-instruct",
+                "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl", "tuningMode": 2},
+            },
+        )
         assert r.status_code == 400 and "does not support PEFT_ADAPTER; it allows FULL" in error(r)["message"]
         r = create(c, gemini("gs://b/missing.jsonl"))
         assert r.status_code == 400 and "gs://b/missing.jsonl not found" in error(r)["message"]
@@ -56,26 +64,37 @@ def test_bad_input_is_a_clear_4xx_naming_the_field(sqlite_server):
         assert r.status_code == 400 and "adapterSize must be one of" in error(r)["message"]
         r = create(c, {**gemini(), "bogus": 1})
         assert r.status_code == 400 and "unknown field(s) bogus" in error(r)["message"]
-        r = create(c, {"baseModel": "gemini-1.5-flash-002", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/x",
-                                                                                    "training_dataset_uri": "gs://b/y"}})
+        r = create(
+            c,
+            {
+                "baseModel": "gemini-1.5-flash-002",
+                "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/x", "training_dataset_uri": "gs://b/y"},
+            },
+        )
         assert r.status_code == 400 and "given twice" in error(r)["message"]
         r = create(c, gemini(), base="/v1/projects/p/locations/mars/tuningJobs")
         assert r.status_code == 400 and "us-central1" in error(r)["message"]
         r = c.get(BASE + "/42")
-        assert r.status_code == 404 and error(r)["message"] == "TuningJob projects/p/locations/us-central1/tuningJobs/42 not found."
+        assert (
+            r.status_code == 404
+            and error(r)["message"] == "TuningJob projects/p/locations/us-central1/tuningJobs/42 not found."
+        )
         r = c.get(BASE, params={"filter": "nonsense"})
         assert r.status_code == 400 and "filter" in error(r)["message"]
         assert c.get(BASE).json() == {"tuningJobs": []}
 
 
-@pytest.mark.parametrize("uri,message", [
-    ("gs://b/../../etc/passwd", "'..' are not allowed"),
-    ("gs://b/../secrets.jsonl", "'..' are not allowed"),
-    ("/etc/passwd", "outside the bucket root"),
-    ("file:///etc/passwd", "outside the bucket root"),
-    ("train.jsonl", "outside the bucket root"),
-    ("s3://b/train.jsonl", "use a gs://BUCKET/path URI"),
-])
+@pytest.mark.parametrize(
+    "uri,message",
+    [
+        ("gs://b/../../etc/passwd", "'..' are not allowed"),
+        ("gs://b/../secrets.jsonl", "'..' are not allowed"),
+        ("/etc/passwd", "outside the bucket root"),
+        ("file:///etc/passwd", "outside the bucket root"),
+        ("train.jsonl", "outside the bucket root"),
+        ("s3://b/train.jsonl", "use a gs://BUCKET/path URI"),
+    ],
+)
 def test_uris_cannot_escape_the_bucket_root(shared_server, uri, message):
     with shared_server.client() as c:
         for body in (gemini(uri), {**gemini(), "outputUri": uri}, {**gemini(), "customBaseModel": uri}):
@@ -129,19 +148,31 @@ def test_restart_loses_no_job_metric_or_state(tmp_path, database_url):
     srv = start_server(home, database_url)
     with srv.client() as c:
         job = create(c, gemini(hyperParameters={"epochCount": "2"}, validationDatasetUri="gs://b/train.jsonl")).json()
-        done = wait_for(lambda: c.get("/v1/" + job["name"]).json()["state"] == "JOB_STATE_SUCCEEDED" and c.get("/v1/" + job["name"]).json(),
-                        what="job success")
+        done = wait_for(
+            lambda: (
+                c.get("/v1/" + job["name"]).json()["state"] == "JOB_STATE_SUCCEEDED"
+                and c.get("/v1/" + job["name"]).json()
+            ),
+            what="job success",
+        )
         metrics = c.get("/v1/" + job["name"] + "/metrics").json()["metrics"]
     srv.stop()
-    assert {m["name"] for m in metrics} >= {"train_total_loss", "train_fraction_of_correct_next_step_preds",
-                                             "train_num_predictions", "eval_total_loss"}
+    assert {m["name"] for m in metrics} >= {
+        "train_total_loss",
+        "train_fraction_of_correct_next_step_preds",
+        "train_num_predictions",
+        "eval_total_loss",
+    }
     srv = start_server(home, database_url)
     try:
         with srv.client() as c:
             after = c.get("/v1/" + job["name"]).json()
             assert after == done
             assert c.get("/v1/" + job["name"] + "/metrics").json()["metrics"] == metrics
-            assert c.get("/v1/projects/p/locations/us-central1/models").json()["models"][0]["name"] + "@1" == after["tunedModel"]["model"]
+            assert (
+                c.get("/v1/projects/p/locations/us-central1/models").json()["models"][0]["name"] + "@1"
+                == after["tunedModel"]["model"]
+            )
     finally:
         srv.stop()
 
@@ -155,8 +186,13 @@ def test_killed_worker_job_is_resumed_from_its_checkpoint(tmp_path, database_url
     tf = str(Path(sys.executable).with_name("tuneforge"))
 
     def worker():
-        return subprocess.Popen([tf, "worker"], env={**srv.env, **env_extra}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [tf, "worker"],
+            env={**srv.env, **env_extra},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     try:
         with srv.client() as c:
@@ -164,15 +200,22 @@ def test_killed_worker_job_is_resumed_from_its_checkpoint(tmp_path, database_url
             name = "/v1/" + job["name"]
             w1 = worker()
             # Epochs are 8 steps: wait until the first epoch's checkpoint exists, then kill the worker outright.
-            wait_for(lambda: (c.get(name).json().get("state") == "JOB_STATE_RUNNING"
-                              and list((home / "buckets").glob("tuneforge-p/tuningJobs/*/checkpoints/step-*/COMPLETE"))),
-                     what="first checkpoint")
+            wait_for(
+                lambda: (
+                    c.get(name).json().get("state") == "JOB_STATE_RUNNING"
+                    and list((home / "buckets").glob("tuneforge-p/tuningJobs/*/checkpoints/step-*/COMPLETE"))
+                ),
+                what="first checkpoint",
+            )
             os.killpg(w1.pid, signal.SIGKILL)  # the worker and its training child, like a lost machine
             w1.wait()
             w2 = worker()
             try:
-                final = wait_for(lambda: (j := c.get(name).json())["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED") and j,
-                                 timeout=180, what="job end after recovery")
+                final = wait_for(
+                    lambda: (j := c.get(name).json())["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED") and j,
+                    timeout=180,
+                    what="job end after recovery",
+                )
             finally:
                 w2.terminate()
                 w2.wait(timeout=30)
@@ -194,13 +237,23 @@ def test_api_keys_scope_projects_and_the_sdk_sends_them(tmp_path):
             assert c.get(BASE, headers={"Authorization": "Bearer k1"}).status_code == 200
             r = c.get("/v1/projects/q/locations/us-central1/tuningJobs", headers={"Authorization": "Bearer k1"})
             assert r.status_code == 403 and error(r)["status"] == "PERMISSION_DENIED"
-            assert c.get("/v1/projects/q/locations/us-central1/tuningJobs", headers={"Authorization": "Bearer k2"}).status_code == 200
+            assert (
+                c.get(
+                    "/v1/projects/q/locations/us-central1/tuningJobs", headers={"Authorization": "Bearer k2"}
+                ).status_code
+                == 200
+            )
         import google.oauth2.credentials
         import vertexai
         from vertexai.tuning import sft
 
-        vertexai.init(project="p", location="us-central1", api_endpoint=srv.url, api_transport="rest",
-                      credentials=google.oauth2.credentials.Credentials(token="k1"))
+        vertexai.init(
+            project="p",
+            location="us-central1",
+            api_endpoint=srv.url,
+            api_transport="rest",
+            credentials=google.oauth2.credentials.Credentials(token="k1"),
+        )
         assert list(sft.SupervisedTuningJob.list()) == []
     finally:
         srv.stop()
@@ -208,20 +261,36 @@ def test_api_keys_scope_projects_and_the_sdk_sends_them(tmp_path):
 
 def test_serve_refuses_a_public_address_without_keys(tmp_path):
     tf = str(Path(sys.executable).with_name("tuneforge"))
-    out = subprocess.run([tf, "serve", "--host", "0.0.0.0"], env={**os.environ, "TUNEFORGE_HOME": str(tmp_path)},
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [tf, "serve", "--host", "0.0.0.0"],
+        env={**os.environ, "TUNEFORGE_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "refusing to listen on 0.0.0.0 without API keys" in out.stdout + out.stderr
 
 
 WRONG_VALUES = [None, 0, -3, 1.5, True, "", "x", [], ["a"], {}, {"a": 1}]
 FIELDS = [
-    ("baseModel",), ("tunedModelDisplayName",), ("labels",), ("description",), ("outputUri",), ("customBaseModel",),
-    ("serviceAccount",), ("encryptionSpec",), ("supervisedTuningSpec",), ("supervisedTuningSpec", "trainingDatasetUri"),
-    ("supervisedTuningSpec", "validationDatasetUri"), ("supervisedTuningSpec", "tuningMode"),
-    ("supervisedTuningSpec", "hyperParameters"), ("supervisedTuningSpec", "hyperParameters", "epochCount"),
+    ("baseModel",),
+    ("tunedModelDisplayName",),
+    ("labels",),
+    ("description",),
+    ("outputUri",),
+    ("customBaseModel",),
+    ("serviceAccount",),
+    ("encryptionSpec",),
+    ("supervisedTuningSpec",),
+    ("supervisedTuningSpec", "trainingDatasetUri"),
+    ("supervisedTuningSpec", "validationDatasetUri"),
+    ("supervisedTuningSpec", "tuningMode"),
+    ("supervisedTuningSpec", "hyperParameters"),
+    ("supervisedTuningSpec", "hyperParameters", "epochCount"),
     ("supervisedTuningSpec", "hyperParameters", "learningRate"),
     ("supervisedTuningSpec", "hyperParameters", "learningRateMultiplier"),
-    ("supervisedTuningSpec", "hyperParameters", "adapterSize"), ("supervisedTuningSpec", "hyperParameters", "batchSize"),
+    ("supervisedTuningSpec", "hyperParameters", "adapterSize"),
+    ("supervisedTuningSpec", "hyperParameters", "batchSize"),
 ]
 
 
@@ -238,7 +307,7 @@ def test_wrong_types_anywhere_never_give_a_5xx(sqlite_server):
                 body = copy.deepcopy(valid)
                 node = body
                 for key in path[:-1]:
-                    node = node.setdefault(key, {}) if isinstance(node.get(key), dict) else node.setdefault(key, {})
+                    node = node.setdefault(key, {})
                 node[path[-1]] = value
                 r = create(c, body)
                 statuses.add(r.status_code)
@@ -255,10 +324,14 @@ def test_wrong_types_anywhere_never_give_a_5xx(sqlite_server):
 
 def test_resource_fields_are_recorded_and_echoed(sqlite_server):
     write_dataset(sqlite_server.bucket / "b" / "train.jsonl")
-    body = {**gemini(hyperParameters={"epochCount": "1", "learningRateMultiplier": 2.0}),
-            "tunedModelDisplayName": "t", "description": "mine", "labels": {"team": "a"},
-            "serviceAccount": "sa@p.iam.gserviceaccount.com",
-            "encryptionSpec": {"kmsKeyName": "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"}}
+    body = {
+        **gemini(hyperParameters={"epochCount": "1", "learningRateMultiplier": 2.0}),
+        "tunedModelDisplayName": "t",
+        "description": "mine",
+        "labels": {"team": "a"},
+        "serviceAccount": "sa@p.iam.gserviceaccount.com",
+        "encryptionSpec": {"kmsKeyName": "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"},
+    }
     with sqlite_server.client() as c:
         job = create(c, body).json()
         got = c.get("/v1beta1/" + job["name"]).json()  # the same resource under every API version

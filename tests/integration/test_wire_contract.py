@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.integration.conftest import wait_for, write_dataset
 
 P = "/v1/projects/p/locations/us-central1"
@@ -49,10 +48,9 @@ def _same(ours: Any, theirs: Any, path: str, lost: list[str]) -> None:
     elif isinstance(ours, str) and _time(ours) is not None and isinstance(theirs, str):
         if _time(ours) != _time(theirs):
             lost.append(f"{path}: sent {ours!r}, the SDK has {theirs!r}")
-    elif isinstance(ours, (int, float)) and not isinstance(ours, bool):
-        if float(ours) != float(theirs):
-            lost.append(f"{path}: sent {ours!r}, the SDK has {theirs!r}")
-    elif isinstance(ours, str) and isinstance(theirs, (int, float)) and not isinstance(theirs, bool):
+    elif (isinstance(ours, (int, float)) and not isinstance(ours, bool)) or (
+        isinstance(ours, str) and isinstance(theirs, (int, float)) and not isinstance(theirs, bool)
+    ):
         if float(ours) != float(theirs):
             lost.append(f"{path}: sent {ours!r}, the SDK has {theirs!r}")
     elif ours != theirs:
@@ -85,26 +83,52 @@ def finished(shared_server):
     server = shared_server
     write_dataset(server.bucket / "b" / "train.jsonl", n=16)
     write_dataset(server.bucket / "b" / "val.jsonl", n=8, fmt="chat", seed=1)
-    (server.bucket / "b" / "code.jsonl").write_text("".join(
-        json.dumps({"input_text": f"def f{i}():", "output_text": f"    return {i}"}) + "\n" for i in range(12)))
+    (server.bucket / "b" / "code.jsonl").write_text(
+        "".join(json.dumps({"input_text": f"def f{i}():", "output_text": f"    return {i}"}) + "\n" for i in range(12))
+    )
     with server.client() as c:
-        body = {"baseModel": "gemini-1.5-flash-002", "tunedModelDisplayName": "wire", "labels": {"team": "a"},
-                "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl",
-                                         "validationDatasetUri": "gs://b/val.jsonl",
-                                         "hyperParameters": {"epochCount": "1", "adapterSize": "ADAPTER_SIZE_FOUR"}}}
+        body = {
+            "baseModel": "gemini-1.5-flash-002",
+            "tunedModelDisplayName": "wire",
+            "labels": {"team": "a"},
+            "supervisedTuningSpec": {
+                "trainingDatasetUri": "gs://b/train.jsonl",
+                "validationDatasetUri": "gs://b/val.jsonl",
+                "hyperParameters": {"epochCount": "1", "adapterSize": "ADAPTER_SIZE_FOUR"},
+            },
+        }
         job = c.post(f"{P}/tuningJobs", json=body).json()
-        done = wait_for(lambda: (j := c.get("/v1/" + job["name"]).json())["state"] == "JOB_STATE_SUCCEEDED" and j,
-                        timeout=240, what="job success")
+        done = wait_for(
+            lambda: (j := c.get("/v1/" + job["name"]).json())["state"] == "JOB_STATE_SUCCEEDED" and j,
+            timeout=240,
+            what="job success",
+        )
         op = c.post(f"{P}/endpoints", json={"displayName": "wire-endpoint"}).json()
-        pipeline = c.post(f"{P}/pipelineJobs", params={"pipelineJobId": "wire-1"}, json={
-            "templateUri": "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-model/v3.0.0",
-            "runtimeConfig": {"gcsOutputDirectory": "gs://b/out", "parameterValues": {
-                "project": "p", "dataset_uri": "gs://b/code.jsonl", "large_model_reference": "code-bison@002",
-                "train_steps": 2}}}).json()
+        pipeline = c.post(
+            f"{P}/pipelineJobs",
+            params={"pipelineJobId": "wire-1"},
+            json={
+                "templateUri": "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-model/v3.0.0",
+                "runtimeConfig": {
+                    "gcsOutputDirectory": "gs://b/out",
+                    "parameterValues": {
+                        "project": "p",
+                        "dataset_uri": "gs://b/code.jsonl",
+                        "large_model_reference": "code-bison@002",
+                        "train_steps": 2,
+                    },
+                },
+            },
+        ).json()
         c.post(f"/v1/{pipeline['name']}:cancel")
         time.sleep(0.5)
-        yield {"job": done, "operation": op, "pipeline": c.get(f"/v1/{pipeline['name']}").json(), "client": c,
-               "server": server}
+        yield {
+            "job": done,
+            "operation": op,
+            "pipeline": c.get(f"/v1/{pipeline['name']}").json(),
+            "client": c,
+            "server": server,
+        }
 
 
 def test_tuning_job_and_its_stats_parse_whole(finished):
@@ -143,9 +167,13 @@ def test_serving_answers_parse_whole(finished):
     url = finished["server"].url + "/v1/" + finished["job"]["tunedModel"]["endpoint"]
     predict = httpx.post(url + ":predict", json={"instances": [{"prompt": "abc", "max_tokens": 4}]}, timeout=120)
     assert_lossless(PredictResponse, predict.json())
-    generated = httpx.post(url + ":generateContent", json={"contents": [{"role": "user", "parts": [{"text": "abc"}]}],
-                                                           "generationConfig": {"maxOutputTokens": 4}}, timeout=120)
+    generated = httpx.post(
+        url + ":generateContent",
+        json={"contents": [{"role": "user", "parts": [{"text": "abc"}]}], "generationConfig": {"maxOutputTokens": 4}},
+        timeout=120,
+    )
     assert_lossless(GenerateContentResponse, generated.json())
-    chat = httpx.post(url + "/chat/completions", json={"messages": [{"role": "user", "content": "abc"}],
-                                                       "max_tokens": 4}, timeout=120).json()
+    chat = httpx.post(
+        url + "/chat/completions", json={"messages": [{"role": "user", "content": "abc"}], "max_tokens": 4}, timeout=120
+    ).json()
     assert ChatCompletion.model_validate(chat).model_dump(exclude_unset=True) == chat

@@ -67,9 +67,18 @@ def main(model_dir: str, out: str) -> None:
         loss = lambda s: sum(w * float(x) / max(c, 1) for w, x, c in zip(weights, s, counts))  # noqa: E731
         same_buffers = all(torch.equal(b, buffers[0][n]) for other in buffers[1:] for n, b in other.items())
         with open(out, "w") as f:
-            json.dump({"max_abs_diff": diff, "max_abs_grad": biggest, "micro_batches": len(packed),
-                       "buffers": sorted(buffers[0]), "same_buffers": same_buffers,
-                       "loss_sharded": loss(sums), "loss_single": loss(totals1["task_sums"])}, f)
+            json.dump(
+                {
+                    "max_abs_diff": diff,
+                    "max_abs_grad": biggest,
+                    "micro_batches": len(packed),
+                    "buffers": sorted(buffers[0]),
+                    "same_buffers": same_buffers,
+                    "loss_sharded": loss(sums),
+                    "loss_single": loss(totals1["task_sums"]),
+                },
+                f,
+            )
     dist.barrier()
     dist.destroy_process_group()
 

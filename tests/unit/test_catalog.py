@@ -19,8 +19,16 @@ SEED_MODELS = {
     "qwen/qwen3@qwen3-32b": {"PEFT_ADAPTER": 8192, "FULL": 8192},
     "meta/llama4@llama-4-scout-17b-16e-instruct": {"PEFT_ADAPTER": 2048},
 }
-CLOSED = ["gemini-1.0-pro-002", "gemini-1.5-flash-001", "gemini-1.5-flash-002", "code-bison@002",
-          "codechat-bison@002", "text-bison@002", "chat-bison@002", "text-unicorn@001"]
+CLOSED = [
+    "gemini-1.0-pro-002",
+    "gemini-1.5-flash-001",
+    "gemini-1.5-flash-002",
+    "code-bison@002",
+    "codechat-bison@002",
+    "text-bison@002",
+    "chat-bison@002",
+    "text-unicorn@001",
+]
 
 
 def test_every_seed_model_with_its_modes_and_lengths(settings):
@@ -62,7 +70,10 @@ def test_closed_id_needs_a_mapping_or_dev_mode(settings):
     # ... and its documented sequence limits, with the tiny model's learning rate.
     llama31 = catalog.resolve("meta/llama3_1@llama-3.1-8b", dev=True)
     assert {m.value: s.max_seq_len for m, s in llama31.entry.modes.items()} == {"PEFT_ADAPTER": 4096, "FULL": 8192}
-    assert llama31.entry.modes[TuningMode.FULL].learning_rate == catalog.models["tiny-llama"].modes[TuningMode.FULL].learning_rate
+    assert (
+        llama31.entry.modes[TuningMode.FULL].learning_rate
+        == catalog.models["tiny-llama"].modes[TuningMode.FULL].learning_rate
+    )
 
 
 def test_operator_file_adds_weights_and_maps_aliases(settings, tmp_path, tiny_dir):
@@ -110,8 +121,9 @@ def test_tiny_models_are_deterministic_and_load_with_plain_transformers(name, tm
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
     text = "héllo wörld ✓"
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
-    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**ids, max_new_tokens=3, do_sample=False)
     assert out.shape[1] == ids["input_ids"].shape[1] + 3 or tok.eos_token_id in out[0].tolist()
     assert json.loads((first / "config.json").read_text())["model_type"] in ("llama", "gemma3_text", "qwen3")

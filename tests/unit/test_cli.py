@@ -29,12 +29,17 @@ def test_validate_clean_file_reports_format_tokens_and_limits(examples):
 
 def test_validate_lists_every_bad_line_and_exits_non_zero(tmp_path):
     f = tmp_path / "bad.jsonl"
-    f.write_text("\n".join([
-        '{"prompt": "a", "completion": "b"}',
-        '{"prompt": "Name a colour.", "completion": ""}',
-        '{"messages": [{"role": "user", "content": "Hi"}]}',
-        "{'prompt': 'x'}",
-    ]) + "\n")
+    f.write_text(
+        "\n".join(
+            [
+                '{"prompt": "a", "completion": "b"}',
+                '{"prompt": "Name a colour.", "completion": ""}',
+                '{"messages": [{"role": "user", "content": "Hi"}]}',
+                "{'prompt': 'x'}",
+            ]
+        )
+        + "\n"
+    )
     result = invoke("validate", str(f), "--model", "tiny-qwen3")
     assert result.exit_code == 1
     out = result.output
@@ -50,7 +55,10 @@ def test_validate_over_long_examples_warn_or_fail_in_strict_mode(tmp_path):
     # A real id without weights: dev mode counts tokens with the stand-in's tokenizer, limits are the model's.
     result = invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--mode", "lora", "--dev")
     assert result.exit_code == 0, result.output
-    assert "over the 4096-token limit of meta/llama3_1@llama-3.1-8b in PEFT_ADAPTER mode (8192 in FULL); shorten it, or use FULL" in result.output
+    assert (
+        "over the 4096-token limit of meta/llama3_1@llama-3.1-8b in PEFT_ADAPTER mode (8192 in FULL); shorten it, or use FULL"
+        in result.output
+    )
     strict = invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--dev", "--strict-length")
     assert strict.exit_code == 1
     data = json.loads(invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--dev", "--json").output)
@@ -64,7 +72,9 @@ def test_validate_without_weights_still_checks_structure(examples):
 
 
 def test_validate_image_for_text_model(examples):
-    result = invoke("validate", str(examples / "multimodal_chat.jsonl"), "--model", "meta/llama3_1@llama-3.1-8b-instruct", "--dev")
+    result = invoke(
+        "validate", str(examples / "multimodal_chat.jsonl"), "--model", "meta/llama3_1@llama-3.1-8b-instruct", "--dev"
+    )
     assert result.exit_code == 1
     assert "accepts text only" in result.output
 
@@ -81,13 +91,51 @@ def test_tune_command_end_to_end(tmp_path, settings):
 
     task = make_task(n_train=16, n_validation=8, n_held_out=1)
     train = write_jsonl(settings.resolved_bucket_root / "b" / "train.jsonl", task.train, fmt="prompt_completion")
-    result = invoke("tune", "--model", "tiny-gemma3", "--train", "gs://b/train.jsonl", "--mode", "lora",
-                    "--adapter-size", "2", "--max-steps", "2", "--batch-size", "8", "--output-uri", "gs://b/out")
+    result = invoke(
+        "tune",
+        "--model",
+        "tiny-gemma3",
+        "--train",
+        "gs://b/train.jsonl",
+        "--mode",
+        "lora",
+        "--adapter-size",
+        "2",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--output-uri",
+        "gs://b/out",
+    )
     assert result.exit_code == 0, result.output
-    assert "done" in result.output and (settings.resolved_bucket_root / "b" / "out" / "postprocess" / "node-0" / "checkpoints" / "final" / "adapter_model.safetensors").exists()
+    assert (
+        "done" in result.output
+        and (
+            settings.resolved_bucket_root
+            / "b"
+            / "out"
+            / "postprocess"
+            / "node-0"
+            / "checkpoints"
+            / "final"
+            / "adapter_model.safetensors"
+        ).exists()
+    )
     assert train.exists()
-    bad = invoke("tune", "--model", "tiny-gemma3", "--train", str(train), "--mode", "lora", "--adapter-size", "3",
-                 "--output-uri", str(tmp_path / "x"))
+    bad = invoke(
+        "tune",
+        "--model",
+        "tiny-gemma3",
+        "--train",
+        str(train),
+        "--mode",
+        "lora",
+        "--adapter-size",
+        "3",
+        "--output-uri",
+        str(tmp_path / "x"),
+    )
     assert bad.exit_code == 1 and "adapter_size must be one of" in bad.output
 
 

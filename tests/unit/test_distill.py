@@ -31,8 +31,10 @@ class CountingTeacher:
 
     def explain(self, examples, fewshot=None, should_stop=None):
         self.calls += 1
-        return [TeacherOutput(f"because {len(e.input_text)}", e.output_text or f"label-{len(e.input_text)}")
-                for e in examples]
+        return [
+            TeacherOutput(f"because {len(e.input_text)}", e.output_text or f"label-{len(e.input_text)}")
+            for e in examples
+        ]
 
 
 def write(path, rows):
@@ -44,12 +46,16 @@ def test_cot_prompt_and_parsing():
     unlabelled = cot_prompt(DistillExample(1, "2 + 2?", None))
     assert unlabelled.rstrip().endswith("Q: 2 + 2?\nA:") and ANSWER_MARKER in unlabelled
     assert "The correct answer is 4" in cot_prompt(DistillExample(1, "2 + 2?", "4"))
-    assert parse_cot(" Two and two make four. So the answer is 4.\nQ: more") == TeacherOutput("Two and two make four.", "4")
+    assert parse_cot(" Two and two make four. So the answer is 4.\nQ: more") == TeacherOutput(
+        "Two and two make four.", "4"
+    )
     assert parse_cot("no marker here") == TeacherOutput("no marker here", None)
 
 
 def test_read_examples_reports_documented_problems(tmp_path, settings):
-    path = write(tmp_path / "d.jsonl", [{"input_text": "a", "output_text": ""}, {"output_text": "x"}, {"input_text": "b"}])
+    path = write(
+        tmp_path / "d.jsonl", [{"input_text": "a", "output_text": ""}, {"output_text": "x"}, {"input_text": "b"}]
+    )
     examples, report = read_examples(path, settings)
     assert [str(p) for p in report.errors] == [
         "line 1, output_text: empty string; omit the field for an unlabeled example (the teacher will label it) or give the label",
@@ -60,7 +66,7 @@ def test_read_examples_reports_documented_problems(tmp_path, settings):
     _, report = read_examples(big, settings)
     assert [str(p) for p in report.errors] == [f"{big}: 10,001 examples; at most 10,000 are allowed"]
     _, report = read_examples(path, settings, require_labels=True, report=Report())
-    assert any("missing \"output_text\"" in str(p) for p in report.errors)  # evaluation files need labels (SPEC §8 D12)
+    assert any('missing "output_text"' in str(p) for p in report.errors)  # evaluation files need labels (SPEC §8 D12)
 
 
 def test_teacher_outputs_are_an_artifact_a_rerun_reuses(tmp_path):
@@ -68,7 +74,13 @@ def test_teacher_outputs_are_an_artifact_a_rerun_reuses(tmp_path):
     examples = [DistillExample(1, "q1", "yes"), DistillExample(2, "q22", None)]
     first = label_with_teacher(examples, teacher, tmp_path)
     assert teacher.calls == 1 and not first.reused
-    assert first.records[0] == {"line": 1, "input_text": "q1", "label": "yes", "rationale": "because 2", "label_source": "given"}
+    assert first.records[0] == {
+        "line": 1,
+        "input_text": "q1",
+        "label": "yes",
+        "rationale": "because 2",
+        "label_source": "given",
+    }
     assert first.records[1]["label"] == "label-3" and first.records[1]["label_source"] == "teacher"
     again = label_with_teacher(examples, teacher, tmp_path)
     assert teacher.calls == 1 and again.reused and again.records == first.records
@@ -81,7 +93,9 @@ def test_student_data_is_multitask_with_truncation_counted(tmp_path, settings):
     config_path = write(tmp_path / "train.jsonl", rows)
     from tuneforge.train.config import TuningConfig
 
-    config = TuningConfig(base_model="tiny-llama", train_dataset=config_path, output_uri=str(tmp_path / "out"), max_steps=1)
+    config = TuningConfig(
+        base_model="tiny-llama", train_dataset=config_path, output_uri=str(tmp_path / "out"), max_steps=1
+    )
     prepared = prepare_student_data(config, CountingTeacher(), settings=settings, rationale_weight=0.5)
     lines = [json.loads(x) for x in (tmp_path / "out" / "distill" / "train.jsonl").read_text().splitlines()]
     assert [x["input_text"][:9] for x in lines] == ["predict: ", "explain: ", "predict: ", "explain: "]
@@ -92,7 +106,8 @@ def test_student_data_is_multitask_with_truncation_counted(tmp_path, settings):
     assert prepared.summary["truncated_inputs"] == 1 and prepared.summary["tokens_truncated"] == 832
     report = json.loads((tmp_path / "out" / "distill" / "data_report.json").read_text())
     assert report["truncation_warnings"] == [  # invalid_examples.md case 24
-        "line 1, input_text: 8,000 tokens, over the 7168-token limit; the excess 832 tokens will be truncated"]
+        "line 1, input_text: 8,000 tokens, over the 7168-token limit; the excess 832 tokens will be truncated"
+    ]
     assert prepared.config.rationale_weight == 0.5 and prepared.config.dataset_format == "text_pair"
 
 
@@ -105,8 +120,10 @@ def test_loss_is_label_loss_plus_lambda_rationale_loss(tiny_dir, tokenizer_of):
     from tuneforge.train.recipes.sft import train_step
 
     tok = tokenizer_of("tiny-llama")
-    lines = [json.dumps({"input_text": "predict: 3+4", "output_text": "7"}),
-             json.dumps({"input_text": "explain: 3+4", "output_text": "three and four make seven"})]
+    lines = [
+        json.dumps({"input_text": "predict: 3+4", "output_text": "7"}),
+        json.dumps({"input_text": "explain: 3+4", "output_text": "three and four make seven"}),
+    ]
     encoder = ChatEncoder(tok, "<|eot_id|>")
     examples = [encoder.encode(c) for c in parse_lines(lines, Report(), expected="text_pair")]
     examples[1].task = 1
@@ -133,7 +150,15 @@ def test_loss_is_label_loss_plus_lambda_rationale_loss(tiny_dir, tokenizer_of):
 def test_serving_rules_make_the_student_answer_label_only():
     rules = {"input_prefix": "predict: ", "task_prefixes": ["predict: ", "explain: "], "default_system": "Be terse."}
     asked = apply_prompt_rules(Conversation.from_pairs(("user", "2+2?")), rules)
-    assert asked.template_messages() == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "predict: 2+2?"}]
+    assert asked.template_messages() == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "predict: 2+2?"},
+    ]
     explained = apply_prompt_rules(Conversation.from_pairs(("system", "Mine."), ("user", "explain: 2+2?")), rules)
-    assert explained.template_messages() == [{"role": "system", "content": "Mine."}, {"role": "user", "content": "explain: 2+2?"}]
-    assert apply_prompt_rules(Conversation.from_pairs(("user", "x")), {}).template_messages() == [{"role": "user", "content": "x"}]
+    assert explained.template_messages() == [
+        {"role": "system", "content": "Mine."},
+        {"role": "user", "content": "explain: 2+2?"},
+    ]
+    assert apply_prompt_rules(Conversation.from_pairs(("user", "x")), {}).template_messages() == [
+        {"role": "user", "content": "x"}
+    ]

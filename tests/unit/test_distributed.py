@@ -20,14 +20,41 @@ BIN = Path(sys.executable).parent
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist-data")
     task = make_task(n_train=40, n_validation=8, n_held_out=2, seed=1)
-    return {"train": str(write_jsonl(root / "train.jsonl", task.train)),
-            "val": str(write_jsonl(root / "val.jsonl", task.validation))}
+    return {
+        "train": str(write_jsonl(root / "train.jsonl", task.train)),
+        "val": str(write_jsonl(root / "val.jsonl", task.validation)),
+    }
 
 
 def _tune(data, out: Path, processes: int, *extra: str) -> subprocess.CompletedProcess:
-    args = ["-m", "tuneforge", "tune", "-m", "tiny-llama", "--train", data["train"], "--validation", data["val"],
-            "--mode", "full", "-o", str(out), "--max-steps", "4", "--batch-size", "8", "--micro-batch-tokens", "300",
-            "--eval-steps", "2", "--save-steps", "2", "--device", "cpu", *extra]
+    args = [
+        "-m",
+        "tuneforge",
+        "tune",
+        "-m",
+        "tiny-llama",
+        "--train",
+        data["train"],
+        "--validation",
+        data["val"],
+        "--mode",
+        "full",
+        "-o",
+        str(out),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--micro-batch-tokens",
+        "300",
+        "--eval-steps",
+        "2",
+        "--save-steps",
+        "2",
+        "--device",
+        "cpu",
+        *extra,
+    ]
     if processes > 1:
         cmd = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={processes}", *args]
     else:
@@ -84,7 +111,14 @@ def test_sharded_gradients_equal_one_process(tiny_dir, tmp_path):
     alone cannot show this: AdamW and clipping hide a wrong gradient scale.)"""
     out = tmp_path / "grads.json"
     script = Path(__file__).with_name("sharded_grads.py")
-    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", str(script), str(tiny_dir("tiny-llama")), str(out)]
+    cmd = [
+        str(BIN / "torchrun"),
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(tiny_dir("tiny-llama")),
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -101,7 +135,13 @@ def test_lora_and_the_reference_step_are_refused_across_processes(data, tmp_path
     from tuneforge.train import TuningConfig, run_sft
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    config = TuningConfig(base_model="tiny-llama", train_dataset=data["train"], output_uri=str(tmp_path / "o"),
-                          max_steps=1, device="cpu", **options)
+    config = TuningConfig(
+        base_model="tiny-llama",
+        train_dataset=data["train"],
+        output_uri=str(tmp_path / "o"),
+        max_steps=1,
+        device="cpu",
+        **options,
+    )
     with pytest.raises(InvalidArgument, match="shard FULL tuning on the fast path"):
         run_sft(config, settings=settings)

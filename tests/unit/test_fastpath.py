@@ -28,14 +28,20 @@ END = {"tiny-llama": "<|eot_id|>", "tiny-gemma3": "<end_of_turn>", "tiny-qwen3":
 def _examples(tokenizer_of, family: str, n: int = 12, seed: int = 0) -> list[Encoded]:
     rng = random.Random(seed)
     lines = []
-    for i in range(n):
+    for _ in range(n):
         prompt = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 40)))
-        lines.append(json.dumps({"messages": [
-            {"role": "user", "content": prompt},
-            {"role": "assistant", "content": prompt[::-1]},
-            {"role": "user", "content": "again"},
-            {"role": "assistant", "content": prompt[: rng.randint(1, 9)]},
-        ]}))
+        lines.append(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": prompt},
+                        {"role": "assistant", "content": prompt[::-1]},
+                        {"role": "user", "content": "again"},
+                        {"role": "assistant", "content": prompt[: rng.randint(1, 9)]},
+                    ]
+                }
+            )
+        )
     encoder = ChatEncoder(tokenizer_of(family), END[family])
     examples = [encoder.encode(c) for c in parse_lines(lines, Report())]
     for i, e in enumerate(examples):
@@ -66,8 +72,10 @@ def _grads(model):
 
 # --- numerics ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("family,lora", [("tiny-llama", False), ("tiny-llama", True), ("tiny-gemma3", False),
-                                         ("tiny-qwen3", True)])
+
+@pytest.mark.parametrize(
+    "family,lora", [("tiny-llama", False), ("tiny-llama", True), ("tiny-gemma3", False), ("tiny-qwen3", True)]
+)
 def test_fast_step_gives_the_reference_loss_and_gradients(tiny_dir, tokenizer_of, family, lora):
     """Float32, same examples: the reference step on padded micro-batches of 3 vs the fast step packed by a token
     budget into different micro-batches, with a chunk size that splits the targets unevenly."""
@@ -82,7 +90,9 @@ def test_fast_step_gives_the_reference_loss_and_gradients(tiny_dir, tokenizer_of
 
     # Varlen layout (one row per micro-batch) and dense-mask layout (rows as long as the longest example, padded).
     packed = [pack(g) for g in plan_micro_batches(examples[:6], budget=160)]
-    packed += [pack(g, pad, row_tokens=max(len(e) for e in examples)) for g in plan_micro_batches(examples[6:], budget=240)]
+    packed += [
+        pack(g, pad, row_tokens=max(len(e) for e in examples)) for g in plan_micro_batches(examples[6:], budget=240)
+    ]
     assert 1 < len(packed) < len(examples)  # several micro-batches, several examples in some
     assert any(p.input_ids.shape[0] > 1 for p in packed) and any((p.input_ids == pad).any() for p in packed)
     scale, counts = step_task_scale(packed, weights)
@@ -104,8 +114,11 @@ def test_fast_evaluate_matches_the_reference_evaluate(tiny_dir, tokenizer_of):
     examples = _examples(tokenizer_of, "tiny-llama")
     model = _model(tiny_dir, "tiny-llama")
     pad = tokenizer_of("tiny-llama").pad_token_id
-    ref = evaluate(model, [collate(examples[i : i + 4], pad, packing=True, row_tokens=4096)
-                           for i in range(0, 12, 4)], torch.device("cpu"))
+    ref = evaluate(
+        model,
+        [collate(examples[i : i + 4], pad, packing=True, row_tokens=4096) for i in range(0, 12, 4)],
+        torch.device("cpu"),
+    )
     fast = fast_evaluate(CausalLMLoss(model), [pack(g) for g in plan_micro_batches(examples, 200)])
     assert fast["eval_num_predictions"] == ref["eval_num_predictions"]
     assert fast["eval_total_loss"] == pytest.approx(ref["eval_total_loss"], rel=1e-5)
@@ -130,14 +143,16 @@ def test_chunked_linear_cross_entropy_equals_the_plain_formula():
     per_token = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     (2.5 * (per_token * token_weights).sum()).backward()
     torch.testing.assert_close(loss.double(), (per_token * token_weights).sum().detach(), rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(sums.double(), torch.stack([per_token[tasks == t].sum() for t in (0, 1)]).detach(),
-                               rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(
+        sums.double(), torch.stack([per_token[tasks == t].sum() for t in (0, 1)]).detach(), rtol=1e-6, atol=1e-9
+    )
     assert int(correct) == int((logits.argmax(-1) == targets).sum())
     torch.testing.assert_close(gh, hidden.grad)
     torch.testing.assert_close(gw, weight.grad)
 
 
 # --- packing -----------------------------------------------------------------------------------------------------
+
 
 def _enc(n, trained_from=1, task=0):
     ids = list(range(100, 100 + n))
@@ -169,7 +184,7 @@ def test_pack_targets_never_cross_examples():
 def test_rows_of_a_dense_mask_layout_pad_their_tails_and_index_targets_flat():
     a, b, c = _enc(4, trained_from=2), _enc(3), _enc(5, trained_from=4)
     p = pack([a, b, c], pad_id=7, row_tokens=7)  # best fit: [c], then [a, b]
-    assert p.input_ids.tolist() == [c.input_ids + [7, 7], a.input_ids + b.input_ids]
+    assert p.input_ids.tolist() == [[*c.input_ids, 7, 7], a.input_ids + b.input_ids]
     assert p.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1], [0, 1, 2, 3, 0, 1, 2]]
     assert p.target_index.tolist() == [3, 8, 9, 11, 12]  # flat in rows x 7: c's token 4, a's 2 and 3, b's 1 and 2
     assert p.targets.tolist() == [c.input_ids[4], a.input_ids[2], a.input_ids[3], b.input_ids[1], b.input_ids[2]]
@@ -190,6 +205,7 @@ def test_packed_rows_do_not_attend_across_examples(tiny_dir, tokenizer_of):
 
 
 # --- prefetching -------------------------------------------------------------------------------------------------
+
 
 def test_prefetcher_builds_ahead_in_order_and_raises_at_the_failing_step():
     seen = []
@@ -213,16 +229,24 @@ def test_prefetcher_builds_ahead_in_order_and_raises_at_the_failing_step():
 @pytest.mark.slow
 def test_compiled_layers_and_activation_checkpointing_train_the_same(tmp_path, settings):
     """`compile` and `activation_checkpointing` change how the step runs, not what it computes (4 FULL steps)."""
-    from tuneforge.train.demo_task import make_task, write_jsonl
     from tuneforge.train import TuningConfig, run_sft
+    from tuneforge.train.demo_task import make_task, write_jsonl
     from tuneforge.train.metrics import read_metrics
 
     task = make_task(n_train=40, n_validation=2, n_held_out=2, seed=1)
     train = str(write_jsonl(tmp_path / "train.jsonl", task.train))
 
     def losses(name, **options):
-        config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=train, max_steps=4,
-                              batch_size=8, output_uri=str(tmp_path / name), device="cpu", **options)
+        config = TuningConfig(
+            base_model="tiny-llama",
+            tuning_mode="FULL",
+            train_dataset=train,
+            max_steps=4,
+            batch_size=8,
+            output_uri=str(tmp_path / name),
+            device="cpu",
+            **options,
+        )
         run_sft(config, settings=settings)
         return [m["train_total_loss"] for m in read_metrics(tmp_path / name / "metrics.jsonl")]
 

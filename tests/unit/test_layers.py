@@ -95,12 +95,15 @@ def test_function_local_imports_say_why():
     assert not unexplained, "\n".join(unexplained)
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("from tuneforge.control import db\n", [("control", False)]),
-    ("def f():\n    from tuneforge.train import run_sft\n", [("train", True)]),
-    ("from tuneforge import storage, errors\n", [("storage", False), ("errors", False)]),
-    ("from ..infer import engine\n", [("infer", False)]),
-])
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("from tuneforge.control import db\n", [("control", False)]),
+        ("def f():\n    from tuneforge.train import run_sft\n", [("train", True)]),
+        ("from tuneforge import storage, errors\n", [("storage", False), ("errors", False)]),
+        ("from ..infer import engine\n", [("infer", False)]),
+    ],
+)
 def test_the_checker_sees_every_kind_of_import(source, expected):
     """The rule cannot pass by not looking: module-level, function-local, ``from tuneforge import`` and relative."""
     found = [(t, f) for _, t, f in _tuneforge_imports(ast.parse(source), ("serve", "apis"))]

@@ -9,13 +9,24 @@ from tuneforge.data import IGNORE_INDEX, ChatEncoder, Report, parse_lines
 FAMILIES = {"tiny-llama": "<|eot_id|>", "tiny-gemma3": "<end_of_turn>", "tiny-qwen3": "<|im_end|>"}
 
 MULTI_TURN = {
-    "chat": {"messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Synonym for quick?"}, {"role": "assistant", "content": "Fast."},
-        {"role": "user", "content": "And slow?"}, {"role": "assistant", "content": "Sluggish."}]},
-    "generate_content": {"systemInstruction": {"parts": [{"text": "Be brief."}]}, "contents": [
-        {"role": "user", "parts": [{"text": "Synonym for quick?"}]}, {"role": "model", "parts": [{"text": "Fast."}]},
-        {"role": "user", "parts": [{"text": "And slow?"}]}, {"role": "assistant", "parts": [{"text": "Sluggish."}]}]},
+    "chat": {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Synonym for quick?"},
+            {"role": "assistant", "content": "Fast."},
+            {"role": "user", "content": "And slow?"},
+            {"role": "assistant", "content": "Sluggish."},
+        ]
+    },
+    "generate_content": {
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": "Synonym for quick?"}]},
+            {"role": "model", "parts": [{"text": "Fast."}]},
+            {"role": "user", "parts": [{"text": "And slow?"}]},
+            {"role": "assistant", "parts": [{"text": "Sluggish."}]},
+        ],
+    },
     "prompt_completion": {"prompt": "Synonym for quick?", "completion": "Fast."},
 }
 
@@ -51,32 +62,72 @@ def test_exactly_the_assistant_turns_and_their_eos_are_trained(tokenizer_of, fam
     expected = [tok(r, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids(end)] for r in replies]
     assert trained_runs(enc) == expected
     # The untrained tokens are the whole rest: system, user text and template markers, including the user's text.
-    untrained = tok.decode([t for t, l in zip(enc.input_ids, enc.labels) if l == IGNORE_INDEX])
+    untrained = tok.decode([t for t, label in zip(enc.input_ids, enc.labels) if label == IGNORE_INDEX])
     assert "Synonym for quick?" in untrained
     assert "Fast." not in untrained and "Sluggish." not in untrained
     if fmt != "prompt_completion":
         assert "Be brief." in untrained and "And slow?" in untrained
     # Tokenising the pieces separately gives the same ids as tokenising the rendered whole.
-    whole = tok(ChatEncoder(tok, end).render(parse_lines([json.dumps(MULTI_TURN[fmt])], Report())[0].template_messages()),
-                add_special_tokens=False)["input_ids"]
+    whole = tok(
+        ChatEncoder(tok, end).render(parse_lines([json.dumps(MULTI_TURN[fmt])], Report())[0].template_messages()),
+        add_special_tokens=False,
+    )["input_ids"]
     assert enc.input_ids == whole
 
 
 def test_exact_ids_for_tiny_llama(tokenizer_of):
     """The literal masked ids for one multi-turn chat example (byte-level vocab: 6 specials, then 256 bytes)."""
     tok = tokenizer_of("tiny-llama")
-    enc = encode(tok, "<|eot_id|>", {"messages": [
-        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-        {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})
+    enc = encode(
+        tok,
+        "<|eot_id|>",
+        {
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"},
+                {"role": "assistant", "content": "d"},
+            ]
+        },
+    )
     B, S, E, EOT = 0, 2, 3, 4  # <|begin_of_text|>, <|start_header_id|>, <|end_header_id|>, <|eot_id|>
     ids = {ch: tok.convert_tokens_to_ids(ch) for ch in "abcdustern"}
     nl = tok("\n", add_special_tokens=False)["input_ids"][0]
     user = [ids[c] for c in "user"]
     asst = tok("assistant", add_special_tokens=False)["input_ids"]
-    expected_ids = ([B, S, *user, E, nl, nl, ids["a"], EOT, S, *asst, E, nl, nl, ids["b"], EOT,
-                     S, *user, E, nl, nl, ids["c"], EOT, S, *asst, E, nl, nl, ids["d"], EOT])
+    expected_ids = [
+        B,
+        S,
+        *user,
+        E,
+        nl,
+        nl,
+        ids["a"],
+        EOT,
+        S,
+        *asst,
+        E,
+        nl,
+        nl,
+        ids["b"],
+        EOT,
+        S,
+        *user,
+        E,
+        nl,
+        nl,
+        ids["c"],
+        EOT,
+        S,
+        *asst,
+        E,
+        nl,
+        nl,
+        ids["d"],
+        EOT,
+    ]
     assert enc.input_ids == expected_ids
-    trained = [i for i, l in enumerate(enc.labels) if l != IGNORE_INDEX]
+    trained = [i for i, label in enumerate(enc.labels) if label != IGNORE_INDEX]
     assert [enc.input_ids[i] for i in trained] == [ids["b"], EOT, ids["d"], EOT]
     assert ids["b"] == 6 + sorted(__import__("tokenizers").pre_tokenizers.ByteLevel.alphabet()).index("b")
 
@@ -84,7 +135,8 @@ def test_exact_ids_for_tiny_llama(tokenizer_of):
 def test_truncation_from_the_right(tokenizer_of):
     tok = tokenizer_of("tiny-qwen3")
     enc = ChatEncoder(tok, "<|im_end|>").encode(
-        parse_lines([json.dumps({"prompt": "x" * 50, "completion": "y" * 50})], Report())[0], max_length=70)
+        parse_lines([json.dumps({"prompt": "x" * 50, "completion": "y" * 50})], Report())[0], max_length=70
+    )
     assert enc.truncated and len(enc) == 70 and enc.meta["full_length"] > 70
     assert enc.num_target_tokens > 0 and enc.input_ids[-1] != tok.convert_tokens_to_ids("<|im_end|>")
 

@@ -1,5 +1,6 @@
 """Packed rows: position ids restart, no attention across examples, same loss as unpacked."""
 
+import itertools
 import json
 
 import pytest
@@ -10,8 +11,14 @@ from tuneforge.train.recipes.sft import batch_loss
 
 LINES = [
     {"prompt": "abc", "completion": "cba"},
-    {"messages": [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi"},
-                  {"role": "user", "content": "again"}, {"role": "assistant", "content": "niaga"}]},
+    {
+        "messages": [
+            {"role": "user", "content": "hello there"},
+            {"role": "assistant", "content": "hi"},
+            {"role": "user", "content": "again"},
+            {"role": "assistant", "content": "niaga"},
+        ]
+    },
     {"prompt": "a much longer prompt for the third example", "completion": "ok"},
     {"prompt": "q", "completion": "a fairly long answer to a short question"},
 ]
@@ -26,7 +33,9 @@ def encoded(tokenizer, end):
     return out
 
 
-@pytest.mark.parametrize("family,end", [("tiny-llama", "<|eot_id|>"), ("tiny-gemma3", "<end_of_turn>"), ("tiny-qwen3", "<|im_end|>")])
+@pytest.mark.parametrize(
+    "family,end", [("tiny-llama", "<|eot_id|>"), ("tiny-gemma3", "<end_of_turn>"), ("tiny-qwen3", "<|im_end|>")]
+)
 def test_packed_loss_equals_unpacked_loss(tiny_dir, tokenizer_of, family, end):
     from transformers import AutoModelForCausalLM
 
@@ -49,8 +58,8 @@ def test_position_ids_restart_and_labels_never_cross_examples(tokenizer_of):
     ex = encoded(tok, "<|eot_id|>")
     b = collate(ex, tok.pad_token_id, packing=True, row_tokens=4096)
     bounds = b.cu_seqlens[0]
-    assert bounds == [0] + list(torch.cumsum(torch.tensor([len(e) for e in ex]), 0).tolist())
-    for start, stop in zip(bounds, bounds[1:]):
+    assert bounds == [0, *list(torch.cumsum(torch.tensor([len(e) for e in ex]), 0).tolist())]
+    for start, stop in itertools.pairwise(bounds):
         assert b.position_ids[0, start:stop].tolist() == list(range(stop - start))
         assert b.labels[0, start] == IGNORE_INDEX  # an example's first token is never predicted from the previous
 

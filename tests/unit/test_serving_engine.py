@@ -8,8 +8,8 @@ import time
 
 import pytest
 import torch
-from fixed_format import chaotic_copy, random_adapter
 
+from fixed_format import chaotic_copy, random_adapter
 from tuneforge.catalog.weights import materialize
 from tuneforge.errors import InvalidArgument, ResourceExhausted
 from tuneforge.infer.engine import Engine, GenRequest
@@ -41,8 +41,10 @@ def _wait(pairs):
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    return {name: chaotic_copy(materialize(f"builtin:{name}", get_settings()), root / name)
-            for name in ("tiny-llama", "tiny-gemma3")}
+    return {
+        name: chaotic_copy(materialize(f"builtin:{name}", get_settings()), root / name)
+        for name in ("tiny-llama", "tiny-gemma3")
+    }
 
 
 def _reference(folder, prompts, max_new, eos):
@@ -51,9 +53,10 @@ def _reference(folder, prompts, max_new, eos):
     model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
     out = []
     for ids in prompts:
-        gen = model.generate(torch.tensor([ids]), max_new_tokens=max_new, do_sample=False, eos_token_id=list(eos),
-                             pad_token_id=0)
-        out.append([t for t in gen[0, len(ids):].tolist() if t not in eos])
+        gen = model.generate(
+            torch.tensor([ids]), max_new_tokens=max_new, do_sample=False, eos_token_id=list(eos), pad_token_id=0
+        )
+        out.append([t for t in gen[0, len(ids) :].tolist() if t not in eos])
     return out
 
 
@@ -99,13 +102,18 @@ def test_adapters_share_one_base_and_each_request_uses_its_own(chaos, tmp_path):
         assert stats["loadedBytes"] < 1.5 * base_param_bytes
         # one mixed batch: each row with its own adapter gives what that adapter alone gives
         prompt = deps[0].tokenizer("abc abc abc")["input_ids"]
-        pairs = [_submit(d, prompt, SamplingParams(max_tokens=12, temperature=0)) for d in deps + [plain]]
+        pairs = [_submit(d, prompt, SamplingParams(max_tokens=12, temperature=0)) for d in [*deps, plain]]
         results = [r["token_ids"] for r in _wait(pairs)]
         for adapter, got in zip(adapters, results):
             model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir)), str(adapter)).eval()
-            ref = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
-                                 eos_token_id=list(deps[0].eos_ids), pad_token_id=0)
-            assert got == [t for t in ref[0, len(prompt):].tolist() if t not in deps[0].eos_ids]
+            ref = model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=12,
+                do_sample=False,
+                eos_token_id=list(deps[0].eos_ids),
+                pad_token_id=0,
+            )
+            assert got == [t for t in ref[0, len(prompt) :].tolist() if t not in deps[0].eos_ids]
         assert len({tuple(r) for r in results}) == 4  # the adapters really differ
         # undeploying everything frees the weights
         for d in ["d0", "d1", "d2", "base"]:
@@ -143,16 +151,19 @@ def test_stop_sequences_seeds_and_cancellation(chaos):
         engine.close()
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("temperature", 2.5, "temperature must be between 0 and 2"),
-    ("top_p", 0, "top_p must be greater than 0"),
-    ("top_k", -1, "top_k must be 0"),
-    ("top_k", 2.5, "top_k must be a whole number"),
-    ("max_tokens", 0, "max_tokens must be at least 1"),
-    ("max_tokens", "8", "max_tokens must be a number, got str"),
-    ("stop", [""], "stop must be a list of non-empty strings"),
-    ("n", 9, "n must be between 1 and 8"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("temperature", 2.5, "temperature must be between 0 and 2"),
+        ("top_p", 0, "top_p must be greater than 0"),
+        ("top_k", -1, "top_k must be 0"),
+        ("top_k", 2.5, "top_k must be a whole number"),
+        ("max_tokens", 0, "max_tokens must be at least 1"),
+        ("max_tokens", "8", "max_tokens must be a number, got str"),
+        ("stop", [""], "stop must be a list of non-empty strings"),
+        ("n", 9, "n must be between 1 and 8"),
+    ],
+)
 def test_sampling_parameters_are_validated(field, value, message):
     with pytest.raises(InvalidArgument, match=message):
         build_params(defaults=SamplingParams(), **{field: value})

@@ -25,8 +25,10 @@ from tuneforge.infer.engine import Engine
 from tuneforge.settings import Settings
 from tuneforge.worker.worker import Worker
 
-DESCRIPTION = ("Vertex AI tuning on your own machines. Every path is served under /v1, /v1beta1 and /ui (the "
-               "documented API versions); this document lists /v1. Errors are google.rpc.Status bodies.")
+DESCRIPTION = (
+    "Vertex AI tuning on your own machines. Every path is served under /v1, /v1beta1 and /ui (the "
+    "documented API versions); this document lists /v1. Errors are google.rpc.Status bodies."
+)
 
 
 class Health(BaseModel):
@@ -71,18 +73,26 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
                 thread.join(timeout=30)
             store.dispose()
 
-    app = FastAPI(title="tuneforge", version=tuneforge.__version__, description=DESCRIPTION, lifespan=lifespan,
-                  separate_input_output_schemas=False)
+    app = FastAPI(
+        title="tuneforge",
+        version=tuneforge.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        separate_input_output_schemas=False,
+    )
     app.state.settings = settings
     app.state.store = store
     app.state.api_keys = parse_api_keys(settings.api_keys)
     app.state.tuning_jobs = TuningJobService(store, settings)
     app.state.pipeline_jobs = PipelineJobService(store, settings)
     app.state.models = ModelService(store)
-    app.state.engine = Engine(device=settings.serve_device, max_batch=settings.serve_max_batch_size,
-                              batch_wait_ms=settings.serve_batch_wait_ms,
-                              memory_limit_bytes=settings.serve_memory_limit_bytes,
-                              default_max_tokens=settings.serve_default_max_tokens)
+    app.state.engine = Engine(
+        device=settings.serve_device,
+        max_batch=settings.serve_max_batch_size,
+        batch_wait_ms=settings.serve_batch_wait_ms,
+        memory_limit_bytes=settings.serve_memory_limit_bytes,
+        default_max_tokens=settings.serve_default_max_tokens,
+    )
     app.state.endpoints = EndpointService(store, settings, app.state.engine)
     app.state.ready = False
     errors.install(app)
@@ -92,8 +102,13 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
         return Health(status="ok" if app.state.ready else "starting", database=store.dialect)
 
     for version in VERSIONS:
-        for router in (tuning_jobs.router, pipeline_jobs.router, models.router, endpoints.router,
-                       sdk_support.versioned):
+        for router in (
+            tuning_jobs.router,
+            pipeline_jobs.router,
+            models.router,
+            endpoints.router,
+            sdk_support.versioned,
+        ):
             app.include_router(router, prefix=f"/{version}", include_in_schema=version == "v1")
     app.include_router(sdk_support.root)
     app.add_middleware(JsonByDefault)

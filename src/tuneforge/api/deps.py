@@ -32,12 +32,17 @@ def authorize(request: Request, project: str | None) -> None:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if token not in keys:
-        raise Unauthenticated("missing or unknown API key; send Authorization: Bearer <key> (with the SDK: "
-                              "credentials=google.oauth2.credentials.Credentials(token=KEY))")
+        raise Unauthenticated(
+            "missing or unknown API key; send Authorization: Bearer <key> (with the SDK: "
+            "credentials=google.oauth2.credentials.Credentials(token=KEY))"
+        )
     scope = keys[token]
     if scope is not None and (project is None or project not in scope):
-        raise PermissionDenied(f"this API key may not use project {project!r}" if project is not None
-                               else "this view needs an API key that is not scoped to projects")
+        raise PermissionDenied(
+            f"this API key may not use project {project!r}"
+            if project is not None
+            else "this view needs an API key that is not scoped to projects"
+        )
 
 
 def api_version(request: Request) -> str:

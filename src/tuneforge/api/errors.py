@@ -18,21 +18,36 @@ from tuneforge.wire.status import ErrorBody
 log = logging.getLogger("tuneforge.api")
 
 HTTP_STATUS = {
-    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429,
-    "CANCELLED": 499, "INTERNAL": 500, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503,
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
 }
 _BY_HTTP = {404: "NOT_FOUND", 405: "UNIMPLEMENTED", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 # The error answers every API route documents (google.rpc.Status in the body).
-_DESCRIPTIONS = {400: "INVALID_ARGUMENT or FAILED_PRECONDITION: the message names the field and the fix",
-                 401: "UNAUTHENTICATED: no or an unknown API key", 403: "PERMISSION_DENIED: the key's projects",
-                 404: "NOT_FOUND", 500: "INTERNAL: a bug; see the server log"}
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "description": text}
-                                           for code, text in _DESCRIPTIONS.items()}
+_DESCRIPTIONS = {
+    400: "INVALID_ARGUMENT or FAILED_PRECONDITION: the message names the field and the fix",
+    401: "UNAUTHENTICATED: no or an unknown API key",
+    403: "PERMISSION_DENIED: the key's projects",
+    404: "NOT_FOUND",
+    500: "INTERNAL: a bug; see the server log",
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in _DESCRIPTIONS.items()
+}
 CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, 409: {"model": ErrorBody, "description": "ALREADY_EXISTS"},
+    **ERRORS,
+    409: {"model": ErrorBody, "description": "ALREADY_EXISTS"},
     429: {"model": ErrorBody, "description": "RESOURCE_EXHAUSTED: over the project's quota"},
 }
 
@@ -67,11 +82,15 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: TuneforgeError) -> JSONResponse:
         details = []
         if isinstance(exc, DatasetInvalid):
-            details.append({
-                "@type": BAD_REQUEST,
-                "fieldViolations": [{"field": f"{p.source}:{p.line}" if p.line else (p.source or ""),
-                                     "description": str(p)} for p in exc.report.errors],
-            })
+            details.append(
+                {
+                    "@type": BAD_REQUEST,
+                    "fieldViolations": [
+                        {"field": f"{p.source}:{p.line}" if p.line else (p.source or ""), "description": str(p)}
+                        for p in exc.report.errors
+                    ],
+                }
+            )
         elif exc.details:
             details.append({"@type": "type.googleapis.com/google.rpc.DebugInfo", "detail": "\n".join(exc.details)})
         return error_response(exc.code, str(exc), details)

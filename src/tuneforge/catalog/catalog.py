@@ -20,14 +20,20 @@ class TuningMode(str, Enum):
     FULL = "FULL"
 
     @classmethod
-    def parse(cls, value: str | int | "TuningMode") -> "TuningMode":
+    def parse(cls, value: str | int | TuningMode) -> TuningMode:
         """Accept the enum, its wire spellings (``TUNING_MODE_FULL``, integers 1/2) and CLI shorthands."""
         if isinstance(value, TuningMode):
             return value
         aliases = {
-            "1": cls.FULL, "full": cls.FULL, "tuning_mode_full": cls.FULL,
-            "2": cls.PEFT_ADAPTER, "peft_adapter": cls.PEFT_ADAPTER, "lora": cls.PEFT_ADAPTER,
-            "peft": cls.PEFT_ADAPTER, "adapter": cls.PEFT_ADAPTER, "tuning_mode_peft_adapter": cls.PEFT_ADAPTER,
+            "1": cls.FULL,
+            "full": cls.FULL,
+            "tuning_mode_full": cls.FULL,
+            "2": cls.PEFT_ADAPTER,
+            "peft_adapter": cls.PEFT_ADAPTER,
+            "lora": cls.PEFT_ADAPTER,
+            "peft": cls.PEFT_ADAPTER,
+            "adapter": cls.PEFT_ADAPTER,
+            "tuning_mode_peft_adapter": cls.PEFT_ADAPTER,
         }
         found = aliases.get(str(value).strip().lower())
         if found is None:
@@ -114,7 +120,8 @@ class Catalog:
         self.models = {k: v.model_copy(update={"id": k}) for k, v in data.models.items()}
         self.aliases = {k: v.model_copy(update={"id": k}) for k, v in data.aliases.items()}
         self.operator_file = operator_file
-        for entry in [*self.models.values(), *self.aliases.values()]:
+        entries: list[ModelEntry | Alias] = [*self.models.values(), *self.aliases.values()]
+        for entry in entries:
             if entry.family not in self.families:
                 raise InvalidArgument(f"catalog: {entry.id} names unknown family {entry.family!r}")
 
@@ -138,8 +145,9 @@ class Catalog:
         """The catalog entry for an open model id (aliases resolve to their target)."""
         if model_id in self.models:
             return self.models[model_id]
-        if model_id in self.aliases and self.aliases[model_id].maps_to:
-            return self.entry(self.aliases[model_id].maps_to)
+        target = self.aliases[model_id].maps_to if model_id in self.aliases else None
+        if target:
+            return self.entry(target)
         raise self.unknown(model_id)
 
     def resolve(self, model_id: str, *, dev: bool | None = None, settings: Settings | None = None) -> ResolvedModel:
@@ -159,7 +167,7 @@ class Catalog:
                 f"{model_id} is a closed model id and cannot run self-hosted; map it to an open model in the "
                 f"catalog file ({self._config_hint()}):\n  aliases:\n    {model_id}:\n      maps_to: "
                 f"meta/llama3_1@llama-3.1-8b-instruct\nor run the server in dev mode (--dev / TUNEFORGE_DEV=1) "
-                f"to use the tiny {family.tiny} stand-in."
+                f"to use the {family.tiny} stand-in."
             )
         if model_id not in self.models:
             raise self.unknown(model_id)
@@ -172,11 +180,15 @@ class Catalog:
         raise WeightsNotConfigured(
             f"weights for {model_id} are not configured. Put the model in Hugging Face format in a local folder "
             f"or under a gs:// URI and name it in the catalog file ({self._config_hint()}):\n  models:\n"
-            f"    {model_id}:\n      weights: /path/to/weights-or-gs-uri\nor pass custom_base_model, or run in "
-            f"dev mode (--dev / TUNEFORGE_DEV=1) to use the tiny {family.tiny} stand-in."
+            f"    {model_id}:\n      weights: /path/to/weights-or-gs-uri\nor give a custom base model "
+            "(customBaseModel; --custom-base-model on the CLI), or run in dev mode (--dev / TUNEFORGE_DEV=1) to use "
+            f"the {family.tiny} stand-in."
         )
 
-    def _stand_in(self, model_id: str, family: Family, *, closed: bool, original: ModelEntry | None = None):
+    def _stand_in(
+        self, model_id: str, family: Family, *, closed: bool, original: ModelEntry | None = None
+    ) -> ResolvedModel:
+        assert family.tiny is not None
         tiny = self.models[family.tiny]
         # The stand-in keeps the requested model's modes and documented sequence limits, so validation and mode
         # rules behave as they will with real weights; learning rates are the tiny model's (a real model's rate
@@ -184,9 +196,13 @@ class Catalog:
         modes = tiny.modes
         if original is not None:
             fallback = next(iter(tiny.modes.values()))
-            modes = {m: s.model_copy(update={"learning_rate": tiny.modes.get(m, fallback).learning_rate})
-                     for m, s in original.modes.items()}
-        entry = tiny.model_copy(update={"modes": modes, "modalities": original.modalities if original else tiny.modalities})
+            modes = {
+                m: s.model_copy(update={"learning_rate": tiny.modes.get(m, fallback).learning_rate})
+                for m, s in original.modes.items()
+            }
+        entry = tiny.model_copy(
+            update={"modes": modes, "modalities": original.modalities if original else tiny.modalities}
+        )
         what = "closed model id" if closed else "model without configured weights"
         note = f"dev mode: {model_id} ({what}) runs on the tiny random-init stand-in {tiny.id}"
         return ResolvedModel(

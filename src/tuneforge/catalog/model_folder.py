@@ -91,7 +91,9 @@ def weights_at(uri: str, settings: Settings, what: str) -> tuple[Path, Path | No
         return folder, None
     base = adapter_base(folder, settings)
     if base is None:
-        raise FailedPrecondition(f"{what} is a LoRA adapter whose base model cannot be found (no "
-                                 f"{MANIFEST} and no local base_model_name_or_path); deploy the "
-                                 "merged model instead or put the base next to it")
+        raise FailedPrecondition(
+            f"{what} is a LoRA adapter whose base model cannot be found (no "
+            f"{MANIFEST} and no local base_model_name_or_path); deploy the "
+            "merged model instead or put the base next to it"
+        )
     return folder, base

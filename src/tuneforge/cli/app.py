@@ -6,8 +6,13 @@ import typer
 
 from tuneforge.cli import demo, local, remote, servers
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  help="Self-hosted, Vertex AI-compatible model tuning.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Self-hosted, Vertex AI-compatible model tuning.",
+)
 
 # Runs and data on this machine.
 app.command()(local.tune)

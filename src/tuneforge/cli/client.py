@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Callable
@@ -24,8 +25,14 @@ class ApiError(TuneforgeError):
 
 
 class Client:
-    def __init__(self, url: str, project: str = "tuneforge", location: str = "us-central1",
-                 api_key: str | None = None, timeout: float = 60):
+    def __init__(
+        self,
+        url: str,
+        project: str = "tuneforge",
+        location: str = "us-central1",
+        api_key: str | None = None,
+        timeout: float = 60,
+    ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url, self.project, self.location = url.rstrip("/"), project, location
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
@@ -49,7 +56,9 @@ class Client:
         return self._call("POST", f"{self.parent}/tuningJobs", content=json.dumps(body))
 
     def create_pipeline_job(self, body: dict, job_id: str) -> dict:
-        return self._call("POST", f"{self.parent}/pipelineJobs", params={"pipelineJobId": job_id}, content=json.dumps(body))
+        return self._call(
+            "POST", f"{self.parent}/pipelineJobs", params={"pipelineJobId": job_id}, content=json.dumps(body)
+        )
 
     def get(self, job: str, collection: str = "tuningJobs") -> dict:
         return self._call("GET", self._name(job, collection))
@@ -70,8 +79,13 @@ class Client:
     def metrics(self, job: str, since_step: int = 0) -> dict:
         return self._call("GET", self._name(job) + "/metrics", params={"sinceStep": since_step})
 
-    def follow(self, job: str, on_progress: Callable[[dict, dict], None] | None = None, poll: float = 0.5,
-               timeout: float | None = None) -> dict:
+    def follow(
+        self,
+        job: str,
+        on_progress: Callable[[dict, dict], None] | None = None,
+        poll: float = 0.5,
+        timeout: float | None = None,
+    ) -> dict:
         """Poll until the job ends; ``on_progress(job, metrics_page)`` after each poll. Returns the final job."""
         started, seen = time.monotonic(), 0
         while True:
@@ -87,7 +101,7 @@ class Client:
                 raise TimeoutError(f"{job} still {current['state']} after {timeout:.0f} s")
             time.sleep(poll)
 
-    def list_models(self) -> list[dict]:
+    def list_models(self) -> builtins.list[dict]:
         return self.list(collection="models")
 
     # -- deploying and serving ---------------------------------------------------------------------------------
@@ -115,18 +129,21 @@ class Client:
         model_name = self._name(model, "models")
         if endpoint is None:
             display = self._call("GET", model_name).get("displayName", "model")
-            op = self._call("POST", f"{self.parent}/endpoints", content=json.dumps({"displayName": f"{display}_endpoint"}))
+            op = self._call(
+                "POST", f"{self.parent}/endpoints", content=json.dumps({"displayName": f"{display}_endpoint"})
+            )
             endpoint = self.wait_operation(op)["name"]
         endpoint = self._name(endpoint, "endpoints")
         body = {"deployedModel": {"model": model_name, **resources}, "trafficSplit": {"0": 100}}
         self.wait_operation(self._call("POST", endpoint + ":deployModel", content=json.dumps(body)))
         return endpoint
 
-    def predict(self, endpoint: str, instances: list[dict]) -> dict:
-        return self._call("POST", self._name(endpoint, "endpoints") + ":predict",
-                          content=json.dumps({"instances": instances}))
+    def predict(self, endpoint: str, instances: builtins.list[dict]) -> dict:
+        return self._call(
+            "POST", self._name(endpoint, "endpoints") + ":predict", content=json.dumps({"instances": instances})
+        )
 
-    def chat_stream(self, endpoint: str, messages: list[dict], **params):
+    def chat_stream(self, endpoint: str, messages: builtins.list[dict], **params):
         """OpenAI-style chat over SSE; yields the answer's text as it is generated."""
         url = "/v1/" + self._name(endpoint, "endpoints") + "/chat/completions"
         body = {"messages": messages, "stream": True, **{k: v for k, v in params.items() if v is not None}}

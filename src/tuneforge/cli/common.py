@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli.client import ApiError, Client
+from tuneforge.cli.config_options import extend, option
 from tuneforge.errors import TuneforgeError
 from tuneforge.settings import Settings
 
@@ -51,28 +52,49 @@ def settings(**overrides: Any) -> Settings:
 
 # -- the server a remote command talks to ------------------------------------------------------------------------
 
-SERVER = typer.Option(None, "--server", help="tuneforge server URL [default: $TUNEFORGE_SERVER or "
-                      "http://127.0.0.1:8080]", show_default=False)
-PROJECT = typer.Option(None, "--project", help="Project [default: $TUNEFORGE_PROJECT or tuneforge]",
-                       show_default=False)
-LOCATION = typer.Option(None, "--location", help="Region [default: $TUNEFORGE_LOCATION or us-central1]",
-                        show_default=False)
-API_KEY = typer.Option(None, "--api-key", envvar="TUNEFORGE_API_KEY", help="API key [default: $TUNEFORGE_API_KEY]",
-                       show_default=False)
+SERVER = typer.Option(
+    None,
+    "--server",
+    help="tuneforge server URL [default: $TUNEFORGE_SERVER or http://127.0.0.1:8080]",
+    show_default=False,
+)
+PROJECT = typer.Option(None, "--project", help="Project [default: $TUNEFORGE_PROJECT or tuneforge]", show_default=False)
+LOCATION = typer.Option(
+    None, "--location", help="Region [default: $TUNEFORGE_LOCATION or us-central1]", show_default=False
+)
+API_KEY = typer.Option(
+    None, "--api-key", envvar="TUNEFORGE_API_KEY", help="API key [default: $TUNEFORGE_API_KEY]", show_default=False
+)
 OUTPUT = typer.Option("table", "--output", "-o", help="table, wide (every column) or json.")
 JSON = typer.Option(False, "--json", help="Print JSON (the same as -o json).")
 
 
-def client(server: str | None, project: str | None, location: str | None, api_key: str | None) -> Client:
+def client(
+    server: str | None = None, project: str | None = None, location: str | None = None, api_key: str | None = None
+) -> Client:
     s = settings()
     url = server or os.environ.get("TUNEFORGE_SERVER") or f"http://{s.host}:{s.port}"
     return Client(url, project=project or s.project, location=location or s.location, api_key=api_key)
 
 
+def remote(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command on a server: it gets --server, --project, --location and --api-key, and receives the client as
+    ``c``."""
+    params = [
+        option("server", Optional[str], SERVER),
+        option("project", Optional[str], PROJECT),
+        option("location", Optional[str], LOCATION),
+        option("api_key", Optional[str], API_KEY),
+    ]
+    return extend(command, "c", params, lambda values: client(**values))
+
+
 def where(c: Client) -> str:
     """How to look elsewhere, for empty lists and 404s."""
-    return (f"project {c.project}, location {c.location} on {c.url}; pass --project/--location (or set "
-            "TUNEFORGE_PROJECT/TUNEFORGE_LOCATION) to look elsewhere")
+    return (
+        f"project {c.project}, location {c.location} on {c.url}; pass --project/--location (or set "
+        "TUNEFORGE_PROJECT/TUNEFORGE_LOCATION) to look elsewhere"
+    )
 
 
 @contextmanager
@@ -91,6 +113,7 @@ def api_errors(c: Client | None = None) -> Iterator[None]:
 
 
 # -- tables and JSON -----------------------------------------------------------------------------------------------
+
 
 def output_mode(output: str, as_json: bool) -> str:
     mode = "json" if as_json else output
@@ -118,8 +141,15 @@ def table(columns: list[str], rows: list[list[str]], *, keys: tuple[int, ...] = 
     return t
 
 
-def show_list(kind: str, rows: list[list[str]], columns: list[str], c: Client, mode: str, items: list[dict],
-              wide: tuple[int, ...] = ()) -> None:
+def show_list(
+    kind: str,
+    rows: list[list[str]],
+    columns: list[str],
+    c: Client,
+    mode: str,
+    items: list[dict],
+    wide: tuple[int, ...] = (),
+) -> None:
     """A list command's output: JSON, or a table (``wide`` columns only with -o wide); an empty list says where it
     looked."""
     if mode == "json":

@@ -57,40 +57,60 @@ def _option(name: str, field: FieldInfo, decls: tuple[str, ...]) -> tuple[Any, A
     choices = _choices(annotation)
     if choices is not None:
         literal = Literal[tuple(choices)]  # type: ignore[valid-type]
-        return (literal | None if optional else literal), typer.Option(default, *decls, help=help_text,
-                                                                       show_default=True, case_sensitive=False)
+        return (literal | None if optional else literal), typer.Option(
+            default, *decls, help=help_text, show_default=True, case_sensitive=False
+        )
     if annotation not in (int, float, str):
         annotation = str
-    return (annotation | None if optional else annotation), typer.Option(default, *decls, help=help_text,
-                                                                         show_default=default is not None)
+    return (annotation | None if optional else annotation), typer.Option(
+        default, *decls, help=help_text, show_default=default is not None
+    )
 
 
-def config_options(model: type[BaseModel], names: dict[str, tuple[str, ...]], skip: set[str] = frozenset(),
-                   **replace: tuple[Any, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def extend(
+    command: Callable[..., Any], target: str, params: list[inspect.Parameter], make: Callable[[dict[str, Any]], Any]
+) -> Callable[..., Any]:
+    """``command`` with its parameter ``target`` replaced by the options ``params``: typer sees the options, and the
+    command receives ``target=make({option: value})``."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != target]
+    hints = typing.get_type_hints(command)
+    names = {p.name for p in params}
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        return command(**{target: make(values)}, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + params
+    )
+    wrapper.__annotations__ = {
+        **{p.name: hints.get(p.name, p.annotation) for p in own},
+        **{p.name: p.annotation for p in params},
+    }
+    return wrapper
+
+
+def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def config_options(
+    model: type[BaseModel],
+    names: dict[str, tuple[str, ...]],
+    skip: frozenset[str] | set[str] = frozenset(),
+    **replace: tuple[Any, Any],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add one option per field of ``model`` (``names``: option names other than --field-name; ``replace``: a field's
-    (annotation, typer.Option) when it needs a different face, e.g. a shorthand)."""
+    (annotation, typer.Option) when it needs a different face, e.g. a shorthand). The command's ``config`` parameter
+    receives the values given, by field name."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        own = [p for p in inspect.signature(command).parameters.values() if p.name != "config"]
-        hints = typing.get_type_hints(command)
         generated = []
         for name, field in model.model_fields.items():
-            if name in skip:
-                continue
-            annotation, option = replace.get(name) or _option(name, field, names.get(name, ()))
-            generated.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                               annotation=annotation))
-        fields = {p.name for p in generated}
-
-        @functools.wraps(command)
-        def wrapper(**kwargs: Any) -> Any:
-            config = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-            return command(config=config, **kwargs)
-
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + generated
-        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {**{p.name: hints.get(p.name, p.annotation) for p in own},
-                                   **{p.name: p.annotation for p in generated}}
-        return wrapper
+            if name not in skip:
+                annotation, default = replace.get(name) or _option(name, field, names.get(name, ()))
+                generated.append(option(name, annotation, default))
+        return extend(command, "config", generated, lambda values: values)
 
     return decorate

@@ -27,15 +27,22 @@ from tuneforge.settings import Settings
 
 
 def demo(
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps [default: 4 epochs].",
-                                        show_default=False),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Optimizer steps [default: 4 epochs].", show_default=False
+    ),
     local: bool = typer.Option(False, "--local", help="Train in this process instead of through the API server."),
 ) -> None:
     """Tune a tiny model to reverse strings through the REST API, and show held-out answers before and after."""
     quiet_libraries()
     import torch  # lazy: the demo trains; other commands start without torch
 
-    from tuneforge.train.demo_task import ReversalTask, exact_match, greedy_answers, make_task, write_jsonl  # lazy: torch
+    from tuneforge.train.demo_task import (  # lazy: torch
+        ReversalTask,
+        exact_match,
+        greedy_answers,
+        make_task,
+        write_jsonl,
+    )
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     s = settings()
@@ -45,9 +52,11 @@ def demo(
     train_file = write_jsonl(storage.local_path(f"{data_uri}/train.jsonl", s), task.train)
     write_jsonl(storage.local_path(f"{data_uri}/validation.jsonl", s), task.validation)
     layers = TINY_SPECS["tiny-llama"].config
-    console.print(f"[bold]tuneforge demo[/bold]: teach tiny-llama (random init, {layers['num_hidden_layers']} layers, "
-                  f"hidden {layers['hidden_size']}) to reverse strings. {len(task.train)} training examples, "
-                  f"{len(task.held_out)} held-out strings it never sees.")
+    console.print(
+        f"[bold]tuneforge demo[/bold]: teach tiny-llama (random init, {layers['num_hidden_layers']} layers, "
+        f"hidden {layers['hidden_size']}) to reverse strings. {len(task.train)} training examples, "
+        f"{len(task.held_out)} held-out strings it never sees."
+    )
     base_dir = materialize(load_catalog(s).resolve("tiny-llama").weights, s)
     prompts = [ReversalTask.prompt(x) for x in task.held_out]
     expected = [ReversalTask.answer(x) for x in task.held_out]
@@ -57,19 +66,30 @@ def demo(
         _train_here(s, str(train_file), f"{data_uri}/validation.jsonl", output_uri, steps)
     else:
         hyper = {"epochCount": "4", "batchSize": "32"}
-        body = {"baseModel": "tiny-llama", "tunedModelDisplayName": "demo-reverse", "outputUri": output_uri,
-                "supervisedTuningSpec": {"trainingDatasetUri": f"{data_uri}/train.jsonl",
-                                         "validationDatasetUri": f"{data_uri}/validation.jsonl",
-                                         "tuningMode": "TUNING_MODE_FULL", "hyperParameters": hyper}}
+        body = {
+            "baseModel": "tiny-llama",
+            "tunedModelDisplayName": "demo-reverse",
+            "outputUri": output_uri,
+            "supervisedTuningSpec": {
+                "trainingDatasetUri": f"{data_uri}/train.jsonl",
+                "validationDatasetUri": f"{data_uri}/validation.jsonl",
+                "tuningMode": "TUNING_MODE_FULL",
+                "hyperParameters": hyper,
+            },
+        }
         _through_server(s, body)
     out = storage.local_path(output_uri, s)
     after = greedy_answers(final_dir(out), prompts)
-    rows = [[p, e, repr(b)[:20], a + ("" if a == e else "  ✗")] for p, e, b, a in list(zip(prompts, expected, before,
-                                                                                        after))[:10]]
+    rows = [
+        [p, e, repr(b)[:20], a + ("" if a == e else "  ✗")]
+        for p, e, b, a in list(zip(prompts, expected, before, after))[:10]
+    ]
     console.print(table(["held-out string", "expected", "before tuning", "after tuning"], rows, keys=(0, 1)))
     acc_before, acc_after = exact_match(before, expected), exact_match(after, expected)
-    console.print(f"held-out exact match: before [bold]{acc_before:.0%}[/bold], after [bold]{acc_after:.0%}[/bold] "
-                  f"({len(expected)} strings never seen in training)")
+    console.print(
+        f"held-out exact match: before [bold]{acc_before:.0%}[/bold], after [bold]{acc_after:.0%}[/bold] "
+        f"({len(expected)} strings never seen in training)"
+    )
     console.print(f"artifacts: {final_dir(out)}")
     console.print(f"metrics:   {out / 'metrics.jsonl'}")
     console.print(f"TensorBoard logs: {out / 'tensorboard'}  (tensorboard --logdir {out / 'tensorboard'})")
@@ -81,9 +101,17 @@ def demo(
 def _train_here(s: Settings, train: str, validation: str, output_uri: str, steps: int | None) -> None:
     from tuneforge.train import TuningConfig, run_sft  # lazy: torch
 
-    config = TuningConfig(base_model="tiny-llama", tuning_mode="FULL", train_dataset=train,
-                          validation_dataset=validation, output_uri=output_uri, epochs=4, batch_size=32,
-                          max_steps=steps, eval_steps=100)
+    config = TuningConfig(
+        base_model="tiny-llama",
+        tuning_mode="FULL",
+        train_dataset=train,
+        validation_dataset=validation,
+        output_uri=output_uri,
+        epochs=4,
+        batch_size=32,
+        max_steps=steps,
+        eval_steps=100,
+    )
     with RunView() as view:
         run_sft(config, settings=s, callbacks=ViewCallbacks(view))
 
@@ -100,8 +128,9 @@ def _through_server(s: Settings, body: dict) -> None:
     env = {**os.environ, "TUNEFORGE_HOME": str(s.home), "TUNEFORGE_PORT": str(port)}
     log_path = s.home / "demo" / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen([sys.executable, "-m", "tuneforge", "serve"], env=env, stdout=log_path.open("w"),
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tuneforge", "serve"], env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
+    )
     c = Client(f"http://127.0.0.1:{port}", project="tuneforge-demo")
     job = None
     try:

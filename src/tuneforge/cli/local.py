@@ -57,23 +57,32 @@ def quiet_libraries() -> None:
 
 
 def _mode_option(help_text: str) -> tuple[Any, Any]:
-    return Literal["lora", "full", "peft_adapter"], typer.Option("lora", "--mode", help=help_text,
-                                                                         show_default=True, case_sensitive=False)
+    return Literal["lora", "full", "peft_adapter"], typer.Option(
+        "lora", "--mode", help=help_text, show_default=True, case_sensitive=False
+    )
 
 
 TUNE_NAMES = {
-    "base_model": ("--model", "-m"), "train_dataset": ("--train",), "validation_dataset": ("--validation",),
-    "output_uri": ("--output-uri", "-o"), "learning_rate": ("--learning-rate", "--lr"),
-    "fast_path": ("--fast-path/--reference-step",), "compile": ("--compile/--no-compile",),
+    "base_model": ("--model", "-m"),
+    "train_dataset": ("--train",),
+    "validation_dataset": ("--validation",),
+    "output_uri": ("--output-uri", "-o"),
+    "learning_rate": ("--learning-rate", "--lr"),
+    "fast_path": ("--fast-path/--reference-step",),
+    "compile": ("--compile/--no-compile",),
     "dev": ("--dev/--no-dev",),
 }
 
 
 def tune(
-    server: Optional[str] = typer.Option(None, "--server", help="Submit to this tuneforge server (URL) instead of "
-                                         "running here.", show_default=False),
-    project: Optional[str] = PROJECT, location: Optional[str] = LOCATION, api_key: Optional[str] = API_KEY,
-    *, config: dict[str, Any],
+    server: Optional[str] = typer.Option(
+        None, "--server", help="Submit to this tuneforge server (URL) instead of running here.", show_default=False
+    ),
+    project: Optional[str] = PROJECT,
+    location: Optional[str] = LOCATION,
+    api_key: Optional[str] = API_KEY,
+    *,
+    config: dict[str, Any],
 ) -> None:
     """Run a tuning run here (or on a server with --server), with a progress bar."""
     config = {k: v for k, v in config.items() if v is not None}
@@ -88,8 +97,9 @@ def tune(
     _tune_here(run_config)
 
 
-tune = config_options(TuningConfig, TUNE_NAMES, skip={"rationale_weight"},
-                      tuning_mode=_mode_option("lora (PEFT_ADAPTER) or full (FULL)."))(tune)
+tune = config_options(
+    TuningConfig, TUNE_NAMES, skip={"rationale_weight"}, tuning_mode=_mode_option("lora (PEFT_ADAPTER) or full (FULL).")
+)(tune)
 
 
 def _resume_command() -> str:
@@ -118,21 +128,28 @@ def _tune_here(config: TuningConfig) -> None:
         raise typer.Exit(1)
     verb = "reused" if result.reused else "done"
     console.print(f"[green]{verb}[/green]: {result.steps} steps; final model in {escape(str(result.final_dir))}")
-    console.print(f"metrics: {result.output_dir / 'metrics.jsonl'}; TensorBoard: tensorboard --logdir "
-                  f"{result.output_dir / 'tensorboard'}")
+    console.print(
+        f"metrics: {result.output_dir / 'metrics.jsonl'}; TensorBoard: tensorboard --logdir "
+        f"{result.output_dir / 'tensorboard'}"
+    )
 
 
 def _tuning_job_body(config: dict[str, Any]) -> dict[str, Any]:
     """The TuningJob a `tune --server` submits (the fields the API takes; the rest are a local run's)."""
     adapter = config.get("adapter_size")
-    hyper = {"epochCount": str(int(config["epochs"])) if config.get("epochs") else None,
-             "learningRate": config.get("learning_rate"),
-             "learningRateMultiplier": config.get("learning_rate_multiplier"),
-             "adapterSize": f"ADAPTER_SIZE_{ADAPTER_WORDS[adapter]}" if adapter in ADAPTER_WORDS else adapter,
-             "batchSize": str(config["batch_size"]) if config.get("batch_size") else None}
+    hyper = {
+        "epochCount": str(int(config["epochs"])) if config.get("epochs") else None,
+        "learningRate": config.get("learning_rate"),
+        "learningRateMultiplier": config.get("learning_rate_multiplier"),
+        "adapterSize": f"ADAPTER_SIZE_{ADAPTER_WORDS[adapter]}" if adapter in ADAPTER_WORDS else adapter,
+        "batchSize": str(config["batch_size"]) if config.get("batch_size") else None,
+    }
     mode = TuningMode.parse(config.get("tuning_mode", "lora"))
-    spec = {"trainingDatasetUri": config["train_dataset"], "tuningMode": f"TUNING_MODE_{mode.value}",
-            "hyperParameters": {k: v for k, v in hyper.items() if v is not None}}
+    spec = {
+        "trainingDatasetUri": config["train_dataset"],
+        "tuningMode": f"TUNING_MODE_{mode.value}",
+        "hyperParameters": {k: v for k, v in hyper.items() if v is not None},
+    }
     if config.get("validation_dataset"):
         spec["validationDatasetUri"] = config["validation_dataset"]
     body = {"baseModel": config["base_model"], "outputUri": config["output_uri"], "supervisedTuningSpec": spec}
@@ -150,54 +167,90 @@ def _tune_on_server(c: Client, config: dict[str, Any]) -> None:
         except KeyboardInterrupt:
             job_id = job["name"].rsplit("/", 1)[-1]
             flags = f"--server {c.url} --project {c.project} --location {c.location}"
-            fail(f"interrupted; the job keeps running on the server. Follow it with `tuneforge jobs follow {job_id} "
-                 f"{flags}`, cancel it with `tuneforge jobs cancel {job_id} {flags}`", code=130)
+            fail(
+                f"interrupted; the job keeps running on the server. Follow it with `tuneforge jobs follow {job_id} "
+                f"{flags}`, cancel it with `tuneforge jobs cancel {job_id} {flags}`",
+                code=130,
+            )
     error = final.get("error", {}).get("message")
-    console.print(final["state"] + (f": {error}" if error else f"; model {final.get('tunedModel', {}).get('model', '')}"))
+    console.print(
+        final["state"] + (f": {error}" if error else f"; model {final.get('tunedModel', {}).get('model', '')}")
+    )
     raise typer.Exit(0 if final["state"] == "JOB_STATE_SUCCEEDED" else 1)
 
 
 # -- distill --------------------------------------------------------------------------------------------------------
 
+
 def distill(
-    teacher: str = typer.Option(..., "--teacher", help="Catalog id, model folder or gs:// URI, an OpenAI-compatible "
-                                "URL (e.g. a tuneforge endpoint's …/endpoints/ID), or with --server a model or "
-                                "endpoint name."),
+    teacher: str = typer.Option(
+        ...,
+        "--teacher",
+        help="Catalog id, model folder or gs:// URI, an OpenAI-compatible "
+        "URL (e.g. a tuneforge endpoint's …/endpoints/ID), or with --server a model or "
+        "endpoint name.",
+    ),
     student: str = typer.Option(..., "--student", help="Catalog id of the student model."),
-    train: str = typer.Option(..., "--train", help="JSONL of input_text with optional output_text (unlabelled "
-                              "lines are labelled by the teacher)."),
+    train: str = typer.Option(
+        ...,
+        "--train",
+        help="JSONL of input_text with optional output_text (unlabelled lines are labelled by the teacher).",
+    ),
     evaluation: Optional[str] = typer.Option(None, "--eval", help="Labelled evaluation JSONL (10-250 lines)."),
-    output_uri: Optional[str] = typer.Option(None, "--output-uri", "-o", help="Output folder or gs:// URI (local "
-                                             "runs)."),
+    output_uri: Optional[str] = typer.Option(
+        None, "--output-uri", "-o", help="Output folder or gs:// URI (local runs)."
+    ),
     steps: int = typer.Option(300, "--steps", help="Optimizer steps (train_steps)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Examples per step (the pipeline's documented 8)."),
-    learning_rate_multiplier: float = typer.Option(1.0, "--learning-rate-multiplier", help="Multiplies the "
-                                                   "catalog's recommended learning rate."),
-    rationale_weight: float = typer.Option(1.0, "--rationale-weight", help="lambda in loss = label loss + lambda x "
-                                           "rationale loss."),
+    learning_rate_multiplier: float = typer.Option(
+        1.0, "--learning-rate-multiplier", help="Multiplies the catalog's recommended learning rate."
+    ),
+    rationale_weight: float = typer.Option(
+        1.0, "--rationale-weight", help="lambda in loss = label loss + lambda x rationale loss."
+    ),
     mode: str = typer.Option("lora", "--mode", help="lora (PEFT_ADAPTER) or full (FULL), local runs."),
-    fewshot: Optional[Path] = typer.Option(None, "--fewshot", help="JSONL of input_text, rationale, output_text "
-                                           "demonstrations for the teacher prompt."),
+    fewshot: Optional[Path] = typer.Option(
+        None, "--fewshot", help="JSONL of input_text, rationale, output_text demonstrations for the teacher prompt."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (local runs)."),
     dev: bool = typer.Option(False, "--dev", help="Run models without weights on their tiny stand-in."),
-    server: Optional[str] = typer.Option(None, "--server", help="Submit a distillation pipeline job to this server "
-                                         "instead.", show_default=False),
-    project: Optional[str] = PROJECT, location: Optional[str] = LOCATION, api_key: Optional[str] = API_KEY,
+    server: Optional[str] = typer.Option(
+        None, "--server", help="Submit a distillation pipeline job to this server instead.", show_default=False
+    ),
+    project: Optional[str] = PROJECT,
+    location: Optional[str] = LOCATION,
+    api_key: Optional[str] = API_KEY,
 ) -> None:
     """Distillation step by step: the teacher explains (and labels) the data, the student learns answers and
     rationales."""
     if server:
-        _distill_on_server(client(server, project, location, api_key), teacher, student, train, evaluation, steps,
-                           learning_rate_multiplier)
+        _distill_on_server(
+            client(server, project, location, api_key),
+            teacher,
+            student,
+            train,
+            evaluation,
+            steps,
+            learning_rate_multiplier,
+        )
         return
     if output_uri is None:
         fail("--output-uri is required for a local run")
     quiet_libraries()
     demonstrations = _fewshot(fewshot)
     try:
-        config = TuningConfig(base_model=student, train_dataset=train, validation_dataset=evaluation, tuning_mode=mode,
-                              output_uri=output_uri, max_steps=steps, batch_size=batch_size,
-                              learning_rate_multiplier=learning_rate_multiplier, device=device, dev=dev or None)
+        config = TuningConfig(
+            base_model=student,
+            train_dataset=train,
+            validation_dataset=evaluation,
+            tuning_mode=mode,
+            output_uri=output_uri,
+            max_steps=steps,
+            batch_size=batch_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            device=device,
+            dev=dev or None,
+        )
     except ValueError as exc:
         fail(str(exc))
     _distill_here(config, teacher, api_key, demonstrations, rationale_weight)
@@ -213,11 +266,24 @@ def _fewshot(path: Path | None) -> tuple[dict[str, str], ...] | None:
     return demonstrations
 
 
-def _distill_on_server(c: Client, teacher: str, student: str, train: str, evaluation: str | None, steps: int,
-                       learning_rate_multiplier: float) -> None:
-    params = {"project": c.project, "location": c.location, "teacher_model_reference": teacher,
-              "student_model_reference": student, "dataset_uri": train, "train_steps": steps,
-              "learning_rate_multiplier": learning_rate_multiplier}
+def _distill_on_server(
+    c: Client,
+    teacher: str,
+    student: str,
+    train: str,
+    evaluation: str | None,
+    steps: int,
+    learning_rate_multiplier: float,
+) -> None:
+    params = {
+        "project": c.project,
+        "location": c.location,
+        "teacher_model_reference": teacher,
+        "student_model_reference": student,
+        "dataset_uri": train,
+        "train_steps": steps,
+        "learning_rate_multiplier": learning_rate_multiplier,
+    }
     if evaluation:
         params["evaluation_data_uri"] = evaluation
     body = {"templateUri": DISTILLATION_TEMPLATE, "runtimeConfig": {"parameterValues": params}}
@@ -240,39 +306,62 @@ def _distill_here(config: TuningConfig, teacher: str, api_key: str | None, fewsh
         teacher_model = recipe.teacher_from_reference(teacher, run_settings, api_key=api_key)
         console.print(f"teacher {teacher_model.name}: explaining the training data …")
         with RunView(enabled=rank0()) as view:
-            prepared, result = recipe.run_distill(config, teacher_model, settings=run_settings,
-                                                  fewshot=fewshot or recipe.FEWSHOT, rationale_weight=rationale_weight,
-                                                  callbacks=ViewCallbacks(view))
+            prepared, result = recipe.run_distill(
+                config,
+                teacher_model,
+                settings=run_settings,
+                fewshot=fewshot or recipe.FEWSHOT,
+                rationale_weight=rationale_weight,
+                callbacks=ViewCallbacks(view),
+            )
     except TuneforgeError as exc:
         fail(str(exc))
     summary = prepared.summary
-    console.print(f"teacher outputs: {summary['teacher_outputs_uri']} ({'reused' if summary['teacher_reused'] else 'new'}"
-                  f"; {summary['teacher_labelled']} labelled by the teacher, {summary['teacher_unusable']} unusable); "
-                  f"truncated inputs {summary['truncated_inputs']}, outputs {summary['truncated_outputs']}")
+    console.print(
+        f"teacher outputs: {summary['teacher_outputs_uri']} ({'reused' if summary['teacher_reused'] else 'new'}"
+        f"; {summary['teacher_labelled']} labelled by the teacher, {summary['teacher_unusable']} unusable); "
+        f"truncated inputs {summary['truncated_inputs']}, outputs {summary['truncated_outputs']}"
+    )
     if not rank0():
         return
     if result.cancelled:
         console.print(f"stopped at step {result.steps}; run the same command again to resume")
         raise typer.Exit(1)
-    console.print(f"[green]done[/green]: {result.steps} steps on {summary['multitask_examples']} predict/explain "
-                  f"examples; the student (answers label-only) is in {result.final_dir}")
+    console.print(
+        f"[green]done[/green]: {result.steps} steps on {summary['multitask_examples']} predict/explain "
+        f"examples; the student (answers label-only) is in {result.final_dir}"
+    )
 
 
 # -- validate, models -------------------------------------------------------------------------------------------------
 
-FLOWS = {"sft": None, "code-generation": "tune-large-model", "code-chat": "tune-large-chat-model",
-         "distillation": "distillation"}
+FLOWS = {
+    "sft": None,
+    "code-generation": "tune-large-model",
+    "code-chat": "tune-large-chat-model",
+    "distillation": "distillation",
+}
 
 
 def validate(
     file: str = typer.Argument(..., help="JSONL dataset (path or gs:// URI)."),
-    flow: str = typer.Option("sft", "--for", help="What the data is for: sft (tuningJobs and `tune`), "
-                             "code-generation, code-chat or distillation (the pipelines)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog model id the data is for (sft: needed "
-                                        "for token limits).", show_default=False),
+    flow: str = typer.Option(
+        "sft",
+        "--for",
+        help="What the data is for: sft (tuningJobs and `tune`), "
+        "code-generation, code-chat or distillation (the pipelines).",
+    ),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Catalog model id the data is for (sft: needed for token limits).",
+        show_default=False,
+    ),
     mode: str = typer.Option("lora", "--mode", help="lora (PEFT_ADAPTER) or full (FULL)."),
-    evaluation: Optional[str] = typer.Option(None, "--eval", help="The pipelines' evaluation JSONL, checked too.",
-                                             show_default=False),
+    evaluation: Optional[str] = typer.Option(
+        None, "--eval", help="The pipelines' evaluation JSONL, checked too.", show_default=False
+    ),
     strict_length: bool = typer.Option(False, "--strict-length", help="Over-long examples are errors."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     dev: bool = typer.Option(False, "--dev", help="Use the tiny stand-in's tokenizer when weights are not configured."),
@@ -284,8 +373,9 @@ def validate(
         fail("--model is required with --for sft: the token limits are the model's (see `tuneforge models`)")
     quiet_libraries()
     with api_errors():
-        report, limits_line = report_for(file, FLOWS[flow], model, mode, evaluation, strict_length,
-                                         settings(dev=dev or None))
+        report, limits_line = report_for(
+            file, FLOWS[flow], model, mode, evaluation, strict_length, settings(dev=dev or None)
+        )
     if as_json:
         print_json(report.to_json())
     else:
@@ -301,8 +391,14 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print the catalog
         modes = ", ".join(f"{m.value} ({s.max_seq_len})" for m, s in entry.modes.items())
         rows.append([entry.id, entry.family, modes, entry.weights or "not configured"])
     for alias in catalog.aliases.values():
-        rows.append([alias.id, f"closed -> {alias.family}", ", ".join(m.value for m in alias.modes),
-                     f"maps to {alias.maps_to}" if alias.maps_to else "not mapped"])
+        rows.append(
+            [
+                alias.id,
+                f"closed -> {alias.family}",
+                ", ".join(m.value for m in alias.modes),
+                f"maps to {alias.maps_to}" if alias.maps_to else "not mapped",
+            ]
+        )
     if as_json:
         print_json([dict(zip(("id", "family", "modes", "weights"), r)) for r in rows])
         return

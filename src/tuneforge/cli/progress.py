@@ -18,6 +18,7 @@ from rich.progress import (
 
 from tuneforge.cli.client import Client
 from tuneforge.cli.common import console, is_terminal
+from tuneforge.train.callbacks import Callbacks
 
 PLAIN_EVERY_SECONDS = 10.0
 
@@ -44,9 +45,15 @@ class RunView:
     def __enter__(self) -> RunView:
         if self.live:
             self.bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[tps]} tok/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
             )
             self.bar.__enter__()
             self.task = self.bar.add_task(self.label, total=None, loss="-", tps="-")
@@ -84,8 +91,9 @@ class RunView:
         self.last_line = now
         elapsed = now - self.started
         eta = f", ETA {_clock(elapsed / step * (self.total - step))}" if self.total and step else ""
-        console.print(f"step {step}/{self.total or '?'}  loss {loss_text}  {tps_text} tok/s  "
-                      f"{_clock(elapsed)} elapsed{eta}")
+        console.print(
+            f"step {step}/{self.total or '?'}  loss {loss_text}  {tps_text} tok/s  {_clock(elapsed)} elapsed{eta}"
+        )
 
     def evaluation(self, step: int, loss: float, accuracy: float | None) -> None:
         accuracy_text = f", eval token accuracy {accuracy:.3f}" if accuracy is not None else ""
@@ -96,8 +104,8 @@ class RunView:
             (self.bar.console if self.bar is not None else console).print(f"  {escape(text)}")
 
 
-class ViewCallbacks:
-    """A local run's callbacks (train.Callbacks) feeding a RunView."""
+class ViewCallbacks(Callbacks):
+    """A local run's callbacks feeding a RunView."""
 
     def __init__(self, view: RunView):
         self.view = view
@@ -139,7 +147,8 @@ def follow(c: Client, name: str, label: str = "training") -> dict:
                     view.step(step, values["train_total_loss"], progress.get("tokensPerSecond") if last else None)
                 if "eval_total_loss" in values and step not in evals:
                     evals[step] = values
-                    view.evaluation(step, values["eval_total_loss"],
-                                    values.get("eval_fraction_of_correct_next_step_preds"))
+                    view.evaluation(
+                        step, values["eval_total_loss"], values.get("eval_fraction_of_correct_next_step_preds")
+                    )
 
         return c.follow(name, on_progress=update)

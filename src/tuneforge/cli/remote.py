@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tuneforge.cli.client import Client
 from tuneforge.cli.common import (
-    API_KEY,
     JSON,
-    LOCATION,
     OUTPUT,
-    PROJECT,
-    SERVER,
     api_errors,
-    client,
     console,
     err,
     output_mode,
     print_json,
+    remote,
     show_list,
     table,
 )
 from tuneforge.cli.progress import follow
 
 jobs_app = typer.Typer(help="Tuning jobs on a tuneforge server.", no_args_is_help=True, rich_markup_mode=None)
-pipelines_app = typer.Typer(help="Pipeline jobs (code-model tuning, distillation) on a tuneforge server.",
-                            no_args_is_help=True, rich_markup_mode=None)
+pipelines_app = typer.Typer(
+    help="Pipeline jobs (code-model tuning, distillation) on a tuneforge server.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 EMPTY_ANSWER = "(empty answer: the model ended its turn at once)"
 
 
@@ -38,38 +38,62 @@ def _id(name: str) -> str:
 
 
 @jobs_app.command("list")
-def jobs_list(server: Optional[str] = SERVER, project: Optional[str] = PROJECT, location: Optional[str] = LOCATION,
-              api_key: Optional[str] = API_KEY, output: str = OUTPUT, as_json: bool = JSON,
-              filter: Optional[str] = typer.Option(None, "--filter", help='e.g. state="JOB_STATE_RUNNING" or '
-                                                   'labels.team="a"', show_default=False)) -> None:
+@remote
+def jobs_list(
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    filter: Optional[str] = typer.Option(
+        None, "--filter", help='e.g. state="JOB_STATE_RUNNING" or labels.team="a"', show_default=False
+    ),
+    *,
+    c: Client,
+) -> None:
     """List tuning jobs, newest first."""
     mode = output_mode(output, as_json)
-    c = client(server, project, location, api_key)
     with api_errors(c):
         jobs = c.list(filter)
-    rows = [[_id(j["name"]), j["state"].removeprefix("JOB_STATE_"), j.get("baseModel", ""),
-             j.get("tunedModelDisplayName", ""), j.get("createTime", ""), j.get("tunedModel", {}).get("model", "")]
-            for j in jobs]
-    show_list("tuning jobs", rows, ["job", "state", "base model", "display name", "created", "tuned model"], c, mode,
-              jobs, wide=(4, 5))
+    rows = [
+        [
+            _id(j["name"]),
+            j["state"].removeprefix("JOB_STATE_"),
+            j.get("baseModel", ""),
+            j.get("tunedModelDisplayName", ""),
+            j.get("createTime", ""),
+            j.get("tunedModel", {}).get("model", ""),
+        ]
+        for j in jobs
+    ]
+    show_list(
+        "tuning jobs",
+        rows,
+        ["job", "state", "base model", "display name", "created", "tuned model"],
+        c,
+        mode,
+        jobs,
+        wide=(4, 5),
+    )
 
 
 @jobs_app.command("get")
-def jobs_get(job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
-             server: Optional[str] = SERVER, project: Optional[str] = PROJECT, location: Optional[str] = LOCATION,
-             api_key: Optional[str] = API_KEY) -> None:
+@remote
+def jobs_get(
+    job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
+    *,
+    c: Client,
+) -> None:
     """Print a tuning job as JSON."""
-    c = client(server, project, location, api_key)
     with api_errors(c):
         print_json(c.get(job))
 
 
 @jobs_app.command("follow")
-def jobs_follow(job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
-                server: Optional[str] = SERVER, project: Optional[str] = PROJECT, location: Optional[str] = LOCATION,
-                api_key: Optional[str] = API_KEY) -> None:
+@remote
+def jobs_follow(
+    job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
+    *,
+    c: Client,
+) -> None:
     """Follow a tuning job's progress until it ends."""
-    c = client(server, project, location, api_key)
     with api_errors(c):
         final = follow(c, job)
     console.print(final["state"] + (f": {final['error']['message']}" if final.get("error") else ""))
@@ -77,31 +101,43 @@ def jobs_follow(job: str = typer.Argument(..., help="Job id or projects/…/tuni
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
-                server: Optional[str] = SERVER, project: Optional[str] = PROJECT, location: Optional[str] = LOCATION,
-                api_key: Optional[str] = API_KEY) -> None:
+@remote
+def jobs_cancel(
+    job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
+    *,
+    c: Client,
+) -> None:
     """Cancel a tuning job."""
-    c = client(server, project, location, api_key)
     with api_errors(c):
         c.cancel(job)
     console.print(f"cancelling {job}")
 
 
 @pipelines_app.command("list")
-def pipelines_list(server: Optional[str] = SERVER, project: Optional[str] = PROJECT,
-                   location: Optional[str] = LOCATION, api_key: Optional[str] = API_KEY, output: str = OUTPUT,
-                   as_json: bool = JSON) -> None:
+@remote
+def pipelines_list(
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    *,
+    c: Client,
+) -> None:
     """List pipeline jobs, newest first, with the task each is on."""
     mode = output_mode(output, as_json)
-    c = client(server, project, location, api_key)
     with api_errors(c):
         jobs = c.list(collection="pipelineJobs")
     rows = []
     for j in jobs:
         tasks = j.get("jobDetail", {}).get("taskDetails", [])[1:]
         current = next((t["taskName"] for t in tasks if t["state"] in ("RUNNING", "FAILED", "CANCELLED")), "")
-        rows.append([_id(j["name"]), j["state"].removeprefix("PIPELINE_STATE_"), current, j.get("displayName", ""),
-                     j.get("createTime", "")])
+        rows.append(
+            [
+                _id(j["name"]),
+                j["state"].removeprefix("PIPELINE_STATE_"),
+                current,
+                j.get("displayName", ""),
+                j.get("createTime", ""),
+            ]
+        )
     show_list("pipeline jobs", rows, ["job", "state", "task", "display name", "created"], c, mode, jobs, wide=(4,))
 
 
@@ -119,13 +155,16 @@ def task_table(job: dict, wide: bool = False) -> Table:
 
 
 @pipelines_app.command("get")
-def pipelines_get(job: str = typer.Argument(..., help="Job id or projects/…/pipelineJobs/ID."),
-                  server: Optional[str] = SERVER, project: Optional[str] = PROJECT,
-                  location: Optional[str] = LOCATION, api_key: Optional[str] = API_KEY, output: str = OUTPUT,
-                  as_json: bool = JSON) -> None:
+@remote
+def pipelines_get(
+    job: str = typer.Argument(..., help="Job id or projects/…/pipelineJobs/ID."),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    *,
+    c: Client,
+) -> None:
     """Show a pipeline job: its state and each task's state, times and outputs."""
     mode = output_mode(output, as_json)
-    c = client(server, project, location, api_key)
     with api_errors(c):
         resource = c.get(job, collection="pipelineJobs")
     if mode == "json":
@@ -137,11 +176,13 @@ def pipelines_get(job: str = typer.Argument(..., help="Job id or projects/…/pi
 
 
 @pipelines_app.command("cancel")
-def pipelines_cancel(job: str = typer.Argument(..., help="Job id or projects/…/pipelineJobs/ID."),
-                     server: Optional[str] = SERVER, project: Optional[str] = PROJECT,
-                     location: Optional[str] = LOCATION, api_key: Optional[str] = API_KEY) -> None:
+@remote
+def pipelines_cancel(
+    job: str = typer.Argument(..., help="Job id or projects/…/pipelineJobs/ID."),
+    *,
+    c: Client,
+) -> None:
     """Cancel a pipeline job; its running task stops."""
-    c = client(server, project, location, api_key)
     with api_errors(c):
         c.cancel(job, collection="pipelineJobs")
     console.print(f"cancelling {job}")
@@ -149,52 +190,75 @@ def pipelines_cancel(job: str = typer.Argument(..., help="Job id or projects/…
 
 # -- deploying and serving -------------------------------------------------------------------------------------------
 
+
+@remote
 def deploy(
     model: str = typer.Argument(..., help="Registry model (id or projects/…/models/ID) or weights (gs://… folder)."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Deploy onto this endpoint [default: a new one].",
-                                           show_default=False),
-    machine_type: Optional[str] = typer.Option(None, "--machine-type", help="Recorded, e.g. g2-standard-12.",
-                                               show_default=False),
-    accelerator_type: Optional[str] = typer.Option(None, "--accelerator-type", help="Recorded, e.g. NVIDIA_L4.",
-                                                   show_default=False),
+    endpoint: Optional[str] = typer.Option(
+        None, "--endpoint", help="Deploy onto this endpoint [default: a new one].", show_default=False
+    ),
+    machine_type: Optional[str] = typer.Option(
+        None, "--machine-type", help="Recorded, e.g. g2-standard-12.", show_default=False
+    ),
+    accelerator_type: Optional[str] = typer.Option(
+        None, "--accelerator-type", help="Recorded, e.g. NVIDIA_L4.", show_default=False
+    ),
     accelerator_count: int = typer.Option(0, "--accelerator-count", help="Accelerators per replica (recorded)."),
-    server: Optional[str] = SERVER, project: Optional[str] = PROJECT, location: Optional[str] = LOCATION,
-    api_key: Optional[str] = API_KEY,
+    *,
+    c: Client,
 ) -> None:
     """Deploy a model on an endpoint and print the endpoint's name."""
-    resources = {}
+    resources: dict[str, Any] = {}
     if machine_type or accelerator_type:
-        spec = {k: v for k, v in (("machineType", machine_type), ("acceleratorType", accelerator_type)) if v}
+        spec: dict[str, Any] = {
+            k: v for k, v in (("machineType", machine_type), ("acceleratorType", accelerator_type)) if v
+        }
         if accelerator_type:
             spec["acceleratorCount"] = accelerator_count or 1
         resources = {"dedicatedResources": {"machineSpec": spec, "minReplicaCount": 1, "maxReplicaCount": 1}}
-    c = client(server, project, location, api_key)
     with api_errors(c):
         print(c.deploy(model, endpoint, resources))
 
 
 ENDPOINT = typer.Argument(..., help="Endpoint id or projects/…/endpoints/ID.")
-MAX_TOKENS = typer.Option(None, "--max-tokens", help="Tokens to generate [default: the server's, 256].",
-                          show_default=False)
-TEMPERATURE = typer.Option(None, "--temperature", help="Sampling temperature; 0 is greedy [default: the model's "
-                           "generation config].", show_default=False)
+MAX_TOKENS = typer.Option(
+    None, "--max-tokens", help="Tokens to generate [default: the server's, 256].", show_default=False
+)
+TEMPERATURE = typer.Option(
+    None,
+    "--temperature",
+    help="Sampling temperature; 0 is greedy [default: the model's generation config].",
+    show_default=False,
+)
 
 
+@remote
 def predict(
     endpoint: str = ENDPOINT,
     prompt: str = typer.Argument(..., help="The prompt."),
-    max_tokens: Optional[int] = MAX_TOKENS, temperature: Optional[float] = TEMPERATURE,
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling: keep the smallest set of tokens "
-                                          "whose probability reaches this (0-1].", show_default=False),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens.",
-                                        show_default=False),
-    server: Optional[str] = SERVER, project: Optional[str] = PROJECT, location: Optional[str] = LOCATION,
-    api_key: Optional[str] = API_KEY,
+    max_tokens: Optional[int] = MAX_TOKENS,
+    temperature: Optional[float] = TEMPERATURE,
+    top_p: Optional[float] = typer.Option(
+        None,
+        "--top-p",
+        help="Nucleus sampling: keep the smallest set of tokens whose probability reaches this (0-1].",
+        show_default=False,
+    ),
+    top_k: Optional[int] = typer.Option(
+        None, "--top-k", help="Sample among the k most likely tokens.", show_default=False
+    ),
+    *,
+    c: Client,
 ) -> None:
     """Send one prompt to an endpoint's predict and print the answer."""
-    instance = {"prompt": prompt, "raw_response": True, "max_tokens": max_tokens, "temperature": temperature,
-                "top_p": top_p, "top_k": top_k}
-    c = client(server, project, location, api_key)
+    instance = {
+        "prompt": prompt,
+        "raw_response": True,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+    }
     with api_errors(c):
         out = c.predict(endpoint, [{k: v for k, v in instance.items() if v is not None}])
     answer = out["predictions"][0]
@@ -204,15 +268,16 @@ def predict(
         print(answer)
 
 
+@remote
 def chat(
     endpoint: str = ENDPOINT,
     system: Optional[str] = typer.Option(None, "--system", help="System instruction.", show_default=False),
-    max_tokens: Optional[int] = MAX_TOKENS, temperature: Optional[float] = TEMPERATURE,
-    server: Optional[str] = SERVER, project: Optional[str] = PROJECT, location: Optional[str] = LOCATION,
-    api_key: Optional[str] = API_KEY,
+    max_tokens: Optional[int] = MAX_TOKENS,
+    temperature: Optional[float] = TEMPERATURE,
+    *,
+    c: Client,
 ) -> None:
     """Chat with an endpoint: type a message, read the streamed answer; an empty line or Ctrl-D ends."""
-    c = client(server, project, location, api_key)
     history = [{"role": "system", "content": system}] if system else []
     interactive = sys.stdin.isatty()
     while True:

@@ -20,14 +20,30 @@ from tuneforge.cli.common import console, fail, settings
 from tuneforge.cli.local import quiet_libraries
 from tuneforge.settings import Settings
 
-HOME = typer.Option(None, "--home", help="Where tuneforge keeps its database, models and bucket root "
-                    "[default: $TUNEFORGE_HOME or ~/.tuneforge].", show_default=False)
-BUCKET_ROOT = typer.Option(None, "--bucket-root", help="gs://BUCKET/path maps to <bucket-root>/BUCKET/path "
-                           "[default: $TUNEFORGE_BUCKET_ROOT or <home>/buckets].", show_default=False)
-DATABASE_URL = typer.Option(None, "--database-url", help="sqlite:///… or postgresql://… [default: "
-                            "$TUNEFORGE_DATABASE_URL or SQLite under <home>].", show_default=False)
-DEV = typer.Option(None, "--dev/--no-dev", help="Dev mode: models without weights run on their tiny stand-ins "
-                   "[default: $TUNEFORGE_DEV or off].", show_default=False)
+HOME = typer.Option(
+    None,
+    "--home",
+    help="Where tuneforge keeps its database, models and bucket root [default: $TUNEFORGE_HOME or ~/.tuneforge].",
+    show_default=False,
+)
+BUCKET_ROOT = typer.Option(
+    None,
+    "--bucket-root",
+    help="gs://BUCKET/path maps to <bucket-root>/BUCKET/path [default: $TUNEFORGE_BUCKET_ROOT or <home>/buckets].",
+    show_default=False,
+)
+DATABASE_URL = typer.Option(
+    None,
+    "--database-url",
+    help="sqlite:///… or postgresql://… [default: $TUNEFORGE_DATABASE_URL or SQLite under <home>].",
+    show_default=False,
+)
+DEV = typer.Option(
+    None,
+    "--dev/--no-dev",
+    help="Dev mode: models without weights run on their tiny stand-ins [default: $TUNEFORGE_DEV or off].",
+    show_default=False,
+)
 
 
 def _is_loopback(host: str) -> bool:
@@ -61,8 +77,10 @@ def open_store(s: Settings):
         return Store(s.resolved_database_url)
     except Exception as exc:  # any driver's connection or permission error
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        fail(f"cannot open the database {_redacted(s.resolved_database_url)}: {cause}. Check --database-url "
-             "(TUNEFORGE_DATABASE_URL) and that the database server is running")
+        fail(
+            f"cannot open the database {_redacted(s.resolved_database_url)}: {cause}. Check --database-url "
+            "(TUNEFORGE_DATABASE_URL) and that the database server is running"
+        )
 
 
 def _check_port(host: str, port: int) -> None:
@@ -71,28 +89,49 @@ def _check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Pass --port (TUNEFORGE_PORT), or stop what "
-                 "is using it")
+            fail(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Pass --port (TUNEFORGE_PORT), or stop what "
+                "is using it"
+            )
 
 
 def serve(
-    host: Optional[str] = typer.Option(None, "--host", help="Listen address [default: $TUNEFORGE_HOST or "
-                                       "127.0.0.1].", show_default=False),
-    port: Optional[int] = typer.Option(None, "--port", help="Port [default: $TUNEFORGE_PORT or 8080].",
-                                       show_default=False),
-    database_url: Optional[str] = DATABASE_URL, home: Optional[Path] = HOME, bucket_root: Optional[Path] = BUCKET_ROOT,
-    api_keys: Optional[str] = typer.Option(None, "--api-keys", help="KEY or KEY=proj1|proj2, comma-separated "
-                                           "[default: $TUNEFORGE_API_KEYS; none: no authentication].",
-                                           show_default=False),
-    workers: Optional[int] = typer.Option(None, "--workers", help="In-process worker slots; 0: run `tuneforge "
-                                          "worker` separately [default: $TUNEFORGE_WORKERS or 1].",
-                                          show_default=False),
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Listen address [default: $TUNEFORGE_HOST or 127.0.0.1].", show_default=False
+    ),
+    port: Optional[int] = typer.Option(
+        None, "--port", help="Port [default: $TUNEFORGE_PORT or 8080].", show_default=False
+    ),
+    database_url: Optional[str] = DATABASE_URL,
+    home: Optional[Path] = HOME,
+    bucket_root: Optional[Path] = BUCKET_ROOT,
+    api_keys: Optional[str] = typer.Option(
+        None,
+        "--api-keys",
+        help="KEY or KEY=proj1|proj2, comma-separated [default: $TUNEFORGE_API_KEYS; none: no authentication].",
+        show_default=False,
+    ),
+    workers: Optional[int] = typer.Option(
+        None,
+        "--workers",
+        help="In-process worker slots; 0: run `tuneforge worker` separately [default: $TUNEFORGE_WORKERS or 1].",
+        show_default=False,
+    ),
     dev: Optional[bool] = DEV,
     insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without API keys."),
 ) -> None:
     """Start the Vertex-compatible API (and an in-process worker)."""
-    s = settings(host=host, port=port, database_url=database_url, home=home, bucket_root=bucket_root,
-                 api_keys=api_keys, workers=workers, dev=dev, insecure=insecure or None)
+    s = settings(
+        host=host,
+        port=port,
+        database_url=database_url,
+        home=home,
+        bucket_root=bucket_root,
+        api_keys=api_keys,
+        workers=workers,
+        dev=dev,
+        insecure=insecure or None,
+    )
     if not s.api_keys and not _is_loopback(s.host) and not s.insecure:
         fail(f"refusing to listen on {s.host} without API keys; set --api-keys (TUNEFORGE_API_KEYS) or pass --insecure")
     quiet_libraries()
@@ -104,13 +143,17 @@ def serve(
     from tuneforge.api import create_app  # lazy: as above (it loads torch for the serving engine)
 
     app = create_app(s, store=store)
-    console.print(f"tuneforge API on http://{s.host}:{s.port} (database {s.resolved_database_url.split('://')[0]}, "
-                  f"dev mode {'on' if s.dev else 'off'}; docs at http://{s.host}:{s.port}/docs)")
+    console.print(
+        f"tuneforge API on http://{s.host}:{s.port} (database {s.resolved_database_url.split('://')[0]}, "
+        f"dev mode {'on' if s.dev else 'off'}; docs at http://{s.host}:{s.port}/docs)"
+    )
     uvicorn.run(app, host=s.host, port=s.port, log_level="warning")
 
 
 def worker(
-    database_url: Optional[str] = DATABASE_URL, home: Optional[Path] = HOME, bucket_root: Optional[Path] = BUCKET_ROOT,
+    database_url: Optional[str] = DATABASE_URL,
+    home: Optional[Path] = HOME,
+    bucket_root: Optional[Path] = BUCKET_ROOT,
     slots: int = typer.Option(1, "--slots", help="Jobs this worker runs at once."),
     dev: Optional[bool] = DEV,
 ) -> None:

@@ -12,8 +12,15 @@ from tuneforge.errors import WeightsNotConfigured
 from tuneforge.settings import Settings
 
 
-def report_for(file: str, template: str | None, model: str | None, mode: str, evaluation: str | None,
-               strict_length: bool, settings: Settings) -> tuple[Report, str]:
+def report_for(
+    file: str,
+    template: str | None,
+    model: str | None,
+    mode: str,
+    evaluation: str | None,
+    strict_length: bool,
+    settings: Settings,
+) -> tuple[Report, str]:
     """(the report, a line about the limits it was checked against)."""
     if template is not None:
         from tuneforge.train.pipeline_data import check_pipeline_data  # lazy: it loads torch (the `tuneforge` start)
@@ -38,8 +45,7 @@ def _sft_report(file: str, model: str, mode: TuningMode, strict: bool, settings:
     except WeightsNotConfigured as exc:
         # Structure is still checked; token counts need the model's tokenizer.
         first = exc.message.splitlines()[0].split(". ", 1)[0].rstrip(":")
-        report.warning(f"token limits not checked: {first} (or pass --dev to count with the tiny stand-in's "
-                       "tokenizer)")
+        report.warning(f"token limits not checked: {first} (or pass --dev to count with the tiny stand-in's tokenizer)")
         entry = catalog.models.get(model)  # None for a closed id that is not mapped yet
         if entry is not None:
             limits = limits_for(entry, model, mode, strict)
@@ -49,8 +55,9 @@ def _sft_report(file: str, model: str, mode: TuningMode, strict: bool, settings:
     prepared.report.problems[:0] = report.problems
     line = ""
     if limits.max_seq_len:
-        line = (f"{model} in {mode.value} mode: at most {limits.max_seq_len} tokens per example"
-                + "".join(f"; {v} in {m}" for m, v in limits.other_modes.items()))
+        line = f"{model} in {mode.value} mode: at most {limits.max_seq_len} tokens per example" + "".join(
+            f"; {v} in {m}" for m, v in limits.other_modes.items()
+        )
     return prepared.report, line
 
 
@@ -61,11 +68,15 @@ def print_report(report: Report, limits_line: str) -> None:
         console.print(f"[yellow]warning[/yellow] {escape(str(p))}")
     info = report.info
     summary = f"{info.get('examples', 0)} examples" + (f" in {info['lines']} lines" if "lines" in info else "")
+    if "labelled" in info:
+        summary += f" ({info['labelled']} labelled, {info['unlabelled']} for the teacher to label)"
     if "format" in info:
         summary += f", format {FORMAT_NAMES.get(info['format'], info['format'])}"
     if "tokens" in info:
-        summary += (f"; {info['tokens']:,} tokens (longest {info['max_tokens']:,}, {info['target_tokens']:,} "
-                    f"trained), {info['truncated']} over the limit")
+        summary += (
+            f"; {info['tokens']:,} tokens (longest {info['max_tokens']:,}, {info['target_tokens']:,} "
+            f"trained), {info['truncated']} over the limit"
+        )
     console.print(summary)
     if limits_line:
         console.print(f"limits: {limits_line}")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.errors import NotFound
+
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -27,7 +31,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # WAL lets readers and one writer work at once across processes
+        def _pragmas(
+            dbapi_conn: Any, _record: Any
+        ) -> None:  # WAL lets readers and one writer work at once across processes
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -65,7 +71,7 @@ class Store:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self):
+    def session(self) -> Iterator[Session]:
         session: Session = self._sessions()
         try:
             yield session
@@ -80,10 +86,21 @@ class Store:
         self.engine.dispose()
 
 
-def get_scoped(store: Store, table, resource_id: str, project: str, location: str, kind: str, collection: str):
+def get_scoped(
+    store: Store, table: type[T], resource_id: str, project: str, location: str, kind: str, collection: str
+) -> T:
     """A row of ``table`` that belongs to ``projects/{project}/locations/{location}``, or NOT_FOUND naming it."""
     with store.session() as s:
         row = s.get(table, resource_id)
-    if row is None or row.project != project or row.location != location:
+    if row is None or getattr(row, "project", None) != project or getattr(row, "location", None) != location:
         raise NotFound(f"{kind} projects/{project}/locations/{location}/{collection}/{resource_id} not found.")
+    return row
+
+
+def fetch(s: Session, table: type[T], key: str, *, lock: bool = False) -> T:
+    """The row ``key`` of ``table`` in this session (locked for update with ``lock``); NOT_FOUND if it is gone (a
+    concurrent delete, or a job's row removed under a running worker)."""
+    row = s.get(table, key, with_for_update=lock)
+    if row is None:
+        raise NotFound(f"{table.__name__.removesuffix('Row')} {key} not found.")
     return row

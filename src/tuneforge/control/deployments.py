@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from tuneforge.catalog.model_folder import folder_bytes
 from tuneforge.control import operations
-from tuneforge.control.db import Store, get_scoped
+from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.registry import endpoint_name, model_weights
 from tuneforge.control.tables import DeployedModelRow, EndpointRow, ModelRow, utcnow
 from tuneforge.errors import FailedPrecondition, TuneforgeError, rpc_code
@@ -35,9 +35,14 @@ GARDEN = "type.googleapis.com/google.cloud.aiplatform.v1beta1"
 
 def deployed_json(row: DeployedModelRow) -> dict[str, Any]:
     """A DeployedModel with only fields of the API type (it is also returned inside strictly parsed operations)."""
-    return {"id": row.id, "model": names.name("models", row.project, row.location, row.model_id),
-            "modelVersionId": "1", "displayName": row.display_name, "createTime": timestamp(row.create_time),
-            **(row.resources or {})}
+    return {
+        "id": row.id,
+        "model": names.name("models", row.project, row.location, row.model_id),
+        "modelVersionId": "1",
+        "displayName": row.display_name,
+        "createTime": timestamp(row.create_time),
+        **(row.resources or {}),
+    }
 
 
 class Deployments:
@@ -49,8 +54,13 @@ class Deployments:
     def on(self, endpoint_id: str) -> list[DeployedModelRow]:
         """The deployments of an endpoint, oldest first (DEPLOYING ones included)."""
         with self.store.session() as s:
-            return list(s.scalars(select(DeployedModelRow).where(DeployedModelRow.endpoint_id == endpoint_id)
-                                  .order_by(DeployedModelRow.create_time)).all())
+            return list(
+                s.scalars(
+                    select(DeployedModelRow)
+                    .where(DeployedModelRow.endpoint_id == endpoint_id)
+                    .order_by(DeployedModelRow.create_time)
+                ).all()
+            )
 
     def precheck(self, model: ModelRow) -> None:
         """Refuse at once what cannot load: missing files, or weights that do not fit in free memory."""
@@ -64,8 +74,9 @@ class Deployments:
 
     def start(self, dep_id: str, split: dict[str, int] | None) -> None:
         """Load a DEPLOYING deployment in the background; its operation finishes when it is ready."""
-        threading.Thread(target=self._finish, args=(dep_id, split), daemon=True,
-                         name=f"tuneforge-deploy-{dep_id}").start()
+        threading.Thread(
+            target=self._finish, args=(dep_id, split), daemon=True, name=f"tuneforge-deploy-{dep_id}"
+        ).start()
 
     def _finish(self, dep_id: str, split: dict[str, int] | None) -> None:
         """Load the deployment, then finish its operation (and publish it on the endpoint) or report the failure."""
@@ -81,24 +92,29 @@ class Deployments:
                 log.exception("loading deployed model %s failed", dep_id)
             code = exc.code if isinstance(exc, TuneforgeError) else "INTERNAL"
             with self.store.session() as s:
-                s.delete(s.get(DeployedModelRow, dep_id))
-            operations.finish(self.store, row.operation, error={"code": rpc_code(code),
-                                                                "message": f"deploying failed: {exc}"})
+                s.delete(fetch(s, DeployedModelRow, dep_id))
+            operations.finish(
+                self.store, row.operation, error={"code": rpc_code(code), "message": f"deploying failed: {exc}"}
+            )
             return
         op = operations.get_row(self.store, row.operation)
         garden = bool(op and (op.metadata_json or {}).get("@type", "").endswith("v1beta1.DeployOperationMetadata"))
         with self.store.session() as s:
-            dep = s.get(DeployedModelRow, dep_id)
+            dep = fetch(s, DeployedModelRow, dep_id)
             dep.state = "DEPLOYED"
-            ep = s.get(EndpointRow, dep.endpoint_id)
+            ep = fetch(s, EndpointRow, dep.endpoint_id)
             if split is None:  # resumed after a restart: the requested split is gone; keep the endpoint's
                 split = {**(ep.traffic_split or {})}
                 split.setdefault(dep_id, 0 if split else 100)
             ep.traffic_split, ep.update_time = split, utcnow()
             s.flush()
+            response: dict[str, Any]
             if garden:
-                response = {"@type": f"{GARDEN}.DeployResponse", "endpoint": endpoint_name(ep),
-                            "model": names.name("models", dep.project, dep.location, dep.model_id)}
+                response = {
+                    "@type": f"{GARDEN}.DeployResponse",
+                    "endpoint": endpoint_name(ep),
+                    "model": names.name("models", dep.project, dep.location, dep.model_id),
+                }
             else:
                 response = {"@type": f"{V1}.DeployModelResponse", "deployedModel": deployed_json(dep)}
         operations.finish(self.store, row.operation, response=response)
@@ -135,8 +151,10 @@ class Deployments:
         model resource name), else one by traffic split."""
         live = [d for d in self.on(endpoint.id) if d.state == "DEPLOYED"]
         if not live:
-            raise FailedPrecondition(f"endpoint {endpoint_name(endpoint)} has no deployed model; deploy one first "
-                                     "(Model.deploy / endpoints.deployModel / `tuneforge deploy`)")
+            raise FailedPrecondition(
+                f"endpoint {endpoint_name(endpoint)} has no deployed model; deploy one first "
+                "(Model.deploy / endpoints.deployModel / `tuneforge deploy`)"
+            )
         if choose:
             for d in live:
                 if choose in (d.id, d.display_name, d.model_id) or choose.endswith(f"/models/{d.model_id}"):

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from tuneforge import storage
 from tuneforge.catalog.model_folder import base_model_id, is_adapter
 from tuneforge.catalog.weights import materialize
 from tuneforge.control import operations
-from tuneforge.control.db import Store, get_scoped
+from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.deployments import GARDEN, V1, Deployments, deployed_json
-from tuneforge.control.paging import page
-from tuneforge.control.registry import endpoint_name, new_endpoint
+from tuneforge.control.paging import list_page
+from tuneforge.control.registry import endpoint_name, new_endpoint, record_deployment
 from tuneforge.control.tables import DeployedModelRow, EndpointRow, ModelRow, new_id, utcnow
 from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuneforge.settings import Settings
@@ -41,41 +39,55 @@ if TYPE_CHECKING:
 
 
 def endpoint_resource(row: EndpointRow, deployed: list[DeployedModelRow]) -> Endpoint:
-    return Endpoint.model_validate({
-        "name": endpoint_name(row), "displayName": row.display_name, "description": row.description,
-        "labels": row.labels or {}, "deployedModels": [deployed_json(d) for d in deployed if d.state == "DEPLOYED"],
-        "trafficSplit": row.traffic_split or {}, "createTime": timestamp(row.create_time),
-        "updateTime": timestamp(row.update_time)})
+    return Endpoint.model_validate(
+        {
+            "name": endpoint_name(row),
+            "displayName": row.display_name,
+            "description": row.description,
+            "labels": row.labels or {},
+            "deployedModels": [deployed_json(d) for d in deployed if d.state == "DEPLOYED"],
+            "trafficSplit": row.traffic_split or {},
+            "createTime": timestamp(row.create_time),
+            "updateTime": timestamp(row.update_time),
+        }
+    )
 
 
 # -- request checks ----------------------------------------------------------------------------------------------
+
 
 def resources(dedicated: DedicatedResources | None, automatic: AutomaticResources | None, path: str) -> dict[str, Any]:
     """The resources a deployment asks for, checked and normalised for the record."""
     if dedicated is None:
         auto = automatic or AutomaticResources()
         low = auto.min_replica_count or 1
-        return {"automaticResources": {"minReplicaCount": low, "maxReplicaCount": max(low, auto.max_replica_count
-                                                                                      or low)}}
+        return {
+            "automaticResources": {"minReplicaCount": low, "maxReplicaCount": max(low, auto.max_replica_count or low)}
+        }
     key = f"{path}.dedicatedResources"
     out: dict[str, Any] = {}
     if dedicated.machine_spec is not None:
-        machine, spec = dedicated.machine_spec, {}
+        machine, spec = dedicated.machine_spec, dict[str, Any]()
         if machine.machine_type is not None:
             if not machine.machine_type.strip():
-                raise InvalidArgument(f"{key}.machineSpec.machineType must be a machine type name such as "
-                                      "g2-standard-12")
+                raise InvalidArgument(
+                    f"{key}.machineSpec.machineType must be a machine type name such as g2-standard-12"
+                )
             spec["machineType"] = machine.machine_type
         count = machine.accelerator_count or 0
         accelerator = machine.accelerator_type
         if accelerator is not None and accelerator.value.startswith("TPU"):
-            raise InvalidArgument(f"{key}.machineSpec.acceleratorType {accelerator.value}: tuneforge serves on NVIDIA "
-                                  "GPUs or the CPU, not TPUs; choose an NVIDIA accelerator type or none")
+            raise InvalidArgument(
+                f"{key}.machineSpec.acceleratorType {accelerator.value}: tuneforge serves on NVIDIA "
+                "GPUs or the CPU, not TPUs; choose an NVIDIA accelerator type or none"
+            )
         if accelerator is not None and accelerator != AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED:
             spec.update(acceleratorType=accelerator.value, acceleratorCount=count or 1)
         elif accelerator is None and count:
-            raise InvalidArgument(f"{key}.machineSpec.acceleratorCount is {count} but no acceleratorType is given; "
-                                  "name the accelerator (e.g. NVIDIA_L4)")
+            raise InvalidArgument(
+                f"{key}.machineSpec.acceleratorCount is {count} but no acceleratorType is given; "
+                "name the accelerator (e.g. NVIDIA_L4)"
+            )
         out["machineSpec"] = spec
     low = dedicated.min_replica_count or 1
     high = dedicated.max_replica_count or low
@@ -115,6 +127,7 @@ def traffic(split: dict[str, int] | None, existing: list[str], new: str | None, 
 
 # -- the service -------------------------------------------------------------------------------------------------
 
+
 class EndpointService:
     def __init__(self, store: Store, settings: Settings, engine: Engine | None = None):
         self.store, self.settings = store, settings
@@ -124,12 +137,15 @@ class EndpointService:
         if not endpoint.display_name or not endpoint.display_name.strip():
             raise InvalidArgument("displayName is required for an endpoint")
         with self.store.session() as s:
-            row = new_endpoint(s, project, location, endpoint.display_name, endpoint.description or "",
-                               endpoint.labels)
+            row = new_endpoint(s, project, location, endpoint.display_name, endpoint.description or "", endpoint.labels)
         api = f"type.googleapis.com/google.cloud.aiplatform.{'v1beta1' if version == 'v1beta1' else 'v1'}"
-        response = {"@type": f"{api}.Endpoint", **endpoint_resource(row, []).model_dump(mode="json", by_alias=True,
-                                                                                         exclude_none=True)}
-        return operations.record_done(self.store, endpoint_name(row), response, f"{api}.CreateEndpointOperationMetadata")
+        response = {
+            "@type": f"{api}.Endpoint",
+            **endpoint_resource(row, []).model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        return operations.record_done(
+            self.store, endpoint_name(row), response, f"{api}.CreateEndpointOperationMetadata"
+        )
 
     def row(self, project: str, location: str, endpoint_id: str) -> EndpointRow:
         return get_scoped(self.store, EndpointRow, endpoint_id, project, location, "Endpoint", "endpoints")
@@ -138,24 +154,28 @@ class EndpointService:
         return endpoint_resource(self.row(project, location, endpoint_id), self.deployments.on(endpoint_id))
 
     def list(self, project: str, location: str, page_size: int | None, page_token: str | None) -> ListEndpointsResponse:
-        q = (select(EndpointRow).where(EndpointRow.project == project, EndpointRow.location == location)
-             .order_by(EndpointRow.create_time.desc(), EndpointRow.id.desc()))
         with self.store.session() as s:
-            rows, token = page(s, q, page_size, page_token)
-        return ListEndpointsResponse(endpoints=[endpoint_resource(r, self.deployments.on(r.id)) for r in rows],
-                                     next_page_token=token or None)
+            rows, token = list_page(s, EndpointRow, project, location, page_size, page_token)
+        return ListEndpointsResponse(
+            endpoints=[endpoint_resource(r, self.deployments.on(r.id)) for r in rows], next_page_token=token or None
+        )
 
     def delete(self, project: str, location: str, endpoint_id: str) -> Operation:
         row = self.row(project, location, endpoint_id)
         deployed = self.deployments.on(endpoint_id)
         if deployed:
-            raise FailedPrecondition(f"endpoint {endpoint_id} still has {len(deployed)} deployed model(s); "
-                                     "undeploy them first (endpoint.delete(force=True) does)")
+            raise FailedPrecondition(
+                f"endpoint {endpoint_id} still has {len(deployed)} deployed model(s); "
+                "undeploy them first (endpoint.delete(force=True) does)"
+            )
         with self.store.session() as s:
-            s.delete(s.get(EndpointRow, endpoint_id))
-        return operations.record_done(self.store, endpoint_name(row),
-                                      {"@type": "type.googleapis.com/google.protobuf.Empty"},
-                                      f"{V1}.DeleteOperationMetadata")
+            s.delete(fetch(s, EndpointRow, endpoint_id))
+        return operations.record_done(
+            self.store,
+            endpoint_name(row),
+            {"@type": "type.googleapis.com/google.protobuf.Empty"},
+            f"{V1}.DeleteOperationMetadata",
+        )
 
     def deploy_model(self, project: str, location: str, endpoint_id: str, req: DeployModelRequest) -> Operation:
         endpoint = self.row(project, location, endpoint_id)
@@ -170,17 +190,25 @@ class EndpointService:
         split = traffic(req.traffic_split, existing, dep_id, "trafficSplit")
         self.deployments.precheck(model)
         op = operations.record_pending(self.store, endpoint_name(endpoint), f"{V1}.DeployModelOperationMetadata")
-        self._record(dep_id, endpoint_id, model_id, project, location, spec.display_name or model.display_name,
-                     recorded, op)
+        self._record(
+            dep_id, endpoint_id, model_id, project, location, spec.display_name or model.display_name, recorded, op
+        )
         self.deployments.start(dep_id, split)
         return operations.get(self.store, op)
 
-    def _record(self, dep_id: str, endpoint_id: str, model_id: str, project: str, location: str, display: str,
-                recorded: dict[str, Any], op: str) -> None:
+    def _record(
+        self,
+        dep_id: str,
+        endpoint_id: str,
+        model_id: str,
+        project: str,
+        location: str,
+        display: str,
+        recorded: dict[str, Any],
+        op: str,
+    ) -> None:
         with self.store.session() as s:
-            s.add(DeployedModelRow(id=dep_id, endpoint_id=endpoint_id, model_id=model_id, project=project,
-                                   location=location, display_name=display, resources=recorded, state="DEPLOYING",
-                                   operation=op, create_time=utcnow()))
+            record_deployment(s, dep_id, endpoint_id, model_id, project, location, display, recorded, op)
 
     def undeploy_model(self, project: str, location: str, endpoint_id: str, req: UndeployModelRequest) -> Operation:
         endpoint = self.row(project, location, endpoint_id)
@@ -195,17 +223,23 @@ class EndpointService:
         new_split = traffic(split or None, remaining, None, "trafficSplit") if remaining else {}
         self.deployments.unload(dep_id)
         with self.store.session() as s:
-            s.delete(s.get(DeployedModelRow, dep_id))
-            ep = s.get(EndpointRow, endpoint_id)
+            s.delete(fetch(s, DeployedModelRow, dep_id))
+            ep = fetch(s, EndpointRow, endpoint_id)
             ep.traffic_split, ep.update_time = new_split, utcnow()
-        return operations.record_done(self.store, endpoint_name(endpoint), {"@type": f"{V1}.UndeployModelResponse"},
-                                      f"{V1}.UndeployModelOperationMetadata")
+        return operations.record_done(
+            self.store,
+            endpoint_name(endpoint),
+            {"@type": f"{V1}.UndeployModelResponse"},
+            f"{V1}.UndeployModelOperationMetadata",
+        )
 
     def garden_deploy(self, project: str, location: str, req: DeployRequest) -> Operation:
         """Model Garden ``CustomModel(gcs_uri).deploy(...)``: register the weights, create an endpoint, deploy."""
         if req.custom_model is None or not req.custom_model.gcs_uri:
-            raise InvalidArgument('customModel.gcsUri is required: {"customModel": {"gcsUri": "gs://…/final"}}; '
-                                  "publisher models are not deployable here (tune one, then deploy the tuned model)")
+            raise InvalidArgument(
+                'customModel.gcsUri is required: {"customModel": {"gcsUri": "gs://…/final"}}; '
+                "publisher models are not deployable here (tune one, then deploy the tuned model)"
+            )
         uri = storage.check_client_uri(req.custom_model.gcs_uri, "customModel.gcsUri", self.settings)
         folder = materialize(uri, self.settings)
         deploy = req.deploy_config
@@ -213,12 +247,22 @@ class EndpointService:
         stem = uri.rstrip("/").split("/")[-1] or "model"
         display = (req.model_config_.model_display_name if req.model_config_ else None) or f"{stem}-{new_id()[-6:]}"
         now = utcnow()
-        model = ModelRow(id=new_id(), project=project, location=location, version=1, display_name=display,
-                         description=f"Custom weights from {uri}", artifact_uri=uri, labels={},
-                         base_model=base_model_id(folder), kind="lora" if is_adapter(folder) else "full",
-                         create_time=now, update_time=now)
+        model = ModelRow(
+            id=new_id(),
+            project=project,
+            location=location,
+            version=1,
+            display_name=display,
+            description=f"Custom weights from {uri}",
+            artifact_uri=uri,
+            labels={},
+            base_model=base_model_id(folder),
+            kind="lora" if is_adapter(folder) else "full",
+            create_time=now,
+            update_time=now,
+        )
         self.deployments.precheck(model)
-        endpoint_display = (req.endpoint_config.endpoint_display_name if req.endpoint_config else None)
+        endpoint_display = req.endpoint_config.endpoint_display_name if req.endpoint_config else None
         with self.store.session() as s:
             s.add(model)
             endpoint = new_endpoint(s, project, location, endpoint_display or f"{display}_endpoint", "", {})
@@ -229,8 +273,9 @@ class EndpointService:
         return operations.get(self.store, op)
 
     # serving
-    def serving(self, project: str, location: str, endpoint_id: str,
-                choose: str | None = None) -> tuple[DeployedModelRow, Deployment]:
+    def serving(
+        self, project: str, location: str, endpoint_id: str, choose: str | None = None
+    ) -> tuple[DeployedModelRow, Deployment]:
         """The deployment that answers a request, loaded (the first request after a restart loads it)."""
         row = self.deployments.target(self.row(project, location, endpoint_id), choose)
         return row, self.deployments.load(row)

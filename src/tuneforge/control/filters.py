@@ -11,7 +11,7 @@ from tuneforge.errors import InvalidArgument
 _CLAUSE = re.compile(r'^\s*(labels\.([\w.-]+)|[A-Za-z_]+)\s*(=|!=)\s*"?([^"]*)"?\s*$')
 
 
-def filter_conditions(text: str | None, columns: dict, labels) -> list:
+def filter_conditions(text: str | None, columns: dict[str, Any], labels: Any) -> list[Any]:
     """AIP-160 subset: ``labels.KEY="V"`` and ``field="V"`` (``=``, ``!=``) joined by AND, as SQL conditions.
 
     ``columns`` maps the field names a collection accepts (both spellings) to columns; ``labels`` is its JSON
@@ -31,7 +31,11 @@ def filter_conditions(text: str | None, columns: dict, labels) -> list:
     return conditions
 
 
-TUNING_JOB_FILTERS = {"display_name": TuningJobRow.display_name, "displayName": TuningJobRow.display_name,
-                      "state": TuningJobRow.state, "base_model": TuningJobRow.base_model,
-                      "baseModel": TuningJobRow.base_model}
+TUNING_JOB_FILTERS = {
+    "display_name": TuningJobRow.display_name,
+    "displayName": TuningJobRow.display_name,
+    "state": TuningJobRow.state,
+    "base_model": TuningJobRow.base_model,
+    "baseModel": TuningJobRow.base_model,
+}
 MODEL_FILTERS = {"display_name": ModelRow.display_name, "displayName": ModelRow.display_name}

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.control.db import Store, get_scoped
 from tuneforge.control.filters import MODEL_FILTERS, filter_conditions
-from tuneforge.control.paging import page
+from tuneforge.control.paging import list_page
 from tuneforge.control.registry import model_name
 from tuneforge.control.tables import DeployedModelRow, ModelRow
 from tuneforge.wire import names
@@ -18,20 +18,31 @@ from tuneforge.wire.models import DeployedModelRef, ListModelsResponse, Model
 def deployments_of(s: Session, model_ids: list[str]) -> dict[str, list[DeployedModelRef]]:
     """``Model.deployedModels`` for each model id: ``[{endpoint, deployedModelId}]``."""
     out: dict[str, list[DeployedModelRef]] = {m: [] for m in model_ids}
-    rows = s.scalars(select(DeployedModelRow).where(DeployedModelRow.model_id.in_(model_ids),
-                                                    DeployedModelRow.state == "DEPLOYED")).all()
+    rows = s.scalars(
+        select(DeployedModelRow).where(DeployedModelRow.model_id.in_(model_ids), DeployedModelRow.state == "DEPLOYED")
+    ).all()
     for d in rows:
-        out[d.model_id].append(DeployedModelRef(endpoint=names.name("endpoints", d.project, d.location,
-                                                                    d.endpoint_id), deployed_model_id=d.id))
+        out[d.model_id].append(
+            DeployedModelRef(
+                endpoint=names.name("endpoints", d.project, d.location, d.endpoint_id), deployed_model_id=d.id
+            )
+        )
     return out
 
 
 def model_resource(row: ModelRow, deployed: list[DeployedModelRef]) -> Model:
     return Model(
-        deployed_models=deployed, name=model_name(row), display_name=row.display_name, description=row.description,
-        version_id=str(row.version), labels=row.labels or {}, artifact_uri=row.artifact_uri,
-        create_time=timestamp(row.create_time), update_time=timestamp(row.update_time),
-        version_create_time=timestamp(row.create_time), version_update_time=timestamp(row.update_time),
+        deployed_models=deployed,
+        name=model_name(row),
+        display_name=row.display_name,
+        description=row.description,
+        version_id=str(row.version),
+        labels=row.labels or {},
+        artifact_uri=row.artifact_uri,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        version_create_time=timestamp(row.create_time),
+        version_update_time=timestamp(row.update_time),
     )
 
 
@@ -39,15 +50,29 @@ class ModelService:
     def __init__(self, store: Store):
         self.store = store
 
-    def list(self, project: str, location: str, *, filter: str | None = None, page_size: int | None = None,
-             page_token: str | None = None) -> ListModelsResponse:
-        q = select(ModelRow).where(ModelRow.project == project, ModelRow.location == location,
-                                   *filter_conditions(filter, MODEL_FILTERS, ModelRow.labels))
+    def list(
+        self,
+        project: str,
+        location: str,
+        *,
+        filter: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> ListModelsResponse:
         with self.store.session() as s:
-            rows, token = page(s, q.order_by(ModelRow.create_time.desc(), ModelRow.id.desc()), page_size, page_token)
+            rows, token = list_page(
+                s,
+                ModelRow,
+                project,
+                location,
+                page_size,
+                page_token,
+                *filter_conditions(filter, MODEL_FILTERS, ModelRow.labels),
+            )
             deployed = deployments_of(s, [r.id for r in rows])
-        return ListModelsResponse(models=[model_resource(r, deployed[r.id]) for r in rows],
-                                  next_page_token=token or None)
+        return ListModelsResponse(
+            models=[model_resource(r, deployed[r.id]) for r in rows], next_page_token=token or None
+        )
 
     def get(self, project: str, location: str, model_id: str) -> Model:
         model_id = model_id.split("@", 1)[0]  # models/123@1: version 1 is the only version

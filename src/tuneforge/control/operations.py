@@ -16,9 +16,17 @@ def record_done(store: Store, parent: str, response: dict[str, Any], metadata_ty
     """An operation that finished synchronously (the common case for resource bookkeeping)."""
     now = utcnow()
     name = f"{parent}/operations/{new_id()}"
-    metadata = {"@type": metadata_type, "genericMetadata": {"createTime": timestamp(now), "updateTime": timestamp(now)}} if metadata_type else None
+    metadata = (
+        {"@type": metadata_type, "genericMetadata": {"createTime": timestamp(now), "updateTime": timestamp(now)}}
+        if metadata_type
+        else None
+    )
     with store.session() as s:
-        s.add(OperationRow(name=name, done=True, metadata_json=metadata, response=response, create_time=now, update_time=now))
+        s.add(
+            OperationRow(
+                name=name, done=True, metadata_json=metadata, response=response, create_time=now, update_time=now
+            )
+        )
     return operation_json(name, True, metadata, response, None)
 
 
@@ -32,7 +40,11 @@ def record_pending(store: Store, parent: str, metadata_type: str) -> str:
     return name
 
 
-def finish(store: Store, name: str, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+def finish(
+    store: Store, name: str | None, response: dict[str, Any] | None = None, error: dict[str, Any] | None = None
+) -> None:
+    if name is None:
+        return
     now = utcnow()
     with store.session() as s:
         row = s.get(OperationRow, name)
@@ -44,8 +56,13 @@ def finish(store: Store, name: str, response: dict[str, Any] | None = None, erro
             row.metadata_json = {**row.metadata_json, "genericMetadata": generic}
 
 
-def operation_json(name: str, done: bool, metadata: dict[str, Any] | None, response: dict[str, Any] | None,
-                   error: dict[str, Any] | None) -> Operation:
+def operation_json(
+    name: str,
+    done: bool,
+    metadata: dict[str, Any] | None,
+    response: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+) -> Operation:
     op = Operation(name=name, done=done, metadata=metadata or None)
     if done and error:
         op.error = Status.model_validate(error)
@@ -62,6 +79,9 @@ def get(store: Store, name: str) -> Operation:
     return operation_json(row.name, row.done, row.metadata_json, row.response, row.error)
 
 
-def get_row(store: Store, name: str) -> OperationRow | None:
+def get_row(store: Store, name: str | None) -> OperationRow | None:
+    if name is None:
+        return None
     with store.session() as s:
-        return s.get(OperationRow, name)
+        row: OperationRow | None = s.get(OperationRow, name)
+        return row

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from tuneforge.errors import InvalidArgument
 
@@ -24,7 +28,7 @@ def decode_token(token: str | None) -> int:
         raise InvalidArgument("pageToken is not valid; pass the nextPageToken of the previous page") from None
 
 
-def page(session, query, page_size: int | None, page_token: str | None) -> tuple[list, str]:
+def page(session: Session, query: Select[Any], page_size: int | None, page_token: str | None) -> tuple[list[Any], str]:
     """One page of ``query`` (already ordered) and the token of the next page ("" when this is the last)."""
     size = min(max(1, page_size or DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
     offset = decode_token(page_token)
@@ -32,8 +36,13 @@ def page(session, query, page_size: int | None, page_token: str | None) -> tuple
     return list(rows[:size]), (encode_token(offset + size) if len(rows) > size else "")
 
 
-def page_json(key: str, items: list[dict], token: str) -> dict:
-    out: dict = {key: items}
-    if token:
-        out["nextPageToken"] = token
-    return out
+def list_page(
+    s: Session, table: Any, project: str, location: str, page_size: int | None, page_token: str | None, *conditions: Any
+) -> tuple[list[Any], str]:
+    """One page of a collection's rows in ``projects/{project}/locations/{location}``, newest first."""
+    q = (
+        select(table)
+        .where(table.project == project, table.location == location, *conditions)
+        .order_by(table.create_time.desc(), table.id.desc())
+    )
+    return page(s, q, page_size, page_token)

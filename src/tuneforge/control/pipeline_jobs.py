@@ -14,13 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from tuneforge import storage
 from tuneforge.catalog import load_catalog
-from tuneforge.errors import AlreadyExists, FailedPrecondition, InvalidArgument, status
-from tuneforge.control.db import Store, get_scoped
-from tuneforge.control.paging import page
+from tuneforge.control.db import Store, fetch, get_scoped
+from tuneforge.control.paging import list_page
 from tuneforge.control.pipeline_templates import (
     CHAT_EVALUATION,
     DEFAULTS,
@@ -32,6 +30,7 @@ from tuneforge.control.pipeline_templates import (
 from tuneforge.control.registry import DEV_LABEL
 from tuneforge.control.tables import PipelineJobRow, utcnow
 from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, server_fields
+from tuneforge.errors import AlreadyExists, FailedPrecondition, InvalidArgument, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.pipeline_data import FORMATS
@@ -39,8 +38,12 @@ from tuneforge.wire import names
 from tuneforge.wire.base import dump, messages, timestamp
 from tuneforge.wire.pipelines import ListPipelineJobsResponse, PipelineJob, PipelineParameters, RuntimeConfig
 
-PENDING, RUNNING, SUCCEEDED, FAILED = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
-                                       "PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED")
+PENDING, RUNNING, SUCCEEDED, FAILED = (
+    "PIPELINE_STATE_PENDING",
+    "PIPELINE_STATE_RUNNING",
+    "PIPELINE_STATE_SUCCEEDED",
+    "PIPELINE_STATE_FAILED",
+)
 CANCELLING, CANCELLED = "PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED"
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 
@@ -64,11 +67,26 @@ def _is_resource_or_url(value: str) -> bool:
 
 
 def _planned_tasks(template: str, params: dict[str, Any], now: str | None) -> list[dict[str, Any]]:
-    tasks = [{"taskId": "1", "taskName": template, "state": "PENDING", "createTime": now,
-              "execution": {"schemaTitle": "system.Run", "state": "NEW", "metadata": {}}}]
+    tasks = [
+        {
+            "taskId": "1",
+            "taskName": template,
+            "state": "PENDING",
+            "createTime": now,
+            "execution": {"schemaTitle": "system.Run", "state": "NEW", "metadata": {}},
+        }
+    ]
     for i, name in enumerate(task_names(template, params), start=2):
-        tasks.append({"taskId": str(i), "parentTaskId": "1", "taskName": name, "state": "PENDING", "createTime": now,
-                      "execution": {"schemaTitle": "system.ContainerExecution", "state": "NEW", "metadata": {}}})
+        tasks.append(
+            {
+                "taskId": str(i),
+                "parentTaskId": "1",
+                "taskName": name,
+                "state": "PENDING",
+                "createTime": now,
+                "execution": {"schemaTitle": "system.ContainerExecution", "state": "NEW", "metadata": {}},
+            }
+        )
     return tasks
 
 
@@ -82,8 +100,9 @@ class PipelineJobService:
         if location not in PIPELINE_REGIONS:
             raise InvalidArgument(f"location {location!r} is not supported; use one of {', '.join(PIPELINE_REGIONS)}")
         if job.template_uri not in TEMPLATES:
-            raise InvalidArgument(f"templateUri {job.template_uri!r} is not a supported pipeline; supported: "
-                                  f"{', '.join(TEMPLATES)}")
+            raise InvalidArgument(
+                f"templateUri {job.template_uri!r} is not a supported pipeline; supported: {', '.join(TEMPLATES)}"
+            )
         template = TEMPLATES[job.template_uri]
         runtime = job.runtime_config or RuntimeConfig()
         params = _parameters(template, runtime.parameter_values)
@@ -96,8 +115,9 @@ class PipelineJobService:
                 storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings)
         kms = job.encryption_spec.kms_key_name if job.encryption_spec else None
         if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
-            raise InvalidArgument("encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give "
-                                  "one key")
+            raise InvalidArgument(
+                "encryptionSpec.kmsKeyName and parameterValues.encryption_spec_key_name differ; give one key"
+            )
         _defaults(template, params, location)
         # The tune task's run, built now so its rules (TuningConfig's) refuse a bad job before it is stored.
         pipeline_tuning_config(template, params, "gs://validation-only", self.settings)
@@ -121,8 +141,10 @@ class PipelineJobService:
     def create(self, project: str, location: str, job: PipelineJob, job_id: str | None) -> PipelineJob:
         template, params, stand_in = self.validate(location, job)
         if params.get("project", project) != project:
-            raise InvalidArgument(f"runtimeConfig.parameterValues.project is {params['project']!r} but the job is "
-                                  f"created in project {project!r}; a pipeline uploads its model to its own project")
+            raise InvalidArgument(
+                f"runtimeConfig.parameterValues.project is {params['project']!r} but the job is "
+                f"created in project {project!r}; a pipeline uploads its model to its own project"
+            )
         labels = dict(job.labels)
         if stand_in:
             labels[DEV_LABEL] = stand_in
@@ -136,12 +158,24 @@ class PipelineJobService:
         resource["templateMetadata"] = {"version": str(job.template_uri).rsplit("/", 1)[-1]}
         with self.store.session() as s:
             if s.get(PipelineJobRow, job_id) is not None:
-                raise AlreadyExists(f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already "
-                                    "exists; use another pipelineJobId (the SDK makes one per second)")
-            row = PipelineJobRow(id=job_id, project=project, location=location, state=PENDING, template=template,
-                                 resource=resource, parameters=params,
-                                 tasks=_planned_tasks(template, params, timestamp(now)), labels=labels,
-                                 create_time=now, update_time=now, cancel_requested=False)
+                raise AlreadyExists(
+                    f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already "
+                    "exists; use another pipelineJobId (the SDK makes one per second)"
+                )
+            row = PipelineJobRow(
+                id=job_id,
+                project=project,
+                location=location,
+                state=PENDING,
+                template=template,
+                resource=resource,
+                parameters=params,
+                tasks=_planned_tasks(template, params, timestamp(now)),
+                labels=labels,
+                create_time=now,
+                update_time=now,
+                cancel_requested=False,
+            )
             s.add(row)
         return pipeline_job(row)
 
@@ -151,18 +185,17 @@ class PipelineJobService:
     def get(self, project: str, location: str, job_id: str) -> PipelineJob:
         return pipeline_job(self.row(project, location, job_id))
 
-    def list(self, project: str, location: str, page_size: int | None,
-             page_token: str | None) -> ListPipelineJobsResponse:
-        q = (select(PipelineJobRow).where(PipelineJobRow.project == project, PipelineJobRow.location == location)
-             .order_by(PipelineJobRow.create_time.desc(), PipelineJobRow.id.desc()))
+    def list(
+        self, project: str, location: str, page_size: int | None, page_token: str | None
+    ) -> ListPipelineJobsResponse:
         with self.store.session() as s:
-            rows, token = page(s, q, page_size, page_token)
+            rows, token = list_page(s, PipelineJobRow, project, location, page_size, page_token)
         return ListPipelineJobsResponse(pipeline_jobs=[pipeline_job(r) for r in rows], next_page_token=token or None)
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
         self.row(project, location, job_id)
         with self.store.session() as s:
-            row = s.get(PipelineJobRow, job_id, with_for_update=True)
+            row = fetch(s, PipelineJobRow, job_id, lock=True)
             if row.state in FINAL:
                 raise FailedPrecondition(f"PipelineJob {job_id} is in state {row.state} and cannot be cancelled")
             now = utcnow()
@@ -185,30 +218,39 @@ def _parameters(template: str, raw: dict[str, Any]) -> dict[str, Any]:
     for key in raw:
         if key not in allowed:
             close = difflib.get_close_matches(key.strip(" :"), list(allowed), n=1, cutoff=0.6)
-            hint = (f'; did you mean "{close[0]}"?' if close
-                    else f"; parameters of {template}: {', '.join(sorted(allowed))}")
+            hint = (
+                f'; did you mean "{close[0]}"?'
+                if close
+                else f"; parameters of {template}: {', '.join(sorted(allowed))}"
+            )
             raise InvalidArgument(f'{PARAMS}: unknown parameter "{key}"{hint}')
     if template == "tune-large-chat-model":
         given = [k for k in CHAT_EVALUATION if k in raw]
         if given:
-            raise InvalidArgument(f"{', '.join(given)}: evaluation is not supported for code chat; remove "
-                                  "evaluation_data_uri, evaluation_interval, enable_early_stopping and "
-                                  "enable_checkpoint_selection")
+            raise InvalidArgument(
+                f"{', '.join(given)}: evaluation is not supported for code chat; remove "
+                "evaluation_data_uri, evaluation_interval, enable_early_stopping and "
+                "enable_checkpoint_selection"
+            )
     try:
         typed = PipelineParameters.model_validate(raw)
     except ValidationError as exc:
         raise InvalidArgument("; ".join(text for _, text in messages(exc, PARAMS, prefix=PARAMS))) from None
     params = typed.model_dump(exclude_none=True)
     if params.get("location") is not None and params["location"] not in PIPELINE_REGIONS:
-        raise InvalidArgument(f"{PARAMS}.location: {params['location']!r} is not a supported region; use one of "
-                              f"{', '.join(PIPELINE_REGIONS)}")
+        raise InvalidArgument(
+            f"{PARAMS}.location: {params['location']!r} is not a supported region; use one of "
+            f"{', '.join(PIPELINE_REGIONS)}"
+        )
     return params
 
 
 def _check_rules(template: str, params: dict[str, Any], raw: dict[str, Any]) -> None:
     if "dataset_name" in params and "dataset_uri" not in params:
-        raise InvalidArgument(f"{PARAMS}.dataset_name: Vertex managed datasets do not exist on a self-hosted server; "
-                              "give dataset_uri, a JSONL file in a bucket")
+        raise InvalidArgument(
+            f"{PARAMS}.dataset_name: Vertex managed datasets do not exist on a self-hosted server; "
+            "give dataset_uri, a JSONL file in a bucket"
+        )
     for key in REQUIRED[template]:
         if key not in params:
             raise InvalidArgument(f"{PARAMS}.{key} is required for {template}")
@@ -229,20 +271,29 @@ def _defaults(template: str, params: dict[str, Any], location: str) -> None:
     if "model_display_name" not in params:  # as the SDK names it (contract §5.3)
         params["model_display_name"] = (
             f"{params['student_model_reference']} distilled from {params['teacher_model_reference']}"
-            if template == "distillation" else
-            f"{params['large_model_reference']} tuned for {params['train_steps']} steps with "
+            if template == "distillation"
+            else f"{params['large_model_reference']} tuned for {params['train_steps']} steps with "
             f"learning_rate_multiplier={params.get('learning_rate_multiplier', 1.0)} on {params.get('dataset_uri')}"
         )[:128]
 
 
 # SPEC §3.6: examples per step by context class and compute region (GPU runs in us-central1, TPU in europe-west4).
-BATCH_SIZES = {("8k", "us-central1"): 8, ("8k", "europe-west4"): 24, ("32k", "us-central1"): 8,
-               ("32k", "europe-west4"): 8}
+BATCH_SIZES = {
+    ("8k", "us-central1"): 8,
+    ("8k", "europe-west4"): 24,
+    ("32k", "us-central1"): 8,
+    ("32k", "europe-west4"): 8,
+}
 # What the pipelines call the run configuration's fields (errors of TuningConfig's rules name them so).
-CONFIG_NAMES = {"learning_rate": f"{PARAMS}.learning_rate", "learning_rate_multiplier": f"{PARAMS}.learning_rate_multiplier",
-                "max_steps": f"{PARAMS}.train_steps", "eval_steps": f"{PARAMS}.evaluation_interval",
-                "tensorboard": f"{PARAMS}.tensorboard_resource_id", "train_dataset": f"{PARAMS}.dataset_uri",
-                "validation_dataset": f"{PARAMS}.evaluation_data_uri"}
+CONFIG_NAMES = {
+    "learning_rate": f"{PARAMS}.learning_rate",
+    "learning_rate_multiplier": f"{PARAMS}.learning_rate_multiplier",
+    "max_steps": f"{PARAMS}.train_steps",
+    "eval_steps": f"{PARAMS}.evaluation_interval",
+    "tensorboard": f"{PARAMS}.tensorboard_resource_id",
+    "train_dataset": f"{PARAMS}.dataset_uri",
+    "validation_dataset": f"{PARAMS}.evaluation_data_uri",
+}
 
 
 def documented_batch_size(params: dict[str, Any], settings: Settings) -> tuple[int, str, str]:
@@ -254,8 +305,9 @@ def documented_batch_size(params: dict[str, Any], settings: Settings) -> tuple[i
     return BATCH_SIZES[(context, region)], context, region
 
 
-def pipeline_tuning_config(template: str, params: dict[str, Any], out_uri: str, settings: Settings,
-                           **overrides: Any) -> TuningConfig:
+def pipeline_tuning_config(
+    template: str, params: dict[str, Any], out_uri: str, settings: Settings, **overrides: Any
+) -> TuningConfig:
     """The tune task's run: train_steps optimizer steps of the documented batch size; evaluation, early stopping and
     checkpoint selection as the parameters say (SPEC §8 P2)."""
     batch, _, _ = documented_batch_size(params, settings)
@@ -263,9 +315,13 @@ def pipeline_tuning_config(template: str, params: dict[str, Any], out_uri: str, 
     selection = params.get("enable_checkpoint_selection", "default")
     fields: dict[str, Any] = dict(
         base_model=params.get("large_model_reference") or params["student_model_reference"],
-        train_dataset=params["dataset_uri"], validation_dataset=params.get("evaluation_data_uri"),
-        output_uri=f"{out_uri}/tune", max_steps=int(params["train_steps"]), batch_size=batch,
-        learning_rate=params.get("learning_rate"), learning_rate_multiplier=params.get("learning_rate_multiplier"),
+        train_dataset=params["dataset_uri"],
+        validation_dataset=params.get("evaluation_data_uri"),
+        output_uri=f"{out_uri}/tune",
+        max_steps=int(params["train_steps"]),
+        batch_size=batch,
+        learning_rate=params.get("learning_rate"),
+        learning_rate_multiplier=params.get("learning_rate_multiplier"),
         eval_steps=int(params.get("evaluation_interval", 20)) if has_eval else None,
         early_stopping=bool(params.get("enable_early_stopping", True)) and has_eval,
         checkpoint_selection="best" if selection == "true" or (selection == "default" and has_eval) else "last",
@@ -284,6 +340,9 @@ def output_root(row: PipelineJobRow) -> str:
 
 def pipeline_job(row: PipelineJobRow) -> PipelineJob:
     name = names.name("pipelineJobs", row.project, row.location, row.id)
-    detail = {"pipelineContext": {"name": f"{name}/contexts/pipeline"},
-              "pipelineRunContext": {"name": f"{name}/contexts/run"}, "taskDetails": row.tasks}
+    detail = {
+        "pipelineContext": {"name": f"{name}/contexts/pipeline"},
+        "pipelineRunContext": {"name": f"{name}/contexts/run"},
+        "taskDetails": row.tasks,
+    }
     return PipelineJob.model_validate({**row.resource, **server_fields(row, name), "jobDetail": detail})

@@ -19,10 +19,21 @@ DISTILLATION_TEMPLATE = _KFP + "distillation/distillation/v1.0.0"
 
 # parameter -> kind (SPEC §3.5, §5.4; contract §5.3)
 _COMMON = {
-    "project": "str", "location": "region", "dataset_uri": "str", "dataset_name": "str", "model_display_name": "str",
-    "train_steps": "int", "learning_rate": "float", "learning_rate_multiplier": "float", "evaluation_data_uri": "str",
-    "evaluation_interval": "int", "enable_early_stopping": "bool", "enable_checkpoint_selection": "tri",
-    "tensorboard_resource_id": "str", "accelerator_type": "accel", "max_context_length": "ctx",
+    "project": "str",
+    "location": "region",
+    "dataset_uri": "str",
+    "dataset_name": "str",
+    "model_display_name": "str",
+    "train_steps": "int",
+    "learning_rate": "float",
+    "learning_rate_multiplier": "float",
+    "evaluation_data_uri": "str",
+    "evaluation_interval": "int",
+    "enable_early_stopping": "bool",
+    "enable_checkpoint_selection": "tri",
+    "tensorboard_resource_id": "str",
+    "accelerator_type": "accel",
+    "max_context_length": "ctx",
     "encryption_spec_key_name": "str",
 }
 PARAMETERS = {
@@ -36,8 +47,14 @@ REQUIRED = {
     "distillation": ("teacher_model_reference", "student_model_reference"),
 }
 CHAT_EVALUATION = ("evaluation_data_uri", "evaluation_interval", "enable_early_stopping", "enable_checkpoint_selection")
-DEFAULTS = {"train_steps": 300, "learning_rate_multiplier": 1.0, "evaluation_interval": 20, "enable_early_stopping": True,
-            "accelerator_type": "GPU", "enable_checkpoint_selection": "default"}
+DEFAULTS = {
+    "train_steps": 300,
+    "learning_rate_multiplier": 1.0,
+    "evaluation_interval": 20,
+    "enable_early_stopping": True,
+    "accelerator_type": "GPU",
+    "enable_checkpoint_selection": "default",
+}
 
 
 def upload_task(template: str) -> str:
@@ -62,13 +79,15 @@ def task_names(template: str, params: dict[str, Any]) -> list[str]:
 _TYPES = {"int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
 
 
-def stand_in_template(uri: str) -> dict | None:
+def stand_in_template(uri: str) -> dict[str, Any] | None:
     """The stand-in pipeline spec for a supported template URI (None for others)."""
     template = TEMPLATES.get(uri.split("?", 1)[0].rstrip("/"))
     if template is None:
         return None
-    parameters = {name: {"parameterType": _TYPES.get(kind, "STRING"), "isOptional": True}
-                  for name, kind in sorted(PARAMETERS[template].items())}
+    parameters = {
+        name: {"parameterType": _TYPES.get(kind, "STRING"), "isOptional": True}
+        for name, kind in sorted(PARAMETERS[template].items())
+    }
     return {
         "pipelineInfo": {"name": template, "description": f"tuneforge stand-in for {uri}"},
         "schemaVersion": "2.1.0",

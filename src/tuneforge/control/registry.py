@@ -5,6 +5,7 @@ register through here."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -32,15 +33,37 @@ def endpoint_name(endpoint: EndpointRow) -> str:
     return names.name("endpoints", endpoint.project, endpoint.location, endpoint.id)
 
 
-def register_model(s: Session, *, project: str, location: str, display_name: str, description: str,
-                   artifact_uri: str, base_model: str, kind: str, labels: dict[str, str], source_job: str,
-                   tuning_job_id: str | None = None) -> ModelRow:
+def register_model(
+    s: Session,
+    *,
+    project: str,
+    location: str,
+    display_name: str,
+    description: str,
+    artifact_uri: str,
+    base_model: str,
+    kind: str,
+    labels: dict[str, str],
+    source_job: str,
+    tuning_job_id: str | None = None,
+) -> ModelRow:
     """A registry Model for a run's final folder, labelled with its base model and the job that made it."""
     now = utcnow()
-    model = ModelRow(id=new_id(), project=project, location=location, version=1, display_name=display_name,
-                     description=description, artifact_uri=artifact_uri,
-                     labels={**labels, BASE_MODEL_LABEL: base_model_label(base_model), JOB_LABEL: source_job},
-                     base_model=base_model, kind=kind, job_id=tuning_job_id, create_time=now, update_time=now)
+    model = ModelRow(
+        id=new_id(),
+        project=project,
+        location=location,
+        version=1,
+        display_name=display_name,
+        description=description,
+        artifact_uri=artifact_uri,
+        labels={**labels, BASE_MODEL_LABEL: base_model_label(base_model), JOB_LABEL: source_job},
+        base_model=base_model,
+        kind=kind,
+        job_id=tuning_job_id,
+        create_time=now,
+        update_time=now,
+    )
     s.add(model)
     s.flush()
     return model
@@ -51,14 +74,53 @@ def model_weights(model: ModelRow, settings: Settings) -> tuple[Path, Path | Non
     return weights_at(model.artifact_uri, settings, f"model {model.id}")
 
 
-def new_endpoint(s: Session, project: str, location: str, display: str, description: str,
-                 labels: dict[str, str]) -> EndpointRow:
+def new_endpoint(
+    s: Session, project: str, location: str, display: str, description: str, labels: dict[str, str]
+) -> EndpointRow:
     now = utcnow()
-    row = EndpointRow(id=new_id(), project=project, location=location, display_name=display, description=description,
-                      labels=labels, deployed_models=[], traffic_split={}, create_time=now, update_time=now)
+    row = EndpointRow(
+        id=new_id(),
+        project=project,
+        location=location,
+        display_name=display,
+        description=description,
+        labels=labels,
+        deployed_models=[],
+        traffic_split={},
+        create_time=now,
+        update_time=now,
+    )
     s.add(row)
     s.flush()
     return row
+
+
+def record_deployment(
+    s: Session,
+    dep_id: str,
+    endpoint_id: str,
+    model_id: str,
+    project: str,
+    location: str,
+    display: str,
+    resources: dict[str, Any],
+    operation: str | None = None,
+) -> None:
+    """A deployed model's record: DEPLOYING while its ``operation`` loads it, else DEPLOYED (loaded on first use)."""
+    s.add(
+        DeployedModelRow(
+            id=dep_id,
+            endpoint_id=endpoint_id,
+            model_id=model_id,
+            project=project,
+            location=location,
+            display_name=display,
+            resources=resources,
+            state="DEPLOYING" if operation else "DEPLOYED",
+            operation=operation,
+            create_time=utcnow(),
+        )
+    )
 
 
 def auto_deploy(s: Session, model: ModelRow, display: str) -> str:
@@ -67,8 +129,6 @@ def auto_deploy(s: Session, model: ModelRow, display: str) -> str:
     request."""
     endpoint = new_endpoint(s, model.project, model.location, display, f"Serves {model_name(model)}", {})
     dep_id = new_id()
-    s.add(DeployedModelRow(id=dep_id, endpoint_id=endpoint.id, model_id=model.id, project=model.project,
-                           location=model.location, display_name=display, resources=AUTOMATIC, state="DEPLOYED",
-                           create_time=utcnow()))
+    record_deployment(s, dep_id, endpoint.id, model.id, model.project, model.location, display, AUTOMATIC)
     endpoint.traffic_split = {dep_id: 100}
     return endpoint_name(endpoint)

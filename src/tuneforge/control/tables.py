@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -41,23 +42,23 @@ class TuningJobRow(Base):
     project: Mapped[str] = mapped_column(String(128), index=True)
     location: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(40), index=True)
-    resource: Mapped[dict] = mapped_column(JSON)  # the TuningJob as requested (camelCase echo)
-    config: Mapped[dict] = mapped_column(JSON)  # the TuningConfig the engine runs
-    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    resource: Mapped[dict[str, Any]] = mapped_column(JSON)  # the TuningJob as requested (camelCase echo)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the TuningConfig the engine runs
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     display_name: Mapped[str] = mapped_column(String(256), default="")
     base_model: Mapped[str] = mapped_column(String(256), default="")
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    tuned_model: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    data_stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    tuned_model: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    data_stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    progress: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # step, total steps, last metrics
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # step, total steps, last metrics
 
     __table_args__ = (Index("ix_tuning_jobs_project_state", "project", "state"),)
 
@@ -86,7 +87,7 @@ class ModelRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     display_name: Mapped[str] = mapped_column(String(256), default="")
     description: Mapped[str] = mapped_column(Text, default="")
-    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     artifact_uri: Mapped[str] = mapped_column(Text)
     base_model: Mapped[str] = mapped_column(String(256), default="")
     kind: Mapped[str] = mapped_column(String(16), default="full")  # full | lora
@@ -105,15 +106,15 @@ class PipelineJobRow(Base):
     location: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(40), index=True)
     template: Mapped[str] = mapped_column(String(64))  # tune-large-model | tune-large-chat-model | distillation
-    resource: Mapped[dict] = mapped_column(JSON)
-    parameters: Mapped[dict] = mapped_column(JSON)  # coerced parameterValues
-    tasks: Mapped[list] = mapped_column(JSON)  # PipelineTaskDetail list
-    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    resource: Mapped[dict[str, Any]] = mapped_column(JSON)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # coerced parameterValues
+    tasks: Mapped[list[Any]] = mapped_column(JSON)  # PipelineTaskDetail list
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -128,9 +129,9 @@ class EndpointRow(Base):
     location: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(256), default="")
     description: Mapped[str] = mapped_column(Text, default="")
-    labels: Mapped[dict] = mapped_column(JSON, default=dict)
-    deployed_models: Mapped[list] = mapped_column(JSON, default=list)
-    traffic_split: Mapped[dict] = mapped_column(JSON, default=dict)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    deployed_models: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    traffic_split: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -146,10 +147,10 @@ class DeployedModelRow(Base):
     project: Mapped[str] = mapped_column(String(128))
     location: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(256), default="")
-    resources: Mapped[dict] = mapped_column(JSON, default=dict)  # {"dedicatedResources": …} as requested
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {"dedicatedResources": …} as requested
     state: Mapped[str] = mapped_column(String(16), default="DEPLOYED")
     operation: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -160,8 +161,8 @@ class OperationRow(Base):
 
     name: Mapped[str] = mapped_column(String(512), primary_key=True)
     done: Mapped[bool] = mapped_column(Boolean, default=False)
-    metadata_json: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    response: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -10,7 +10,20 @@ from tuneforge.data.tokenize import IGNORE_INDEX, ChatEncoder, Encoded
 from tuneforge.data.validate import Limits, PreparedDataset, prepare_dataset
 
 __all__ = [
-    "Batch", "ChatEncoder", "Conversation", "Encoded", "IGNORE_INDEX", "ImagePart", "Limits", "Message",
-    "PreparedDataset", "Problem", "Report", "TextPart", "collate", "parse_lines", "prepare_dataset",
+    "IGNORE_INDEX",
+    "Batch",
+    "ChatEncoder",
+    "Conversation",
+    "Encoded",
+    "ImagePart",
+    "Limits",
+    "Message",
+    "PreparedDataset",
+    "Problem",
+    "Report",
+    "TextPart",
+    "collate",
+    "parse_lines",
+    "prepare_dataset",
     "supervised_tuning_data_stats",
 ]

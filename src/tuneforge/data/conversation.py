@@ -55,7 +55,7 @@ class Conversation:
         return [{"role": m.role, "content": m.text} for m in self.messages]
 
     @classmethod
-    def from_pairs(cls, *pairs: tuple[str, str], line: int = 0) -> "Conversation":
+    def from_pairs(cls, *pairs: tuple[str, str], line: int = 0) -> Conversation:
         return cls([Message(role, (TextPart(text),)) for role, text in pairs], line=line)  # type: ignore[arg-type]
 
 
@@ -68,8 +68,12 @@ def apply_prompt_rules(conversation: Conversation, rules: dict | None) -> Conver
     messages = list(conversation.messages)
     prefix, known = rules.get("input_prefix"), tuple(rules.get("task_prefixes") or ())
     if prefix:
-        messages = [Message(m.role, (TextPart(prefix + m.text),)) if m.role == "user" and not m.images
-                    and not m.text.startswith(known or (prefix,)) else m for m in messages]
+        messages = [
+            Message(m.role, (TextPart(prefix + m.text),))
+            if m.role == "user" and not m.images and not m.text.startswith(known or (prefix,))
+            else m
+            for m in messages
+        ]
     if rules.get("default_system") and (not messages or messages[0].role != "system"):
         messages.insert(0, Message("system", (TextPart(rules["default_system"]),)))
     return Conversation(messages, line=conversation.line, meta=conversation.meta)

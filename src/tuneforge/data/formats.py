@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -60,14 +61,15 @@ def _json_problem(text: str, exc: json.JSONDecodeError) -> tuple[str | None, str
         return column, f"invalid JSON (expecting a value after ','); remove the trailing comma before '{at}'"
     if at == "'" or "double quotes" in exc.msg:
         return column, (
-            'invalid JSON (property names and strings need double quotes); write {"prompt": "...", '
-            '"completion": "..."}'
+            'invalid JSON (property names and strings need double quotes); write {"prompt": "...", "completion": "..."}'
         )
     return column, f"invalid JSON ({exc.msg[0].lower() + exc.msg[1:]})"
 
 
 def _author_keyed(messages: Any) -> bool:
-    return isinstance(messages, list) and any(isinstance(m, dict) and "author" in m and "role" not in m for m in messages)
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and "author" in m and "role" not in m for m in messages
+    )
 
 
 def detect_format(obj: dict) -> str | None:
@@ -93,8 +95,11 @@ class _Line:
 
     def image_allowed(self, path: str) -> bool:
         if self.text_only_model:
-            self.error(f"image input, but {self.text_only_model} accepts text only; images are supported only by "
-                       f"{IMAGE_MODEL}", path)
+            self.error(
+                f"image input, but {self.text_only_model} accepts text only; images are supported only by "
+                f"{IMAGE_MODEL}",
+                path,
+            )
             return False
         return True
 
@@ -117,6 +122,7 @@ class _Line:
 
 
 # --- images -----------------------------------------------------------------------------------------------------
+
 
 def _sniff_image(data: bytes) -> str | None:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -186,8 +192,9 @@ def _image_url_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
 
 def _file_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
     if not isinstance(spec, dict):
-        ctx.error(f'expected an object like {{"mime_type": "image/png", "file_uri": "gs://…"}}, got '
-                  f"{_type_name(spec)}", path)
+        ctx.error(
+            f'expected an object like {{"mime_type": "image/png", "file_uri": "gs://…"}}, got {_type_name(spec)}', path
+        )
         return None
     mime = spec.get("mime_type", spec.get("mimeType"))
     uri = spec.get("file_uri", spec.get("fileUri"))
@@ -198,10 +205,11 @@ def _file_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
     if not isinstance(uri, str) or not uri.startswith("gs://"):
         ctx.error("required: a gs://bucket/path URI of the image", f"{path}.file_uri")
         ok = False
-    return ImagePart(uri=uri, mime_type=mime) if ok else None
+    return ImagePart(uri=uri, mime_type=mime) if ok and isinstance(uri, str) else None
 
 
 # --- per-format parsers ------------------------------------------------------------------------------------------
+
 
 def _parse_prompt_completion(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
     missing = [k for k in ("prompt", "completion") if k not in obj]
@@ -212,13 +220,18 @@ def _parse_prompt_completion(ctx: _Line, obj: dict) -> list[tuple[Message, str]]
         return None
     prompt = ctx.string(obj["prompt"], "prompt", empty_fix="give the input text or drop the line")
     completion = ctx.string(
-        obj["completion"], "completion", empty_fix="the example has nothing to learn; give the expected text or drop the line"
+        obj["completion"],
+        "completion",
+        empty_fix="the example has nothing to learn; give the expected text or drop the line",
     )
     for key in obj.keys() - {"prompt", "completion"}:
         ctx.warning(f'unknown key "{key}" is ignored (prompt/completion lines have "prompt" and "completion")', key)
     if prompt is None or completion is None:
         return None
-    return [(Message("user", (TextPart(prompt),)), "prompt"), (Message("assistant", (TextPart(completion),)), "completion")]
+    return [
+        (Message("user", (TextPart(prompt),)), "prompt"),
+        (Message("assistant", (TextPart(completion),)), "completion"),
+    ]
 
 
 def _chat_content(ctx: _Line, content: Any, path: str) -> tuple[Part, ...] | None:
@@ -347,18 +360,24 @@ def _parse_generate_content(ctx: _Line, obj: dict) -> list[tuple[Message, str]] 
     return out
 
 
-def text_pair_fields(ctx: _Line, obj: dict, *, require_output: bool = True,
-                     what: str = "code generation") -> tuple[str, str | None] | None:
+def text_pair_fields(
+    ctx: _Line, obj: dict, *, require_output: bool = True, what: str = "code generation"
+) -> tuple[str, str | None] | None:
     """(input_text, output_text or None) of a code-generation or distillation line."""
     if "input_text" not in obj:
-        ctx.error(f'{what} example is missing "input_text" (the prompt); every line needs input_text'
-                  + (" and output_text" if require_output else ""))
+        ctx.error(
+            f'{what} example is missing "input_text" (the prompt); every line needs input_text'
+            + (" and output_text" if require_output else "")
+        )
         return None
     text = ctx.string(obj["input_text"], "input_text", empty_fix="give the prompt or drop the line")
     output = None
     if "output_text" in obj:
-        fix = ("omit the field for an unlabeled example (the teacher will label it) or give the label"
-               if not require_output else "the example has nothing to learn; give the expected output or drop the line")
+        fix = (
+            "omit the field for an unlabeled example (the teacher will label it) or give the label"
+            if not require_output
+            else "the example has nothing to learn; give the expected output or drop the line"
+        )
         output = ctx.string(obj["output_text"], "output_text", empty_fix=fix)
     elif require_output:
         ctx.error(f'{what} example is missing "output_text" (the expected output); add it')
@@ -371,8 +390,10 @@ def _parse_text_pair(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
     fields = text_pair_fields(ctx, obj)
     if fields is None:
         return None
-    return [(Message("user", (TextPart(fields[0]),)), "input_text"),
-            (Message("assistant", (TextPart(fields[1] or ""),)), "output_text")]
+    return [
+        (Message("user", (TextPart(fields[0]),)), "input_text"),
+        (Message("assistant", (TextPart(fields[1] or ""),)), "output_text"),
+    ]
 
 
 def _parse_codechat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
@@ -426,13 +447,15 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     if turns[0][0].role != "user":
         ctx.error("the first turn must be from the user; add the user's message before it", turns[0][1])
         return None
-    for (prev, _), (m, path) in zip(turns, turns[1:]):
+    for (prev, _), (m, path) in itertools.pairwise(turns):
         if m.role == prev.role:
             ctx.error(f"two {m.role} turns in a row; turns must alternate user and assistant (merge them)", path)
             return None
     for m, path in turns:
         if m.role == "assistant" and not m.text.strip() and not m.images:
-            ctx.error("empty assistant message; the example has nothing to learn; give the reply or drop the line", path)
+            ctx.error(
+                "empty assistant message; the example has nothing to learn; give the reply or drop the line", path
+            )
             return None
     messages = [m for m, _ in items]
     if turns[-1][0].role != "assistant":
@@ -461,8 +484,14 @@ def json_objects(lines: Iterable[str], report: Report, text_only_model: str | No
         yield ctx, obj
 
 
-def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | None = None, *,
-                expected: str | None = None, default_system: str | None = None) -> list[Conversation]:
+def parse_lines(
+    lines: Iterable[str],
+    report: Report,
+    text_only_model: str | None = None,
+    *,
+    expected: str | None = None,
+    default_system: str | None = None,
+) -> list[Conversation]:
     """Parse a JSONL file's lines; every problem goes into ``report``. Returns the lines that parsed cleanly.
 
     ``text_only_model``: the id of the model being tuned when it takes no images (images are then errors).
@@ -477,14 +506,18 @@ def parse_lines(lines: Iterable[str], report: Report, text_only_model: str | Non
         fmt = expected or detect_format(obj)
         if fmt is None:
             keys = ", ".join(obj) or "none"
-            ctx.error(f'no supported format matches the keys [{keys}]; use {{"prompt","completion"}}, '
-                      '{"messages":[...]}, {"contents":[...]} or {"input_text","output_text"} (SPEC §2.7, §3.2)')
+            ctx.error(
+                f'no supported format matches the keys [{keys}]; use {{"prompt","completion"}}, '
+                '{"messages":[...]}, {"contents":[...]} or {"input_text","output_text"} (SPEC §2.7, §3.2)'
+            )
             continue
         if file_format is None:
             file_format = (fmt, number)
         elif fmt != file_format[0]:
-            ctx.error(f"{FORMAT_NAMES[fmt]} format, but line {file_format[1]} set this file's format to "
-                      f"{FORMAT_NAMES[file_format[0]]}; use one format per file")
+            ctx.error(
+                f"{FORMAT_NAMES[fmt]} format, but line {file_format[1]} set this file's format to "
+                f"{FORMAT_NAMES[file_format[0]]}; use one format per file"
+            )
             continue
         items = _PARSERS[fmt](ctx, obj)
         if items is None or ctx.failed:
@@ -512,8 +545,10 @@ def parse_request(obj: dict, fmt: str, text_only_model: str | None = None) -> Co
         if isinstance(contents, dict):
             contents = [contents]
         if isinstance(contents, list):
-            obj["contents"] = [{**c, "parts": [c["parts"]]} if isinstance(c, dict) and isinstance(c.get("parts"), dict)
-                               else c for c in contents]
+            obj["contents"] = [
+                {**c, "parts": [c["parts"]]} if isinstance(c, dict) and isinstance(c.get("parts"), dict) else c
+                for c in contents
+            ]
         for key in ("systemInstruction", "system_instruction"):
             si = obj.get(key)
             if isinstance(si, dict) and isinstance(si.get("parts"), dict):
@@ -528,14 +563,14 @@ def parse_request(obj: dict, fmt: str, text_only_model: str | None = None) -> Co
         ctx.error(f"missing; give the conversation as {key}", key)
     elif not ctx.failed and not [m for m, _ in items or [] if m.role != "system"]:
         ctx.error("empty; give at least one user message", key)
-    if not ctx.failed:
+    if not ctx.failed and items is not None:
         for i, (m, path) in enumerate(items):
             if m.role == "system" and i > 0:
                 ctx.error(f"a system message is allowed only first; move it to {key}[0]", path)
         turns = [(m, path) for m, path in items if m.role != "system"]
         if turns and turns[0][0].role != "user":
             ctx.error("the first turn must be from the user", turns[0][1])
-        for (prev, _), (m, path) in zip(turns, turns[1:]):
+        for (prev, _), (m, path) in itertools.pairwise(turns):
             if m.role == prev.role:
                 ctx.error(f"two {m.role} turns in a row; turns must alternate (merge them)", path)
         if turns and turns[-1][0].role != "user":
@@ -543,4 +578,4 @@ def parse_request(obj: dict, fmt: str, text_only_model: str | None = None) -> Co
     if ctx.failed:
         problems = [f"{p.path}: {p.message}" if p.path else p.message for p in report.errors]
         raise InvalidArgument("; ".join(problems))
-    return Conversation([m for m, _ in items])
+    return Conversation([m for m, _ in items or []])

@@ -18,7 +18,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = []
-        if self.source and self.line is None:
+        if self.source and self.line is None and not self.message.startswith(self.source):
             where.append(self.source)
         if self.line is not None:
             where.append(f"line {self.line}")
@@ -55,7 +55,7 @@ class Report:
     def ok(self) -> bool:
         return not self.errors
 
-    def extend(self, other: "Report") -> None:
+    def extend(self, other: Report) -> None:
         self.problems.extend(other.problems)
 
     def to_json(self) -> dict:

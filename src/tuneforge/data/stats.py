@@ -28,8 +28,17 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 def distribution(values: Sequence[int], billable_multiplier: int = 1) -> dict:
     """``{sum, min, max, mean, median, p5, p95, buckets, billableSum}`` of per-example values."""
     if not values:
-        return {"sum": "0", "billableSum": "0", "min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0,
-                "p5": 0.0, "p95": 0.0, "buckets": []}
+        return {
+            "sum": "0",
+            "billableSum": "0",
+            "min": 0.0,
+            "max": 0.0,
+            "mean": 0.0,
+            "median": 0.0,
+            "p5": 0.0,
+            "p95": 0.0,
+            "buckets": [],
+        }
     ordered = sorted(values)
     lo, hi = ordered[0], ordered[-1]
     width = max(1.0, math.ceil((hi - lo + 1) / NUM_BUCKETS))
@@ -56,8 +65,12 @@ def distribution(values: Sequence[int], billable_multiplier: int = 1) -> dict:
 
 def _contents(conversations: Sequence[Conversation]) -> list[dict]:
     """Sample messages as Vertex shows them: Content objects with roles user/model (system prompts left out)."""
-    return [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.text}]}
-            for c in conversations for m in c.messages if m.role != "system"]
+    return [
+        {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.text}]}
+        for c in conversations
+        for m in c.messages
+        if m.role != "system"
+    ]
 
 
 def supervised_tuning_data_stats(

@@ -68,8 +68,10 @@ def _drop_text_only(conversations: list[Conversation], report: Report) -> list[C
         return conversations
     kept = [c for c in conversations if c.has_image]
     lines = ", ".join(str(c.line) for c in text_only)
-    msg = (f"lines {lines}: text-only examples were dropped because the dataset contains images (mixed datasets "
-           f"are filtered); {len(text_only)} of {len(conversations)} examples removed")
+    msg = (
+        f"lines {lines}: text-only examples were dropped because the dataset contains images (mixed datasets "
+        f"are filtered); {len(text_only)} of {len(conversations)} examples removed"
+    )
     report.warning(msg)
     return kept
 
@@ -90,8 +92,9 @@ def prepare_dataset(
     if lines is None:
         return PreparedDataset(uri, [], [], report)
     text_only = limits.model_id if limits.text_only else None
-    conversations = parse_lines(lines, report, text_only_model=text_only, expected=expected,
-                                default_system=default_system)
+    conversations = parse_lines(
+        lines, report, text_only_model=text_only, expected=expected, default_system=default_system
+    )
     conversations = _drop_text_only(conversations, report)
     report.info.update(lines=len(lines), examples=len(conversations))
     if not lines or (not conversations and report.ok):
@@ -124,9 +127,11 @@ def _encode_all(conversations, limits: Limits, encoder: ChatEncoder, report: Rep
             n = enc.meta["full_length"]
             roomier = {m: v for m, v in limits.other_modes.items() if v > limits.max_seq_len}
             alt = f" ({', '.join(f'{v} in {m}' for m, v in roomier.items())})" if roomier else ""
-            fix = "shorten it" + (f", or use {max(roomier, key=roomier.get)}" if roomier else "")
-            msg = (f"example is {n:,} tokens, over the {limits.max_seq_len}-token limit of {limits.model_id} in "
-                   f"{limits.mode} mode{alt}; {fix}")
+            fix = "shorten it" + (f", or use {max(roomier, key=lambda m: roomier[m])}" if roomier else "")
+            msg = (
+                f"example is {n:,} tokens, over the {limits.max_seq_len}-token limit of {limits.model_id} in "
+                f"{limits.mode} mode{alt}; {fix}"
+            )
             if limits.strict:
                 report.error(msg, conv.line)
                 continue

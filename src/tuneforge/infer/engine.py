@@ -91,9 +91,14 @@ class _Row:
 
     def done(self, reason: str, error: str | None = None) -> None:
         self.finish = reason
-        event = {"type": "done", "finish_reason": reason, "text": self.text,
-                 "prompt_tokens": len(self.req.prompt_ids), "completion_tokens": len(self.ids),
-                 "token_ids": list(self.ids)}
+        event = {
+            "type": "done",
+            "finish_reason": reason,
+            "text": self.text,
+            "prompt_tokens": len(self.req.prompt_ids),
+            "completion_tokens": len(self.ids),
+            "token_ids": list(self.ids),
+        }
         if error:
             event["error"] = error
         self.req.on_event(event)
@@ -111,8 +116,9 @@ def _left_pad(t: torch.Tensor, length: int, dim: int) -> torch.Tensor:
 class ModelGroup:
     """One loaded set of weights, its adapters and its scheduler thread."""
 
-    def __init__(self, key: str, folder: Path, device: torch.device, dtype: torch.dtype, max_batch: int,
-                 batch_wait_s: float):
+    def __init__(
+        self, key: str, folder: Path, device: torch.device, dtype: torch.dtype, max_batch: int, batch_wait_s: float
+    ):
         from transformers import AutoModelForCausalLM
 
         self.key, self.folder, self.device, self.dtype = key, folder, device, dtype
@@ -235,8 +241,15 @@ class ModelGroup:
         kwargs = {}
         if self.adapters:
             kwargs["adapter_names"] = [r.req.adapter or BASE_ADAPTER for r in rows]
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1, **kwargs)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        )
         return out.logits[:, -1, :].float(), out.past_key_values
 
     def _prefill(self, new: list[_Row]) -> None:
@@ -264,8 +277,9 @@ class ModelGroup:
         length = max(self.mask.shape[1], mask.shape[1])
         for old_layer, new_layer in zip(self.cache.layers, cache.layers):
             old_layer.keys = torch.cat([_left_pad(old_layer.keys, length, 2), _left_pad(new_layer.keys, length, 2)])
-            old_layer.values = torch.cat([_left_pad(old_layer.values, length, 2),
-                                          _left_pad(new_layer.values, length, 2)])
+            old_layer.values = torch.cat(
+                [_left_pad(old_layer.values, length, 2), _left_pad(new_layer.values, length, 2)]
+            )
         self.mask = torch.cat([_left_pad(self.mask, length, 1), _left_pad(mask, length, 1)])
         self.last = torch.cat([self.last, tokens])
         self.rows = self.rows + new
@@ -303,6 +317,7 @@ class ModelGroup:
 
 # -- deployments ------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Deployment:
     """A deployed model as the engine serves it."""
@@ -321,8 +336,13 @@ class Deployment:
         req.adapter = self.adapter
         self.group.submit(req, self.tokenizer, self.eos_ids, self.context_len)
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, should_stop: Callable[[], bool] | None = None,
-                 timeout_s: float = 3600.0) -> list[str]:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        should_stop: Callable[[], bool] | None = None,
+        timeout_s: float = 3600.0,
+    ) -> list[str]:
         """Batch generation for pipelines (teacher labelling, evaluation): submit every prompt, block until all are
         done; the engine batches them. Stops early (raising InterruptedError) when ``should_stop`` says so."""
         done = [threading.Event() for _ in prompts]
@@ -379,8 +399,15 @@ def _defaults(folder: Path, max_tokens: int) -> SamplingParams:
 class Engine:
     """Loads deployed models (sharing bases between adapters) and hands requests to their groups."""
 
-    def __init__(self, *, device: str = "auto", max_batch: int = 32, batch_wait_ms: float = 2.0,
-                 memory_limit_bytes: int | None = None, default_max_tokens: int = 256):
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        max_batch: int = 32,
+        batch_wait_ms: float = 2.0,
+        memory_limit_bytes: int | None = None,
+        default_max_tokens: int = 256,
+    ):
         self.device = pick_device(device)
         self.dtype = pick_dtype("auto", self.device)
         self.max_batch, self.batch_wait_s = max_batch, batch_wait_ms / 1000
@@ -436,8 +463,10 @@ class Engine:
             try:
                 tokenizer = AutoTokenizer.from_pretrained(str(folder if has_tokenizer(folder) else weights))
                 if len(tokenizer) > group.base.get_input_embeddings().weight.shape[0]:
-                    raise InvalidArgument(f"the tokenizer of {folder} has {len(tokenizer)} tokens but the model's "
-                                          "embedding table is smaller; the folder's tokenizer belongs to another model")
+                    raise InvalidArgument(
+                        f"the tokenizer of {folder} has {len(tokenizer)} tokens but the model's "
+                        "embedding table is smaller; the folder's tokenizer belongs to another model"
+                    )
                 adapter = None
                 if adapter_folder:
                     adapter = f"d{deployed_id}"
@@ -450,8 +479,17 @@ class Engine:
             group.users += 1
             cfg = group.base.config
             context = int(getattr(cfg, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 4096))
-            dep = Deployment(deployed_id, group, adapter, tokenizer, _eos_ids(folder, tokenizer), context,
-                             _defaults(folder, self.default_max_tokens), tokenizer.chat_template, serving_rules(folder))
+            dep = Deployment(
+                deployed_id,
+                group,
+                adapter,
+                tokenizer,
+                _eos_ids(folder, tokenizer),
+                context,
+                _defaults(folder, self.default_max_tokens),
+                tokenizer.chat_template,
+                serving_rules(folder),
+            )
             self.deployments[deployed_id] = dep
             return dep
 
@@ -474,15 +512,27 @@ class Engine:
     def stats(self) -> dict:
         with self.lock:
             return {
-                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "device": str(self.device),
+                "dtype": str(self.dtype).replace("torch.", ""),
                 "loadedBytes": self.loaded_bytes(),
-                "groups": [{"weights": str(g.folder), "paramBytes": g.param_bytes, "adapterBytes": g.adapter_bytes(),
-                            "adapters": sorted(g.adapters), "deployments": g.users, "continuousBatching": g.joinable,
-                            "maxBatchSeen": g.max_rows_seen, "decodeSteps": g.steps, "activeRows": len(g.rows),
-                            "waiting": g.waiting.qsize()}
-                           for g in self.groups.values()],
-                "deployments": {d: {"weights": str(dep.group.folder), "adapter": dep.adapter}
-                                for d, dep in self.deployments.items()},
+                "groups": [
+                    {
+                        "weights": str(g.folder),
+                        "paramBytes": g.param_bytes,
+                        "adapterBytes": g.adapter_bytes(),
+                        "adapters": sorted(g.adapters),
+                        "deployments": g.users,
+                        "continuousBatching": g.joinable,
+                        "maxBatchSeen": g.max_rows_seen,
+                        "decodeSteps": g.steps,
+                        "activeRows": len(g.rows),
+                        "waiting": g.waiting.qsize(),
+                    }
+                    for g in self.groups.values()
+                ],
+                "deployments": {
+                    d: {"weights": str(dep.group.folder), "adapter": dep.adapter} for d, dep in self.deployments.items()
+                },
             }
 
     def close(self) -> None:

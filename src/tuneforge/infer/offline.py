@@ -10,9 +10,17 @@ from tuneforge.infer.prompts import prompt_ids
 from tuneforge.infer.sampling import SamplingParams
 
 
-def generate_offline(folder: Path, base_dir: Path | None, texts: list[str], params: SamplingParams, *,
-                     device: str = "auto", should_stop: Callable[[], bool] | None = None,
-                     keep_last_tokens: bool = False, max_batch: int = 16) -> list[str]:
+def generate_offline(
+    folder: Path,
+    base_dir: Path | None,
+    texts: list[str],
+    params: SamplingParams,
+    *,
+    device: str = "auto",
+    should_stop: Callable[[], bool] | None = None,
+    keep_last_tokens: bool = False,
+    max_batch: int = 16,
+) -> list[str]:
     """Load the model on its own engine, send each text as one user turn (as ``predict`` does), generate, unload.
     ``keep_last_tokens``: cut prompts from the left to leave room for the answer, instead of letting an over-long
     prompt fail."""
@@ -21,7 +29,7 @@ def generate_offline(folder: Path, base_dir: Path | None, texts: list[str], para
         dep = engine.deploy("offline", folder, base_dir)
         prompts = [prompt_ids(dep, text) for text in texts]
         if keep_last_tokens:
-            prompts = [ids[-(dep.context_len - params.max_tokens):] for ids in prompts]
+            prompts = [ids[-(dep.context_len - params.max_tokens) :] for ids in prompts]
         return dep.generate(prompts, params, should_stop)
     finally:
         engine.close()

@@ -10,11 +10,14 @@ from tuneforge.infer.engine import Deployment
 
 def conversation_ids(dep: Deployment, conversation: Conversation) -> list[int]:
     if not dep.chat_template:
-        raise FailedPrecondition("the deployed model has no chat template, so it cannot take a conversation; use "
-                                 "predict with a raw prompt, or deploy a model tuned by tuneforge (its template is saved)")
+        raise FailedPrecondition(
+            "the deployed model has no chat template, so it cannot take a conversation; use "
+            "predict with a raw prompt, or deploy a model tuned by tuneforge (its template is saved)"
+        )
     conversation = apply_prompt_rules(conversation, dep.prompt_rules)
-    text = dep.tokenizer.apply_chat_template(conversation.template_messages(), chat_template=dep.chat_template,
-                                             tokenize=False, add_generation_prompt=True)
+    text = dep.tokenizer.apply_chat_template(
+        conversation.template_messages(), chat_template=dep.chat_template, tokenize=False, add_generation_prompt=True
+    )
     return dep.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -28,5 +31,7 @@ def prompt_ids(dep: Deployment, text: str) -> list[int]:
 
 def check_length(dep: Deployment, ids: list[int], where: str) -> None:
     if len(ids) >= dep.context_len:
-        raise InvalidArgument(f"{where} is {len(ids)} tokens, but the model's context is {dep.context_len} tokens "
-                              "(prompt plus answer); shorten it")
+        raise InvalidArgument(
+            f"{where} is {len(ids)} tokens, but the model's context is {dep.context_len} tokens "
+            "(prompt plus answer); shorten it"
+        )

@@ -35,7 +35,9 @@ class SamplingParams:
     def generator(self, candidate: int = 0) -> torch.Generator:
         """A private random stream per request (and candidate), so a seeded request repeats whatever it batches with."""
         g = torch.Generator()
-        g.manual_seed((self.seed + candidate) if self.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+        g.manual_seed(
+            (self.seed + candidate) if self.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        )
         return g
 
 
@@ -51,8 +53,18 @@ def _number(value, field_name: str, *, integer: bool = False):
     return float(value)
 
 
-def build_params(*, defaults: SamplingParams, max_tokens=None, temperature=None, top_p=None, top_k=None, stop=None,
-                 seed=None, n=None, names: dict[str, str] | None = None) -> SamplingParams:
+def build_params(
+    *,
+    defaults: SamplingParams,
+    max_tokens=None,
+    temperature=None,
+    top_p=None,
+    top_k=None,
+    stop=None,
+    seed=None,
+    n=None,
+    names: dict[str, str] | None = None,
+) -> SamplingParams:
     """Validate the fields one API sent (``None`` = not sent: the model's default) into SamplingParams.
 
     ``names`` maps our field names to the caller's spelling (``maxOutputTokens``, ``top_p``…) so errors name the
@@ -63,8 +75,9 @@ def build_params(*, defaults: SamplingParams, max_tokens=None, temperature=None,
     def name(key: str) -> str:
         return names.get(key, key)
 
-    p = SamplingParams(max_tokens=defaults.max_tokens, temperature=defaults.temperature, top_p=defaults.top_p,
-                       top_k=defaults.top_k)
+    p = SamplingParams(
+        max_tokens=defaults.max_tokens, temperature=defaults.temperature, top_p=defaults.top_p, top_k=defaults.top_k
+    )
     if max_tokens is not None:
         p.max_tokens = _number(max_tokens, name("max_tokens"), integer=True)
         if p.max_tokens < 1:

@@ -37,6 +37,7 @@ class Prompt:
 
 # -- running -----------------------------------------------------------------------------------------------------
 
+
 class Run:
     """Requests on the engine whose events arrive on an asyncio queue as (candidate, event)."""
 
@@ -44,10 +45,12 @@ class Run:
         loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.requests: list[GenRequest] = []
-        for i, p in enumerate(prompts):
+        for p in prompts:
             for c in range(p.params.n):
+
                 def on_event(event, index=len(self.requests)):
                     loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+
                 self.requests.append(GenRequest(p.ids, p.params, on_event, candidate=c))
         for r in self.requests:
             dep.submit(r)
@@ -98,13 +101,28 @@ _OPEN_NAMES = {"max_tokens": "max_tokens", "temperature": "temperature", "top_p"
 
 def _legacy_params(dep: Deployment, parameters: dict, path: str) -> SamplingParams:
     max_tokens = parameters.get("maxOutputTokens", parameters.get("maxDecodeSteps"))
-    return build_params(defaults=dep.defaults, max_tokens=max_tokens, temperature=parameters.get("temperature"),
-                        top_p=parameters.get("topP"), top_k=parameters.get("topK"),
-                        stop=parameters.get("stopSequences"), n=parameters.get("candidateCount"),
-                        seed=parameters.get("seed"),
-                        names={k: f"{path}.{v}" for k, v in {"max_tokens": "maxOutputTokens", "temperature": "temperature",
-                               "top_p": "topP", "top_k": "topK", "stop": "stopSequences",
-                               "n": "candidateCount", "seed": "seed"}.items()})
+    return build_params(
+        defaults=dep.defaults,
+        max_tokens=max_tokens,
+        temperature=parameters.get("temperature"),
+        top_p=parameters.get("topP"),
+        top_k=parameters.get("topK"),
+        stop=parameters.get("stopSequences"),
+        n=parameters.get("candidateCount"),
+        seed=parameters.get("seed"),
+        names={
+            k: f"{path}.{v}"
+            for k, v in {
+                "max_tokens": "maxOutputTokens",
+                "temperature": "temperature",
+                "top_p": "topP",
+                "top_k": "topK",
+                "stop": "stopSequences",
+                "n": "candidateCount",
+                "seed": "seed",
+            }.items()
+        },
+    )
 
 
 def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt], list[str]]:
@@ -121,10 +139,16 @@ def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt],
             if not isinstance(raw, bool):
                 raise InvalidArgument(f"{path}.raw_response must be true or false")
             merged = {**parameters, **inst}
-            params = build_params(defaults=dep.defaults, max_tokens=merged.get("max_tokens"),
-                                  temperature=merged.get("temperature"), top_p=merged.get("top_p"),
-                                  top_k=merged.get("top_k"), stop=merged.get("stop"), seed=merged.get("seed"),
-                                  names={k: f"{path}.{v}" for k, v in {**_OPEN_NAMES, "stop": "stop", "seed": "seed"}.items()})
+            params = build_params(
+                defaults=dep.defaults,
+                max_tokens=merged.get("max_tokens"),
+                temperature=merged.get("temperature"),
+                top_p=merged.get("top_p"),
+                top_k=merged.get("top_k"),
+                stop=merged.get("stop"),
+                seed=merged.get("seed"),
+                names={k: f"{path}.{v}" for k, v in {**_OPEN_NAMES, "stop": "stop", "seed": "seed"}.items()},
+            )
             ids = prompt_ids(dep, text)
             kinds.append("raw" if raw else "open")
         elif "content" in inst or "prefix" in inst:  # TextGenerationModel / CodeGenerationModel
@@ -142,8 +166,9 @@ def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt],
             text = ""
             kinds.append("chat")
         else:
-            raise InvalidArgument(f'{path} has none of "prompt", "content", "prefix" or "messages"; '
-                                  'send {"prompt": "..."}')
+            raise InvalidArgument(
+                f'{path} has none of "prompt", "content", "prefix" or "messages"; send {{"prompt": "..."}}'
+            )
         check_length(dep, ids, f"{path} prompt")
         prompts.append(Prompt(ids, params, text))
     return prompts, kinds
@@ -178,11 +203,14 @@ def predict_answer(kind: str, prompt: Prompt, results: list[dict]):
         return f"Prompt:\n{prompt.text}\nOutput:\n{first['text']}"
     if kind == "text":
         return {"content": first["text"], "safetyAttributes": SAFETY, "citationMetadata": {"citations": []}}
-    return {"candidates": [{"author": "1", "content": r["text"]} for r in results],
-            "safetyAttributes": [SAFETY for _ in results]}
+    return {
+        "candidates": [{"author": "1", "content": r["text"]} for r in results],
+        "safetyAttributes": [SAFETY for _ in results],
+    }
 
 
 # -- generateContent ---------------------------------------------------------------------------------------------
+
 
 def generate_content_prompt(dep: Deployment, req: GenerateContentRequest) -> Prompt:
     conversation = formats.parse_request(dump(req), "generate_content")
@@ -190,35 +218,56 @@ def generate_content_prompt(dep: Deployment, req: GenerateContentRequest) -> Pro
         raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text parts")
     config = req.generation_config or GenerationConfig()
     params = build_params(
-        defaults=dep.defaults, max_tokens=config.max_output_tokens, temperature=config.temperature,
-        top_p=config.top_p, top_k=config.top_k, stop=config.stop_sequences, seed=config.seed,
+        defaults=dep.defaults,
+        max_tokens=config.max_output_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        stop=config.stop_sequences,
+        seed=config.seed,
         n=config.candidate_count,
-        names={"max_tokens": "generationConfig.maxOutputTokens", "temperature": "generationConfig.temperature",
-               "top_p": "generationConfig.topP", "top_k": "generationConfig.topK",
-               "stop": "generationConfig.stopSequences", "seed": "generationConfig.seed",
-               "n": "generationConfig.candidateCount"})
+        names={
+            "max_tokens": "generationConfig.maxOutputTokens",
+            "temperature": "generationConfig.temperature",
+            "top_p": "generationConfig.topP",
+            "top_k": "generationConfig.topK",
+            "stop": "generationConfig.stopSequences",
+            "seed": "generationConfig.seed",
+            "n": "generationConfig.candidateCount",
+        },
+    )
     ids = conversation_ids(dep, conversation)
     check_length(dep, ids, "contents")
     return Prompt(ids, params)
 
 
-def gemini_response(results: list[dict], model_version: str, response_id: str, *, texts: list[str] | None = None,
-                    final: bool = True) -> GenerateContentResponse:
+def gemini_response(
+    results: list[dict], model_version: str, response_id: str, *, texts: list[str] | None = None, final: bool = True
+) -> GenerateContentResponse:
     """A GenerateContentResponse; ``texts`` overrides each candidate's text (stream chunks carry only new text)."""
     candidates = []
     for i, r in enumerate(results):
-        cand: dict = {"content": {"role": "model", "parts": [{"text": texts[i] if texts else r.get("text", "")}]},
-                      "index": i}
+        cand: dict = {
+            "content": {"role": "model", "parts": [{"text": texts[i] if texts else r.get("text", "")}]},
+            "index": i,
+        }
         if final:
             cand["finishReason"] = FINISH_GEMINI[r["finish_reason"]]
         candidates.append(cand)
-    out: dict = {"candidates": candidates, "modelVersion": model_version, "responseId": response_id,
-                 "createTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out: dict = {
+        "candidates": candidates,
+        "modelVersion": model_version,
+        "responseId": response_id,
+        "createTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if final:
         prompt_tokens = results[0]["prompt_tokens"] if results else 0
         completion = sum(r["completion_tokens"] for r in results)
-        out["usageMetadata"] = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": completion,
-                                "totalTokenCount": prompt_tokens + completion}
+        out["usageMetadata"] = {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": completion,
+            "totalTokenCount": prompt_tokens + completion,
+        }
     return GenerateContentResponse.model_validate(out)
 
 
@@ -232,8 +281,11 @@ async def gemini_stream(run: Run, model_version: str, sse: bool) -> AsyncIterato
         yield b"["
     async for index, event in run.events():
         if event["type"] == "delta":
-            chunk = {"candidates": [{"content": {"role": "model", "parts": [{"text": event["text"]}]}, "index": index}],
-                     "modelVersion": model_version, "responseId": response_id}
+            chunk = {
+                "candidates": [{"content": {"role": "model", "parts": [{"text": event["text"]}]}, "index": index}],
+                "modelVersion": model_version,
+                "responseId": response_id,
+            }
         else:
             final[index] = event
             if len(final) < n:
@@ -252,16 +304,27 @@ async def gemini_stream(run: Run, model_version: str, sse: bool) -> AsyncIterato
 
 # -- OpenAI chat completions -------------------------------------------------------------------------------------
 
+
 def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
     # OpenAI's newer "developer" role is the system role
-    messages = [{**m.model_dump(exclude_none=True), **({"role": "system"} if m.role == "developer" else {})}
-                for m in req.messages]
+    messages = [
+        {**m.model_dump(exclude_none=True), **({"role": "system"} if m.role == "developer" else {})}
+        for m in req.messages
+    ]
     conversation = formats.parse_request({"messages": messages}, "chat")
     if any(m.images for m in conversation.messages):
         raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text content")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    params = build_params(defaults=dep.defaults, max_tokens=max_tokens, temperature=req.temperature,
-                          top_p=req.top_p, top_k=req.top_k, stop=req.stop, seed=req.seed, n=req.n)
+    params = build_params(
+        defaults=dep.defaults,
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        stop=req.stop,
+        seed=req.seed,
+        n=req.n,
+    )
     ids = conversation_ids(dep, conversation)
     check_length(dep, ids, "messages")
     return Prompt(ids, params)
@@ -274,24 +337,38 @@ def openai_response(results: list[dict], model: str, completion_id: str) -> Chat
     prompt_tokens = results[0]["prompt_tokens"]
     completion = sum(r["completion_tokens"] for r in results)
     return ChatCompletion(
-        id=completion_id, created=int(time.time()), model=model,
-        choices=[Choice(index=i, message=ResponseMessage(content=r["text"]),
-                        finish_reason=FINISH_OPENAI[r["finish_reason"]]) for i, r in enumerate(results)],
-        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion))
+        id=completion_id,
+        created=int(time.time()),
+        model=model,
+        choices=[
+            Choice(index=i, message=ResponseMessage(content=r["text"]), finish_reason=FINISH_OPENAI[r["finish_reason"]])
+            for i, r in enumerate(results)
+        ],
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion),
+    )
 
 
 async def openai_stream(run: Run, model: str, completion_id: str, include_usage: bool) -> AsyncIterator[bytes]:
     created = int(time.time())
 
     def chunk(choices: list[dict], usage: dict | None = None) -> bytes:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": choices}
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+        }
         if usage is not None:
             body["usage"] = usage
         return f"data: {json.dumps(body)}\n\n".encode()
 
-    yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                 for i in range(len(run.requests))])
+    yield chunk(
+        [
+            {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            for i in range(len(run.requests))
+        ]
+    )
     final: dict[int, dict] = {}
     async for index, event in run.events():
         if event["type"] == "delta":
@@ -302,6 +379,12 @@ async def openai_stream(run: Run, model: str, completion_id: str, include_usage:
     if include_usage and final:
         prompt_tokens = final[0]["prompt_tokens"]
         completion = sum(e["completion_tokens"] for e in final.values())
-        yield chunk([], {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                         "total_tokens": prompt_tokens + completion})
+        yield chunk(
+            [],
+            {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": prompt_tokens + completion,
+            },
+        )
     yield b"data: [DONE]\n\n"

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.train.callbacks import Callbacks
 from tuneforge.train.config import TuningConfig
 
 if TYPE_CHECKING:
-    from tuneforge.train.recipes.sft import Callbacks, RunResult, run_sft
+    from tuneforge.train.recipes.sft import RunResult, run_sft
 
 __all__ = ["Callbacks", "RunResult", "TuningConfig", "run_sft"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Callbacks", "RunResult", "run_sft"):
+    if name in ("RunResult", "run_sft"):
         from tuneforge.train.recipes import sft  # lazy: torch loads only when a run is asked for
 
         return getattr(sft, name)

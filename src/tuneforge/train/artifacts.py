@@ -10,8 +10,16 @@ from pathlib import Path
 
 from tuneforge.catalog.model_folder import CONFIG, MANIFEST, final_dir
 
-__all__ = ["CONFIG", "MANIFEST", "RunLayout", "replace_dir", "sha256", "verify_manifest", "write_json",
-           "write_manifest"]
+__all__ = [
+    "CONFIG",
+    "MANIFEST",
+    "RunLayout",
+    "replace_dir",
+    "sha256",
+    "verify_manifest",
+    "write_json",
+    "write_manifest",
+]
 
 
 class RunLayout:

@@ -24,73 +24,109 @@ class TuningConfig(BaseModel):
 
     base_model: str = Field(description="Catalog model id, e.g. meta/llama3_1@llama-3.1-8b or tiny-llama.")
     custom_base_model: str | None = Field(
-        default=None, description="Folder (local or gs://) with weights of the same architecture, or an earlier "
-        "run's output (full model or LoRA adapter) to continue tuning."
+        default=None,
+        description="Folder (local or gs://) with weights of the same architecture, or an earlier "
+        "run's output (full model or LoRA adapter) to continue tuning.",
     )
     tuning_mode: TuningMode = Field(default=TuningMode.PEFT_ADAPTER, description="PEFT_ADAPTER (LoRA) or FULL.")
     train_dataset: str = Field(description="Training JSONL (local path or gs:// URI).")
     validation_dataset: str | None = Field(default=None, description="Validation JSONL, evaluated every eval_steps.")
-    output_uri: str = Field(description="Output folder or gs:// URI; the final model goes to "
-                            "postprocess/node-0/checkpoints/final inside it.")
+    output_uri: str = Field(
+        description="Output folder or gs:// URI; the final model goes to "
+        "postprocess/node-0/checkpoints/final inside it."
+    )
 
     epochs: float | None = Field(default=None, gt=0, description="Passes over the training set (catalog default).")
-    max_steps: int | None = Field(default=None, gt=0, description="Train this many optimizer steps instead of epochs (pipelines' train_steps).")
+    max_steps: int | None = Field(
+        default=None, gt=0, description="Train this many optimizer steps instead of epochs (pipelines' train_steps)."
+    )
     learning_rate: float | None = Field(default=None, gt=0, description="Absolute peak learning rate.")
-    learning_rate_multiplier: float | None = Field(default=None, gt=0, description="Multiplies the catalog's recommended rate.")
+    learning_rate_multiplier: float | None = Field(
+        default=None, gt=0, description="Multiplies the catalog's recommended rate."
+    )
     adapter_size: int | None = Field(default=None, description="LoRA rank: 1, 2, 4, 8, 16 or 32.")
     lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha (default 2 x rank).")
     lora_dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the LoRA layers' input.")
     batch_size: int | None = Field(default=None, gt=0, description="Examples per optimizer step.")
-    micro_batch_size: int | None = Field(default=None, gt=0, description="Examples per forward pass; gradients accumulate over batch_size / micro_batch_size passes (default: the whole batch at once).")
+    micro_batch_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="Examples per forward pass; gradients accumulate over batch_size / micro_batch_size passes "
+        "(default: the whole batch at once).",
+    )
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Fraction of steps of linear warm-up.")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Decay after warm-up.")
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="Final learning rate as a fraction of the peak.")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float | None = Field(default=1.0, gt=0, description="Clip the gradient's norm to this.")
 
-    eval_steps: int | None = Field(default=None, gt=0, description="Evaluate the validation set every N steps (default: about 10 times per run, and at the end).")
-    save_steps: int | None = Field(default=None, gt=0, description="Save a resumable checkpoint every N steps (always at the end of each epoch).")
+    eval_steps: int | None = Field(
+        default=None,
+        gt=0,
+        description="Evaluate the validation set every N steps (default: about 10 times per run, and at the end).",
+    )
+    save_steps: int | None = Field(
+        default=None, gt=0, description="Save a resumable checkpoint every N steps (always at the end of each epoch)."
+    )
     keep_checkpoints: int = Field(default=2, ge=1, description="Resumable checkpoints kept on disk (plus the best).")
     early_stopping: bool = Field(default=False, description="Stop when eval token accuracy stops improving.")
-    early_stopping_patience: int = Field(default=2, ge=1, description="Evaluations without improvement before stopping.")
+    early_stopping_patience: int = Field(
+        default=2, ge=1, description="Evaluations without improvement before stopping."
+    )
     early_stopping_min_delta: float = Field(default=0.0, ge=0, description="Improvement that counts.")
-    checkpoint_selection: Literal["last", "best"] = Field(default="last", description="Final model: the last step, or the best-evaluated checkpoint.")
+    checkpoint_selection: Literal["last", "best"] = Field(
+        default="last", description="Final model: the last step, or the best-evaluated checkpoint."
+    )
 
-    packing: Literal["auto", "on", "off"] = Field(default="auto", description="Pack short examples into shared rows (auto: when it saves padding).")
+    packing: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Pack short examples into shared rows (auto: when it saves padding)."
+    )
     strict_length: bool = Field(default=False, description="Reject over-long examples instead of truncating them.")
-    export_merged: bool = Field(default=False, description="LoRA: also write the adapter merged into the base, under final/merged.")
+    export_merged: bool = Field(
+        default=False, description="LoRA: also write the adapter merged into the base, under final/merged."
+    )
     tensorboard: str | None = Field(
-        default=None, description="Vertex TensorBoard resource (bare id or projects/…/tensorboards/ID): events also go "
-        "to <home>/tensorboards/<ID>/<run>, besides the run's own tensorboard/ folder."
+        default=None,
+        description="Vertex TensorBoard resource (bare id or projects/…/tensorboards/ID): events also go "
+        "to <home>/tensorboards/<ID>/<run>, besides the run's own tensorboard/ folder.",
     )
     dataset_format: Literal["prompt_completion", "chat", "generate_content", "text_pair", "codechat"] | None = Field(
-        default=None, description="Read every line as this format (pipelines: text_pair for input_text/output_text, "
-        "codechat for author/content messages); default: detected per file."
+        default=None,
+        description="Read every line as this format (pipelines: text_pair for input_text/output_text, "
+        "codechat for author/content messages); default: detected per file.",
     )
     default_context: str | None = Field(
-        default=None, description="System prompt for examples that bring none (code chat's default_context); "
-        "saved with the model so serving applies it too."
+        default=None,
+        description="System prompt for examples that bring none (code chat's default_context); "
+        "saved with the model so serving applies it too.",
     )
     rationale_weight: float | None = Field(
-        default=None, gt=0, description="Distillation step-by-step: examples whose prompt starts with 'explain: ' "
+        default=None,
+        gt=0,
+        description="Distillation step-by-step: examples whose prompt starts with 'explain: ' "
         "are the rationale task; loss = label loss + rationale_weight x rationale loss (each the mean over its own "
-        "target tokens), and the saved model answers 'predict: ' (label only) by default."
+        "target tokens), and the saved model answers 'predict: ' (label only) by default.",
     )
     fast_path: bool = Field(
-        default=True, description="Packed varlen micro-batches by token budget, loss on target tokens only in chunks "
-        "(no full logits), host work prefetched, fused optimizer (train/fastpath.py); False: the reference step."
+        default=True,
+        description="Packed varlen micro-batches by token budget, loss on target tokens only in chunks "
+        "(no full logits), host work prefetched, fused optimizer (train/fastpath.py); False: the reference step.",
     )
     micro_batch_tokens: int | None = Field(
-        default=None, gt=0, description="Fast path: tokens per micro-batch (default: micro_batch_size x the longest "
-        "example, so memory never exceeds the reference step's)."
+        default=None,
+        gt=0,
+        description="Fast path: tokens per micro-batch (default: micro_batch_size x the longest "
+        "example, so memory never exceeds the reference step's).",
     )
     attention: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = Field(
-        default="auto", description="Attention kernel (auto: flash_attention_2 on CUDA when flash-attn is installed, "
-        "else SDPA). Packed rows never attend across examples with any of them."
+        default="auto",
+        description="Attention kernel (auto: flash_attention_2 on CUDA when flash-attn is installed, "
+        "else SDPA). Packed rows never attend across examples with any of them.",
     )
     activation_checkpointing: bool = Field(
-        default=False, description="Recompute each decoder layer's activations in the backward pass (less memory, "
-        "about a third more compute)."
+        default=False,
+        description="Recompute each decoder layer's activations in the backward pass (less memory, "
+        "about a third more compute).",
     )
     kernels: Literal["none", "liger"] = Field(
         default="none", description="liger: Liger's Triton RMSNorm, RoPE and SwiGLU (CUDA, `pip install liger-kernel`)."
@@ -147,14 +183,17 @@ class TuningConfig(BaseModel):
         if self.learning_rate is not None and self.learning_rate_multiplier is not None:
             raise ValueError("give learning_rate or learning_rate_multiplier, not both")
         if self.adapter_size is not None and self.tuning_mode == TuningMode.FULL:
-            raise ValueError("adapter_size applies to PEFT_ADAPTER tuning only; remove it or use tuning_mode PEFT_ADAPTER")
+            raise ValueError(
+                "adapter_size applies to PEFT_ADAPTER tuning only; remove it or use tuning_mode PEFT_ADAPTER"
+            )
         return self
 
 
 def config_errors(exc: ValidationError, names: dict[str, str]) -> str:
     """The problems of a config in the request's own field names."""
-    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b") \
-        if names else None
+    pattern = (
+        re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b") if names else None
+    )
     out = []
     for e in exc.errors(include_url=False):
         field = ".".join(str(p) for p in e["loc"])

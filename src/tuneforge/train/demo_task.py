@@ -41,8 +41,14 @@ class ReversalTask:
         return s[::-1]
 
 
-def make_task(n_train: int = 4000, n_validation: int = 64, n_held_out: int = 100, seed: int = 0,
-              min_len: int = 3, max_len: int = 7) -> ReversalTask:
+def make_task(
+    n_train: int = 4000,
+    n_validation: int = 64,
+    n_held_out: int = 100,
+    seed: int = 0,
+    min_len: int = 3,
+    max_len: int = 7,
+) -> ReversalTask:
     """Disjoint random strings: nothing held out is ever trained on."""
     rng = random.Random(seed)
     seen: set[str] = set()
@@ -73,15 +79,22 @@ def write_jsonl(path: Path, strings: list[str], fmt: str = "chat") -> Path:
                 turns = [{"role": "user", "content": p}, {"role": "assistant", "content": a}]
                 obj = {"messages": ([{"role": "system", "content": sys_text}] if sys_text else []) + turns}
             else:
-                obj = {"contents": [{"role": "user", "parts": [{"text": p}]}, {"role": "model", "parts": [{"text": a}]}]}
+                obj = {
+                    "contents": [{"role": "user", "parts": [{"text": p}]}, {"role": "model", "parts": [{"text": a}]}]
+                }
                 if sys_text:
                     obj["systemInstruction"] = {"parts": [{"text": sys_text}]}
             f.write(json.dumps(obj) + "\n")
     return path
 
 
-def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int = 16, base_dir: Path | None = None,
-                   system: str | None = None) -> list[str]:
+def greedy_answers(
+    model_dir: Path,
+    prompts: list[str],
+    max_new_tokens: int = 16,
+    base_dir: Path | None = None,
+    system: str | None = None,
+) -> list[str]:
     """Answers from a model folder, loaded with plain transformers (and peft for an adapter), greedy decoding."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,10 +113,10 @@ def greedy_answers(model_dir: Path, prompts: list[str], max_new_tokens: int = 16
     with torch.no_grad():
         for p in prompts:
             chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-            ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True,
-                                                return_tensors="pt", return_dict=True)
-            out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+            ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            out = model.generate(
+                **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
             answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip())
     return answers
 
@@ -121,10 +134,22 @@ def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) 
     final = final_dir(root / "copy-base")
     if final.exists():
         return final
-    lines = [json.dumps({"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s}]}) for s in strings]
+    lines = [
+        json.dumps({"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s}]}) for s in strings
+    ]
     (root / "copy.jsonl").write_text("\n".join(lines) + "\n")
-    run_sft(TuningConfig(base_model="tiny-llama", train_dataset=str(root / "copy.jsonl"), output_uri=str(root / "copy-base"),
-                         tuning_mode="FULL", epochs=epochs, batch_size=32, seed=5), settings=settings)
+    run_sft(
+        TuningConfig(
+            base_model="tiny-llama",
+            train_dataset=str(root / "copy.jsonl"),
+            output_uri=str(root / "copy-base"),
+            tuning_mode="FULL",
+            epochs=epochs,
+            batch_size=32,
+            seed=5,
+        ),
+        settings=settings,
+    )
     return final
 
 
@@ -138,9 +163,26 @@ def held_out_quality(root: Path, mode: str, *, epochs: float, settings=None, see
     if mode == "PEFT_ADAPTER":
         overrides["custom_base_model"] = str(copy_base(root, task.train, settings))
     started = time.perf_counter()
-    result = run_sft(TuningConfig(base_model="tiny-llama", train_dataset=str(train), output_uri=str(root / mode),
-                                  tuning_mode=mode, epochs=epochs, batch_size=32, seed=5, **overrides), settings=settings)
+    result = run_sft(
+        TuningConfig(
+            base_model="tiny-llama",
+            train_dataset=str(train),
+            output_uri=str(root / mode),
+            tuning_mode=mode,
+            epochs=epochs,
+            batch_size=32,
+            seed=5,
+            **overrides,
+        ),
+        settings=settings,
+    )
     seconds = time.perf_counter() - started
     answers = greedy_answers(result.final_dir, [ReversalTask.prompt(s) for s in task.held_out])
-    return {"mode": mode, "epochs": epochs, "steps": result.steps, "train_seconds": round(seconds, 1),
-            "held_out_exact_match": exact_match(answers, [ReversalTask.answer(s) for s in task.held_out]), **overrides}
+    return {
+        "mode": mode,
+        "epochs": epochs,
+        "steps": result.steps,
+        "train_seconds": round(seconds, 1),
+        "held_out_exact_match": exact_match(answers, [ReversalTask.answer(s) for s in task.held_out]),
+        **overrides,
+    }

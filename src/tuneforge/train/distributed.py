@@ -82,8 +82,8 @@ def shard(loss_module: torch.nn.Module, device: torch.device, world: World) -> N
     """FSDP2: one unit per decoder layer, then the rest (embeddings, final norm, output head) under the root.
 
     Only rank 0 holds real weights (in host memory; the other ranks built the model on the meta device, see
-    :func:`loading.empty_model`): after sharding, the other ranks allocate their shards and rank 0 broadcasts every weight
-    and buffer. No process ever holds the whole model on its GPU, and only rank 0 holds it in host memory.
+    :func:`loading.empty_model`): after sharding, the other ranks allocate their shards and rank 0 broadcasts every
+    weight and buffer. No process ever holds the whole model on its GPU, and only rank 0 holds it in host memory.
     """
     from torch.distributed.checkpoint import state_dict as dcp
     from torch.distributed.device_mesh import init_device_mesh
@@ -146,7 +146,9 @@ def load_full_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor])
 def full_optimizer_state(model, optimizer) -> dict:
     from torch.distributed.checkpoint import state_dict as dcp
 
-    return dcp.get_optimizer_state_dict(model, optimizer, options=dcp.StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return dcp.get_optimizer_state_dict(
+        model, optimizer, options=dcp.StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
 
 
 def load_full_optimizer_state(model, optimizer, state: dict) -> None:

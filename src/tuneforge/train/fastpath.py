@@ -38,6 +38,7 @@ NUM_TASKS = 2  # 0: the answer; 1: the rationale (distillation step-by-step, Enc
 
 # --- packing -----------------------------------------------------------------------------------------------------
 
+
 def plan_micro_batches(examples: Sequence[Encoded], budget: int) -> list[list[Encoded]]:
     """Best-fit decreasing: longest first, each into the fullest micro-batch it still fits (a new one otherwise).
 
@@ -78,10 +79,17 @@ class Packed:
 
     def to(self, device: torch.device) -> Packed:
         move = {"non_blocking": True}
-        return Packed(self.input_ids.to(device, **move), self.position_ids.to(device, **move),
-                      self.target_index.to(device, **move), self.targets.to(device, **move),
-                      self.tasks.to(device, **move), self.num_tokens, self.task_counts,
-                      None if self.cu_seqlens is None else self.cu_seqlens.to(device, **move), self.max_length)
+        return Packed(
+            self.input_ids.to(device, **move),
+            self.position_ids.to(device, **move),
+            self.target_index.to(device, **move),
+            self.targets.to(device, **move),
+            self.tasks.to(device, **move),
+            self.num_tokens,
+            self.task_counts,
+            None if self.cu_seqlens is None else self.cu_seqlens.to(device, **move),
+            self.max_length,
+        )
 
 
 def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = None, pin: bool = False) -> Packed:
@@ -113,9 +121,13 @@ def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = 
     counts = [0] * NUM_TASKS
     for t in tasks:
         counts[t] += 1
-    tensors = [torch.tensor(ids).view(len(rows), width), torch.tensor(pos).view(len(rows), width),
-               torch.tensor(index, dtype=torch.long), torch.tensor(targets, dtype=torch.long),
-               torch.tensor(tasks, dtype=torch.long)]
+    tensors = [
+        torch.tensor(ids).view(len(rows), width),
+        torch.tensor(pos).view(len(rows), width),
+        torch.tensor(index, dtype=torch.long),
+        torch.tensor(targets, dtype=torch.long),
+        torch.tensor(tasks, dtype=torch.long),
+    ]
     if row_tokens is None:  # computed here so flash attention need not read them off the device in every layer
         bounds = [0]
         for e in examples:
@@ -123,15 +135,28 @@ def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = 
         tensors.append(torch.tensor(bounds, dtype=torch.int32))
     if pin:
         tensors = [t.pin_memory() for t in tensors]
-    return Packed(*tensors[:5], num_tokens=sum(len(e) for e in examples), task_counts=counts,
-                  cu_seqlens=tensors[5] if len(tensors) > 5 else None, max_length=max(len(e) for e in examples))
+    return Packed(
+        *tensors[:5],
+        num_tokens=sum(len(e) for e in examples),
+        task_counts=counts,
+        cu_seqlens=tensors[5] if len(tensors) > 5 else None,
+        max_length=max(len(e) for e in examples),
+    )
 
 
 def empty_micro_batch(pad_id: int) -> Packed:
     """A one-token micro-batch with nothing to train: keeps sharded ranks in step when one has less work."""
-    return Packed(torch.tensor([[pad_id]]), torch.zeros((1, 1), dtype=torch.long), torch.zeros(0, dtype=torch.long),
-                  torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), 0, [0] * NUM_TASKS,
-                  torch.tensor([0, 1], dtype=torch.int32), 1)
+    return Packed(
+        torch.tensor([[pad_id]]),
+        torch.zeros((1, 1), dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+        0,
+        [0] * NUM_TASKS,
+        torch.tensor([0, 1], dtype=torch.int32),
+        1,
+    )
 
 
 class Prefetcher:
@@ -203,7 +228,11 @@ class LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, token_weights, tasks, chunk: int, want_grad: bool):
         needs_h, needs_w = want_grad and ctx.needs_input_grad[0], want_grad and ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if needs_h else None
-        grad_w = torch.zeros(weight.shape, device=weight.device, dtype=torch.promote_types(weight.dtype, torch.float32)) if needs_w else None
+        grad_w = (
+            torch.zeros(weight.shape, device=weight.device, dtype=torch.promote_types(weight.dtype, torch.float32))
+            if needs_w
+            else None
+        )
         acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
         loss = torch.zeros((), device=hidden.device, dtype=acc)
         task_sums = torch.zeros(NUM_TASKS, device=hidden.device, dtype=acc)
@@ -277,13 +306,18 @@ class CausalLMLoss(nn.Module):
     def forward(self, mb: Packed, task_scale: torch.Tensor):
         varlen = {}
         if self.flash and mb.cu_seqlens is not None:
-            varlen = dict(cu_seq_lens_q=mb.cu_seqlens, cu_seq_lens_k=mb.cu_seqlens, max_length_q=mb.max_length,
-                          max_length_k=mb.max_length)
+            varlen = dict(
+                cu_seq_lens_q=mb.cu_seqlens,
+                cu_seq_lens_k=mb.cu_seqlens,
+                max_length_q=mb.max_length,
+                max_length_k=mb.max_length,
+            )
         out = self._decoder[0](input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False, **varlen)
         hidden = out.last_hidden_state.flatten(0, 1).index_select(0, mb.target_index)
         weights = task_scale.index_select(0, mb.tasks)
-        return LinearCrossEntropy.apply(hidden, self._head[0].weight, mb.targets, weights, mb.tasks, self.chunk,
-                                        torch.is_grad_enabled())
+        return LinearCrossEntropy.apply(
+            hidden, self._head[0].weight, mb.targets, weights, mb.tasks, self.chunk, torch.is_grad_enabled()
+        )
 
 
 def task_counts(micro_batches: Sequence[Packed]) -> list[int]:
@@ -291,8 +325,9 @@ def task_counts(micro_batches: Sequence[Packed]) -> list[int]:
     return [sum(mb.task_counts[t] for mb in micro_batches) for t in range(NUM_TASKS)]
 
 
-def step_task_scale(micro_batches: Sequence[Packed], task_weights: Sequence[float], *, total_counts=None,
-                    world_size: int = 1) -> tuple[torch.Tensor, list[int]]:
+def step_task_scale(
+    micro_batches: Sequence[Packed], task_weights: Sequence[float], *, total_counts=None, world_size: int = 1
+) -> tuple[torch.Tensor, list[int]]:
     """Per-task loss weight (weight / the step's target tokens of that task) and the step's counts per task.
 
     ``total_counts`` are the whole step's counts when this process holds only part of it (sharded runs); the
@@ -303,8 +338,12 @@ def step_task_scale(micro_batches: Sequence[Packed], task_weights: Sequence[floa
     return scale, counts
 
 
-def fast_train_step(loss_module: CausalLMLoss, micro_batches: Sequence[Packed], task_scale: torch.Tensor,
-                    on_last: Callable[[bool], None] | None = None) -> dict[str, torch.Tensor]:
+def fast_train_step(
+    loss_module: CausalLMLoss,
+    micro_batches: Sequence[Packed],
+    task_scale: torch.Tensor,
+    on_last: Callable[[bool], None] | None = None,
+) -> dict[str, torch.Tensor]:
     """Forward/backward over device micro-batches; returns device tensors (read them after the optimizer step).
 
     ``on_last(is_last)`` runs before each backward (sharded runs sync gradients on the last micro-batch only).

@@ -33,17 +33,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_sft_processes(config: TuningConfig, processes: int, *, settings: Settings, callbacks=None,
-                      should_stop: Callable[[], bool] | None = None):
+def run_sft_processes(
+    config: TuningConfig,
+    processes: int,
+    *,
+    settings: Settings,
+    callbacks=None,
+    should_stop: Callable[[], bool] | None = None,
+):
     """``run_sft`` over ``processes`` ranks on this machine (FULL tuning sharded with FSDP2)."""
     base = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(processes)}
     with tempfile.TemporaryDirectory(prefix="tuneforge-ranks-") as tmp:
         spec = Path(tmp) / "run.json"
-        spec.write_text(json.dumps({"config": config.model_dump(mode="json"),
-                                    "settings": settings.model_dump(mode="json")}))
+        spec.write_text(
+            json.dumps({"config": config.model_dump(mode="json"), "settings": settings.model_dump(mode="json")})
+        )
         children = [
-            subprocess.Popen([sys.executable, "-m", "tuneforge.train.launch", str(spec)],
-                             env={**os.environ, **base, "RANK": str(r), "LOCAL_RANK": str(r)})
+            subprocess.Popen(
+                [sys.executable, "-m", "tuneforge.train.launch", str(spec)],
+                env={**os.environ, **base, "RANK": str(r), "LOCAL_RANK": str(r)},
+            )
             for r in range(1, processes)
         ]
         saved = {k: os.environ.get(k) for k in _RANK_ENV}
@@ -71,8 +80,10 @@ def run_sft_processes(config: TuningConfig, processes: int, *, settings: Setting
                     codes.append(child.wait())
         failed = [(r, c) for r, c in enumerate(codes, start=1) if c != 0]
         if failed:
-            raise RuntimeError(f"rank {failed[0][0]} of {processes} exited with code {failed[0][1]}; rerun to resume "
-                               "from the last checkpoint")
+            raise RuntimeError(
+                f"rank {failed[0][0]} of {processes} exited with code {failed[0][1]}; rerun to resume "
+                "from the last checkpoint"
+            )
         return result
 
 

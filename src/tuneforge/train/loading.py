@@ -15,7 +15,6 @@ from tuneforge.errors import InvalidArgument, WeightsNotConfigured
 from tuneforge.settings import Settings
 
 
-
 @dataclass
 class ModelSource:
     """Where weights and tokenizer come from for one run."""
@@ -58,8 +57,9 @@ def resolve_source(
     # A full checkpoint (custom weights, or an earlier FULL run): it replaces the catalog weights, which need not
     # be configured. base_model still names the architecture, limits and defaults.
     entry = catalog.entry(base_model)
-    resolved = ResolvedModel(requested_id=base_model, entry=entry, family=catalog.families[entry.family],
-                             weights=custom_base_model)
+    resolved = ResolvedModel(
+        requested_id=base_model, entry=entry, family=catalog.families[entry.family], weights=custom_base_model
+    )
     check_architecture(custom, resolved)
     if has_tokenizer(custom):
         return ModelSource(resolved, custom, tokenizer_dir=custom)
@@ -83,9 +83,12 @@ def limits_for(entry: ModelEntry, requested_id: str, mode: TuningMode, strict: b
         allowed = ", ".join(m.value for m in entry.modes)
         raise InvalidArgument(f"{requested_id} does not support tuning mode {mode.value}; it allows {allowed}")
     return Limits(
-        model_id=requested_id, mode=mode.value, max_seq_len=entry.modes[mode].max_seq_len,
+        model_id=requested_id,
+        mode=mode.value,
+        max_seq_len=entry.modes[mode].max_seq_len,
         other_modes={m.value: s.max_seq_len for m, s in entry.modes.items() if m != mode},
-        text_only="image" not in entry.modalities, strict=strict,
+        text_only="image" not in entry.modalities,
+        strict=strict,
     )
 
 
@@ -106,8 +109,10 @@ def attention_implementation(name: str, device: torch.device) -> str | None:
 
     if name != "auto":
         if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-            raise InvalidArgument("attention flash_attention_2 needs the flash-attn package (pip install flash-attn); "
-                                  "or use attention=sdpa")
+            raise InvalidArgument(
+                "attention flash_attention_2 needs the flash-attn package (pip install flash-attn); "
+                "or use attention=sdpa"
+            )
         return name
     if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"

@@ -40,7 +40,9 @@ def eval_metrics(loss_sum: float, correct: int, total: int) -> dict:
 
 
 class MetricsWriter:
-    def __init__(self, jsonl_path: Path, tensorboard_dir: Path, resume_step: int = 0, extra_tensorboard_dir: Path | None = None):
+    def __init__(
+        self, jsonl_path: Path, tensorboard_dir: Path, resume_step: int = 0, extra_tensorboard_dir: Path | None = None
+    ):
         self.jsonl_path = Path(jsonl_path)
         self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_after(resume_step)
@@ -66,7 +68,9 @@ class MetricsWriter:
         # summary is written as it is.
         from tensorboardX.proto.summary_pb2 import Summary
 
-        summary = Summary(value=[Summary.Value(tag="/" + name, simple_value=float(value)) for name, value in values.items()])
+        summary = Summary(
+            value=[Summary.Value(tag="/" + name, simple_value=float(value)) for name, value in values.items()]
+        )
         for w in self._writers:
             w._get_file_writer().add_summary(summary, global_step=step)
             w.flush()

@@ -17,8 +17,9 @@ EVAL_RANGE = (10, 250)
 FORMATS = {"tune-large-model": "text_pair", "tune-large-chat-model": "codechat", "distillation": "text_pair"}
 
 
-def check_pipeline_data(template: str, train_uri: str, eval_uri: str | None,
-                        settings: Settings) -> tuple[Report, dict[str, Any]]:
+def check_pipeline_data(
+    template: str, train_uri: str, eval_uri: str | None, settings: Settings
+) -> tuple[Report, dict[str, Any]]:
     """Every problem of a pipeline's data (nothing raised), and counts for the task's outputs."""
     if template == "distillation":
         report, out = _distillation_data(train_uri, settings)
@@ -33,8 +34,9 @@ def check_pipeline_data(template: str, train_uri: str, eval_uri: str | None,
             n_eval = len(parse_lines(eval_lines or [], eval_report, expected="text_pair"))
         report.problems.extend(eval_report.problems)
         if not EVAL_RANGE[0] <= n_eval <= EVAL_RANGE[1] and report.ok:
-            report.error(f"evaluation_data_uri: {n_eval} examples; the evaluation set must have "
-                         f"{EVAL_RANGE[0]}–{EVAL_RANGE[1]}")
+            report.error(
+                f"evaluation_data_uri: {n_eval} examples; the evaluation set must have {EVAL_RANGE[0]}–{EVAL_RANGE[1]}"
+            )
         out["evaluation_examples"] = n_eval
     return report, out
 
@@ -64,8 +66,10 @@ def _code_data(uri: str, settings: Settings, *, chat: bool) -> tuple[Report, dic
         authors = sum(sum(1 for m in c.messages if m.role != "system") for c in conversations)
         out["author_fields"] = authors
         if authors > MAX_AUTHOR_FIELDS:
-            report.error(f"dataset_uri: {authors:,} author fields; the code chat limit is {MAX_AUTHOR_FIELDS:,} "
-                         "across all examples")
+            report.error(
+                f"dataset_uri: {authors:,} author fields; the code chat limit is {MAX_AUTHOR_FIELDS:,} "
+                "across all examples"
+            )
     elif n > MAX_EXAMPLES:
         report.error(f"dataset_uri: {n:,} examples; at most {MAX_EXAMPLES:,} are allowed")
     if lines is not None and n < MIN_EXAMPLES and report.ok:

@@ -24,17 +24,34 @@ class Preflight:
     report: Report  # both datasets' problems
 
 
-def open_model(catalog: Catalog, base_model: str, custom_base_model: str | None, mode: TuningMode, *,
-               dev: bool | None, settings: Settings, strict: bool = False) -> tuple[ModelSource, Limits]:
+def open_model(
+    catalog: Catalog,
+    base_model: str,
+    custom_base_model: str | None,
+    mode: TuningMode,
+    *,
+    dev: bool | None,
+    settings: Settings,
+    strict: bool = False,
+) -> tuple[ModelSource, Limits]:
     """The model a run starts from and what the catalog allows it in ``mode``."""
     source = resolve_source(catalog, base_model, custom_base_model, dev=dev, settings=settings)
     return source, limits_for(source.resolved.entry, base_model, mode, strict)
 
 
-def prepare(uris: list[str], limits: Limits, encoder: ChatEncoder | None, settings: Settings, *,
-            expected: str | None = None, default_system: str | None = None) -> list[PreparedDataset]:
-    return [prepare_dataset(uri, limits, encoder, settings=settings, expected=expected, default_system=default_system)
-            for uri in uris]
+def prepare(
+    uris: list[str],
+    limits: Limits,
+    encoder: ChatEncoder | None,
+    settings: Settings,
+    *,
+    expected: str | None = None,
+    default_system: str | None = None,
+) -> list[PreparedDataset]:
+    return [
+        prepare_dataset(uri, limits, encoder, settings=settings, expected=expected, default_system=default_system)
+        for uri in uris
+    ]
 
 
 def combined(datasets: list[PreparedDataset | None]) -> Report:
@@ -50,19 +67,30 @@ def require_clean(report: Report, base_model: str) -> None:
         raise DatasetInvalid(str(errors[0]), report, listed=False)
     files = sorted({p.source for p in errors if p.source})
     command = f"`tuneforge validate {files[0] if len(files) == 1 else 'FILE'} --model {base_model}`"
-    raise DatasetInvalid(f"{len(errors)} error(s) in the dataset(s); nothing was tuned. Fix every line listed "
-                         f"({command} prints the same report)", report)
+    raise DatasetInvalid(
+        f"{len(errors)} error(s) in the dataset(s); nothing was tuned. Fix every line listed "
+        f"({command} prints the same report)",
+        report,
+    )
 
 
 def check_datasets(config: TuningConfig, *, settings: Settings, catalog: Catalog, tokenizer=None) -> Preflight:
     """Resolve the model and read, validate and tokenise both datasets; any error raises here."""
     dev = settings.dev if config.dev is None else config.dev
-    source, limits = open_model(catalog, config.base_model, config.custom_base_model, config.tuning_mode, dev=dev,
-                                settings=settings, strict=config.strict_length)
+    source, limits = open_model(
+        catalog,
+        config.base_model,
+        config.custom_base_model,
+        config.tuning_mode,
+        dev=dev,
+        settings=settings,
+        strict=config.strict_length,
+    )
     encoder = chat_encoder(source, tokenizer or load_tokenizer(source))
     uris = [config.train_dataset] + ([config.validation_dataset] if config.validation_dataset else [])
-    prepared = prepare(uris, limits, encoder, settings, expected=config.dataset_format,
-                       default_system=config.default_context)
+    prepared = prepare(
+        uris, limits, encoder, settings, expected=config.dataset_format, default_system=config.default_context
+    )
     train, validation = prepared[0], (prepared[1] if len(prepared) > 1 else None)
     report = combined([train, validation])
     require_clean(report, config.base_model)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -39,8 +39,8 @@ def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def problem(message: str) -> PydanticCustomError:
@@ -55,6 +55,13 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _field_name(path: str, resource: str) -> Callable[[re.Match[str]], str]:
+    def name(match: re.Match[str]) -> str:
+        return path or match.group(1) or resource
+
+    return name
+
+
 def messages(exc: ValidationError | Any, resource: str = "request", prefix: str = "") -> list[tuple[str, str]]:
     """(JSON path, message) of every problem, in words a user can act on; ``prefix``: the path of what was
     validated (``runtimeConfig.parameterValues``)."""
@@ -64,7 +71,7 @@ def messages(exc: ValidationError | Any, resource: str = "request", prefix: str 
         path = ".".join(x for x in (prefix, _path(loc)) if x)
         if e["type"] == "tuneforge":
             text = _FIELD_DOT.sub(f"{path}." if path else "", e["msg"])
-            text = _FIELD.sub(lambda m: path or m.group(1) or resource, text)
+            text = _FIELD.sub(_field_name(path, resource), text)
         elif not path and e["type"] == "missing":
             text = f"the request body is empty; send a JSON {resource}"
         elif not path and e["type"] in ("model_type", "model_attributes_type", "dict_type"):
@@ -80,16 +87,24 @@ def messages(exc: ValidationError | Any, resource: str = "request", prefix: str 
 class WireModel(BaseModel):
     """A Vertex resource or request: camelCase on the wire, snake_case accepted, unknown fields refused."""
 
-    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
-                              serialize_by_alias=True, extra="forbid", use_enum_values=False,
-                              protected_namespaces=())
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        use_enum_values=False,
+        protected_namespaces=(),
+    )
     WIRE_NAME: ClassVar[str] = ""  # the proto message's name, for messages ("TuningJob")
 
     @model_validator(mode="before")
     @classmethod
     def _proto_json(cls, data: Any) -> Any:
+        if isinstance(data, BaseModel):
+            return data
         if not isinstance(data, dict):
-            return data  # pydantic reports the wrong type
+            raise problem("{field:the request body} must be an object")
         aliases = {f.alias or name: name for name, f in cls.model_fields.items()}
         out: dict[str, Any] = {}
         unknown = []
@@ -104,8 +119,7 @@ class WireModel(BaseModel):
             out[name] = value
         if unknown:
             name = cls.WIRE_NAME or cls.__name__
-            raise problem(f"unknown field(s) {', '.join(sorted(unknown))} in {{field:{name}}}; see the {name} "
-                          "resource")
+            raise problem(f"unknown field(s) {', '.join(sorted(unknown))} in {{field:{name}}}; see the {name} resource")
         return out
 
 
@@ -121,6 +135,7 @@ def dump(model: BaseModel) -> dict[str, Any]:
 
 
 # -- value types ---------------------------------------------------------------------------------------------------
+
 
 def integer(value: Any, minimum: int | None) -> int:
     """An integer from a JSON number or a numeric string (not a bool), at least ``minimum``."""
@@ -144,15 +159,26 @@ def integer(value: Any, minimum: int | None) -> int:
 
 
 def _int64_schema(minimum: int | None = None) -> dict[str, Any]:
-    return {"anyOf": [{"type": "string", "pattern": "^-?[0-9]+$"}, {"type": "integer"}], "format": "int64",
-            **({"minimum": minimum} if minimum is not None else {})}
+    return {
+        "anyOf": [{"type": "string", "pattern": "^-?[0-9]+$"}, {"type": "integer"}],
+        "format": "int64",
+        **({"minimum": minimum} if minimum is not None else {}),
+    }
 
 
 # An int64 field: a JSON integer or a numeric string in, a string out. Count: the same, at least 1.
-Int64 = Annotated[int, BeforeValidator(lambda v: integer(v, None)),
-                  PlainSerializer(str, return_type=str, when_used="json"), WithJsonSchema(_int64_schema())]
-Count = Annotated[int, BeforeValidator(lambda v: integer(v, 1)),
-                  PlainSerializer(str, return_type=str, when_used="json"), WithJsonSchema(_int64_schema(1))]
+Int64 = Annotated[
+    int,
+    BeforeValidator(lambda v: integer(v, None)),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema(_int64_schema()),
+]
+Count = Annotated[
+    int,
+    BeforeValidator(lambda v: integer(v, 1)),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema(_int64_schema(1)),
+]
 
 
 def _positive(value: Any) -> float:
@@ -167,9 +193,11 @@ def _positive(value: Any) -> float:
     return number
 
 
-PositiveNumber = Annotated[float, BeforeValidator(_positive),
-                           WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
-                                                     {"type": "string"}]})]
+PositiveNumber = Annotated[
+    float,
+    BeforeValidator(_positive),
+    WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}),
+]
 
 
 def _string(value: Any) -> str:
@@ -190,8 +218,9 @@ def _labels(value: Any) -> dict[str, str]:
 Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
 
 
-def enum_parser(enum: type[E], numbers: dict[int, E], message: str,
-                aliases: Callable[[str], E | None] | None = None) -> Callable[[Any], E]:
+def enum_parser(
+    enum: type[E], numbers: dict[int, E], message: str, aliases: Callable[[str], E | None] | None = None
+) -> Callable[[Any], E]:
     """Read an enum by name or by number; ``message`` (with ``{field}`` and ``{value}``) for anything else.
     ``aliases`` may accept more spellings (lower case, shorthands)."""
 
@@ -214,5 +243,4 @@ def enum_parser(enum: type[E], numbers: dict[int, E], message: str,
 
 
 def enum_schema(enum: type[Enum], numbers: dict[int, Any]) -> dict[str, Any]:
-    return {"anyOf": [{"type": "string", "enum": list(enum.__members__)},
-                      {"type": "integer", "enum": sorted(numbers)}]}
+    return {"anyOf": [{"type": "string", "enum": list(enum.__members__)}, {"type": "integer", "enum": sorted(numbers)}]}

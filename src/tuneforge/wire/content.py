@@ -41,5 +41,5 @@ class Content(WireModel):
         if isinstance(data, dict) and isinstance(data.get("parts"), dict):  # SPEC §8 S3: a lone part object
             return {**data, "parts": [data["parts"]]}
         if not isinstance(data, (dict, Content)):
-            raise problem("{field} must be an object like {\"role\": \"user\", \"parts\": [{\"text\": \"…\"}]}")
+            raise problem('{field} must be an object like {"role": "user", "parts": [{"text": "…"}]}')
         return data

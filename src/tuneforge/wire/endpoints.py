@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from tuneforge.wire.base import FIELD, Labels, String, WireModel, enum_parser, enum_schema, problem
 
@@ -38,10 +38,17 @@ class AcceleratorType(str, Enum):
 
 _ACCELERATOR_NUMBERS = dict(enumerate(AcceleratorType))
 _NVIDIA = ", ".join(a.value for a in list(AcceleratorType)[1:])
-AcceleratorTypeField = Annotated[AcceleratorType, BeforeValidator(enum_parser(
-    AcceleratorType, _ACCELERATOR_NUMBERS,
-    f"{FIELD} {{value}} is not an accelerator type; use one of {_NVIDIA} (or its number)")),
-    WithJsonSchema(enum_schema(AcceleratorType, _ACCELERATOR_NUMBERS))]
+AcceleratorTypeField = Annotated[
+    AcceleratorType,
+    BeforeValidator(
+        enum_parser(
+            AcceleratorType,
+            _ACCELERATOR_NUMBERS,
+            f"{FIELD} {{value}} is not an accelerator type; use one of {_NVIDIA} (or its number)",
+        )
+    ),
+    WithJsonSchema(enum_schema(AcceleratorType, _ACCELERATOR_NUMBERS)),
+]
 
 
 def _whole(low: int, high: int) -> Any:
@@ -55,27 +62,22 @@ def _whole(low: int, high: int) -> Any:
         if number is None or not low <= number <= high:
             raise problem(f"{FIELD} must be a whole number from {low} to {high}, got {value!r}")
         return number
+
     return parse
 
 
-AcceleratorCount = Annotated[int, BeforeValidator(_whole(0, 16)), WithJsonSchema({"type": "integer", "minimum": 0,
-                                                                                  "maximum": 16})]
-ReplicaCount = Annotated[int, BeforeValidator(_whole(1, 1000)), WithJsonSchema({"type": "integer", "minimum": 1,
-                                                                                "maximum": 1000})]
-Percent = Annotated[int, BeforeValidator(_whole(0, 100)), WithJsonSchema({"type": "integer", "minimum": 0,
-                                                                          "maximum": 100})]
+AcceleratorCount = Annotated[
+    int, BeforeValidator(_whole(0, 16)), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 16})
+]
+ReplicaCount = Annotated[
+    int, BeforeValidator(_whole(1, 1000)), WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 1000})
+]
+Percent = Annotated[
+    int, BeforeValidator(_whole(0, 100)), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 100})
+]
 
 
-class _Object(WireModel):
-    @model_validator(mode="before")
-    @classmethod
-    def _object(cls, data: Any) -> Any:
-        if not isinstance(data, (dict, WireModel)):
-            raise problem(f"{FIELD} must be an object")
-        return data
-
-
-class MachineSpec(_Object):
+class MachineSpec(WireModel):
     WIRE_NAME = "MachineSpec"
     machine_type: String | None = Field(default=None, description="Recorded, e.g. g2-standard-12.")
     accelerator_type: AcceleratorTypeField | None = None
@@ -85,7 +87,7 @@ class MachineSpec(_Object):
     reservation_affinity: dict[str, Any] | None = None
 
 
-class DedicatedResources(_Object):
+class DedicatedResources(WireModel):
     WIRE_NAME = "DedicatedResources"
     machine_spec: MachineSpec | None = None
     min_replica_count: ReplicaCount | None = None
@@ -95,13 +97,13 @@ class DedicatedResources(_Object):
     spot: bool | None = None
 
 
-class AutomaticResources(_Object):
+class AutomaticResources(WireModel):
     WIRE_NAME = "AutomaticResources"
     min_replica_count: ReplicaCount | None = None
     max_replica_count: ReplicaCount | None = None
 
 
-class DeployedModel(_Object):
+class DeployedModel(WireModel):
     WIRE_NAME = "DeployedModel"
     id: str | None = None
     model: str | None = Field(default=None, description="projects/…/models/ID (required to deploy).")
@@ -151,8 +153,9 @@ class ListEndpointsResponse(WireModel):
 class DeployModelRequest(WireModel):
     WIRE_NAME = "DeployModelRequest"
     deployed_model: DeployedModel | None = None
-    traffic_split: dict[str, Percent] | None = Field(default=None, description="Deployed model id -> percent "
-                                                     "(\"0\" is the model being deployed); must add up to 100.")
+    traffic_split: dict[str, Percent] | None = Field(
+        default=None, description='Deployed model id -> percent ("0" is the model being deployed); must add up to 100.'
+    )
 
 
 class UndeployModelRequest(WireModel):
@@ -161,12 +164,12 @@ class UndeployModelRequest(WireModel):
     traffic_split: dict[str, Percent] | None = None
 
 
-class CustomModel(_Object):
+class CustomModel(WireModel):
     WIRE_NAME = "DeployRequest.CustomModel"
     gcs_uri: String | None = None
 
 
-class ModelConfig(_Object):
+class ModelConfig(WireModel):
     WIRE_NAME = "DeployRequest.ModelConfig"
     model_display_name: String | None = None
     accept_eula: bool | None = None
@@ -176,7 +179,7 @@ class ModelConfig(_Object):
     model_user_id: str | None = None
 
 
-class EndpointConfig(_Object):
+class EndpointConfig(WireModel):
     WIRE_NAME = "DeployRequest.EndpointConfig"
     endpoint_display_name: String | None = None
     dedicated_endpoint_enabled: bool | None = None
@@ -185,7 +188,7 @@ class EndpointConfig(_Object):
     endpoint_user_id: str | None = None
 
 
-class DeployConfig(_Object):
+class DeployConfig(WireModel):
     WIRE_NAME = "DeployRequest.DeployConfig"
     dedicated_resources: DedicatedResources | None = None
     fast_tryout_enabled: bool | None = None

@@ -41,8 +41,13 @@ def name(collection: str, project: str, location: str, resource_id: str) -> str:
 def parse(text: str, collections: tuple[str, ...] = COLLECTIONS) -> Name | None:
     """The parts of a full resource name of one of ``collections``; None for anything else."""
     parts = text.rstrip("/").split("/")
-    if (len(parts) != 6 or parts[0] != "projects" or parts[2] != "locations" or parts[4] not in collections
-            or not all(parts)):
+    if (
+        len(parts) != 6
+        or parts[0] != "projects"
+        or parts[2] != "locations"
+        or parts[4] not in collections
+        or not all(parts)
+    ):
         return None
     resource_id, _, version = parts[5].partition("@")
     return Name(parts[1], parts[3], parts[4], resource_id, version or None)

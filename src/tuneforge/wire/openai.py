@@ -21,8 +21,11 @@ class StreamOptions(LenientModel):
 
 
 class ChatCompletionRequest(LenientModel):
-    model: str | None = Field(default=None, description="On endpoints/openapi: the endpoint's name; elsewhere a "
-                              "deployed model's id or display name picks it.")
+    model: str | None = Field(
+        default=None,
+        description="On endpoints/openapi: the endpoint's name; elsewhere a "
+        "deployed model's id or display name picks it.",
+    )
     messages: list[ChatMessage] = []
     temperature: float | None = None
     top_p: float | None = None

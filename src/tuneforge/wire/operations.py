@@ -14,7 +14,8 @@ class Operation(WireModel):
     WIRE_NAME = "Operation"
     name: str
     done: bool = False
-    metadata: dict[str, Any] | None = Field(default=None, description="With @type, e.g. "
-                                            "google.cloud.aiplatform.v1.DeployModelOperationMetadata.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="With @type, e.g. google.cloud.aiplatform.v1.DeployModelOperationMetadata."
+    )
     response: dict[str, Any] | None = Field(default=None, description="With @type (when done without error).")
     error: Status | None = None

@@ -13,8 +13,11 @@ from tuneforge.wire.tuning import EncryptionSpec
 
 class RuntimeConfig(WireModel):
     WIRE_NAME = "PipelineJob.RuntimeConfig"
-    parameter_values: dict[str, Any] = Field(default={}, description="The pipeline's parameters (a Struct: names "
-                                             "as the pipeline spells them, e.g. large_model_reference).")
+    parameter_values: dict[str, Any] = Field(
+        default={},
+        description="The pipeline's parameters (a Struct: names "
+        "as the pipeline spells them, e.g. large_model_reference).",
+    )
     gcs_output_directory: String | None = None
     parameters: dict[str, Any] | None = Field(default=None, description="Deprecated; use parameterValues.")
     failure_policy: str | None = None
@@ -25,8 +28,7 @@ class Execution(WireModel):
     WIRE_NAME = "Execution"
     schema_title: str
     state: str
-    metadata: dict[str, Any] = Field(default={}, description="The task's outputs as output:NAME, and its "
-                                     "progress.")
+    metadata: dict[str, Any] = Field(default={}, description="The task's outputs as output:NAME, and its progress.")
 
 
 class PipelineTaskDetail(WireModel):
@@ -96,6 +98,7 @@ class ListPipelineJobsResponse(WireModel):
 
 # -- the pipelines' parameters (runtimeConfig.parameterValues, a Struct: names as the pipelines spell them) ----------
 
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise problem(f"{FIELD} must be a non-empty string (got {value!r})")
@@ -122,14 +125,19 @@ def _one_of(*choices: str) -> Any:
         if value not in choices:
             raise problem(f"{FIELD} must be " + " or ".join(f'"{c}"' for c in choices) + f" (got {value!r})")
         return str(value)
+
     return check
 
 
 Text = Annotated[str, BeforeValidator(_text)]
-Boolean = Annotated[bool, BeforeValidator(_boolean), WithJsonSchema({"anyOf": [{"type": "boolean"},
-                                                                               {"enum": ["true", "false"]}]})]
-Steps = Annotated[int, BeforeValidator(lambda v: integer(v, 1)),
-                  WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]})]
+Boolean = Annotated[
+    bool, BeforeValidator(_boolean), WithJsonSchema({"anyOf": [{"type": "boolean"}, {"enum": ["true", "false"]}]})
+]
+Steps = Annotated[
+    int,
+    BeforeValidator(lambda v: integer(v, 1)),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}),
+]
 
 
 class PipelineParameters(BaseModel):

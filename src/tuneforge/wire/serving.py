@@ -13,11 +13,14 @@ from tuneforge.wire.content import Content
 class PredictRequest(WireModel):
     WIRE_NAME = "PredictRequest"
     instances: list[dict[str, Any]] = Field(
-        default=[], description='Up to 64 instances: {"prompt": …} (open models: max_tokens, temperature, top_p, '
+        default=[],
+        description='Up to 64 instances: {"prompt": …} (open models: max_tokens, temperature, top_p, '
         'top_k, stop, seed, raw_response beside it), {"content": …} / {"prefix": …} (text and code models) or '
-        '{"messages": [{"author", "content"}], "context"?} (chat models).')
-    parameters: dict[str, Any] | None = Field(default=None, description="maxOutputTokens, temperature, topP, topK, "
-                                              "stopSequences, candidateCount, seed.")
+        '{"messages": [{"author", "content"}], "context"?} (chat models).',
+    )
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="maxOutputTokens, temperature, topP, topK, stopSequences, candidateCount, seed."
+    )
     labels: dict[str, str] | None = None
 
     @field_validator("instances", mode="before")

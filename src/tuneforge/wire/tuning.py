@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
-
-from pydantic import Field, model_validator
-
 from typing import Annotated
 
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from tuneforge.wire.base import (
     FIELD,
@@ -21,21 +17,9 @@ from tuneforge.wire.base import (
     WireModel,
     enum_parser,
     enum_schema,
-    problem,
 )
 from tuneforge.wire.content import Content
 from tuneforge.wire.status import Status
-
-
-class _Object(WireModel):
-    """A nested message: a value that is not an object is refused as such."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _object(cls, data: Any) -> Any:
-        if not isinstance(data, (dict, WireModel)):
-            raise problem(f"{FIELD} must be an object")
-        return data
 
 
 class TuningMode(str, Enum):
@@ -59,39 +43,75 @@ class AdapterSize(str, Enum):
         return ADAPTER_RANKS[self]
 
 
-ADAPTER_RANKS = {AdapterSize.ADAPTER_SIZE_UNSPECIFIED: None, AdapterSize.ADAPTER_SIZE_ONE: 1,
-                 AdapterSize.ADAPTER_SIZE_TWO: 2, AdapterSize.ADAPTER_SIZE_FOUR: 4, AdapterSize.ADAPTER_SIZE_EIGHT: 8,
-                 AdapterSize.ADAPTER_SIZE_SIXTEEN: 16, AdapterSize.ADAPTER_SIZE_THIRTY_TWO: 32}
-_ADAPTER_NUMBERS = {0: AdapterSize.ADAPTER_SIZE_UNSPECIFIED, 1: AdapterSize.ADAPTER_SIZE_ONE,
-                    2: AdapterSize.ADAPTER_SIZE_FOUR, 3: AdapterSize.ADAPTER_SIZE_EIGHT,
-                    4: AdapterSize.ADAPTER_SIZE_SIXTEEN, 5: AdapterSize.ADAPTER_SIZE_THIRTY_TWO,
-                    6: AdapterSize.ADAPTER_SIZE_TWO}
-_MODE_NUMBERS = {0: TuningMode.TUNING_MODE_UNSPECIFIED, 1: TuningMode.TUNING_MODE_FULL,
-                 2: TuningMode.TUNING_MODE_PEFT_ADAPTER}
-_MODE_WORDS = {"full": TuningMode.TUNING_MODE_FULL, "peft_adapter": TuningMode.TUNING_MODE_PEFT_ADAPTER,
-               "lora": TuningMode.TUNING_MODE_PEFT_ADAPTER, "tuning_mode_full": TuningMode.TUNING_MODE_FULL,
-               "tuning_mode_peft_adapter": TuningMode.TUNING_MODE_PEFT_ADAPTER}
+ADAPTER_RANKS = {
+    AdapterSize.ADAPTER_SIZE_UNSPECIFIED: None,
+    AdapterSize.ADAPTER_SIZE_ONE: 1,
+    AdapterSize.ADAPTER_SIZE_TWO: 2,
+    AdapterSize.ADAPTER_SIZE_FOUR: 4,
+    AdapterSize.ADAPTER_SIZE_EIGHT: 8,
+    AdapterSize.ADAPTER_SIZE_SIXTEEN: 16,
+    AdapterSize.ADAPTER_SIZE_THIRTY_TWO: 32,
+}
+_ADAPTER_NUMBERS = {
+    0: AdapterSize.ADAPTER_SIZE_UNSPECIFIED,
+    1: AdapterSize.ADAPTER_SIZE_ONE,
+    2: AdapterSize.ADAPTER_SIZE_FOUR,
+    3: AdapterSize.ADAPTER_SIZE_EIGHT,
+    4: AdapterSize.ADAPTER_SIZE_SIXTEEN,
+    5: AdapterSize.ADAPTER_SIZE_THIRTY_TWO,
+    6: AdapterSize.ADAPTER_SIZE_TWO,
+}
+_MODE_NUMBERS = {
+    0: TuningMode.TUNING_MODE_UNSPECIFIED,
+    1: TuningMode.TUNING_MODE_FULL,
+    2: TuningMode.TUNING_MODE_PEFT_ADAPTER,
+}
+_MODE_WORDS = {
+    "full": TuningMode.TUNING_MODE_FULL,
+    "peft_adapter": TuningMode.TUNING_MODE_PEFT_ADAPTER,
+    "lora": TuningMode.TUNING_MODE_PEFT_ADAPTER,
+    "tuning_mode_full": TuningMode.TUNING_MODE_FULL,
+    "tuning_mode_peft_adapter": TuningMode.TUNING_MODE_PEFT_ADAPTER,
+}
 
-AdapterSizeField = Annotated[AdapterSize, BeforeValidator(enum_parser(
-    AdapterSize, _ADAPTER_NUMBERS,
-    f"{FIELD} must be one of ADAPTER_SIZE_ONE, _TWO, _FOUR, _EIGHT, _SIXTEEN, _THIRTY_TWO (or their enum numbers "
-    "1-6); got {value}")), WithJsonSchema(enum_schema(AdapterSize, _ADAPTER_NUMBERS))]
-TuningModeField = Annotated[TuningMode, BeforeValidator(enum_parser(
-    TuningMode, _MODE_NUMBERS, f"{FIELD} must be TUNING_MODE_FULL (1) or TUNING_MODE_PEFT_ADAPTER (2); got {{value}}",
-    aliases=lambda v: _MODE_WORDS.get(v.strip().lower()))), WithJsonSchema(enum_schema(TuningMode, _MODE_NUMBERS))]
+AdapterSizeField = Annotated[
+    AdapterSize,
+    BeforeValidator(
+        enum_parser(
+            AdapterSize,
+            _ADAPTER_NUMBERS,
+            f"{FIELD} must be one of ADAPTER_SIZE_ONE, _TWO, _FOUR, _EIGHT, _SIXTEEN, _THIRTY_TWO (or their enum "
+            "numbers 1-6); got {value}",
+        )
+    ),
+    WithJsonSchema(enum_schema(AdapterSize, _ADAPTER_NUMBERS)),
+]
+TuningModeField = Annotated[
+    TuningMode,
+    BeforeValidator(
+        enum_parser(
+            TuningMode,
+            _MODE_NUMBERS,
+            f"{FIELD} must be TUNING_MODE_FULL (1) or TUNING_MODE_PEFT_ADAPTER (2); got {{value}}",
+            aliases=lambda v: _MODE_WORDS.get(v.strip().lower()),
+        )
+    ),
+    WithJsonSchema(enum_schema(TuningMode, _MODE_NUMBERS)),
+]
 
 
-class SupervisedHyperParameters(_Object):
+class SupervisedHyperParameters(WireModel):
     WIRE_NAME = "SupervisedHyperParameters"
     epoch_count: Count | None = Field(default=None, description="Passes over the training data.")
     learning_rate: PositiveNumber | None = Field(default=None, description="Absolute learning rate.")
-    learning_rate_multiplier: PositiveNumber | None = Field(default=None, description="Multiplies the model's "
-                                                            "recommended learning rate.")
+    learning_rate_multiplier: PositiveNumber | None = Field(
+        default=None, description="Multiplies the model's recommended learning rate."
+    )
     adapter_size: AdapterSizeField | None = Field(default=None, description="LoRA rank (PEFT_ADAPTER only).")
     batch_size: Count | None = Field(default=None, description="Examples per optimizer step.")
 
 
-class SupervisedTuningSpec(_Object):
+class SupervisedTuningSpec(WireModel):
     WIRE_NAME = "SupervisedTuningSpec"
     training_dataset_uri: String | None = Field(default=None, description="gs:// JSONL file (required).")
     validation_dataset_uri: String | None = None
@@ -99,12 +119,12 @@ class SupervisedTuningSpec(_Object):
     tuning_mode: TuningModeField | None = None
 
 
-class EncryptionSpec(_Object):
+class EncryptionSpec(WireModel):
     WIRE_NAME = "EncryptionSpec"
     kms_key_name: String | None = None
 
 
-class PreTunedModel(_Object):
+class PreTunedModel(WireModel):
     WIRE_NAME = "PreTunedModel"
     tuned_model_name: String | None = None
     checkpoint_id: String | None = None
@@ -172,14 +192,16 @@ class TuningJob(WireModel):
     tuningDataStats (output only: accepted on create and ignored)."""
 
     WIRE_NAME = "TuningJob"
-    base_model: String | None = Field(default=None, description="Catalog id (meta/llama3_1@llama-3.1-8b, "
-                                      "gemini-2.0-flash-001, …).")
+    base_model: String | None = Field(
+        default=None, description="Catalog id (meta/llama3_1@llama-3.1-8b, gemini-2.0-flash-001, …)."
+    )
     pre_tuned_model: PreTunedModel | None = None
     supervised_tuning_spec: SupervisedTuningSpec | None = None
     tuned_model_display_name: String | None = None
     description: String | None = None
-    custom_base_model: String | None = Field(default=None, description="gs:// folder with weights of the same "
-                                             "architecture, or an earlier run's output.")
+    custom_base_model: String | None = Field(
+        default=None, description="gs:// folder with weights of the same architecture, or an earlier run's output."
+    )
     labels: Labels = {}
     output_uri: String | None = Field(default=None, description="Where the run writes its artifacts.")
     service_account: String | None = None
@@ -198,8 +220,18 @@ class TuningJob(WireModel):
     tuning_data_stats: TuningDataStats | None = None
 
 
-OUTPUT_ONLY = ("name", "state", "experiment", "create_time", "update_time", "start_time", "end_time", "error",
-               "tuned_model", "tuning_data_stats")
+OUTPUT_ONLY = (
+    "name",
+    "state",
+    "experiment",
+    "create_time",
+    "update_time",
+    "start_time",
+    "end_time",
+    "error",
+    "tuned_model",
+    "tuning_data_stats",
+)
 
 
 class ListTuningJobsResponse(WireModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import transformers
@@ -15,6 +16,7 @@ from tuneforge.settings import Settings
 def child_setup(db_url: str, settings_json: dict[str, Any]) -> tuple[Settings, Store]:
     """Quiet libraries, the worker's settings, the job store (already migrated by the server)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecations are not the job's to report
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     return Settings(**settings_json), Store(db_url, migrate=False)

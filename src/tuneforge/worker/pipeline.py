@@ -22,21 +22,19 @@ import json
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from transformers import AutoTokenizer
 
 from tuneforge import storage
-from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import final_uri, has_tokenizer, weights_at
 from tuneforge.control import pipeline_jobs as p
+from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.pipeline_templates import deploy_task, upload_task
-from tuneforge.control.db import Store, get_scoped
 from tuneforge.control.registry import auto_deploy, model_name, model_weights, register_model
 from tuneforge.control.tables import DeployedModelRow, ModelRow, PipelineJobRow, utcnow
-from tuneforge.errors import DatasetInvalid, FailedPrecondition, InvalidArgument, TuneforgeError, rpc_code, status
+from tuneforge.errors import DatasetInvalid, FailedPrecondition, InvalidArgument, TuneforgeError, status
 from tuneforge.infer.offline import generate_offline
 from tuneforge.infer.sampling import SamplingParams
 from tuneforge.settings import Settings
@@ -53,7 +51,6 @@ from tuneforge.train.recipes.distill import (
 from tuneforge.wire import names
 from tuneforge.wire.base import timestamp
 from tuneforge.worker.child import StopCheck, child_setup
-
 
 
 class Stopped(Exception):
@@ -80,6 +77,7 @@ class Context:
 
 # -- task bookkeeping ---------------------------------------------------------------------------------------------
 
+
 class Tasks:
     """Reads and writes the job's task list; every change is committed at once (the API shows it live)."""
 
@@ -89,7 +87,7 @@ class Tasks:
     def update(self, name: str | None, change) -> None:
         """Apply ``change(task)`` to the named task (every task when ``name`` is None) and commit."""
         with self.store.session() as s:
-            row = s.get(PipelineJobRow, self.job_id, with_for_update=True)
+            row = fetch(s, PipelineJobRow, self.job_id, lock=True)
             tasks = [dict(t) for t in row.tasks]
             for t in tasks:
                 if name is None or t["taskName"] == name:
@@ -99,7 +97,7 @@ class Tasks:
 
     def get(self, name: str) -> dict | None:
         with self.store.session() as s:
-            row = s.get(PipelineJobRow, self.job_id)
+            row = fetch(s, PipelineJobRow, self.job_id)
             return next((t for t in row.tasks if t["taskName"] == name), None)
 
     def outputs(self, name: str) -> dict:
@@ -113,17 +111,20 @@ class Tasks:
         def change(t):
             t.update(state="RUNNING", startTime=t.get("startTime") or now)
             t["execution"]["state"] = "RUNNING"
+
         self.update(name, change)
 
     def progress(self, name: str, values: dict) -> None:
         def change(t):
             t["execution"]["metadata"] = {**(t["execution"].get("metadata") or {}), **values}
+
         self.update(name, change)
 
     def finish(self, name: str, state: str, outputs: dict | None = None, message: str | None = None) -> None:
         now = timestamp(utcnow())
-        execution_state = {"SUCCEEDED": "COMPLETE", "FAILED": "FAILED", "CANCELLED": "CANCELLED",
-                           "SKIPPED": "NEW"}[state]  # a skipped task never ran
+        execution_state = {"SUCCEEDED": "COMPLETE", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "SKIPPED": "NEW"}[
+            state
+        ]  # a skipped task never ran
 
         def change(t):
             t.update(state=state, endTime=now)
@@ -135,10 +136,12 @@ class Tasks:
             t["execution"]["metadata"] = meta
             if message:
                 t["error"] = status("INVALID_ARGUMENT" if state == "FAILED" else "CANCELLED", message)
+
         self.update(name, change)
 
 
 # -- validate-data --------------------------------------------------------------------------------------------------
+
 
 def _problems(report, limit: int = 20) -> str:
     shown = [str(p) for p in report.errors[:limit]]
@@ -150,40 +153,57 @@ def validate_data(ctx: Context) -> dict:
     params = ctx.params
     train_uri = params.get("dataset_uri")
     if train_uri is None:
-        raise InvalidArgument("dataset_name (a Vertex managed dataset) is not available on a self-hosted server; give "
-                              "dataset_uri, a JSONL file in a bucket")
+        raise InvalidArgument(
+            "dataset_name (a Vertex managed dataset) is not available on a self-hosted server; give "
+            "dataset_uri, a JSONL file in a bucket"
+        )
     report, out = check_pipeline_data(ctx.template, train_uri, params.get("evaluation_data_uri"), ctx.settings)
     n = out["train_examples"]
     if report.errors:
-        raise DatasetInvalid(f"{len(report.errors)} problem(s) in the data; nothing was tuned: {_problems(report)}", report)
+        raise DatasetInvalid(
+            f"{len(report.errors)} problem(s) in the data; nothing was tuned: {_problems(report)}", report
+        )
     batch, context, region = p.documented_batch_size(ctx.params, ctx.settings)
     steps = int(params["train_steps"])
-    out.update(batch_size=batch, context_class=context, compute_region=region,
-               train_steps=steps, examples_seen=steps * batch, epochs=round(steps * batch / max(n, 1), 4))
+    out.update(
+        batch_size=batch,
+        context_class=context,
+        compute_region=region,
+        train_steps=steps,
+        examples_seen=steps * batch,
+        epochs=round(steps * batch / max(n, 1), 4),
+    )
     return out
 
 
 # -- teacher-labelling ----------------------------------------------------------------------------------------------
 
+
 def resource_weights(ctx: Context):
     """(folder, base) of a registered model, or of the model deployed on an endpoint, in the job's project."""
+
     def resolve(reference: str):
         parsed = names.parse(reference, ("models", "endpoints"))
         if parsed is None:
-            raise InvalidArgument(f"teacher_model_reference {reference}: expected projects/P/locations/L/models/ID "
-                                  "or …/endpoints/ID")
+            raise InvalidArgument(
+                f"teacher_model_reference {reference}: expected projects/P/locations/L/models/ID or …/endpoints/ID"
+            )
         project, location, kind, rid = parsed.project, parsed.location, parsed.collection, parsed.id
         if project != ctx.project:
             raise InvalidArgument(f"teacher_model_reference {reference}: the teacher must be in project {ctx.project}")
         if kind == "endpoints":
             with ctx.store.session() as s:
-                dep = s.scalars(select(DeployedModelRow).where(DeployedModelRow.endpoint_id == rid,
-                                                              DeployedModelRow.state == "DEPLOYED")).first()
+                dep = s.scalars(
+                    select(DeployedModelRow).where(
+                        DeployedModelRow.endpoint_id == rid, DeployedModelRow.state == "DEPLOYED"
+                    )
+                ).first()
             if dep is None:
                 raise FailedPrecondition(f"teacher_model_reference {reference}: no model is deployed on that endpoint")
             rid = dep.model_id
         model = get_scoped(ctx.store, ModelRow, rid, project, location, "Model", "models")
         return model_weights(model, ctx.settings)
+
     return resolve
 
 
@@ -195,6 +215,7 @@ def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
 
 # -- tune -----------------------------------------------------------------------------------------------------------
 
+
 def tuning_config(ctx: Context, **overrides: Any) -> TuningConfig:
     return p.pipeline_tuning_config(ctx.template, ctx.params, ctx.out_uri, ctx.settings, **overrides)
 
@@ -203,8 +224,12 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
     overrides = {}
     if ctx.template == "distillation":
         train, val = student_files(storage.output_dir(f"{ctx.out_uri}/tune", ctx.settings))
-        overrides = dict(train_dataset=str(train), validation_dataset=str(val) if val else None,
-                         dataset_format="text_pair", rationale_weight=DEFAULT_RATIONALE_WEIGHT)
+        overrides = dict(
+            train_dataset=str(train),
+            validation_dataset=str(val) if val else None,
+            dataset_format="text_pair",
+            rationale_weight=DEFAULT_RATIONALE_WEIGHT,
+        )
     config = tuning_config(ctx, **overrides)
 
     class Progress(Callbacks):
@@ -213,8 +238,10 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
 
         def on_step(self, step, total_steps, metrics):
             if step == total_steps or step % max(1, total_steps // 20) == 0:
-                tasks.progress("tune", {"step": step, **{k: round(float(v), 6) for k, v in metrics.items()
-                                                         if k.startswith("train_")}})
+                tasks.progress(
+                    "tune",
+                    {"step": step, **{k: round(float(v), 6) for k, v in metrics.items() if k.startswith("train_")}},
+                )
 
         def on_eval(self, step, metrics):
             tasks.progress("tune", {k: round(float(v), 6) for k, v in metrics.items()})
@@ -222,15 +249,22 @@ def tune(ctx: Context, tasks: Tasks) -> dict:
     result = run_sft(config, settings=ctx.settings, callbacks=Progress(), should_stop=ctx.should_stop)
     if result.cancelled:
         raise Stopped()
-    return {"model_dir": final_uri(config.output_uri), "steps": result.steps,
-            "resumed_from_step": result.resumed_from,
-            "final_step": result.final_step, "stopped_early": result.stopped_early,
-            "checkpoint_selection": config.checkpoint_selection, "batch_size": config.batch_size,
-            "epochs": result.resolved.epochs_effective, "tensorboard_dir": f"{config.output_uri}/tensorboard",
-            **{k: round(float(v), 6) for k, v in {**result.last_train, **result.best_eval}.items()}}
+    return {
+        "model_dir": final_uri(config.output_uri),
+        "steps": result.steps,
+        "resumed_from_step": result.resumed_from,
+        "final_step": result.final_step,
+        "stopped_early": result.stopped_early,
+        "checkpoint_selection": config.checkpoint_selection,
+        "batch_size": config.batch_size,
+        "epochs": result.resolved.epochs_effective,
+        "tensorboard_dir": f"{config.output_uri}/tensorboard",
+        **{k: round(float(v), 6) for k, v in {**result.last_train, **result.best_eval}.items()},
+    }
 
 
 # -- evaluate -------------------------------------------------------------------------------------------------------
+
 
 def evaluate(ctx: Context, tasks: Tasks) -> dict:
     """Batch prediction on the evaluation set with the tuned model, scored by exact match."""
@@ -239,36 +273,63 @@ def evaluate(ctx: Context, tasks: Tasks) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(str(folder if has_tokenizer(folder) else base))
     limit = max(len(tokenizer(e.output_text or "")["input_ids"]) for e in examples) + 16
     try:
-        texts = generate_offline(folder, base, [e.input_text for e in examples],
-                                 SamplingParams(max_tokens=limit, temperature=0.0), should_stop=ctx.should_stop)
+        texts = generate_offline(
+            folder,
+            base,
+            [e.input_text for e in examples],
+            SamplingParams(max_tokens=limit, temperature=0.0),
+            should_stop=ctx.should_stop,
+        )
     except InterruptedError:
         raise Stopped() from None
-    rows = [{"input_text": e.input_text, "output_text": e.output_text, "prediction": t,
-             "exact_match": answer_matches(t, e.output_text or "")} for e, t in zip(examples, texts)]
+    rows = [
+        {
+            "input_text": e.input_text,
+            "output_text": e.output_text,
+            "prediction": t,
+            "exact_match": answer_matches(t, e.output_text or ""),
+        }
+        for e, t in zip(examples, texts)
+    ]
     out_dir = storage.output_dir(f"{ctx.out_uri}/evaluation", ctx.settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "predictions.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    exact = sum(r["exact_match"] for r in rows) / max(len(rows), 1)
+    exact = sum(bool(r["exact_match"]) for r in rows) / max(len(rows), 1)
     (out_dir / "metrics.json").write_text(json.dumps({"exact_match": exact, "examples": len(rows)}, indent=2))
     storage.publish(out_dir, f"{ctx.out_uri}/evaluation", ctx.settings)
-    return {"exact_match": round(exact, 6), "examples": len(rows), "predictions_uri": f"{ctx.out_uri}/evaluation/predictions.jsonl"}
+    return {
+        "exact_match": round(exact, 6),
+        "examples": len(rows),
+        "predictions_uri": f"{ctx.out_uri}/evaluation/predictions.jsonl",
+    }
 
 
 # -- upload, deploy -------------------------------------------------------------------------------------------------
+
 
 def upload(ctx: Context, tasks: Tasks) -> dict:
     existing = tasks.outputs(upload_task(ctx.template)).get("model_resource_name")
     if existing:
         return {"model_resource_name": existing}
     base = ctx.params.get("large_model_reference") or ctx.params["student_model_reference"]
-    what = (f"distilled from {ctx.params['teacher_model_reference']}" if ctx.template == "distillation"
-            else f"tuned for {ctx.params['train_steps']} steps")
+    what = (
+        f"distilled from {ctx.params['teacher_model_reference']}"
+        if ctx.template == "distillation"
+        else f"tuned for {ctx.params['train_steps']} steps"
+    )
     with ctx.store.session() as s:
-        model = register_model(s, project=ctx.project, location=ctx.upload_location,
-                               display_name=ctx.params["model_display_name"],
-                               description=f"{base} {what} by pipelineJobs/{ctx.job_id}",
-                               artifact_uri=tasks.outputs("tune")["model_dir"], base_model=base, kind="lora",
-                               labels=ctx.labels, source_job=ctx.job_id)
+        model = register_model(
+            s,
+            project=ctx.project,
+            location=ctx.upload_location,
+            display_name=ctx.params["model_display_name"],
+            description=f"{base} {what} by pipelineJobs/{ctx.job_id}",
+            artifact_uri=tasks.outputs("tune")["model_dir"],
+            base_model=base,
+            kind="lora",
+            labels=ctx.labels,
+            source_job=ctx.job_id,
+        )
         return {"model_resource_name": model_name(model)}
 
 
@@ -277,15 +338,22 @@ def deploy(ctx: Context, tasks: Tasks) -> dict | None:
         return None
     name = tasks.outputs(upload_task(ctx.template))["model_resource_name"]
     with ctx.store.session() as s:
-        model = s.get(ModelRow, name.rsplit("/", 1)[-1])
+        model = fetch(s, ModelRow, name.rsplit("/", 1)[-1])
         return {"endpoint_resource_name": auto_deploy(s, model, ctx.params["model_display_name"])}
 
 
 # -- the child process ----------------------------------------------------------------------------------------------
 
+
 def _steps(template: str):
-    return [("validate-data", lambda ctx, tasks: validate_data(ctx)), ("teacher-labelling", teacher_labelling),
-            ("tune", tune), ("evaluate", evaluate), (upload_task(template), upload), (deploy_task(template), deploy)]
+    return [
+        ("validate-data", lambda ctx, tasks: validate_data(ctx)),
+        ("teacher-labelling", teacher_labelling),
+        ("tune", tune),
+        ("evaluate", evaluate),
+        (upload_task(template), upload),
+        (deploy_task(template), deploy),
+    ]
 
 
 def run_pipeline(ctx: Context) -> None:
@@ -316,7 +384,7 @@ def run_pipeline(ctx: Context) -> None:
             tasks.finish(name, "SUCCEEDED", outputs)
     tasks.finish(ctx.template, "SUCCEEDED")
     with ctx.store.session() as s:
-        row = s.get(PipelineJobRow, ctx.job_id, with_for_update=True)
+        row = fetch(s, PipelineJobRow, ctx.job_id, lock=True)
         if row.state == p.RUNNING:
             now = utcnow()
             row.state, row.end_time, row.update_time = p.SUCCEEDED, now, now
@@ -329,9 +397,10 @@ def _fail(ctx: Context, tasks: Tasks, name: str, code: str, message: str) -> Non
     def not_triggered(t):
         if t["state"] == "PENDING":
             t["state"] = "NOT_TRIGGERED"
+
     tasks.update(None, not_triggered)
     with ctx.store.session() as s:
-        row = s.get(PipelineJobRow, ctx.job_id, with_for_update=True)
+        row = fetch(s, PipelineJobRow, ctx.job_id, lock=True)
         now = utcnow()
         row.state, row.end_time, row.update_time = p.FAILED, now, now
         row.error = status(code, message)
@@ -341,8 +410,17 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
     """The worker's child process for one pipeline job (a fresh interpreter)."""
     settings, store = child_setup(db_url, settings_json)
     with store.session() as s:
-        row = s.get(PipelineJobRow, job_id)
-        ctx = Context(job_id, row.template, dict(row.parameters), row.project, row.location, dict(row.labels or {}),
-                      p.output_root(row), settings, store, StopCheck(store, PipelineJobRow, job_id, parent_pid))
+        row = fetch(s, PipelineJobRow, job_id)
+        ctx = Context(
+            job_id,
+            row.template,
+            dict(row.parameters),
+            row.project,
+            row.location,
+            dict(row.labels or {}),
+            p.output_root(row),
+            settings,
+            store,
+            StopCheck(store, PipelineJobRow, job_id, parent_pid),
+        )
     run_pipeline(ctx)
-

@@ -6,10 +6,12 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
+from sqlalchemy import delete
+
 from tuneforge.catalog import TuningMode
 from tuneforge.catalog.model_folder import final_uri
 from tuneforge.control import states
-from tuneforge.control.db import Store
+from tuneforge.control.db import Store, fetch
 from tuneforge.control.registry import auto_deploy, model_name, register_model
 from tuneforge.control.tables import MetricRow, TuningJobRow, utcnow
 from tuneforge.control.tuning_jobs import finish_cancelled
@@ -28,8 +30,8 @@ class DbCallbacks(Callbacks):
 
     def on_start(self, total_steps: int, start_step: int, plan: ResolvedRun) -> None:
         with self.store.session() as s:
-            s.execute(MetricRow.__table__.delete().where(MetricRow.job_id == self.job_id, MetricRow.step > start_step))
-            job = s.get(TuningJobRow, self.job_id)
+            s.execute(delete(MetricRow).where(MetricRow.job_id == self.job_id, MetricRow.step > start_step))
+            job = fetch(s, TuningJobRow, self.job_id)
             job.progress = {"step": start_step, "totalSteps": total_steps, "resolved": plan.model_dump(mode="json")}
 
     def _metrics(self, step: int, metrics: dict, **progress: float) -> None:
@@ -37,14 +39,21 @@ class DbCallbacks(Callbacks):
         with self.store.session() as s:
             for name, value in metrics.items():
                 s.add(MetricRow(job_id=self.job_id, step=step, name=name, value=float(value), time=now))
-            job = s.get(TuningJobRow, self.job_id)
-            job.progress = {**(job.progress or {}), "step": step, **{k: float(v) for k, v in metrics.items()},
-                            **progress}
+            job = fetch(s, TuningJobRow, self.job_id)
+            job.progress = {
+                **(job.progress or {}),
+                "step": step,
+                **{k: float(v) for k, v in metrics.items()},
+                **progress,
+            }
             job.update_time = now
 
     def on_step(self, step: int, total_steps: int, metrics: dict) -> None:
-        self._metrics(step, {k: v for k, v in metrics.items() if k.startswith("train_")},
-                      tokensPerSecond=float(metrics.get("tokens_per_second", 0.0)))
+        self._metrics(
+            step,
+            {k: v for k, v in metrics.items() if k.startswith("train_")},
+            tokensPerSecond=float(metrics.get("tokens_per_second", 0.0)),
+        )
 
     def on_eval(self, step: int, metrics: dict) -> None:
         self._metrics(step, metrics)
@@ -54,14 +63,15 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
     """Run one tuning job to a final state (or stop when cancelled or orphaned). Runs in a fresh interpreter."""
     settings, store = child_setup(db_url, settings_json)
     with store.session() as s:
-        row = s.get(TuningJobRow, job_id)
+        row = fetch(s, TuningJobRow, job_id)
         config = TuningConfig(**row.config)
     should_stop = StopCheck(store, TuningJobRow, job_id, parent_pid)
     callbacks = DbCallbacks(store, job_id)
     try:
         if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL:
-            result = run_sft_processes(config, settings.processes_per_job, settings=settings, callbacks=callbacks,
-                                       should_stop=should_stop)
+            result = run_sft_processes(
+                config, settings.processes_per_job, settings=settings, callbacks=callbacks, should_stop=should_stop
+            )
         else:
             result = run_sft(config, settings=settings, callbacks=callbacks, should_stop=should_stop)
     except TuneforgeError as exc:
@@ -73,7 +83,7 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
         return
     if result.cancelled:
         with store.session() as s:
-            row = s.get(TuningJobRow, job_id)
+            row = fetch(s, TuningJobRow, job_id)
             if row.cancel_requested:
                 finish_cancelled(row, utcnow())
         return
@@ -82,7 +92,7 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
 
 def _fail(store: Store, job_id: str, code: str, message: str) -> None:
     with store.session() as s:
-        row = s.get(TuningJobRow, job_id)
+        row = fetch(s, TuningJobRow, job_id)
         now = utcnow()
         row.state, row.end_time, row.update_time = states.FAILED, now, now
         row.error = status(code, message)
@@ -91,20 +101,28 @@ def _fail(store: Store, job_id: str, code: str, message: str) -> None:
 def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig, deploy: bool) -> None:
     now = utcnow()
     with store.session() as s:
-        row = s.get(TuningJobRow, job_id)
+        row = fetch(s, TuningJobRow, job_id)
         display = row.display_name
         model = register_model(
-            s, project=row.project, location=row.location, display_name=display,
+            s,
+            project=row.project,
+            location=row.location,
+            display_name=display,
             description=f"Tuned by tuningJobs/{job_id} from {config.base_model}",
-            artifact_uri=final_uri(config.output_uri), base_model=config.base_model,
-            kind="lora" if config.tuning_mode == TuningMode.PEFT_ADAPTER else "full", labels=dict(row.labels or {}),
-            source_job=job_id, tuning_job_id=job_id,
+            artifact_uri=final_uri(config.output_uri),
+            base_model=config.base_model,
+            kind="lora" if config.tuning_mode == TuningMode.PEFT_ADAPTER else "full",
+            labels=dict(row.labels or {}),
+            source_job=job_id,
+            tuning_job_id=job_id,
         )
         steps_per_epoch = result.resolved.steps_per_epoch
         tuned: dict[str, Any] = {
             "model": model_name(model) + "@1",
-            "checkpoints": [{"checkpointId": str(i + 1), "epoch": str(i + 1), "step": str((i + 1) * steps_per_epoch)}
-                            for i in range(max(1, result.steps // max(1, steps_per_epoch)))],
+            "checkpoints": [
+                {"checkpointId": str(i + 1), "epoch": str(i + 1), "step": str((i + 1) * steps_per_epoch)}
+                for i in range(max(1, result.steps // max(1, steps_per_epoch)))
+            ],
         }
         if deploy:
             tuned["endpoint"] = auto_deploy(s, model, display)

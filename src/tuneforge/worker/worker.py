@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import CursorResult, func, select, text, update
 
 from tuneforge.control import pipeline_jobs as p
 from tuneforge.control import states
@@ -39,7 +40,7 @@ class JobKind:
     """One kind of job the worker runs: its table, its state spellings, its child entry point and its cancel."""
 
     name: str
-    table: type
+    table: Any  # the job's table class (TuningJobRow, PipelineJobRow)
     pending: str
     running: str
     cancelling: str
@@ -51,10 +52,30 @@ class JobKind:
 
 
 def job_kinds() -> tuple[JobKind, ...]:
-    tuning = JobKind("tuning", TuningJobRow, states.PENDING, states.RUNNING, states.CANCELLING, states.FAILED,
-                     states.CLAIMABLE, states.FINAL, "tuneforge.worker.tuning:run_job", finish_cancelled)
-    pipeline = JobKind("pipeline", PipelineJobRow, p.PENDING, p.RUNNING, p.CANCELLING, p.FAILED, (p.PENDING,), p.FINAL,
-                       "tuneforge.worker.pipeline:run_job", p.finish_cancelled)
+    tuning = JobKind(
+        "tuning",
+        TuningJobRow,
+        states.PENDING,
+        states.RUNNING,
+        states.CANCELLING,
+        states.FAILED,
+        states.CLAIMABLE,
+        states.FINAL,
+        "tuneforge.worker.tuning:run_job",
+        finish_cancelled,
+    )
+    pipeline = JobKind(
+        "pipeline",
+        PipelineJobRow,
+        p.PENDING,
+        p.RUNNING,
+        p.CANCELLING,
+        p.FAILED,
+        (p.PENDING,),
+        p.FINAL,
+        "tuneforge.worker.pipeline:run_job",
+        p.finish_cancelled,
+    )
     return (tuning, pipeline)
 
 
@@ -62,7 +83,7 @@ def job_kinds() -> tuple[JobKind, ...]:
 class Running:
     kind: JobKind
     job_id: str
-    process: mp.Process
+    process: BaseProcess
     started: float
     cancel_seen_at: float | None = None
 
@@ -90,22 +111,38 @@ class Worker:
         limit = self.settings.max_running_jobs_per_project
         with self.store.session() as s:
             name = table.__tablename__
-            running = (select(func.count()).select_from(table.__table__.alias("r"))
-                       .where(text(f"r.project = {name}.project"),
-                              text(f"r.state IN ('{kind.running}', '{kind.cancelling}')"))
-                       .scalar_subquery())
-            q = (select(table.id).where(table.state.in_(kind.claimable), running < limit)
-                 .order_by(table.create_time, table.id).limit(1))
+            running = (
+                select(func.count())
+                .select_from(table.__table__.alias("r"))
+                .where(text(f"r.project = {name}.project"), text(f"r.state IN ('{kind.running}', '{kind.cancelling}')"))
+                .scalar_subquery()
+            )
+            q = (
+                select(table.id)
+                .where(table.state.in_(kind.claimable), running < limit)
+                .order_by(table.create_time, table.id)
+                .limit(1)
+            )
             if self.store.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True, of=table)
             job_id = s.scalar(q)
             if job_id is None:
                 return None
             now = utcnow()
-            done = s.execute(
-                update(table).where(table.id == job_id, table.state.in_(kind.claimable))
-                .values(state=kind.running, worker_id=self.worker_id, heartbeat_time=now, update_time=now,
-                        start_time=func.coalesce(table.start_time, now), attempts=table.attempts + 1)
+            done = cast(
+                CursorResult[Any],
+                s.execute(
+                    update(table)
+                    .where(table.id == job_id, table.state.in_(kind.claimable))
+                    .values(
+                        state=kind.running,
+                        worker_id=self.worker_id,
+                        heartbeat_time=now,
+                        update_time=now,
+                        start_time=func.coalesce(table.start_time, now),
+                        attempts=table.attempts + 1,
+                    )
+                ),
             ).rowcount
             return job_id if done == 1 else None
 
@@ -119,7 +156,9 @@ class Worker:
                 if job_id is None:
                     break
                 args = (kind.target, job_id, self.store.url, self.settings.model_dump(mode="json"), os.getpid())
-                process = self._ctx.Process(target=_child, args=args, name=f"tuneforge-{kind.name}-{job_id}", daemon=False)
+                process = self._ctx.Process(
+                    target=_child, args=args, name=f"tuneforge-{kind.name}-{job_id}", daemon=False
+                )
                 process.start()
                 self.running[(kind.name, job_id)] = Running(kind, job_id, process, time.monotonic())
                 log.info("%s job %s started in process %s", kind.name, job_id, process.pid)
@@ -149,20 +188,16 @@ class Worker:
             row = s.get(kind.table, job_id)
             if row is None or row.state in kind.final:
                 return
-            now = utcnow()
-            row.update_time = now
-            if row.cancel_requested:
-                kind.finish_cancelled(row, now)
-            elif row.attempts < self.settings.max_attempts:
-                row.state = kind.pending  # resumed from its last checkpoint by the next claim
-                row.worker_id = None
-                log.warning("%s job %s: process exited with %s; requeued (attempt %s of %s)", kind.name, job_id,
-                            exitcode, row.attempts, self.settings.max_attempts)
-            else:
-                row.state = kind.failed
-                row.end_time = now
-                row.error = status("INTERNAL", f"the training process exited unexpectedly (exit code {exitcode}) "
-                                   f"{row.attempts} times; see the worker log")
+            self._requeue_or_fail(
+                kind,
+                row,
+                f"process exited with {exitcode}",
+                status(
+                    "INTERNAL",
+                    f"the training process exited unexpectedly (exit code {exitcode}) {row.attempts} times; "
+                    "see the worker log",
+                ),
+            )
 
     def recover_stale(self) -> None:
         """Jobs RUNNING on a worker whose heartbeat stopped (killed, machine lost): requeue or fail them."""
@@ -176,19 +211,36 @@ class Worker:
                 for row in s.scalars(q):
                     if (kind.name, row.id) in self.running:
                         continue
-                    now = utcnow()
-                    row.update_time = now
-                    row.worker_id = None
-                    if row.cancel_requested:
-                        kind.finish_cancelled(row, now)
-                    elif row.attempts < self.settings.max_attempts:
-                        row.state = kind.pending
-                        log.warning("job %s: worker lost (no heartbeat since %s); requeued", row.id, row.heartbeat_time)
-                    else:
-                        row.state = kind.failed
-                        row.end_time = now
-                        row.error = status("DEADLINE_EXCEEDED", f"the worker running this job stopped responding "
-                                           f"{row.attempts} times (no heartbeat); giving up")
+                    self._requeue_or_fail(
+                        kind,
+                        row,
+                        f"worker lost (no heartbeat since {row.heartbeat_time})",
+                        status(
+                            "DEADLINE_EXCEEDED",
+                            f"the worker running this job stopped responding {row.attempts} times "
+                            "(no heartbeat); giving up",
+                        ),
+                    )
+
+    def _requeue_or_fail(self, kind: JobKind, row: Any, why: str, failure: dict[str, Any]) -> None:
+        """A job whose run ended without a final state: cancelled if asked, else back to PENDING (it resumes from its
+        last checkpoint on the next claim) until ``max_attempts`` runs, then failed with ``failure``."""
+        now = utcnow()
+        row.update_time, row.worker_id = now, None
+        if row.cancel_requested:
+            kind.finish_cancelled(row, now)
+        elif row.attempts < self.settings.max_attempts:
+            row.state = kind.pending
+            log.warning(
+                "%s job %s: %s; requeued (attempt %s of %s)",
+                kind.name,
+                row.id,
+                why,
+                row.attempts,
+                self.settings.max_attempts,
+            )
+        else:
+            row.state, row.end_time, row.error = kind.failed, now, failure
 
     def run(self, stop: threading.Event, poll_seconds: float | None = None) -> None:
         poll = poll_seconds or min(1.0, self.settings.heartbeat_seconds)

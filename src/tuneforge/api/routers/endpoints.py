@@ -4,7 +4,7 @@ streamGenerateContent, OpenAI chat completions and models), Model Garden ``:depl
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import StreamingResponse
@@ -34,60 +34,92 @@ LOCATION = "/projects/{project}/locations/{location}"
 BASE = LOCATION + "/endpoints"
 VERBS = ("deployModel", "undeployModel", "predict", "generateContent", "streamGenerateContent")
 Service = Annotated[EndpointService, Depends(endpoints)]
-STREAM = {200: {"description": "Server-sent events (alt=sse) or a JSON array streamed element by element",
-                "content": {"text/event-stream": {}, "application/json": {}}}}
-OUT = {"response_model_exclude_none": True}
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events (alt=sse) or a JSON array streamed element by element",
+        "content": {"text/event-stream": {}, "application/json": {}},
+    }
+}
 
 
-@router.post(BASE, response_model=Operation, **OUT)
-def create(request: Request, project: str, location: str, service: Service,
-           endpoint: Annotated[Endpoint, Body()]) -> Operation:
+@router.post(BASE, response_model=Operation, response_model_exclude_none=True)
+def create(
+    request: Request, project: str, location: str, service: Service, endpoint: Annotated[Endpoint, Body()]
+) -> Operation:
     authorize(request, project)
     return service.create(project, location, endpoint, api_version(request))
 
 
-@router.get(BASE, response_model=ListEndpointsResponse, **OUT)
-def list_endpoints(request: Request, project: str, location: str, service: Service, pageSize: int | None = None,
-                   pageToken: str | None = None) -> ListEndpointsResponse:
+@router.get(BASE, response_model=ListEndpointsResponse, response_model_exclude_none=True)
+def list_endpoints(
+    request: Request,
+    project: str,
+    location: str,
+    service: Service,
+    pageSize: int | None = None,
+    pageToken: str | None = None,
+) -> ListEndpointsResponse:
     authorize(request, project)
     return service.list(project, location, pageSize, pageToken)
 
 
-@router.get(BASE + "/{endpoint_id}", response_model=Endpoint, **OUT)
+@router.get(BASE + "/{endpoint_id}", response_model=Endpoint, response_model_exclude_none=True)
 def get(request: Request, project: str, location: str, endpoint_id: str, service: Service) -> Endpoint:
     authorize(request, project)
     return service.get(project, location, endpoint_id)
 
 
-@router.delete(BASE + "/{endpoint_id}", response_model=Operation, **OUT)
+@router.delete(BASE + "/{endpoint_id}", response_model=Operation, response_model_exclude_none=True)
 def delete(request: Request, project: str, location: str, endpoint_id: str, service: Service) -> Operation:
     authorize(request, project)
     return service.delete(project, location, endpoint_id)
 
 
-@router.post(BASE + "/{endpoint_id}:deployModel", response_model=Operation, **OUT)
-async def deploy_model(request: Request, project: str, location: str, endpoint_id: str, service: Service,
-                       body: Annotated[DeployModelRequest, Body()]) -> Operation:
+@router.post(BASE + "/{endpoint_id}:deployModel", response_model=Operation, response_model_exclude_none=True)
+async def deploy_model(
+    request: Request,
+    project: str,
+    location: str,
+    endpoint_id: str,
+    service: Service,
+    body: Annotated[DeployModelRequest, Body()],
+) -> Operation:
     """Deploy a registry model; the operation finishes when the model is loaded."""
     authorize(request, project)
     return await run_in_threadpool(service.deploy_model, project, location, endpoint_id, body)
 
 
-@router.post(BASE + "/{endpoint_id}:undeployModel", response_model=Operation, **OUT)
-async def undeploy_model(request: Request, project: str, location: str, endpoint_id: str, service: Service,
-                         body: Annotated[UndeployModelRequest, Body()]) -> Operation:
+@router.post(BASE + "/{endpoint_id}:undeployModel", response_model=Operation, response_model_exclude_none=True)
+async def undeploy_model(
+    request: Request,
+    project: str,
+    location: str,
+    endpoint_id: str,
+    service: Service,
+    body: Annotated[UndeployModelRequest, Body()],
+) -> Operation:
     authorize(request, project)
     return await run_in_threadpool(service.undeploy_model, project, location, endpoint_id, body)
 
 
 def _model_fields(row: DeployedModelRow) -> dict[str, str]:
-    return {"deployed_model_id": row.id, "model": names.name("models", row.project, row.location, row.model_id),
-            "model_display_name": row.display_name, "model_version_id": "1"}
+    return {
+        "deployed_model_id": row.id,
+        "model": names.name("models", row.project, row.location, row.model_id),
+        "model_display_name": row.display_name,
+        "model_version_id": "1",
+    }
 
 
-@router.post(BASE + "/{endpoint_id}:predict", response_model=PredictResponse, **OUT)
-async def predict(request: Request, project: str, location: str, endpoint_id: str, service: Service,
-                  body: Annotated[PredictRequest, Body()]) -> PredictResponse:
+@router.post(BASE + "/{endpoint_id}:predict", response_model=PredictResponse, response_model_exclude_none=True)
+async def predict(
+    request: Request,
+    project: str,
+    location: str,
+    endpoint_id: str,
+    service: Service,
+    body: Annotated[PredictRequest, Body()],
+) -> PredictResponse:
     """Vertex predict: open-model prompts, or the text, code and chat models' instances."""
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
@@ -100,9 +132,17 @@ async def predict(request: Request, project: str, location: str, endpoint_id: st
     return PredictResponse(predictions=answers, **_model_fields(row))
 
 
-@router.post(BASE + "/{endpoint_id}:generateContent", response_model=GenerateContentResponse, **OUT)
-async def generate_content(request: Request, project: str, location: str, endpoint_id: str, service: Service,
-                           body: Annotated[GenerateContentRequest, Body()]) -> GenerateContentResponse:
+@router.post(
+    BASE + "/{endpoint_id}:generateContent", response_model=GenerateContentResponse, response_model_exclude_none=True
+)
+async def generate_content(
+    request: Request,
+    project: str,
+    location: str,
+    endpoint_id: str,
+    service: Service,
+    body: Annotated[GenerateContentRequest, Body()],
+) -> GenerateContentResponse:
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
     prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
@@ -112,17 +152,25 @@ async def generate_content(request: Request, project: str, location: str, endpoi
 
 
 @router.post(BASE + "/{endpoint_id}:streamGenerateContent", response_class=StreamingResponse, responses=STREAM)
-async def stream_generate_content(request: Request, project: str, location: str, endpoint_id: str,
-                                  service: Service, body: Annotated[GenerateContentRequest, Body()],
-                                  alt: str | None = None) -> StreamingResponse:
+async def stream_generate_content(
+    request: Request,
+    project: str,
+    location: str,
+    endpoint_id: str,
+    service: Service,
+    body: Annotated[GenerateContentRequest, Body()],
+    alt: str | None = None,
+) -> StreamingResponse:
     """generateContent, streamed: GenerateContentResponse chunks with the new text."""
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
     prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
     model_version = names.name("models", row.project, row.location, row.model_id) + "@1"
     sse = alt == "sse"
-    return StreamingResponse(apis.gemini_stream(apis.Run(dep, [prompt]), model_version, sse),
-                             media_type="text/event-stream" if sse else "application/json")
+    return StreamingResponse(
+        apis.gemini_stream(apis.Run(dep, [prompt]), model_version, sse),
+        media_type="text/event-stream" if sse else "application/json",
+    )
 
 
 @router.post(BASE + "/{endpoint_and_verb}", include_in_schema=False)
@@ -136,21 +184,32 @@ def openai_models(request: Request, project: str, location: str, endpoint_id: st
     """The endpoint's deployed models, as OpenAI's models list."""
     authorize(request, project)
     resource = service.get(project, location, endpoint_id)
-    return ModelList(data=[OpenAIModel(id=d.display_name or d.id or "", root=d.model, deployed_model_id=d.id)
-                           for d in resource.deployed_models])
+    return ModelList(
+        data=[
+            OpenAIModel(id=d.display_name or d.id or "", root=d.model, deployed_model_id=d.id)
+            for d in resource.deployed_models
+        ]
+    )
 
 
 @router.post(BASE + "/{endpoint_id}/chat/completions", response_model=ChatCompletion, responses=STREAM)
-async def chat_completions(request: Request, project: str, location: str, endpoint_id: str, service: Service,
-                           body: Annotated[ChatCompletionRequest, Body()]) -> ChatCompletion | StreamingResponse:
+async def chat_completions(
+    request: Request,
+    project: str,
+    location: str,
+    endpoint_id: str,
+    service: Service,
+    body: Annotated[ChatCompletionRequest, Body()],
+) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat. On ``endpoints/openapi`` the body's ``model`` names the endpoint (Vertex's managed
     form); elsewhere ``model`` may pick a deployed model by id or display name, and is informational otherwise."""
     authorize(request, project)
     choose = body.model
     if endpoint_id == "openapi":
         if not choose:
-            raise InvalidArgument("model must name the endpoint (projects/P/locations/L/endpoints/E) on "
-                                  "endpoints/openapi")
+            raise InvalidArgument(
+                "model must name the endpoint (projects/P/locations/L/endpoints/E) on endpoints/openapi"
+            )
         endpoint_id, choose = choose.rstrip("/").split("/")[-1], None
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id, choose)
     prompt = await run_in_threadpool(apis.openai_prompt, dep, body)
@@ -163,9 +222,12 @@ async def chat_completions(request: Request, project: str, location: str, endpoi
     return apis.openai_response(await run.results(request.is_disconnected), model, completion_id)
 
 
-@router.post("/projects/{project}/locations/{location}:deploy", response_model=Operation, **OUT)
-async def model_garden_deploy(request: Request, project: str, location: str, service: Service,
-                              body: Annotated[DeployRequest, Body()]) -> Operation:
+@router.post(
+    "/projects/{project}/locations/{location}:deploy", response_model=Operation, response_model_exclude_none=True
+)
+async def model_garden_deploy(
+    request: Request, project: str, location: str, service: Service, body: Annotated[DeployRequest, Body()]
+) -> Operation:
     """Model Garden ``CustomModel(gcs_uri).deploy(...)``: register the weights, create an endpoint, deploy."""
     authorize(request, project)
     return await run_in_threadpool(service.garden_deploy, project, location, body)
@@ -177,13 +239,13 @@ def unknown_location_method(request: Request, project: str, location_and_verb: s
     raise unknown_verb(location_and_verb, "locations", ("deploy",))
 
 
-@router.get(LOCATION + "/{path:path}/operations/{op_id}", response_model=Operation, **OUT)
+@router.get(LOCATION + "/{path:path}/operations/{op_id}", response_model=Operation, response_model_exclude_none=True)
 def get_operation(request: Request, project: str, location: str, path: str, op_id: str) -> Operation:
     authorize(request, project)
     return operations.get(request.app.state.store, f"{names.parent(project, location)}/{path}/operations/{op_id}")
 
 
-@router.get(LOCATION + "/operations/{op_id}", response_model=Operation, **OUT)
+@router.get(LOCATION + "/operations/{op_id}", response_model=Operation, response_model_exclude_none=True)
 def get_flat_operation(request: Request, project: str, location: str, op_id: str) -> Operation:
     authorize(request, project)
     return operations.get(request.app.state.store, f"{names.parent(project, location)}/operations/{op_id}")

@@ -17,8 +17,15 @@ Service = Annotated[ModelService, Depends(models)]
 
 
 @router.get(BASE, response_model=ListModelsResponse, response_model_exclude_none=True)
-def list_models(request: Request, project: str, location: str, service: Service, filter: str | None = None,
-                pageSize: int | None = None, pageToken: str | None = None) -> ListModelsResponse:
+def list_models(
+    request: Request,
+    project: str,
+    location: str,
+    service: Service,
+    filter: str | None = None,
+    pageSize: int | None = None,
+    pageToken: str | None = None,
+) -> ListModelsResponse:
     authorize(request, project)
     return service.list(project, location, filter=filter, page_size=pageSize, page_token=pageToken)
 

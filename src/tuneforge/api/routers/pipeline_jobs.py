@@ -19,16 +19,28 @@ Service = Annotated[PipelineJobService, Depends(pipeline_jobs)]
 
 
 @router.post(BASE, response_model=PipelineJob, response_model_exclude_none=True, responses=CREATE_ERRORS)
-async def create(request: Request, project: str, location: str, service: Service,
-                 job: Annotated[PipelineJob, Body()], pipelineJobId: str | None = None) -> PipelineJob:
+async def create(
+    request: Request,
+    project: str,
+    location: str,
+    service: Service,
+    job: Annotated[PipelineJob, Body()],
+    pipelineJobId: str | None = None,
+) -> PipelineJob:
     """Create a code-model tuning or distillation job, identified by its templateUri."""
     authorize(request, project)
     return await run_in_threadpool(service.create, project, location, job, pipelineJobId)
 
 
 @router.get(BASE, response_model=ListPipelineJobsResponse, response_model_exclude_none=True)
-def list_jobs(request: Request, project: str, location: str, service: Service, pageSize: int | None = None,
-              pageToken: str | None = None) -> ListPipelineJobsResponse:
+def list_jobs(
+    request: Request,
+    project: str,
+    location: str,
+    service: Service,
+    pageSize: int | None = None,
+    pageToken: str | None = None,
+) -> ListPipelineJobsResponse:
     authorize(request, project)
     return service.list(project, location, pageSize, pageToken)
 

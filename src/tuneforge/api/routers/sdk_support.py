@@ -27,8 +27,13 @@ versioned = APIRouter(tags=["SDK support"], responses=ERRORS)  # under /v1, /v1b
 root = APIRouter(tags=["SDK support"])
 _SCHEMA = "gs://google-cloud-aiplatform/schema/predict/instance/{}_1.0.0.yaml"
 # The instance schema each legacy model class checks in from_pretrained (contract §5.1), by the id's stem.
-_SCHEMAS = {"code-bison": "code_generation", "codechat-bison": "codechat_generation", "text-bison": "text_generation",
-            "text-unicorn": "text_generation", "chat-bison": "chat_generation"}
+_SCHEMAS = {
+    "code-bison": "code_generation",
+    "codechat-bison": "codechat_generation",
+    "text-bison": "text_generation",
+    "text-unicorn": "text_generation",
+    "chat-bison": "chat_generation",
+}
 
 
 class PublisherModel(BaseModel):
@@ -56,16 +61,23 @@ def publisher_model(request: Request, model_id: str) -> PublisherModel:
         raise NotFound(f"publisher model google/{model_id} is not served here; tunable legacy models: {legacy}")
     name, _, version_id = model_id.partition("@")
     return PublisherModel(
-        name=f"publishers/google/models/{name}", versionId=version_id or "001", openSourceCategory="PROPRIETARY",
+        name=f"publishers/google/models/{name}",
+        versionId=version_id or "001",
+        openSourceCategory="PROPRIETARY",
         launchStage="GA",
         publisherModelTemplate=f"projects/{{user-project}}/locations/{{location}}/publishers/google/models/{model_id}",
         predictSchemata={"instanceSchemaUri": _SCHEMA.format(schema)},
     )
 
 
-@root.get("/tuneforge/pipeline-templates/{path:path}", response_class=PlainTextResponse,
-          responses={200: {"content": {"application/x-yaml": {}}},
-                     404: {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}})
+@root.get(
+    "/tuneforge/pipeline-templates/{path:path}",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"application/x-yaml": {}}},
+        404: {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
+    },
+)
 def pipeline_template(path: str) -> PlainTextResponse:
     """The stand-in template of a pipeline tuneforge runs (what an air-gapped SDK downloads)."""
     uri = "https://us-kfp.pkg.dev/" + path
@@ -78,14 +90,24 @@ def pipeline_template(path: str) -> PlainTextResponse:
 @root.get("/storage/v1/b/{bucket}", status_code=404, responses={404: {"model": ErrorBody}})
 def bucket_probe(bucket: str) -> JSONResponse:
     """The SDK's bucket probe: always 404 (gs:// URIs map to the server's bucket root)."""
-    return JSONResponse(status_body("NOT_FOUND", f"bucket {bucket}: tuneforge maps gs:// URIs to its own bucket root; "
-                                    "there is no storage API here"), status_code=404)
+    return JSONResponse(
+        status_body(
+            "NOT_FOUND",
+            f"bucket {bucket}: tuneforge maps gs:// URIs to its own bucket root; there is no storage API here",
+        ),
+        status_code=404,
+    )
 
 
 @root.post("/storage/v1/b", status_code=403, responses={403: {"model": ErrorBody}})
 def bucket_create() -> JSONResponse:
-    return JSONResponse(status_body("PERMISSION_DENIED", "tuneforge does not create buckets; gs://BUCKET/path maps to "
-                                    "<bucket_root>/BUCKET/path on the server"), status_code=403)
+    return JSONResponse(
+        status_body(
+            "PERMISSION_DENIED",
+            "tuneforge does not create buckets; gs://BUCKET/path maps to <bucket_root>/BUCKET/path on the server",
+        ),
+        status_code=403,
+    )
 
 
 @root.get("/tuneforge/serving", responses=ERRORS)

@@ -18,16 +18,24 @@ Service = Annotated[TuningJobService, Depends(tuning_jobs)]
 
 
 @router.post(BASE, response_model=TuningJob, response_model_exclude_none=True, responses=CREATE_ERRORS)
-async def create(request: Request, project: str, location: str, service: Service,
-                 job: Annotated[TuningJob, Body()]) -> TuningJob:
+async def create(
+    request: Request, project: str, location: str, service: Service, job: Annotated[TuningJob, Body()]
+) -> TuningJob:
     """Create a tuning job; the request is validated whole (datasets included) before it is stored."""
     authorize(request, project)
     return await run_in_threadpool(service.create, project, location, job)
 
 
 @router.get(BASE, response_model=ListTuningJobsResponse, response_model_exclude_none=True)
-def list_jobs(request: Request, project: str, location: str, service: Service, filter: str | None = None,
-              pageSize: int | None = None, pageToken: str | None = None) -> ListTuningJobsResponse:
+def list_jobs(
+    request: Request,
+    project: str,
+    location: str,
+    service: Service,
+    filter: str | None = None,
+    pageSize: int | None = None,
+    pageToken: str | None = None,
+) -> ListTuningJobsResponse:
     authorize(request, project)
     return service.list(project, location, filter=filter, page_size=pageSize, page_token=pageToken)
 
@@ -54,8 +62,9 @@ def unknown_method(request: Request, project: str, location: str, job_and_verb: 
 
 
 @router.get(BASE + "/{job_id}/metrics", response_model=JobMetrics, response_model_exclude_none=True)
-def metrics(request: Request, project: str, location: str, job_id: str, service: Service,
-            sinceStep: int = 0) -> JobMetrics:
+def metrics(
+    request: Request, project: str, location: str, job_id: str, service: Service, sinceStep: int = 0
+) -> JobMetrics:
     """Metrics streamed by the running job after ``sinceStep``, and its progress (for the CLI)."""
     authorize(request, project)
     return service.metrics(project, location, job_id, since_step=sinceStep)

@@ -48,12 +48,16 @@ ANSWER_MARKER = "So the answer is"
 
 # Generic demonstrations for the teacher's few-shot chain-of-thought prompt; give your own (same keys) for a task.
 FEWSHOT = (
-    {"input_text": "Classify the ticket into one of [billing, shipping, technical]. Ticket: I was charged twice.",
-     "rationale": "Being charged twice is a problem with a payment, and payments are billing matters.",
-     "output_text": "billing"},
-    {"input_text": "question: How many legs do three spiders have in total? context: A spider has eight legs.",
-     "rationale": "Each spider has 8 legs. Three spiders have 3 x 8 = 24 legs.",
-     "output_text": "24"},
+    {
+        "input_text": "Classify the ticket into one of [billing, shipping, technical]. Ticket: I was charged twice.",
+        "rationale": "Being charged twice is a problem with a payment, and payments are billing matters.",
+        "output_text": "billing",
+    },
+    {
+        "input_text": "question: How many legs do three spiders have in total? context: A spider has eight legs.",
+        "rationale": "Each spider has 8 legs. Three spiders have 3 x 8 = 24 legs.",
+        "output_text": "24",
+    },
 )
 
 
@@ -75,13 +79,17 @@ class Teacher(Protocol):
 
     name: str
 
-    def explain(self, examples: list[DistillExample], fewshot=FEWSHOT,
-                should_stop: Callable[[], bool] | None = None) -> list[TeacherOutput]: ...
+    def explain(
+        self, examples: list[DistillExample], fewshot=FEWSHOT, should_stop: Callable[[], bool] | None = None
+    ) -> list[TeacherOutput]: ...
 
 
 # --- 1: data -----------------------------------------------------------------------------------------------------
 
-def read_examples(uri: str, settings: Settings, *, require_labels: bool = False, report: Report | None = None) -> tuple[list[DistillExample], Report]:
+
+def read_examples(
+    uri: str, settings: Settings, *, require_labels: bool = False, report: Report | None = None
+) -> tuple[list[DistillExample], Report]:
     """Parse a distillation JSONL file; every problem goes into the report (nothing is raised here)."""
     report = report or Report(source=uri)
     lines = read_lines(uri, report, settings)
@@ -101,13 +109,18 @@ def read_examples(uri: str, settings: Settings, *, require_labels: bool = False,
 
 # --- 2: the teacher ----------------------------------------------------------------------------------------------
 
+
 def cot_prompt(example: DistillExample, fewshot=FEWSHOT) -> str:
     """Few-shot chain of thought: demonstrations, then the question. A labelled example shows its answer, and the
     teacher is asked for the reasoning that leads to it."""
-    shots = "\n\n".join(f"Q: {d['input_text']}\nA: {d['rationale']} {ANSWER_MARKER} {d['output_text']}." for d in fewshot)
+    shots = "\n\n".join(
+        f"Q: {d['input_text']}\nA: {d['rationale']} {ANSWER_MARKER} {d['output_text']}." for d in fewshot
+    )
     hint = f"\n(The correct answer is {example.output_text}; explain how to reach it.)" if example.output_text else ""
-    return (f"Answer the last question. Think step by step, then end with \"{ANSWER_MARKER} <answer>.\"\n\n"
-            f"{shots}\n\nQ: {example.input_text}{hint}\nA:")
+    return (
+        f'Answer the last question. Think step by step, then end with "{ANSWER_MARKER} <answer>."\n\n'
+        f"{shots}\n\nQ: {example.input_text}{hint}\nA:"
+    )
 
 
 def parse_cot(text: str) -> TeacherOutput:
@@ -116,22 +129,29 @@ def parse_cot(text: str) -> TeacherOutput:
     at = text.rfind(ANSWER_MARKER)
     if at < 0:
         return TeacherOutput(rationale=text, label=None)
-    label = text[at + len(ANSWER_MARKER):].strip().split("\n", 1)[0].strip().rstrip(".").strip()
+    label = text[at + len(ANSWER_MARKER) :].strip().split("\n", 1)[0].strip().rstrip(".").strip()
     return TeacherOutput(rationale=text[:at].strip(), label=label or None)
 
 
 class ModelTeacher:
     """A model folder (catalog weights, a tuned model, or the model deployed on an endpoint) on the serving engine."""
 
-    def __init__(self, name: str, folder: Path, base_dir: Path | None = None, *, max_tokens: int = 256,
-                 device: str = "auto"):
+    def __init__(
+        self, name: str, folder: Path, base_dir: Path | None = None, *, max_tokens: int = 256, device: str = "auto"
+    ):
         self.name, self.folder, self.base_dir = name, Path(folder), base_dir
         self.max_tokens, self.device = max_tokens, device
 
     def explain(self, examples, fewshot=FEWSHOT, should_stop=None):
-        texts = generate_offline(self.folder, self.base_dir, [cot_prompt(e, fewshot) for e in examples],
-                                 SamplingParams(max_tokens=self.max_tokens, temperature=0.0), device=self.device,
-                                 should_stop=should_stop, keep_last_tokens=True)
+        texts = generate_offline(
+            self.folder,
+            self.base_dir,
+            [cot_prompt(e, fewshot) for e in examples],
+            SamplingParams(max_tokens=self.max_tokens, temperature=0.0),
+            device=self.device,
+            should_stop=should_stop,
+            keep_last_tokens=True,
+        )
         return [parse_cot(t) for t in texts]
 
 
@@ -152,24 +172,38 @@ class HttpTeacher:
             for e in examples:
                 if should_stop is not None and should_stop():
                     raise InterruptedError("teacher labelling stopped")
-                r = client.post(url, json={"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-                                           "messages": [{"role": "user", "content": cot_prompt(e, fewshot)}]})
+                r = client.post(
+                    url,
+                    json={
+                        "model": self.model,
+                        "temperature": 0,
+                        "max_tokens": self.max_tokens,
+                        "messages": [{"role": "user", "content": cot_prompt(e, fewshot)}],
+                    },
+                )
                 if r.status_code != 200:
                     raise FailedPrecondition(f"teacher {self.url} answered {r.status_code}: {r.text[:300]}")
                 out.append(parse_cot(r.json()["choices"][0]["message"]["content"]))
         return out
 
 
-def teacher_from_reference(reference: str, settings: Settings, resolve_resource: Callable[[str], tuple] | None = None,
-                           *, api_key: str | None = None) -> Teacher:
+def teacher_from_reference(
+    reference: str,
+    settings: Settings,
+    resolve_resource: Callable[[str], tuple] | None = None,
+    *,
+    api_key: str | None = None,
+) -> Teacher:
     """A teacher from an OpenAI-compatible URL, a model folder (local or gs://), a catalog id, or (with
     ``resolve_resource``, which returns the weights' (folder, base)) a registered model or endpoint name."""
     if reference.startswith(("http://", "https://")):
         return HttpTeacher(reference, api_key=api_key)
     if reference.startswith("projects/"):
         if resolve_resource is None:
-            raise FailedPrecondition(f"teacher {reference}: a model or endpoint resource needs a server; run with "
-                                     "--server, or give the endpoint's OpenAI-compatible URL (…/endpoints/ID)")
+            raise FailedPrecondition(
+                f"teacher {reference}: a model or endpoint resource needs a server; run with "
+                "--server, or give the endpoint's OpenAI-compatible URL (…/endpoints/ID)"
+            )
         folder, base = resolve_resource(reference)
         return ModelTeacher(reference, folder, base)
     if reference.startswith("gs://") or Path(reference).is_dir():
@@ -196,8 +230,14 @@ def teacher_key(examples: list[DistillExample], teacher: Teacher, fewshot) -> st
     return h.hexdigest()
 
 
-def label_with_teacher(examples: list[DistillExample], teacher: Teacher, out_dir: Path, *, fewshot=FEWSHOT,
-                       should_stop: Callable[[], bool] | None = None) -> TeacherData:
+def label_with_teacher(
+    examples: list[DistillExample],
+    teacher: Teacher,
+    out_dir: Path,
+    *,
+    fewshot=FEWSHOT,
+    should_stop: Callable[[], bool] | None = None,
+) -> TeacherData:
     """Step 2. The artifact's first line holds the key; a matching artifact is reused as it is."""
     artifact = out_dir / "teacher" / "outputs.jsonl"
     key = teacher_key(examples, teacher, fewshot)
@@ -210,17 +250,30 @@ def label_with_teacher(examples: list[DistillExample], teacher: Teacher, out_dir
     records = []
     for e, o in zip(examples, outputs):
         given = e.output_text is not None
-        records.append({"line": e.line, "input_text": e.input_text, "label": e.output_text if given else o.label,
-                        "rationale": o.rationale, "label_source": "given" if given else "teacher"})
+        records.append(
+            {
+                "line": e.line,
+                "input_text": e.input_text,
+                "label": e.output_text if given else o.label,
+                "rationale": o.rationale,
+                "label_source": "given" if given else "teacher",
+            }
+        )
     artifact.parent.mkdir(parents=True, exist_ok=True)
     tmp = artifact.with_suffix(".tmp")
-    tmp.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in [{"key": key, "teacher": teacher.name,
-                                                                          "prompt": PROMPT_VERSION}, *records]) + "\n")
+    tmp.write_text(
+        "\n".join(
+            json.dumps(x, ensure_ascii=False)
+            for x in [{"key": key, "teacher": teacher.name, "prompt": PROMPT_VERSION}, *records]
+        )
+        + "\n"
+    )
     tmp.replace(artifact)
     return TeacherData(records, artifact, False, [r["line"] for r in records if r["label"] is None])
 
 
 # --- 3: multi-task data ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Truncation:
@@ -236,8 +289,10 @@ def _cut(tokenizer, text: str, limit: int, counter: Truncation, field_name: str,
         return text
     counter.tokens_cut += len(ids) - limit
     setattr(counter, field_name, getattr(counter, field_name) + 1)
-    counter.warnings.append(f"{where}: {len(ids):,} tokens, over the {limit}-token limit; the excess "
-                            f"{len(ids) - limit:,} tokens will be truncated")
+    counter.warnings.append(
+        f"{where}: {len(ids):,} tokens, over the {limit}-token limit; the excess "
+        f"{len(ids) - limit:,} tokens will be truncated"
+    )
     return tokenizer.decode(ids[:limit])
 
 
@@ -259,6 +314,7 @@ def multitask_lines(records: list[dict], tokenizer, cut: Truncation, *, with_rat
 
 # --- 4-5: train --------------------------------------------------------------------------------------------------
 
+
 def student_files(out_dir: Path) -> tuple[Path, Path | None]:
     """The multi-task training file and (when there is an evaluation set) the predict-only evaluation file."""
     folder = out_dir / "distill"
@@ -268,7 +324,9 @@ def student_files(out_dir: Path) -> tuple[Path, Path | None]:
 
 def student_tokenizer(config: TuningConfig, settings: Settings):
     dev = settings.dev if config.dev is None else config.dev
-    source = resolve_source(load_catalog(settings), config.base_model, config.custom_base_model, dev=dev, settings=settings)
+    source = resolve_source(
+        load_catalog(settings), config.base_model, config.custom_base_model, dev=dev, settings=settings
+    )
     return load_tokenizer(source)
 
 
@@ -279,9 +337,15 @@ class StudentData:
     summary: dict  # counts for reports: examples, teacher labels, truncation, multi-task lines
 
 
-def prepare_student_data(config: TuningConfig, teacher: Teacher, *, settings: Settings | None = None, fewshot=FEWSHOT,
-                         rationale_weight: float = DEFAULT_RATIONALE_WEIGHT,
-                         should_stop: Callable[[], bool] | None = None) -> StudentData:
+def prepare_student_data(
+    config: TuningConfig,
+    teacher: Teacher,
+    *,
+    settings: Settings | None = None,
+    fewshot=FEWSHOT,
+    rationale_weight: float = DEFAULT_RATIONALE_WEIGHT,
+    should_stop: Callable[[], bool] | None = None,
+) -> StudentData:
     """Steps 1-3. ``config`` is the student's tuning run on the original dataset (input_text, optional output_text)."""
     settings = settings or get_settings()
     examples, report = read_examples(config.train_dataset, settings)
@@ -293,13 +357,19 @@ def prepare_student_data(config: TuningConfig, teacher: Teacher, *, settings: Se
     out_dir = storage.output_dir(config.output_uri, settings)
     data = label_with_teacher(examples, teacher, out_dir, fewshot=fewshot, should_stop=should_stop)
     if len(data.unusable) == len(data.records):
-        raise FailedPrecondition(f"the teacher {teacher.name} gave no readable answer (\"... {ANSWER_MARKER} X.\") for "
-                                 f"any unlabelled example; see {data.artifact}. Label the data, or use a stronger teacher")
+        raise FailedPrecondition(
+            f'the teacher {teacher.name} gave no readable answer ("... {ANSWER_MARKER} X.") for '
+            f"any unlabelled example; see {data.artifact}. Label the data, or use a stronger teacher"
+        )
     tokenizer = student_tokenizer(config, settings)
     cut = Truncation()
     train_lines = multitask_lines(data.records, tokenizer, cut)
-    eval_lines = multitask_lines([{"input_text": e.input_text, "label": e.output_text} for e in eval_examples],
-                                 tokenizer, Truncation(), with_rationales=False)
+    eval_lines = multitask_lines(
+        [{"input_text": e.input_text, "label": e.output_text} for e in eval_examples],
+        tokenizer,
+        Truncation(),
+        with_rationales=False,
+    )
     train_path, _ = student_files(out_dir)
     train_path.parent.mkdir(parents=True, exist_ok=True)
     train_path.write_text("\n".join(train_lines) + "\n")
@@ -308,28 +378,48 @@ def prepare_student_data(config: TuningConfig, teacher: Teacher, *, settings: Se
     if eval_lines:
         val_path.write_text("\n".join(eval_lines) + "\n")
     summary = {
-        "examples": len(examples), "labelled": sum(e.output_text is not None for e in examples),
+        "examples": len(examples),
+        "labelled": sum(e.output_text is not None for e in examples),
         "teacher_labelled": sum(r["label_source"] == "teacher" and r["label"] is not None for r in data.records),
         "teacher_unusable": len(data.unusable),
-        "rationales": sum(bool(r.get("rationale")) and r["label"] is not None for r in data.records), "teacher_outputs_uri": f"{config.output_uri}/teacher/outputs.jsonl",
-        "teacher_reused": data.reused, "truncated_inputs": cut.inputs, "truncated_outputs": cut.outputs,
-        "tokens_truncated": cut.tokens_cut, "multitask_examples": len(train_lines), "rationale_weight": rationale_weight,
+        "rationales": sum(bool(r.get("rationale")) and r["label"] is not None for r in data.records),
+        "teacher_outputs_uri": f"{config.output_uri}/teacher/outputs.jsonl",
+        "teacher_reused": data.reused,
+        "truncated_inputs": cut.inputs,
+        "truncated_outputs": cut.outputs,
+        "tokens_truncated": cut.tokens_cut,
+        "multitask_examples": len(train_lines),
+        "rationale_weight": rationale_weight,
     }
-    write_json(train_path.with_name("data_report.json"), {**summary, "teacher_unusable_lines": data.unusable,
-                                                          "truncation_warnings": cut.warnings})
-    student = config.model_copy(update={
-        "train_dataset": str(train_path), "validation_dataset": str(val_path) if eval_lines else None,
-        "dataset_format": "text_pair", "rationale_weight": rationale_weight,
-    })
+    write_json(
+        train_path.with_name("data_report.json"),
+        {**summary, "teacher_unusable_lines": data.unusable, "truncation_warnings": cut.warnings},
+    )
+    student = config.model_copy(
+        update={
+            "train_dataset": str(train_path),
+            "validation_dataset": str(val_path) if eval_lines else None,
+            "dataset_format": "text_pair",
+            "rationale_weight": rationale_weight,
+        }
+    )
     return StudentData(student, data, summary)
 
 
-def run_distill(config: TuningConfig, teacher: Teacher, *, settings: Settings | None = None, fewshot=FEWSHOT,
-                rationale_weight: float = DEFAULT_RATIONALE_WEIGHT, callbacks=None,
-                should_stop: Callable[[], bool] | None = None):
+def run_distill(
+    config: TuningConfig,
+    teacher: Teacher,
+    *,
+    settings: Settings | None = None,
+    fewshot=FEWSHOT,
+    rationale_weight: float = DEFAULT_RATIONALE_WEIGHT,
+    callbacks=None,
+    should_stop: Callable[[], bool] | None = None,
+):
     """Steps 1-5: returns (StudentData, the student's RunResult)."""
-    prepared = prepare_student_data(config, teacher, settings=settings, fewshot=fewshot,
-                                    rationale_weight=rationale_weight, should_stop=should_stop)
+    prepared = prepare_student_data(
+        config, teacher, settings=settings, fewshot=fewshot, rationale_weight=rationale_weight, should_stop=should_stop
+    )
     result = run_sft(prepared.config, settings=settings, callbacks=callbacks, should_stop=should_stop)
     return prepared, result
 

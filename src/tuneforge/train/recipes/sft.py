@@ -46,6 +46,7 @@ from tuneforge.train.artifacts import (
     write_json,
     write_manifest,
 )
+from tuneforge.train.callbacks import Callbacks
 from tuneforge.train.checkpoint import (
     TrainerState,
     latest_checkpoint,
@@ -90,15 +91,6 @@ from tuneforge.train.preflight import Preflight, check_datasets
 from tuneforge.train.schedule import lr_factor
 
 
-class Callbacks:
-    """Hooks for progress display and the service; all optional."""
-
-    def on_start(self, total_steps: int, start_step: int, plan: ResolvedRun) -> None: ...
-    def on_step(self, step: int, total_steps: int, metrics: dict) -> None: ...
-    def on_eval(self, step: int, metrics: dict) -> None: ...
-    def on_message(self, message: str) -> None: ...
-
-
 @dataclass
 class RunResult:
     """What a run hands its caller (the worker, the pipeline's tune task, the CLI)."""
@@ -122,6 +114,7 @@ class RunResult:
 
 # --- the recipe --------------------------------------------------------------------------------------------------
 
+
 def run_sft(
     config: TuningConfig,
     *,
@@ -133,36 +126,49 @@ def run_sft(
     """Resolve the model and data, build the model and optimizer, train, export: the method of the module docstring."""
     settings = settings or get_settings()
     cb = callbacks or Callbacks()
-    data = resolve_data(config, settings, catalog or load_catalog(settings), cb)      # 1-2
+    data = resolve_data(config, settings, catalog or load_catalog(settings), cb)  # 1-2
     world, device, dtype = _setup_world(config)
     if not world.main:
         cb = Callbacks()  # rank 0 reports progress and writes files; the others compute
-    plan = resolve_plan(config, data, world, device, dtype)                           # 3
+    plan = resolve_plan(config, data, world, device, dtype)  # 3
     layout = RunLayout(storage.output_dir(config.output_uri, settings))
     record = _record(config, data, plan)
     _check_same_run(layout, record)
     finished = _finished_run(layout, record, cb)
     if finished is not None:
         return finished
-    data_stats = supervised_tuning_data_stats(data.train.examples, data.train.conversations,
-                                              epochs=plan.epochs_effective, steps=plan.total_steps,
-                                              dropped=data.train.dropped)
+    data_stats = supervised_tuning_data_stats(
+        data.train.examples,
+        data.train.conversations,
+        epochs=plan.epochs_effective,
+        steps=plan.total_steps,
+        dropped=data.train.dropped,
+    )
     if world.main:
         write_json(layout.root / CONFIG, record)
         write_json(layout.data_stats, {"supervisedTuningDataStats": data_stats})
         write_json(layout.validation_report, data.report.to_json())
-    run = build(config, data, plan, layout, world, device, dtype, cb)                 # 4
-    result = RunResult(output_dir=layout.root, final_dir=None, steps=run.state.step, total_steps=plan.total_steps,
-                       resumed_from=run.state.step, data_stats=data_stats, resolved=plan, record=record)
-    train(run, result, settings, cb, should_stop)                                     # 5
+    run = build(config, data, plan, layout, world, device, dtype, cb)  # 4
+    result = RunResult(
+        output_dir=layout.root,
+        final_dir=None,
+        steps=run.state.step,
+        total_steps=plan.total_steps,
+        resumed_from=run.state.step,
+        data_stats=data_stats,
+        resolved=plan,
+        record=record,
+    )
+    train(run, result, settings, cb, should_stop)  # 5
     if not result.cancelled:
-        result.final_dir = export(run, result, record, cb)                            # 6
+        result.final_dir = export(run, result, record, cb)  # 6
         if world.main:
             storage.publish(layout.root, config.output_uri, settings)
     return result
 
 
 # --- 1-3: model, data, hyperparameters ---------------------------------------------------------------------------
+
 
 def resolve_data(config: TuningConfig, settings: Settings, catalog: Catalog, cb: Callbacks) -> Preflight:
     """The model and its limits; both datasets read, validated and tokenised before any weights are loaded."""
@@ -184,15 +190,18 @@ def _setup_world(config: TuningConfig) -> tuple[World, torch.device, torch.dtype
     """The processes of this run (torchrun with several: FULL tuning sharded with FSDP2), its device and dtype."""
     if processes_from_env() > 1 and (config.tuning_mode == TuningMode.PEFT_ADAPTER or not config.fast_path):
         # checked before joining the process group
-        raise InvalidArgument("runs of several processes shard FULL tuning on the fast path; run PEFT_ADAPTER (or "
-                              "fast_path=false) in one process")
+        raise InvalidArgument(
+            "runs of several processes shard FULL tuning on the fast path; run PEFT_ADAPTER (or "
+            "fast_path=false) in one process"
+        )
     world = world_from_env(config.device)
     device = device_for(world, pick_device(config.device))
     return world, device, pick_dtype(config.dtype, device)
 
 
-def resolve_plan(config: TuningConfig, data: Preflight, world: World, device: torch.device,
-                 dtype: torch.dtype) -> ResolvedRun:
+def resolve_plan(
+    config: TuningConfig, data: Preflight, world: World, device: torch.device, dtype: torch.dtype
+) -> ResolvedRun:
     """Catalog defaults x the caller's values, resolved once; saved with the model and compared on resume."""
     entry = data.source.resolved.entry
     mode_spec = entry.modes[config.tuning_mode]
@@ -207,16 +216,27 @@ def resolve_plan(config: TuningConfig, data: Preflight, world: World, device: to
     rank = config.adapter_size or defaults.adapter_size
     lengths = [len(data.train.examples[i]) for i in _epoch_order(n, config.seed, 0)]
     return ResolvedRun(
-        tuning_mode=config.tuning_mode.value, max_seq_len=mode_spec.max_seq_len, epochs=epochs,
+        tuning_mode=config.tuning_mode.value,
+        max_seq_len=mode_spec.max_seq_len,
+        epochs=epochs,
         epochs_effective=total_steps / steps_per_epoch if config.max_steps is None else total_steps * batch_size / n,
-        total_steps=total_steps, steps_per_epoch=steps_per_epoch, batch_size=batch_size, micro_batch_size=micro,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        micro_batch_size=micro,
         gradient_accumulation=math.ceil(batch_size / micro),
         learning_rate=config.learning_rate or mode_spec.learning_rate * (config.learning_rate_multiplier or 1.0),
-        warmup_steps=round(config.warmup_ratio * total_steps), lr_scheduler=config.lr_scheduler,
-        adapter_size=rank if lora else None, lora_alpha=(config.lora_alpha or 2.0 * rank) if lora else None,
+        warmup_steps=round(config.warmup_ratio * total_steps),
+        lr_scheduler=config.lr_scheduler,
+        adapter_size=rank if lora else None,
+        lora_alpha=(config.lora_alpha or 2.0 * rank) if lora else None,
         eval_steps=(config.eval_steps or max(1, total_steps // 10)) if data.validation else None,
-        save_steps=config.save_steps or steps_per_epoch, packing=_use_packing(config.packing, lengths, micro),
-        processes=world.size, device=str(device), dtype=str(dtype).removeprefix("torch."), train_examples=n,
+        save_steps=config.save_steps or steps_per_epoch,
+        packing=_use_packing(config.packing, lengths, micro),
+        processes=world.size,
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+        train_examples=n,
         validation_examples=len(data.validation.examples) if data.validation else 0,
     )
 
@@ -228,15 +248,23 @@ def _record(config: TuningConfig, data: Preflight, plan: ResolvedRun) -> dict:
         "request": config.model_dump(mode="json"),
         "model": data.source.describe(),
         "resolved": plan.model_dump(mode="json"),
-        "versions": {"tuneforge": tuneforge.__version__, "torch": torch.__version__,
-                     "transformers": _version("transformers"), "peft": _version("peft")},
+        "versions": {
+            "tuneforge": tuneforge.__version__,
+            "torch": torch.__version__,
+            "transformers": _version("transformers"),
+            "peft": _version("peft"),
+        },
         # How serving must shape prompts so they look like the training data (applied by serve/, saved with the model).
-        "serving": {"default_system": config.default_context, "input_prefix": PREDICT_PREFIX if distill else None,
-                    "task_prefixes": [PREDICT_PREFIX, EXPLAIN_PREFIX] if distill else []},
+        "serving": {
+            "default_system": config.default_context,
+            "input_prefix": PREDICT_PREFIX if distill else None,
+            "task_prefixes": [PREDICT_PREFIX, EXPLAIN_PREFIX] if distill else [],
+        },
     }
 
 
 # --- 4: model, optimizer, batches, resume ------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -258,29 +286,55 @@ class Run:
     task_weights: tuple[float, float]
 
 
-def build(config: TuningConfig, data: Preflight, plan: ResolvedRun, layout: RunLayout, world: World,
-          device: torch.device, dtype: torch.dtype, cb: Callbacks) -> Run:
+def build(
+    config: TuningConfig,
+    data: Preflight,
+    plan: ResolvedRun,
+    layout: RunLayout,
+    world: World,
+    device: torch.device,
+    dtype: torch.dtype,
+    cb: Callbacks,
+) -> Run:
     """Model (+ LoRA), fast-path loss, optimizer and schedule; resumed from the output's last checkpoint if any."""
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     model = _setup_model(config, data.source, plan, world, device, dtype)
     loss_module = _fast_path(model, config, world, device, cb)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(params, plan.learning_rate, config.weight_decay, fused=loss_module is not None, device=device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, plan.total_steps, plan.warmup_steps, config.lr_scheduler, config.min_lr_ratio))
+    optimizer = _optimizer(
+        params, plan.learning_rate, config.weight_decay, fused=loss_module is not None, device=device
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup_steps, config.lr_scheduler, config.min_lr_ratio)
+    )
     state = TrainerState()
     resume = latest_checkpoint(layout)
     if resume is not None:
         state = load_checkpoint(resume, model, optimizer, scheduler)
         cb.on_message(f"resuming from {resume.name} (step {state.step}) in {layout.root}")
     batches = StepBatches(config, plan, data, model, world, device, fast=loss_module is not None)
-    return Run(config, plan, data, layout, world, device, model, loss_module, params, optimizer, scheduler, state,
-               batches, (1.0, config.rationale_weight or 0.0))
+    return Run(
+        config,
+        plan,
+        data,
+        layout,
+        world,
+        device,
+        model,
+        loss_module,
+        params,
+        optimizer,
+        scheduler,
+        state,
+        batches,
+        (1.0, config.rationale_weight or 0.0),
+    )
 
 
-def _setup_model(config: TuningConfig, source: ModelSource, plan: ResolvedRun, world: World, device: torch.device,
-                 dtype: torch.dtype) -> torch.nn.Module:
+def _setup_model(
+    config: TuningConfig, source: ModelSource, plan: ResolvedRun, world: World, device: torch.device, dtype: torch.dtype
+) -> torch.nn.Module:
     lora = config.tuning_mode == TuningMode.PEFT_ADAPTER
     attention = attention_implementation(config.attention, device)
     if world.sharded and not world.main:
@@ -304,8 +358,17 @@ class StepBatches:
     """Each step's micro-batches and the validation batches. The fast path packs a step's examples by a token budget
     (prefetched on a thread); the reference path collates fixed micro-batches."""
 
-    def __init__(self, config: TuningConfig, plan: ResolvedRun, data: Preflight, model: torch.nn.Module,
-                 world: World, device: torch.device, *, fast: bool):
+    def __init__(
+        self,
+        config: TuningConfig,
+        plan: ResolvedRun,
+        data: Preflight,
+        model: torch.nn.Module,
+        world: World,
+        device: torch.device,
+        *,
+        fast: bool,
+    ):
         tokenizer = data.encoder.tokenizer
         self.config, self.plan, self.world, self.fast = config, plan, world, fast
         self.examples = data.train.examples
@@ -320,8 +383,10 @@ class StepBatches:
         if fast:
             self.validation = [pack(g, self.pad_id, self.rows).to(device) for g in plan_micro_batches(val, self.budget)]
         else:
-            self.validation = [collate(val[i : i + micro], self.pad_id, packing=plan.packing, row_tokens=self.row_tokens)
-                               for i in range(0, len(val), micro)]
+            self.validation = [
+                collate(val[i : i + micro], self.pad_id, packing=plan.packing, row_tokens=self.row_tokens)
+                for i in range(0, len(val), micro)
+            ]
 
     def step_examples(self, step: int) -> list:
         epoch, index = divmod(step, self.plan.steps_per_epoch)
@@ -331,22 +396,28 @@ class StepBatches:
 
     def fast_step(self, step: int):
         """(this process's packed micro-batches, target tokens per task, tokens) of a fast-path step."""
-        packed = [pack(group, self.pad_id, self.rows, pin=self.pin)
-                  for group in plan_micro_batches(self.step_examples(step), self.budget)]
+        packed = [
+            pack(group, self.pad_id, self.rows, pin=self.pin)
+            for group in plan_micro_batches(self.step_examples(step), self.budget)
+        ]
         return share_out(packed, self.world, self.pad_id), task_counts(packed), sum(p.num_tokens for p in packed)
 
     def reference_step(self, step: int) -> list[Batch]:
         picked, micro = self.step_examples(step), self.plan.micro_batch_size
-        return [collate(picked[i : i + micro], self.pad_id, packing=self.plan.packing, row_tokens=self.row_tokens)
-                for i in range(0, len(picked), micro)]
+        return [
+            collate(picked[i : i + micro], self.pad_id, packing=self.plan.packing, row_tokens=self.row_tokens)
+            for i in range(0, len(picked), micro)
+        ]
 
 
 # --- 5: train ----------------------------------------------------------------------------------------------------
 
-def train(run: Run, result: RunResult, settings: Settings, cb: Callbacks,
-          should_stop: Callable[[], bool] | None) -> None:
+
+def train(
+    run: Run, result: RunResult, settings: Settings, cb: Callbacks, should_stop: Callable[[], bool] | None
+) -> None:
     """Optimizer steps until the plan's total (or a stop): evaluate, checkpoint, stop early when asked to."""
-    plan, state, layout = run.plan, run.state, run.layout
+    plan, state = run.plan, run.state
     writer = _metrics_writer(run, settings) if run.world.main else None
     cb.on_start(plan.total_steps, state.step, plan)
     prefetch = Prefetcher(run.batches.fast_step, state.step, plan.total_steps) if run.loss_module is not None else None
@@ -358,8 +429,13 @@ def train(run: Run, result: RunResult, settings: Settings, cb: Callbacks,
             state.step += 1
             tps = tokens / max(time.perf_counter() - started, 1e-9)
             if writer is not None:
-                writer.log(state.step, metrics, epoch=state.step / plan.steps_per_epoch, learning_rate=lr_now,
-                           tokens_per_second=tps)
+                writer.log(
+                    state.step,
+                    metrics,
+                    epoch=state.step / plan.steps_per_epoch,
+                    learning_rate=lr_now,
+                    tokens_per_second=tps,
+                )
             result.last_train = metrics
             cb.on_step(state.step, plan.total_steps, {**metrics, "tokens_per_second": tps, "step_tokens": tokens})
             if run.batches.validation and (state.step % (plan.eval_steps or 1) == 0 or state.step == plan.total_steps):
@@ -385,8 +461,9 @@ def _metrics_writer(run: Run, settings: Settings) -> MetricsWriter:
     if run.config.tensorboard:
         tb_id = run.config.tensorboard.rstrip("/").rsplit("/", 1)[-1]
         extra_tb = settings.home / "tensorboards" / tb_id / run.layout.root.name
-    return MetricsWriter(run.layout.metrics, run.layout.tensorboard, resume_step=run.state.step,
-                         extra_tensorboard_dir=extra_tb)
+    return MetricsWriter(
+        run.layout.metrics, run.layout.tensorboard, resume_step=run.state.step, extra_tensorboard_dir=extra_tb
+    )
 
 
 def _optimizer_step(run: Run, upcoming) -> tuple[dict, int, float]:
@@ -433,22 +510,25 @@ def _evaluate(run: Run, result: RunResult, writer: MetricsWriter | None, cb: Cal
     state.bad_evals += 1
     if config.early_stopping and state.bad_evals >= config.early_stopping_patience:
         result.stopped_early = True
-        cb.on_message(f"early stopping at step {state.step}: no gain in eval token accuracy for "
-                      f"{state.bad_evals} evaluations (best at step {state.best_step})")
+        cb.on_message(
+            f"early stopping at step {state.step}: no gain in eval token accuracy for "
+            f"{state.bad_evals} evaluations (best at step {state.best_step})"
+        )
 
 
 def _checkpoint(run: Run, stopping: bool) -> None:
     """A resumable checkpoint every ``save_steps``, at each epoch's end and when stopping (not at the last step:
     the export follows)."""
     step, plan = run.state.step, run.plan
-    if step % plan.save_steps == 0 or step % plan.steps_per_epoch == 0 or stopping:
-        if step < plan.total_steps or stopping:
-            save_checkpoint(run.layout.step_dir(step), run.model, run.optimizer, run.scheduler, run.state)
-            if run.world.main:
-                prune_checkpoints(run.layout, run.config.keep_checkpoints)
+    due = step % plan.save_steps == 0 or step % plan.steps_per_epoch == 0
+    if (due and step < plan.total_steps) or stopping:
+        save_checkpoint(run.layout.step_dir(step), run.model, run.optimizer, run.scheduler, run.state)
+        if run.world.main:
+            prune_checkpoints(run.layout, run.config.keep_checkpoints)
 
 
 # --- 6: export ---------------------------------------------------------------------------------------------------
+
 
 def export(run: Run, result: RunResult, record: dict, cb: Callbacks) -> Path | None:
     """The final model (the best checkpoint or the last step) with its record; rank 0 writes it."""
@@ -457,26 +537,39 @@ def export(run: Run, result: RunResult, record: dict, cb: Callbacks) -> Path | N
         load_trainable(run.model, layout.best)
         cb.on_message(f"final model: the best checkpoint (step {state.best_step})")
     use_best = config.checkpoint_selection == "best" and state.best_step is not None
-    record["final"] = {"step": state.best_step if use_best else state.step, "stopped_early": result.stopped_early,
-                       "best_eval": state.best_eval}
+    record["final"] = {
+        "step": state.best_step if use_best else state.step,
+        "stopped_early": result.stopped_early,
+        "best_eval": state.best_eval,
+    }
     result.final_step = record["final"]["step"]
     tokenizer, encoder, source = run.data.encoder.tokenizer, run.data.encoder, run.data.source
     final_dir = None
     if world.sharded:  # every process gathers the weights; rank 0 writes them
         weights = full_state_dict(run.model)
         if world.main:
-            final_dir = export_final(run.model, tokenizer, encoder, source, layout, record, lora=False, merged=False,
-                                     state_dict=weights)
+            final_dir = export_final(
+                run.model, tokenizer, encoder, source, layout, record, lora=False, merged=False, state_dict=weights
+            )
         world.barrier()
     else:
-        final_dir = export_final(run.model, tokenizer, encoder, source, layout, record,
-                                 lora=config.tuning_mode == TuningMode.PEFT_ADAPTER, merged=config.export_merged)
+        final_dir = export_final(
+            run.model,
+            tokenizer,
+            encoder,
+            source,
+            layout,
+            record,
+            lora=config.tuning_mode == TuningMode.PEFT_ADAPTER,
+            merged=config.export_merged,
+        )
     if world.main:
         write_json(layout.root / CONFIG, record)
     return final_dir
 
 
 # --- the reference step (what the fast path is tested against; --reference-step runs it) --------------------
+
 
 def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int, list[int]]:
     """(sum of token losses per task [NUM_TASKS], correct next-token predictions, target tokens per task) for one
@@ -485,9 +578,7 @@ def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor,
     No 2-D attention mask is passed: position ids restarting per example make transformers build the
     block-diagonal causal mask for packed rows, and right padding is never attended by earlier tokens.
     """
-    out = model(
-        input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device), use_cache=False
-    )
+    out = model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device), use_cache=False)
     logits = out.logits[:, :-1, :]
     labels = batch.labels[:, 1:].to(device)
     mask = labels != IGNORE_INDEX
@@ -500,7 +591,9 @@ def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor,
     return sums, correct, batch.task_target_tokens(NUM_TASKS)
 
 
-def train_step(model, micro_batches: list[Batch], device: torch.device, task_weights: tuple[float, ...] = (1.0, 0.0)) -> dict:
+def train_step(
+    model, micro_batches: list[Batch], device: torch.device, task_weights: tuple[float, ...] = (1.0, 0.0)
+) -> dict:
     """Forward/backward over micro-batches. Each task's loss is the mean over that task's target tokens of the whole
     step, so accumulating 4 x 2 examples gives the same gradient as 8 x 1 (and as 1 x 8); the step's loss is
     sum over tasks of weight x task loss (one task with weight 1 in plain SFT; label + lambda x rationale in
@@ -533,6 +626,7 @@ def evaluate(model, batches: list[Batch], device: torch.device) -> dict:
 
 # --- the model folder ------------------------------------------------------------------------------------------
 
+
 def _end_ids(tokenizer, end_of_turn: str) -> list[int]:
     ids = [tokenizer.convert_tokens_to_ids(end_of_turn)]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
@@ -540,8 +634,18 @@ def _end_ids(tokenizer, end_of_turn: str) -> list[int]:
     return [i for i in ids if i is not None and i >= 0]
 
 
-def export_final(model, tokenizer, encoder: ChatEncoder, source: ModelSource, layout: RunLayout,
-                 record: dict, *, lora: bool, merged: bool, state_dict: dict | None = None) -> Path:
+def export_final(
+    model,
+    tokenizer,
+    encoder: ChatEncoder,
+    source: ModelSource,
+    layout: RunLayout,
+    record: dict,
+    *,
+    lora: bool,
+    merged: bool,
+    state_dict: dict | None = None,
+) -> Path:
     """Write the final model folder atomically (a reader never sees a half-written final/)."""
     from transformers import GenerationConfig
 
@@ -579,6 +683,7 @@ def export_final(model, tokenizer, encoder: ChatEncoder, source: ModelSource, la
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
+
 
 def _use_packing(setting: str, lengths: list[int], micro: int) -> bool:
     """auto: pack when padding would waste at least a quarter of the compute (micro-batches of similar order)."""
@@ -627,8 +732,9 @@ def _apply_liger(base, device: torch.device) -> None:
     if device.type != "cuda":
         raise InvalidArgument("kernels=liger runs on CUDA devices only; use kernels=none on the CPU")
     # Our own chunked loss replaces Liger's cross-entropy; its norm, rotary and MLP kernels are what we take.
-    _apply_liger_kernel_to_instance(model=base, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
-                                    fused_linear_cross_entropy=False)
+    _apply_liger_kernel_to_instance(
+        model=base, rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
+    )
 
 
 def _optimizer(params, lr: float, weight_decay: float, *, fused: bool, device: torch.device):
@@ -680,14 +786,29 @@ def _finished_run(layout: RunLayout, record: dict, cb: Callbacks) -> RunResult |
     if not saved.get("final") or _comparable(saved) != _comparable(record) or verify_manifest(layout.final):
         return None
     final = saved["final"]
-    cb.on_message(f"{layout.final} already holds this run's final model (step {final['step']}); reusing it. Use a "
-                  "new output, or delete the folder, to train again")
+    cb.on_message(
+        f"{layout.final} already holds this run's final model (step {final['step']}); reusing it. Use a "
+        "new output, or delete the folder, to train again"
+    )
     plan = ResolvedRun(**saved["resolved"])
-    stats = json.loads(layout.data_stats.read_text()).get("supervisedTuningDataStats", {}) \
-        if layout.data_stats.exists() else {}
+    stats = (
+        json.loads(layout.data_stats.read_text()).get("supervisedTuningDataStats", {})
+        if layout.data_stats.exists()
+        else {}
+    )
     train_lines = [m for m in read_metrics(layout.metrics) if "train_total_loss" in m]
     last = {k: v for k, v in train_lines[-1].items() if k.startswith("train_")} if train_lines else {}
-    return RunResult(output_dir=layout.root, final_dir=layout.final, steps=plan.total_steps,
-                     total_steps=plan.total_steps, last_train=last, best_eval=final.get("best_eval") or {},
-                     stopped_early=bool(final.get("stopped_early")), data_stats=stats, resolved=plan, record=saved,
-                     final_step=final["step"], reused=True)
+    return RunResult(
+        output_dir=layout.root,
+        final_dir=layout.final,
+        steps=plan.total_steps,
+        total_steps=plan.total_steps,
+        last_train=last,
+        best_eval=final.get("best_eval") or {},
+        stopped_early=bool(final.get("stopped_early")),
+        data_stats=stats,
+        resolved=plan,
+        record=saved,
+        final_step=final["step"],
+        reused=True,
+    )

@@ -42,7 +42,9 @@ def upgrade() -> None:
     op.create_table(
         "job_metrics",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("job_id", sa.String(32), sa.ForeignKey("tuning_jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column(
+            "job_id", sa.String(32), sa.ForeignKey("tuning_jobs.id", ondelete="CASCADE"), nullable=False, index=True
+        ),
         sa.Column("step", sa.Integer, nullable=False),
         sa.Column("name", sa.String(96), nullable=False),
         sa.Column("value", sa.Float, nullable=False),

@@ -4,6 +4,7 @@ Revision ID: 0005
 """
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -14,13 +15,17 @@ branch_labels = None
 depends_on = None
 
 
-def _flatten(stats: dict) -> dict | None:
+def _flatten(stats: dict[str, Any]) -> dict[str, Any] | None:
     supervised = (stats or {}).get("supervisedTuningDataStats") or {}
     examples = supervised.get("userDatasetExamples")
     if not examples or not any(isinstance(e, dict) and "contents" in e for e in examples):
         return None
-    contents = [c for e in examples for c in (e.get("contents", [e]) if isinstance(e, dict) else [])
-                if c.get("role") != "system"]
+    contents = [
+        c
+        for e in examples
+        for c in (e.get("contents", [e]) if isinstance(e, dict) else [])
+        if c.get("role") != "system"
+    ]
     return {**stats, "supervisedTuningDataStats": {**supervised, "userDatasetExamples": contents}}
 
 
