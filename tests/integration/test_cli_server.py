@@ -24,6 +24,39 @@ def tf(*args, env=None, timeout=300):
     )
 
 
+def test_tune_server_in_a_log_shows_every_step_speed_and_eval_accuracy(sqlite_server):
+    write_dataset(sqlite_server.bucket / "b" / "train.jsonl", n=16)
+    write_dataset(sqlite_server.bucket / "b" / "val.jsonl", n=8, seed=1)
+    out = tf(
+        "tune",
+        "--server",
+        sqlite_server.url,
+        "--project",
+        "logs",
+        "--model",
+        "tiny-llama",
+        "--mode",
+        "full",
+        "--train",
+        "gs://b/train.jsonl",
+        "--validation",
+        "gs://b/val.jsonl",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--output-uri",
+        "gs://b/logs",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    steps = [line for line in out.stdout.splitlines() if line.startswith("step ")]
+    assert steps and steps[-1].startswith("step 2/2"), out.stdout
+    assert all(" tok/s" in line and " - tok/s" not in line for line in steps[1:]), out.stdout  # a value, not "-"
+    assert "eval token accuracy" in out.stdout
+    empty = tf("jobs", "list", "--server", sqlite_server.url, "--project", "nobody")
+    assert empty.returncode == 0 and "no tuning jobs in project nobody, location us-central1" in empty.stderr
+
+
 def test_tune_with_server_and_jobs_commands(sqlite_server):
     write_dataset(sqlite_server.bucket / "b" / "train.jsonl")
     out = tf(

@@ -177,3 +177,24 @@ def test_serving_answers_parse_whole(finished):
         url + "/chat/completions", json={"messages": [{"role": "user", "content": "abc"}], "max_tokens": 4}, timeout=120
     ).json()
     assert ChatCompletion.model_validate(chat).model_dump(exclude_unset=True) == chat
+    # The OpenAI-compatible route is lenient: what OpenAI clients send and tuneforge does not use is ignored ...
+    lenient = httpx.post(
+        url + "/chat/completions",
+        timeout=120,
+        json={
+            "messages": [{"role": "user", "content": "abc", "name": "me"}],
+            "max_tokens": 2,
+            "user": "u-1",
+            "logit_bias": {},
+            "frequency_penalty": 0,
+            "response_format": {"type": "text"},
+        },
+    )
+    assert lenient.status_code == 200, lenient.text
+    # ... while a Vertex resource refuses an unknown field, naming it.
+    strict = httpx.post(
+        url + ":generateContent",
+        timeout=120,
+        json={"contents": [{"role": "user", "parts": [{"text": "abc"}]}], "logitBias": {}},
+    )
+    assert strict.status_code == 400 and "unknown field(s) logitBias" in strict.json()["error"]["message"]

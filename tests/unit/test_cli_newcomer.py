@@ -21,17 +21,27 @@ runner = CliRunner()
 
 def tf(*args, env=None, timeout=120):
     """The installed command with its output going to a pipe (what a CI log or a file gets)."""
-    return subprocess.run([TF, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "80", **(env or {})})
+    return subprocess.run(
+        [TF, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "80", **(env or {})}
+    )
 
 
 def test_tune_help_at_80_columns_names_every_option_with_help_and_default():
     out = tf("tune", "--help")
     assert out.returncode == 0
     text = out.stdout
-    for name in ("--learning-rate", "--learning-rate-multiplier", "--batch-size", "--micro-batch-size",
-                 "--eval-steps", "--save-steps", "--early-stopping / --no-early-stopping", "--device",
-                 "--activation-checkpointing / --no-activation-checkpointing", "--checkpoint-selection"):
+    for name in (
+        "--learning-rate",
+        "--learning-rate-multiplier",
+        "--batch-size",
+        "--micro-batch-size",
+        "--eval-steps",
+        "--save-steps",
+        "--early-stopping / --no-early-stopping",
+        "--device",
+        "--activation-checkpointing / --no-activation-checkpointing",
+        "--checkpoint-selection",
+    ):
         assert name in text, name  # whole, never cut
     command = typer.main.get_command(app).commands["tune"]
     options = [p for p in command.params if isinstance(p, typer.core.TyperOption)]
@@ -45,8 +55,12 @@ def test_tune_help_at_80_columns_names_every_option_with_help_and_default():
 
 def test_predict_sampling_options_have_help():
     text = tf("predict", "--help").stdout
-    for name, words in (("--max-tokens", "Tokens to generate"), ("--temperature", "Sampling temperature"),
-                        ("--top-p", "Nucleus sampling"), ("--top-k", "most likely tokens")):
+    for name, words in (
+        ("--max-tokens", "Tokens to generate"),
+        ("--temperature", "Sampling temperature"),
+        ("--top-p", "Nucleus sampling"),
+        ("--top-k", "most likely tokens"),
+    ):
         assert name in text and words in text, name
 
 
@@ -54,8 +68,11 @@ def test_output_to_a_pipe_keeps_ids_whole_and_lines_unwrapped():
     out = tf("models")
     assert out.returncode == 0
     assert "\x1b[" not in out.stdout  # no colour codes in a log
-    for model_id in ("meta/llama3_1@llama-3.1-8b-instruct", "meta/llama4@llama-4-scout-17b-16e-instruct",
-                     "gemini-1.5-flash-002"):
+    for model_id in (
+        "meta/llama3_1@llama-3.1-8b-instruct",
+        "meta/llama4@llama-4-scout-17b-16e-instruct",
+        "gemini-1.5-flash-002",
+    ):
         assert any(model_id in line for line in out.stdout.splitlines()), model_id
     assert any(len(line) > 80 for line in out.stdout.splitlines())  # not hard-wrapped at 80 columns
     listed = tf("models", "--json")
@@ -76,8 +93,16 @@ def test_validate_takes_the_flow_and_names_formats_as_the_documents_do(examples)
 
 
 def test_a_missing_file_is_one_clear_line(tmp_path):
-    out = tf("tune", "--model", "tiny-llama", "--train", "gs://nobucket/train.jsonl", "-o", str(tmp_path / "o"),
-             env={"TUNEFORGE_HOME": str(tmp_path)})
+    out = tf(
+        "tune",
+        "--model",
+        "tiny-llama",
+        "--train",
+        "gs://nobucket/train.jsonl",
+        "-o",
+        str(tmp_path / "o"),
+        env={"TUNEFORGE_HOME": str(tmp_path)},
+    )
     assert out.returncode == 1
     text = out.stdout + out.stderr
     assert text.count("gs://nobucket/train.jsonl not found") == 1, text
@@ -91,7 +116,9 @@ def test_validate_without_weights_has_no_dangling_colon(examples):
 
 
 def test_serve_says_in_one_line_why_it_cannot_start(tmp_path):
-    bad_db = tf("serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none", env={"TUNEFORGE_HOME": str(tmp_path)})
+    bad_db = tf(
+        "serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none", env={"TUNEFORGE_HOME": str(tmp_path)}
+    )
     assert bad_db.returncode == 1
     lines = [line for line in (bad_db.stdout + bad_db.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot open the database postgresql://nobody@127.0.0.1:1/none" in lines[0], lines
@@ -113,8 +140,22 @@ def data(tmp_path, settings):
     task = make_task(n_train=16, n_validation=8, n_held_out=1)
     write_jsonl(settings.resolved_bucket_root / "b" / "train.jsonl", task.train)
     write_jsonl(settings.resolved_bucket_root / "b" / "val.jsonl", task.validation)
-    return ["--model", "tiny-llama", "--mode", "full", "--train", "gs://b/train.jsonl", "--validation",
-            "gs://b/val.jsonl", "--batch-size", "8", "--max-steps", "2", "--output-uri", "gs://b/out"]
+    return [
+        "--model",
+        "tiny-llama",
+        "--mode",
+        "full",
+        "--train",
+        "gs://b/train.jsonl",
+        "--validation",
+        "gs://b/val.jsonl",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--output-uri",
+        "gs://b/out",
+    ]
 
 
 def test_a_run_in_a_log_prints_plain_progress_and_a_rerun_says_it_reuses(data):
@@ -141,8 +182,9 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_command_that_resumes(data, mon
                 if step == 1:
                     raise KeyboardInterrupt
 
-        return real(config.model_copy(update={"save_steps": 1, "max_steps": 3}), settings=kw["settings"],
-                    callbacks=Interrupt())
+        return real(
+            config.model_copy(update={"save_steps": 1, "max_steps": 3}), settings=kw["settings"], callbacks=Interrupt()
+        )
 
     monkeypatch.setattr(sft, "run_sft", interrupted)
     monkeypatch.setattr(sys, "argv", ["tuneforge", "tune", *data])
@@ -164,3 +206,53 @@ def test_empty_answers_and_empty_lists_say_so(monkeypatch):
     assert "pass --project/--location (or set TUNEFORGE_PROJECT" in listed.output
     default = runner.invoke(app, ["jobs", "list"], env={"TUNEFORGE_PROJECT": "from-the-setting"})
     assert "project from-the-setting" in default.output
+
+
+def test_tables_on_a_narrow_terminal_give_way_in_other_columns_never_in_ids():
+    import io
+
+    from rich.console import Console
+
+    from tuneforge.cli.common import table
+
+    long_id = "meta/llama4@llama-4-scout-17b-16e-instruct"
+    screen = Console(width=80, file=io.StringIO(), force_terminal=True, color_system=None)
+    screen.print(
+        table(
+            ["id", "family", "modes (max tokens)", "weights"],
+            [[long_id, "llama4", "PEFT_ADAPTER (8192), FULL (8192)", "/a/very/long/path/" * 4]],
+        )
+    )
+    assert long_id in screen.file.getvalue()
+
+
+def test_serve_prints_one_line_when_up_and_nothing_from_its_libraries(tmp_path):
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [TF, "serve", "--port", str(port), "--workers", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TUNEFORGE_HOME": str(tmp_path)},
+        )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["status"] == "ok":
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert lines[0].startswith(f"tuneforge API on http://127.0.0.1:{port}"), lines
+    assert not [line for line in lines if "alembic" in line or "Warning" in line], lines

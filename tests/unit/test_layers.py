@@ -8,6 +8,8 @@ start-up light (torch, transformers), and each says so.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,11 @@ def test_the_checker_sees_every_kind_of_import(source, expected):
     """The rule cannot pass by not looking: module-level, function-local, ``from tuneforge import`` and relative."""
     found = [(t, f) for _, t, f in _tuneforge_imports(ast.parse(source), ("serve", "apis"))]
     assert found == expected
+
+
+def test_the_command_line_starts_without_torch():
+    """What the lazy imports are for: `tuneforge --help`, `jobs list` and the other remote commands start light."""
+    code = "import sys, tuneforge.cli; print(sorted(m for m in ('torch', 'transformers', 'sqlalchemy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

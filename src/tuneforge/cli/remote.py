@@ -30,6 +30,8 @@ pipelines_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+TUNING_JOB = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID.")
+PIPELINE_JOB = typer.Argument(..., help="Job id or projects/…/pipelineJobs/ID.")
 EMPTY_ANSWER = "(empty answer: the model ended its turn at once)"
 
 
@@ -77,7 +79,7 @@ def jobs_list(
 @jobs_app.command("get")
 @remote
 def jobs_get(
-    job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
+    job: str = TUNING_JOB,
     *,
     c: Client,
 ) -> None:
@@ -89,7 +91,7 @@ def jobs_get(
 @jobs_app.command("follow")
 @remote
 def jobs_follow(
-    job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
+    job: str = TUNING_JOB,
     *,
     c: Client,
 ) -> None:
@@ -103,7 +105,7 @@ def jobs_follow(
 @jobs_app.command("cancel")
 @remote
 def jobs_cancel(
-    job: str = typer.Argument(..., help="Job id or projects/…/tuningJobs/ID."),
+    job: str = TUNING_JOB,
     *,
     c: Client,
 ) -> None:
@@ -157,7 +159,7 @@ def task_table(job: dict, wide: bool = False) -> Table:
 @pipelines_app.command("get")
 @remote
 def pipelines_get(
-    job: str = typer.Argument(..., help="Job id or projects/…/pipelineJobs/ID."),
+    job: str = PIPELINE_JOB,
     output: str = OUTPUT,
     as_json: bool = JSON,
     *,
@@ -178,7 +180,7 @@ def pipelines_get(
 @pipelines_app.command("cancel")
 @remote
 def pipelines_cancel(
-    job: str = typer.Argument(..., help="Job id or projects/…/pipelineJobs/ID."),
+    job: str = PIPELINE_JOB,
     *,
     c: Client,
 ) -> None:

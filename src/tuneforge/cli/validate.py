@@ -6,8 +6,8 @@ from rich.markup import escape
 
 from tuneforge.catalog import TuningMode, load_catalog
 from tuneforge.cli.common import console
-from tuneforge.data import Limits, Report
 from tuneforge.data.formats import FORMAT_NAMES
+from tuneforge.data.report import Report
 from tuneforge.errors import WeightsNotConfigured
 from tuneforge.settings import Settings
 
@@ -36,6 +36,7 @@ def _sft_report(file: str, model: str, mode: TuningMode, strict: bool, settings:
     catalog = load_catalog(settings)
     report = Report(source=file)
     encoder = None
+    from tuneforge.data.validate import Limits  # lazy: as above
     from tuneforge.train.loading import chat_encoder, limits_for  # lazy: torch loads only when a command needs it
     from tuneforge.train.preflight import open_model, prepare  # lazy: as above
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tuneforge.errors import NotFound
+from tuneforge.wire import names
 
 T = TypeVar("T")
 
@@ -93,7 +94,7 @@ def get_scoped(
     with store.session() as s:
         row = s.get(table, resource_id)
     if row is None or getattr(row, "project", None) != project or getattr(row, "location", None) != location:
-        raise NotFound(f"{kind} projects/{project}/locations/{location}/{collection}/{resource_id} not found.")
+        raise NotFound(f"{kind} {names.name(collection, project, location, resource_id)} not found.")
     return row
 
 
