@@ -54,25 +54,7 @@ class JsonByDefault:
 def create_app(settings: Settings, *, with_worker: bool = True, store: Store | None = None) -> FastAPI:
     store = store or Store(settings.resolved_database_url)  # upgrades an empty or older database
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        thread = None
-        if with_worker and settings.workers > 0:
-            worker = Worker(store, settings, slots=settings.workers)
-            thread = threading.Thread(target=worker.run, args=(stop,), name="tuneforge-worker", daemon=True)
-            thread.start()
-        app.state.endpoints.resume()
-        app.state.ready = True
-        try:
-            yield
-        finally:
-            app.state.engine.close()
-            stop.set()
-            if thread is not None:
-                thread.join(timeout=30)
-            store.dispose()
-
+    lifespan = _lifespan(store, settings, with_worker)
     app = FastAPI(
         title="tuneforge",
         version=tuneforge.__version__,
@@ -114,6 +96,31 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     app.add_middleware(JsonByDefault)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _lifespan(store: Store, settings: Settings, with_worker: bool) -> Any:
+    """Start the in-process worker and resume deployments; on the way out stop the engine, the worker, the store."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = None
+        if with_worker and settings.workers > 0:
+            worker = Worker(store, settings, slots=settings.workers)
+            thread = threading.Thread(target=worker.run, args=(stop,), name="tuneforge-worker", daemon=True)
+            thread.start()
+        app.state.endpoints.resume()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.engine.close()
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=30)
+            store.dispose()
+
+    return lifespan
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import httpx
 import typer
@@ -65,27 +65,42 @@ def demo(
     if local:
         _train_here(s, str(train_file), f"{data_uri}/validation.jsonl", output_uri, steps)
     else:
-        hyper = {"epochCount": "4", "batchSize": "32"}
-        body = {
-            "baseModel": "tiny-llama",
-            "tunedModelDisplayName": "demo-reverse",
-            "outputUri": output_uri,
-            "supervisedTuningSpec": {
-                "trainingDatasetUri": f"{data_uri}/train.jsonl",
-                "validationDatasetUri": f"{data_uri}/validation.jsonl",
-                "tuningMode": "TUNING_MODE_FULL",
-                "hyperParameters": hyper,
-            },
-        }
-        _through_server(s, body)
+        _through_server(s, _job(data_uri, output_uri))
     out = storage.local_path(output_uri, s)
     after = greedy_answers(final_dir(out), prompts)
+    _report(prompts, expected, before, after, exact_match(before, expected), exact_match(after, expected), out)
+
+
+def _job(data_uri: str, output_uri: str) -> dict[str, Any]:
+    """The TuningJob the demo submits: FULL, 4 epochs of 32 examples a step, evaluated on the validation file."""
+    return {
+        "baseModel": "tiny-llama",
+        "tunedModelDisplayName": "demo-reverse",
+        "outputUri": output_uri,
+        "supervisedTuningSpec": {
+            "trainingDatasetUri": f"{data_uri}/train.jsonl",
+            "validationDatasetUri": f"{data_uri}/validation.jsonl",
+            "tuningMode": "TUNING_MODE_FULL",
+            "hyperParameters": {"epochCount": "4", "batchSize": "32"},
+        },
+    }
+
+
+def _report(
+    prompts: list[str],
+    expected: list[str],
+    before: list[str],
+    after: list[str],
+    acc_before: float,
+    acc_after: float,
+    out: Path,
+) -> None:
+    """Held-out answers before and after, their exact match, and where the artifacts are."""
     rows = [
         [p, e, repr(b)[:20], a + ("" if a == e else "  ✗")]
         for p, e, b, a in list(zip(prompts, expected, before, after))[:10]
     ]
     console.print(table(["held-out string", "expected", "before tuning", "after tuning"], rows, keys=(0, 1)))
-    acc_before, acc_after = exact_match(before, expected), exact_match(after, expected)
     console.print(
         f"held-out exact match: before [bold]{acc_before:.0%}[/bold], after [bold]{acc_after:.0%}[/bold] "
         f"({len(expected)} strings never seen in training)"

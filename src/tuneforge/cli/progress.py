@@ -142,9 +142,8 @@ def follow(c: Client, name: str, label: str = "training") -> dict:
                 by_step.setdefault(m["step"], {})[m["name"]] = m["value"]
             for step in sorted(by_step):
                 values = by_step[step]
-                if "train_total_loss" in values:
-                    last = step == max(by_step)
-                    view.step(step, values["train_total_loss"], progress.get("tokensPerSecond") if last else None)
+                if "train_total_loss" in values:  # the job's latest speed stands for the steps of this poll
+                    view.step(step, values["train_total_loss"], progress.get("tokensPerSecond"))
                 if "eval_total_loss" in values and step not in evals:
                     evals[step] = values
                     view.evaluation(
