@@ -256,3 +256,36 @@ def test_serve_prints_one_line_when_up_and_nothing_from_its_libraries(tmp_path):
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     assert lines[0].startswith(f"tuneforge API on http://127.0.0.1:{port}"), lines
     assert not [line for line in lines if "alembic" in line or "Warning" in line], lines
+
+
+def test_ctrl_c_while_following_a_server_job_says_it_keeps_running(monkeypatch):
+    from tuneforge.cli import local
+    from tuneforge.cli.client import Client
+
+    name = "projects/p/locations/us-central1/tuningJobs/123"
+    monkeypatch.setattr(Client, "create_tuning_job", lambda self, body: {"name": name})
+
+    def interrupted(c, job, label="training"):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "follow", interrupted)
+    out = runner.invoke(
+        app,
+        [
+            "tune",
+            "--server",
+            "http://127.0.0.1:9",
+            "--project",
+            "p",
+            "--model",
+            "tiny-llama",
+            "--train",
+            "gs://b/t.jsonl",
+            "-o",
+            "gs://b/o",
+        ],
+    )
+    assert out.exit_code == 130
+    assert "the job keeps running on the server" in out.output
+    assert "tuneforge jobs follow 123 --server http://127.0.0.1:9 --project p" in out.output
+    assert "tuneforge jobs cancel 123" in out.output

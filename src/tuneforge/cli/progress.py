@@ -39,6 +39,7 @@ class RunView:
         self.task: Any = None
         self.total: int | None = None
         self.started = time.monotonic()
+        self.first_step = 0
         self.last_line = 0.0
         self.last_step = -1
 
@@ -69,7 +70,8 @@ class RunView:
             self.bar.update(self.task, description=text)
 
     def start(self, total: int | None, step: int) -> None:
-        self.total = total
+        self.total, self.first_step = total, step
+        self.started = time.monotonic()  # the ETA counts from here, not from the time a job waited in the queue
         if self.bar is not None:
             self.bar.update(self.task, description=self.label, total=total, completed=step)
         elif self.enabled:
@@ -90,7 +92,8 @@ class RunView:
             return
         self.last_line = now
         elapsed = now - self.started
-        eta = f", ETA {_clock(elapsed / step * (self.total - step))}" if self.total and step else ""
+        done = step - self.first_step
+        eta = f", ETA {_clock(elapsed / done * (self.total - step))}" if self.total and done > 0 else ""
         console.print(
             f"step {step}/{self.total or '?'}  loss {loss_text}  {tps_text} tok/s  {_clock(elapsed)} elapsed{eta}"
         )
