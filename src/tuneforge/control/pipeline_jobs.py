@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tuneforge import storage
-from tuneforge.catalog import load_catalog
+from tuneforge.catalog import Catalog, load_catalog
 from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.paging import list_page
 from tuneforge.control.pipeline_templates import (
@@ -107,7 +107,8 @@ class PipelineJobService:
         runtime = job.runtime_config or RuntimeConfig()
         params = _parameters(template, runtime.parameter_values)
         _check_rules(template, params, runtime.parameter_values)
-        stand_in = self._resolve_models(template, params)
+        catalog = load_catalog(self.settings)  # read once for the whole create
+        stand_in = self._resolve_models(template, params, catalog)
         uris = {f"parameterValues.{k}": params.get(k) for k in ("dataset_uri", "evaluation_data_uri")}
         uris["gcsOutputDirectory"] = runtime.gcs_output_directory
         for where, uri in uris.items():
@@ -120,13 +121,12 @@ class PipelineJobService:
             )
         _defaults(template, params, location)
         # The tune task's run, built now so its rules (TuningConfig's) refuse a bad job before it is stored.
-        pipeline_tuning_config(template, params, "gs://validation-only", self.settings)
+        pipeline_tuning_config(template, params, "gs://validation-only", catalog)
         return template, params, stand_in
 
-    def _resolve_models(self, template: str, params: dict[str, Any]) -> str | None:
+    def _resolve_models(self, template: str, params: dict[str, Any], catalog: Catalog) -> str | None:
         """NOT_FOUND with suggestions for unknown ids, a clear error for weights not configured (outside dev mode);
         the stand-in of a dev-mode job."""
-        catalog = load_catalog(self.settings)
         stand_in = None
         for key, kind in PARAMETERS[template].items():
             if kind != "model" or key not in params:
@@ -296,21 +296,21 @@ CONFIG_NAMES = {
 }
 
 
-def documented_batch_size(params: dict[str, Any], settings: Settings) -> tuple[int, str, str]:
+def documented_batch_size(params: dict[str, Any], catalog: Catalog) -> tuple[int, str, str]:
     """(batch size, context class, compute region) as SPEC §3.6 documents them."""
     model = params.get("large_model_reference") or params.get("student_model_reference")
-    alias = load_catalog(settings).aliases.get(model or "")
+    alias = catalog.aliases.get(model or "")
     context = params.get("max_context_length") or (alias.batch_class if alias and alias.batch_class else "8k")
     region = "europe-west4" if params.get("accelerator_type") == "TPU" else "us-central1"
     return BATCH_SIZES[(context, region)], context, region
 
 
 def pipeline_tuning_config(
-    template: str, params: dict[str, Any], out_uri: str, settings: Settings, **overrides: Any
+    template: str, params: dict[str, Any], out_uri: str, catalog: Catalog, **overrides: Any
 ) -> TuningConfig:
     """The tune task's run: train_steps optimizer steps of the documented batch size; evaluation, early stopping and
     checkpoint selection as the parameters say (SPEC §8 P2)."""
-    batch, _, _ = documented_batch_size(params, settings)
+    batch, _, _ = documented_batch_size(params, catalog)
     has_eval = bool(params.get("evaluation_data_uri"))
     selection = params.get("enable_checkpoint_selection", "default")
     fields: dict[str, Any] = dict(

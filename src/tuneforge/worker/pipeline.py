@@ -28,6 +28,7 @@ from sqlalchemy import select
 from transformers import AutoTokenizer
 
 from tuneforge import storage
+from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import final_uri, has_tokenizer, weights_at
 from tuneforge.control import pipeline_jobs as p
 from tuneforge.control.db import Store, fetch, get_scoped
@@ -163,7 +164,7 @@ def validate_data(ctx: Context) -> dict:
         raise DatasetInvalid(
             f"{len(report.errors)} problem(s) in the data; nothing was tuned: {_problems(report)}", report
         )
-    batch, context, region = p.documented_batch_size(ctx.params, ctx.settings)
+    batch, context, region = p.documented_batch_size(ctx.params, load_catalog(ctx.settings))
     steps = int(params["train_steps"])
     out.update(
         batch_size=batch,
@@ -217,7 +218,7 @@ def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
 
 
 def tuning_config(ctx: Context, **overrides: Any) -> TuningConfig:
-    return p.pipeline_tuning_config(ctx.template, ctx.params, ctx.out_uri, ctx.settings, **overrides)
+    return p.pipeline_tuning_config(ctx.template, ctx.params, ctx.out_uri, load_catalog(ctx.settings), **overrides)
 
 
 def tune(ctx: Context, tasks: Tasks) -> dict:
