@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"infer"},
     {"data", "catalog"},
     {"wire", "storage", "devices"},
-    {"settings", "errors"},
+    {"settings", "errors", "quiet"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

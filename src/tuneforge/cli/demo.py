@@ -21,8 +21,8 @@ from tuneforge.catalog.tiny import TINY_SPECS
 from tuneforge.catalog.weights import materialize
 from tuneforge.cli.client import Client
 from tuneforge.cli.common import api_errors, console, err, fail, settings, table
-from tuneforge.cli.local import quiet_libraries
 from tuneforge.cli.progress import RunView, ViewCallbacks, follow
+from tuneforge.quiet import quiet_libraries
 from tuneforge.settings import Settings
 
 

@@ -34,6 +34,7 @@ from tuneforge.cli.remote import task_table
 from tuneforge.cli.validate import print_report, report_for
 from tuneforge.control.pipeline_templates import DISTILLATION_TEMPLATE
 from tuneforge.errors import TuneforgeError
+from tuneforge.quiet import quiet_libraries
 from tuneforge.train.config import TuningConfig
 
 ADAPTER_WORDS = {1: "ONE", 2: "TWO", 4: "FOUR", 8: "EIGHT", 16: "SIXTEEN", 32: "THIRTY_TWO"}
@@ -42,18 +43,6 @@ ADAPTER_WORDS = {1: "ONE", 2: "TWO", 4: "FOUR", 8: "EIGHT", 16: "SIXTEEN", 32: "
 def rank0() -> bool:
     """Under torchrun every rank runs the command; rank 0 alone shows progress and reports."""
     return os.environ.get("RANK", "0") == "0"
-
-
-def quiet_libraries() -> None:
-    """Keep library chatter (transformers' warnings and progress bars) out of the command's output."""
-    import warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    import transformers  # after the filter: importing it can warn
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def _mode_option(help_text: str) -> tuple[Any, Any]:

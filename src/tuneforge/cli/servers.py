@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from tuneforge.cli.common import console, fail, settings
-from tuneforge.cli.local import quiet_libraries
+from tuneforge.quiet import quiet_libraries
 from tuneforge.settings import Settings
 
 HOME = typer.Option(

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
-import transformers
 from sqlalchemy import select
 
 from tuneforge.control.db import Store
+from tuneforge.quiet import quiet_libraries
 from tuneforge.settings import Settings
 
 
 def child_setup(db_url: str, settings_json: dict[str, Any]) -> tuple[Settings, Store]:
     """Quiet libraries, the worker's settings, the job store (already migrated by the server)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecations are not the job's to report
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_libraries()
     return Settings(**settings_json), Store(db_url, migrate=False)
 
 
