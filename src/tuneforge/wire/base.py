@@ -137,20 +137,25 @@ def dump(model: BaseModel) -> dict[str, Any]:
 # -- value types ---------------------------------------------------------------------------------------------------
 
 
+def whole_number(value: Any) -> int | None:
+    """The integer a JSON number or a numeric string holds (None for anything else, bools included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
 def integer(value: Any, minimum: int | None) -> int:
     """An integer from a JSON number or a numeric string (not a bool), at least ``minimum``."""
-    number: Any = None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
+    number = whole_number(value)
     if number is None:
         raise problem(f"{FIELD} must be an integer (got {value!r})")
     if minimum is not None and number < minimum:

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
-from tuneforge.wire.base import FIELD, Labels, String, WireModel, enum_parser, enum_schema, problem
+from tuneforge.wire.base import (
+    FIELD,
+    Labels,
+    String,
+    WireModel,
+    enum_parser,
+    enum_schema,
+    problem,
+    whole_number,
+)
 
 
 class AcceleratorType(str, Enum):
@@ -53,12 +62,7 @@ AcceleratorTypeField = Annotated[
 
 def _whole(low: int, high: int) -> Any:
     def parse(value: Any) -> int:
-        number = None
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:
-                number = int(value) if not isinstance(value, float) or value.is_integer() else None
-            except ValueError:
-                number = None
+        number = whole_number(value)
         if number is None or not low <= number <= high:
             raise problem(f"{FIELD} must be a whole number from {low} to {high}, got {value!r}")
         return number
