@@ -36,8 +36,9 @@ from tuneforge.control.pipeline_templates import DISTILLATION_TEMPLATE
 from tuneforge.errors import TuneforgeError
 from tuneforge.quiet import quiet_libraries
 from tuneforge.train.config import TuningConfig
+from tuneforge.wire.tuning import ADAPTER_RANKS
 
-ADAPTER_WORDS = {1: "ONE", 2: "TWO", 4: "FOUR", 8: "EIGHT", 16: "SIXTEEN", 32: "THIRTY_TWO"}
+ADAPTER_SIZES = {rank: size.value for size, rank in ADAPTER_RANKS.items() if rank}  # 4 -> ADAPTER_SIZE_FOUR
 
 
 def rank0() -> bool:
@@ -130,7 +131,7 @@ def _tuning_job_body(config: dict[str, Any]) -> dict[str, Any]:
         "epochCount": str(int(config["epochs"])) if config.get("epochs") else None,
         "learningRate": config.get("learning_rate"),
         "learningRateMultiplier": config.get("learning_rate_multiplier"),
-        "adapterSize": f"ADAPTER_SIZE_{ADAPTER_WORDS[adapter]}" if adapter in ADAPTER_WORDS else adapter,
+        "adapterSize": ADAPTER_SIZES.get(adapter, adapter) if adapter is not None else None,
         "batchSize": str(config["batch_size"]) if config.get("batch_size") else None,
     }
     mode = TuningMode.parse(config.get("tuning_mode", "lora"))

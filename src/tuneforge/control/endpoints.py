@@ -21,7 +21,7 @@ from tuneforge.control.tables import DeployedModelRow, EndpointRow, ModelRow, ne
 from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuneforge.settings import Settings
 from tuneforge.wire import names
-from tuneforge.wire.base import timestamp
+from tuneforge.wire.base import dump, timestamp
 from tuneforge.wire.endpoints import (
     AcceleratorType,
     AutomaticResources,
@@ -139,10 +139,7 @@ class EndpointService:
         with self.store.session() as s:
             row = new_endpoint(s, project, location, endpoint.display_name, endpoint.description or "", endpoint.labels)
         api = f"type.googleapis.com/google.cloud.aiplatform.{'v1beta1' if version == 'v1beta1' else 'v1'}"
-        response = {
-            "@type": f"{api}.Endpoint",
-            **endpoint_resource(row, []).model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
+        response = {"@type": f"{api}.Endpoint", **dump(endpoint_resource(row, []))}
         return operations.record_done(
             self.store, endpoint_name(row), response, f"{api}.CreateEndpointOperationMetadata"
         )

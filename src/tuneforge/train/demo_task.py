@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.catalog.model_folder import final_dir, is_adapter
+from tuneforge.catalog.model_folder import ADAPTER_CONFIG, final_dir, is_adapter
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.recipes.sft import run_sft
 
@@ -104,7 +104,7 @@ def greedy_answers(
     if is_adapter(model_dir):
         from peft import PeftModel
 
-        base = json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base = json.loads((model_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir or base)), str(model_dir))
     else:
         model = AutoModelForCausalLM.from_pretrained(str(model_dir))

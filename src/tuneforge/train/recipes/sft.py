@@ -32,7 +32,7 @@ import tuneforge
 from tuneforge import storage
 from tuneforge.catalog import TuningMode, load_catalog
 from tuneforge.catalog.catalog import Catalog
-from tuneforge.catalog.model_folder import read_record
+from tuneforge.catalog.model_folder import ADAPTER_CONFIG, read_record
 from tuneforge.data import IGNORE_INDEX, Batch, ChatEncoder, collate
 from tuneforge.data.stats import supervised_tuning_data_stats
 from tuneforge.devices import pick_device, pick_dtype
@@ -664,7 +664,7 @@ def export_final(
     gen.save_pretrained(str(tmp))
     if lora:
         # Plain peft finds the base by this path: PeftModel.from_pretrained(AutoModel...(base), final).
-        cfg_path = tmp / "adapter_config.json"
+        cfg_path = tmp / ADAPTER_CONFIG
         adapter_cfg = json.loads(cfg_path.read_text())
         adapter_cfg["base_model_name_or_path"] = str(source.base_dir)
         cfg_path.write_text(json.dumps(adapter_cfg, indent=2))
@@ -770,10 +770,10 @@ def _comparable(record: dict) -> dict:
 
 def _check_same_run(layout: RunLayout, record: dict) -> None:
     """Resuming into an output folder is only safe when it holds the same run."""
-    path = layout.root / CONFIG
-    if not path.exists() or latest_checkpoint(layout) is None:
+    if latest_checkpoint(layout) is None:
         return
-    if _comparable(json.loads(path.read_text())) != _comparable(record):
+    previous = read_record(layout.root)
+    if previous and _comparable(previous) != _comparable(record):
         raise InvalidArgument(
             f"{layout.root} holds checkpoints of a different run (its tuneforge_config.json differs); use a new "
             "output_uri, or delete that folder to start over"
