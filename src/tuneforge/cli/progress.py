@@ -129,17 +129,15 @@ class ViewCallbacks(Callbacks):
 def follow(c: Client, name: str, label: str = "training") -> dict:
     """Follow a tuning job on a server until it ends, every step it reports shown as a local run's are."""
     with RunView(label) as view:
-        started = False
-        evals: dict[int, dict[str, float]] = {}
+        evaluated: set[int] = set()
 
         def update(job: dict, page: dict) -> None:
-            nonlocal started
             progress = page["progress"]
-            if not started and progress.get("totalSteps"):
-                view.start(progress["totalSteps"], progress.get("step", 0))
-                started = True
-            elif not started:
-                view.state(job["state"].removeprefix("JOB_STATE_").lower())
+            if view.total is None:  # not started yet: the job's state, until it reports its steps
+                if progress.get("totalSteps"):
+                    view.start(progress["totalSteps"], progress.get("step", 0))
+                else:
+                    view.state(job["state"].removeprefix("JOB_STATE_").lower())
             by_step: dict[int, dict[str, float]] = {}
             for m in page["metrics"]:
                 by_step.setdefault(m["step"], {})[m["name"]] = m["value"]
@@ -147,8 +145,8 @@ def follow(c: Client, name: str, label: str = "training") -> dict:
                 values = by_step[step]
                 if "train_total_loss" in values:  # the job's latest speed stands for the steps of this poll
                     view.step(step, values["train_total_loss"], progress.get("tokensPerSecond"))
-                if "eval_total_loss" in values and step not in evals:
-                    evals[step] = values
+                if "eval_total_loss" in values and step not in evaluated:
+                    evaluated.add(step)
                     view.evaluation(
                         step, values["eval_total_loss"], values.get("eval_fraction_of_correct_next_step_preds")
                     )
