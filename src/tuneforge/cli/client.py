@@ -101,9 +101,6 @@ class Client:
                 raise TimeoutError(f"{job} still {current['state']} after {timeout:.0f} s")
             time.sleep(poll)
 
-    def list_models(self) -> builtins.list[dict]:
-        return self.list(collection="models")
-
     # -- deploying and serving ---------------------------------------------------------------------------------
     def wait_operation(self, op: dict, timeout: float = 600) -> dict:
         deadline = time.monotonic() + timeout
