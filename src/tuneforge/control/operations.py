@@ -14,30 +14,35 @@ from tuneforge.wire.status import Status
 
 def record_done(store: Store, parent: str, response: dict[str, Any], metadata_type: str | None = None) -> Operation:
     """An operation that finished synchronously (the common case for resource bookkeeping)."""
-    now = utcnow()
-    name = f"{parent}/operations/{new_id()}"
-    metadata = (
-        {"@type": metadata_type, "genericMetadata": {"createTime": timestamp(now), "updateTime": timestamp(now)}}
-        if metadata_type
-        else None
-    )
-    with store.session() as s:
-        s.add(
-            OperationRow(
-                name=name, done=True, metadata_json=metadata, response=response, create_time=now, update_time=now
-            )
-        )
+    name, metadata = _record(store, parent, metadata_type, response)
     return operation_json(name, True, metadata, response, None)
 
 
 def record_pending(store: Store, parent: str, metadata_type: str) -> str:
     """An operation that a background task finishes later with ``finish``; returns its name."""
+    return _record(store, parent, metadata_type, None)[0]
+
+
+def _record(
+    store: Store, parent: str, metadata_type: str | None, response: dict[str, Any] | None
+) -> tuple[str, dict[str, Any] | None]:
+    """A new operation under ``parent``, done when it has its ``response``: (its name, its metadata)."""
     now = utcnow()
     name = f"{parent}/operations/{new_id()}"
-    metadata = {"@type": metadata_type, "genericMetadata": {"createTime": timestamp(now), "updateTime": timestamp(now)}}
+    stamps = {"createTime": timestamp(now), "updateTime": timestamp(now)}
+    metadata = {"@type": metadata_type, "genericMetadata": stamps} if metadata_type else None
     with store.session() as s:
-        s.add(OperationRow(name=name, done=False, metadata_json=metadata, create_time=now, update_time=now))
-    return name
+        s.add(
+            OperationRow(
+                name=name,
+                done=response is not None,
+                metadata_json=metadata,
+                response=response,
+                create_time=now,
+                update_time=now,
+            )
+        )
+    return name, metadata
 
 
 def finish(
