@@ -289,3 +289,16 @@ def test_ctrl_c_while_following_a_server_job_says_it_keeps_running(monkeypatch):
     assert "the job keeps running on the server" in out.output
     assert "tuneforge jobs follow 123 --server http://127.0.0.1:9 --project p" in out.output
     assert "tuneforge jobs cancel 123" in out.output
+
+
+def test_a_404_names_the_project_it_looked_in(monkeypatch):
+    from tuneforge.cli.client import ApiError, Client
+
+    def missing(self, model, endpoint=None, resources=None):
+        raise ApiError(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": f"Model {model} not found."}})
+
+    monkeypatch.setattr(Client, "deploy", missing)
+    out = runner.invoke(app, ["deploy", "123"], env={"TUNEFORGE_PROJECT": "from-the-setting"})
+    assert out.exit_code == 1
+    assert "looked in project from-the-setting, location us-central1" in out.output
+    assert "pass --project/--location (or set TUNEFORGE_PROJECT/TUNEFORGE_LOCATION)" in out.output
