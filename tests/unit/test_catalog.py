@@ -76,6 +76,32 @@ def test_closed_id_needs_a_mapping_or_dev_mode(settings):
     )
 
 
+CURRENT_GEMINI = [
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-2.0-flash",
+    "gemini-2.0-flash-001",
+]
+
+
+def test_current_gemini_ids_and_any_gemini_id_are_closed_ids(settings, tmp_path):
+    catalog = load_catalog(settings)
+    assert set(CURRENT_GEMINI) <= set(catalog.aliases)
+    for model_id in [*CURRENT_GEMINI, "gemini-3.0-flash-preview-11-2026"]:  # listed, and matched by gemini-*
+        resolved = catalog.resolve(model_id, dev=True)
+        assert resolved.stand_in and resolved.entry.id == "tiny-gemma3" and model_id in resolved.note
+        assert catalog.modes(model_id) == [TuningMode.PEFT_ADAPTER]
+        with pytest.raises(WeightsNotConfigured, match=f"(?s){model_id} is a closed model id.*maps_to"):
+            catalog.resolve(model_id, dev=False)
+    with pytest.raises(ModelNotFound):  # the pattern is for Gemini ids only
+        catalog.resolve("gemma-9-unknown", dev=True)
+    op = tmp_path / "catalog.yaml"
+    op.write_text("aliases:\n  gemini-2.5-flash:\n    maps_to: tiny-qwen3\n")
+    mapped = load_catalog(settings, extra=op).resolve("gemini-2.5-flash", dev=False)
+    assert mapped.entry.id == "tiny-qwen3" and not mapped.stand_in
+
+
 def test_operator_file_adds_weights_and_maps_aliases(settings, tmp_path, tiny_dir):
     weights = tiny_dir("tiny-llama")
     op = tmp_path / "catalog.yaml"

@@ -168,3 +168,33 @@ def test_sampling_parameters_are_validated(field, value, message):
     with pytest.raises(InvalidArgument, match=message):
         build_params(defaults=SamplingParams(), **{field: value})
     assert build_params(defaults=SamplingParams(), top_k=4.0, max_tokens=8.0).top_k == 4  # SDK sends doubles
+
+
+def _row_events(tokenizer, ids, max_tokens):
+    from tuneforge.infer.engine import _Row
+
+    events = []
+    eos = tokenizer.eos_token_id
+    row = _Row(GenRequest([1], SamplingParams(max_tokens=max_tokens), events.append), tokenizer, {eos}, 4096)
+    for token in [*ids, eos]:
+        row.push(token)
+        if row.finish:
+            break
+    return [e["text"] for e in events if e["type"] == "delta"], events[-1]
+
+
+def test_text_is_decoded_incrementally_without_broken_characters():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(materialize("builtin:tiny-llama", get_settings())))
+    text = "añb 😀 €x ✓"  # 2-, 4- and 3-byte characters: one byte-level token per byte
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text.encode())
+    deltas, done = _row_events(tokenizer, ids, 100)
+    assert "".join(deltas) == text == done["text"]
+    assert not any("\ufffd" in d for d in deltas)
+    assert len(deltas) == len(text)  # each character as soon as its last byte arrives
+    # Cut by the length limit inside the emoji: the answer ends before it, never with half of it.
+    cut = len("añb ".encode()) + 2
+    deltas, done = _row_events(tokenizer, ids, cut)
+    assert done["text"] == "añb " == "".join(deltas) and done["finish_reason"] == "length"

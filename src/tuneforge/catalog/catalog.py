@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -102,6 +103,9 @@ class CatalogFile(_Strict):
     families: dict[str, Family] = {}
     models: dict[str, ModelEntry] = {}
     aliases: dict[str, Alias] = {}
+    alias_patterns: dict[str, Alias] = Field(
+        default={}, description="Glob patterns (gemini-*) of closed ids not listed under aliases."
+    )
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +123,13 @@ class Catalog:
         self.families = {k: v.model_copy(update={"name": k}) for k, v in data.families.items()}
         self.models = {k: v.model_copy(update={"id": k}) for k, v in data.models.items()}
         self.aliases = {k: v.model_copy(update={"id": k}) for k, v in data.aliases.items()}
+        self.alias_patterns = {k: v.model_copy(update={"id": k}) for k, v in data.alias_patterns.items()}
         self.operator_file = operator_file
-        entries: list[ModelEntry | Alias] = [*self.models.values(), *self.aliases.values()]
+        entries: list[ModelEntry | Alias] = [
+            *self.models.values(),
+            *self.aliases.values(),
+            *self.alias_patterns.values(),
+        ]
         for entry in entries:
             if entry.family not in self.families:
                 raise InvalidArgument(f"catalog: {entry.id} names unknown family {entry.family!r}")
@@ -128,6 +137,26 @@ class Catalog:
     # -- lookup -------------------------------------------------------------------------------------------------
     def all_ids(self) -> list[str]:
         return [*self.models, *self.aliases]
+
+    def alias(self, model_id: str) -> Alias | None:
+        """The closed id ``model_id``: listed under aliases, or matching one of alias_patterns (gemini-*)."""
+        if model_id in self.aliases:
+            return self.aliases[model_id]
+        if model_id in self.models:
+            return None
+        for pattern, alias in self.alias_patterns.items():
+            if fnmatch.fnmatchcase(model_id, pattern):
+                return alias.model_copy(update={"id": model_id})
+        return None
+
+    def modes(self, model_id: str) -> list[TuningMode]:
+        """The tuning modes ``model_id`` allows (NOT_FOUND for an unknown id)."""
+        alias = self.alias(model_id)
+        if alias is not None:
+            return list(alias.modes)
+        if model_id in self.models:
+            return list(self.models[model_id].modes)
+        raise self.unknown(model_id)
 
     def unknown(self, model_id: str) -> ModelNotFound:
         """NOT_FOUND for an id not in the catalog, with the closest ids and how to add one."""
@@ -145,7 +174,8 @@ class Catalog:
         """The catalog entry for an open model id (aliases resolve to their target)."""
         if model_id in self.models:
             return self.models[model_id]
-        target = self.aliases[model_id].maps_to if model_id in self.aliases else None
+        alias = self.alias(model_id)
+        target = alias.maps_to if alias else None
         if target:
             return self.entry(target)
         raise self.unknown(model_id)
@@ -154,8 +184,8 @@ class Catalog:
         """Which weights ``model_id`` runs on. Dev mode is the one decision: no weights -> the family's tiny model."""
         settings = settings or get_settings()
         dev = settings.dev if dev is None else dev
-        if model_id in self.aliases:
-            alias = self.aliases[model_id]
+        alias = self.alias(model_id)
+        if alias is not None:
             if alias.maps_to:
                 target = self.resolve(alias.maps_to, dev=dev, settings=settings)
                 note = f"{model_id} runs as {alias.maps_to}" + (f"; {target.note}" if target.note else "")

@@ -389,6 +389,9 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print the catalog
                 f"maps to {alias.maps_to}" if alias.maps_to else "not mapped",
             ]
         )
+    for pattern in catalog.alias_patterns.values():
+        modes = ", ".join(m.value for m in pattern.modes)
+        rows.append([pattern.id, f"closed -> {pattern.family}", modes, "any such id; map one under aliases"])
     if as_json:
         print_json([dict(zip(("id", "family", "modes", "weights"), r)) for r in rows])
         return

@@ -299,7 +299,7 @@ CONFIG_NAMES = {
 def documented_batch_size(params: dict[str, Any], catalog: Catalog) -> tuple[int, str, str]:
     """(batch size, context class, compute region) as SPEC §3.6 documents them."""
     model = params.get("large_model_reference") or params.get("student_model_reference")
-    alias = catalog.aliases.get(model or "")
+    alias = catalog.alias(model or "")
     context = params.get("max_context_length") or (alias.batch_class if alias and alias.batch_class else "8k")
     region = "europe-west4" if params.get("accelerator_type") == "TPU" else "us-central1"
     return BATCH_SIZES[(context, region)], context, region

@@ -140,12 +140,7 @@ class TuningJobService:
     @staticmethod
     def _mode(base_model: str, requested: WireTuningMode | None, catalog: Catalog) -> TuningMode:
         """The tuning mode: as requested, else the model's (Gemini-style jobs tune adapters); one it allows."""
-        if base_model in catalog.aliases:
-            allowed = list(catalog.aliases[base_model].modes)
-        elif base_model in catalog.models:
-            allowed = list(catalog.models[base_model].modes)
-        else:
-            raise catalog.unknown(base_model)  # NOT_FOUND with suggestions
+        allowed = catalog.modes(base_model)  # NOT_FOUND with suggestions for an unknown id
         if requested is None or requested == WireTuningMode.TUNING_MODE_UNSPECIFIED:
             return TuningMode.PEFT_ADAPTER if TuningMode.PEFT_ADAPTER in allowed else allowed[0]
         mode = TuningMode.parse(requested.value)

@@ -50,12 +50,51 @@ class GenRequest:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
+class IncrementalDecoder:
+    """Token ids to text one token at a time, never emitting part of a character.
+
+    A byte-level tokenizer can split one UTF-8 character over several tokens; decoding after each token would show a
+    replacement character (U+FFFD) until the last byte arrives. Each step decodes a short window: the tokens already
+    shown before ``read`` (context, so tokenizers that drop a leading space mid-sequence still decode the same) and
+    those after it; the difference is new text once it no longer ends in a replacement character. That is O(window)
+    per token, not a decode of the whole answer.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = 0  # first id of the context window
+        self.read = 0  # ids before this are in the text already
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _pending(self) -> str:
+        shown = self._decode(self.ids[self.prefix : self.read])
+        return self._decode(self.ids[self.prefix :])[len(shown) :]
+
+    def add(self, token: int) -> str:
+        """The text token ``token`` completes (empty while a character is still incomplete)."""
+        self.ids.append(token)
+        new = self._pending()
+        if not new or new.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return new
+
+    def flush(self) -> str:
+        """At the end: the text still held back, less the bytes of a character the answer was cut inside."""
+        new = self._pending().rstrip("\ufffd")
+        self.prefix = self.read = len(self.ids)
+        return new
+
+
 class _Row:
     """A request inside the running batch."""
 
     def __init__(self, req: GenRequest, tokenizer, eos_ids: set[int], context_len: int):
         self.req = req
-        self.tokenizer = tokenizer
+        self.decoder = IncrementalDecoder(tokenizer)
         self.eos_ids = eos_ids
         self.limit = min(req.params.max_tokens, context_len - len(req.prompt_ids))
         self.generator = req.params.generator(req.candidate)
@@ -71,18 +110,18 @@ class _Row:
             self.finish = "stop"
         else:
             self.ids.append(token)
-            self.text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-            cut = min((i for i in (self.text.find(s) for s in self.req.params.stop) if i >= 0), default=-1)
-            if cut >= 0:
-                self.text, self.finish = self.text[:cut], "stop"
-            elif len(self.ids) >= self.limit:
+            self.text += self.decoder.add(token)
+            if len(self.ids) >= self.limit:
                 self.finish = "length"
+        if self.finish:  # the text a cut character held back, whole characters only
+            self.text += self.decoder.flush()
+        cut = min((i for i in (self.text.find(s) for s in self.req.params.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.text, self.finish = self.text[:cut], "stop"
         self._emit()
 
     def _emit(self) -> None:
         ready = len(self.text) if self.finish else len(self.text) - self.holdback
-        if self.text[self.emitted : ready].endswith("\ufffd") and not self.finish:
-            ready -= 1  # half of a multi-byte character: wait for the rest
         if ready > self.emitted:
             self.req.on_event({"type": "delta", "text": self.text[self.emitted : ready]})
             self.emitted = ready
