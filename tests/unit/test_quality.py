@@ -21,3 +21,14 @@ def test_lora_tuning_reaches_its_documented_figure(tmp_path, settings):
     # (continued tuning from that run's output).
     result = held_out_quality(tmp_path, "PEFT_ADAPTER", epochs=4, settings=settings, adapter_size=16)
     assert result["held_out_exact_match"] >= LORA_FIGURE
+
+
+@pytest.mark.slow  # ~60 s each on 2 cores (the SFT base is most of it); docs/quality.md
+@pytest.mark.parametrize("mode", ["FULL", "PEFT_ADAPTER"])
+def test_preference_tuning_learns_to_prefer_and_follow_the_rule(tmp_path, settings, mode):
+    from tuneforge.train.preference_task import held_out_preference
+
+    result = held_out_preference(tmp_path, mode, settings=settings)
+    assert result["preference_accuracy_before"] <= 0.8  # the SFT base knows both answers and prefers neither much
+    assert result["preference_accuracy_after"] >= 0.9
+    assert result["greedy_follows_rule"] >= 0.9

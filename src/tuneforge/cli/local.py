@@ -97,14 +97,14 @@ def _resume_command() -> str:
 
 
 def _tune_here(config: TuningConfig) -> None:
-    from tuneforge.train import run_sft  # lazy: torch loads only for a run here, not for --server or --help
+    from tuneforge.train import run_tuning  # lazy: torch loads only for a run here, not for --server or --help
     from tuneforge.train.artifacts import RunLayout  # lazy: as above
     from tuneforge.train.checkpoint import latest_checkpoint  # lazy: as above
 
     run_settings = settings(dev=config.dev)
     try:
         with RunView(enabled=rank0()) as view:
-            result = run_sft(config, settings=run_settings, callbacks=ViewCallbacks(view))
+            result = run_tuning(config, settings=run_settings, callbacks=ViewCallbacks(view))
     except TuneforgeError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

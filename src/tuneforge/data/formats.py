@@ -87,13 +87,17 @@ def detect_format(obj: dict) -> str | None:
 class _Line:
     """Parsing context for one line: where problems go, and whether the model takes images."""
 
-    def __init__(self, report: Report, line: int, text_only_model: str | None = None):
+    def __init__(self, report: Report, line: int, text_only_model: str | None = None, image_error: str | None = None):
         self.report = report
         self.line = line
         self.failed = False
         self.text_only_model = text_only_model
+        self.image_error = image_error  # why this kind of dataset takes no images (preference tuning)
 
     def image_allowed(self, path: str) -> bool:
+        if self.image_error:
+            self.error(self.image_error, path)
+            return False
         if self.text_only_model:
             self.error(
                 f"image input, but {self.text_only_model} accepts text only; images are supported only by "
@@ -464,14 +468,16 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     return messages
 
 
-def json_objects(lines: Iterable[str], report: Report, text_only_model: str | None = None):
+def json_objects(
+    lines: Iterable[str], report: Report, text_only_model: str | None = None, image_error: str | None = None
+):
     """(line context, object) for each line holding one JSON object; blank lines, bad JSON and other values are
     reported, every dataset format alike."""
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             report.warning("blank line skipped", number)
             continue
-        ctx = _Line(report, number, text_only_model)
+        ctx = _Line(report, number, text_only_model, image_error)
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -503,6 +509,13 @@ def parse_lines(
     file_format: tuple[str, int] | None = None
     for ctx, obj in json_objects(lines, report, text_only_model):
         number = ctx.line
+        if "completions" in obj and expected is None:
+            ctx.error(
+                'a preference tuning line (it has "completions"): supervised tuning trains on contents ending with a '
+                "model turn; tune this file with preference tuning (preferenceOptimizationSpec, method "
+                "PREFERENCE_TUNING), or write the preferred completion as the last model turn of contents"
+            )
+            continue
         fmt = expected or detect_format(obj)
         if fmt is None:
             keys = ", ".join(obj) or "none"

@@ -1,4 +1,5 @@
-"""Dataset statistics in the shape of Vertex's ``tuningDataStats.supervisedTuningDataStats``.
+"""Dataset statistics in the shape of Vertex's ``tuningDataStats``: ``supervisedTuningDataStats`` and
+``preferenceOptimizationDataStats``.
 
 int64 fields are strings and doubles are numbers, as on the wire, so the stored JSON is served as it is.
 """
@@ -10,6 +11,7 @@ import statistics
 from collections.abc import Sequence
 
 from tuneforge.data.conversation import Conversation
+from tuneforge.data.preference import EncodedPair, PreferencePair
 from tuneforge.data.tokenize import Encoded
 
 NUM_BUCKETS = 10
@@ -25,8 +27,14 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
 
 
-def distribution(values: Sequence[int], billable_multiplier: int = 1) -> dict:
-    """``{sum, min, max, mean, median, p5, p95, buckets, billableSum}`` of per-example values."""
+def distribution(values: Sequence[float], billable_multiplier: int = 1, *, double: bool = False) -> dict:
+    """``{sum, min, max, mean, median, p5, p95, buckets, billableSum}`` of per-example values (``double``: the
+    ``DatasetDistribution`` shape, whose sum is a number and which has no billable sum)."""
+    if double:
+        out = distribution(values)
+        out.pop("billableSum")
+        out["sum"] = float(sum(values))
+        return out
     if not values:
         return {
             "sum": "0",
@@ -101,4 +109,39 @@ def supervised_tuning_data_stats(
         "totalTruncatedExampleCount": str(len(truncated)),
         "truncatedExampleIndices": [str(i) for i in truncated],
         "droppedExampleReasons": list(dropped),
+    }
+
+
+def _content(message_role: str, text: str) -> dict:
+    return {"role": "model" if message_role == "assistant" else "user", "parts": [{"text": text}]}
+
+
+def preference_data_stats(
+    encoded: Sequence[EncodedPair], pairs: Sequence[PreferencePair], *, epochs: float, steps: int
+) -> dict:
+    """The ``preferenceOptimizationDataStats`` of a training set: prompt tokens in, both completions' tokens out."""
+    billable = max(1, math.ceil(epochs))
+    samples = [
+        {
+            "contents": [_content(m.role, m.text) for m in p.prompt.messages if m.role != "system"],
+            "completions": [
+                {"score": 1.0, "completion": _content("assistant", p.chosen)},
+                {"score": 0.0, "completion": _content("assistant", p.rejected)},
+            ],
+        }
+        for p in pairs[:SAMPLE_EXAMPLES]
+    ]
+    return {
+        "tuningDatasetExampleCount": str(len(encoded)),
+        "totalBillableTokenCount": str(sum(len(e.chosen) + len(e.rejected) for e in encoded) * billable),
+        "tuningStepCount": str(steps),
+        "userInputTokenDistribution": distribution([e.prompt_tokens for e in encoded], double=True),
+        "userOutputTokenDistribution": distribution(
+            [e.chosen.num_target_tokens + e.rejected.num_target_tokens for e in encoded], double=True
+        ),
+        "scoresDistribution": distribution([1.0, 0.0] * len(encoded), double=True),
+        "scoreVariancePerExampleDistribution": distribution([0.25] * len(encoded), double=True),
+        "userDatasetExamples": samples,
+        "droppedExampleIndices": [],
+        "droppedExampleReasons": [],
     }

@@ -60,14 +60,15 @@ class ChatEncoder:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def pieces(self, conversation: Conversation) -> list[tuple[str, bool]]:
-        """The rendered conversation cut into (text, trained) pieces."""
+    def pieces(self, conversation: Conversation, *, last_turn_only: bool = False) -> list[tuple[str, bool]]:
+        """The rendered conversation cut into (text, trained) pieces; ``last_turn_only``: only the final assistant
+        turn is trained (a preference pair's completion; earlier model turns are context)."""
         messages = conversation.template_messages()
         full = self.render(messages)
         pieces: list[tuple[str, bool]] = []
         cursor = 0
         for i, m in enumerate(messages):
-            if m["role"] != "assistant":
+            if m["role"] != "assistant" or (last_turn_only and i < len(messages) - 1):
                 continue
             before = self.render(messages[:i], add_generation_prompt=True)
             through = self.render(messages[: i + 1])
@@ -91,10 +92,12 @@ class ChatEncoder:
         pieces.append((full[cursor:], False))
         return [(text, trained) for text, trained in pieces if text]
 
-    def encode(self, conversation: Conversation, max_length: int | None = None, index: int = 0) -> Encoded:
+    def encode(
+        self, conversation: Conversation, max_length: int | None = None, index: int = 0, *, last_turn_only: bool = False
+    ) -> Encoded:
         input_ids: list[int] = []
         labels: list[int] = []
-        for text, trained in self.pieces(conversation):
+        for text, trained in self.pieces(conversation, last_turn_only=last_turn_only):
             ids = self._ids(text)
             input_ids.extend(ids)
             labels.extend(ids if trained else [IGNORE_INDEX] * len(ids))

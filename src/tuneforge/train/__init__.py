@@ -14,7 +14,18 @@ from tuneforge.train.config import TuningConfig
 if TYPE_CHECKING:
     from tuneforge.train.recipes.sft import RunResult, run_sft
 
-__all__ = ["Callbacks", "RunResult", "TuningConfig", "run_sft"]
+__all__ = ["Callbacks", "RunResult", "TuningConfig", "run_sft", "run_tuning"]
+
+
+def run_tuning(config: TuningConfig, **kwargs: Any) -> RunResult:
+    """The recipe of ``config.method``: supervised (recipes/sft.py) or preference tuning (recipes/dpo.py)."""
+    if config.method == "preference":
+        from tuneforge.train.recipes.dpo import run_dpo  # lazy: torch loads only when a run is asked for
+
+        return run_dpo(config, **kwargs)
+    from tuneforge.train.recipes.sft import run_sft as sft  # lazy: as above
+
+    return sft(config, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

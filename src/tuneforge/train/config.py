@@ -29,6 +29,17 @@ class TuningConfig(BaseModel):
         "run's output (full model or LoRA adapter) to continue tuning.",
     )
     tuning_mode: TuningMode = Field(default=TuningMode.PEFT_ADAPTER, description="PEFT_ADAPTER (LoRA) or FULL.")
+    method: Literal["supervised", "preference"] = Field(
+        default="supervised",
+        description="supervised: learn the replies (SFT); preference: learn to prefer each line's preferred "
+        "completion over its dispreferred one (DPO), from the base or an earlier run's output.",
+    )
+    beta: float | None = Field(
+        default=None,
+        gt=0,
+        description="Preference tuning: DPO's beta, how strongly the model may move away from where it started "
+        "(catalog default 0.1).",
+    )
     train_dataset: str = Field(description="Training JSONL (local path or gs:// URI).")
     validation_dataset: str | None = Field(default=None, description="Validation JSONL, evaluated every eval_steps.")
     output_uri: str = Field(
@@ -182,6 +193,10 @@ class TuningConfig(BaseModel):
     def _exclusive(self):
         if self.learning_rate is not None and self.learning_rate_multiplier is not None:
             raise ValueError("give learning_rate or learning_rate_multiplier, not both")
+        if self.method == "preference" and (self.rationale_weight is not None or self.dataset_format is not None):
+            raise ValueError("preference tuning reads preference lines (contents + completions) and has one task")
+        if self.beta is not None and self.method != "preference":
+            raise ValueError("beta applies to preference tuning only; remove it or use method preference")
         if self.adapter_size is not None and self.tuning_mode == TuningMode.FULL:
             raise ValueError(
                 "adapter_size applies to PEFT_ADAPTER tuning only; remove it or use tuning_mode PEFT_ADAPTER"
@@ -230,3 +245,4 @@ class ResolvedRun(BaseModel):
     dtype: str
     train_examples: int
     validation_examples: int
+    beta: float | None = None  # preference tuning

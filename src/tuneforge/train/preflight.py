@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tuneforge.catalog.catalog import Catalog, TuningMode
 from tuneforge.data import ChatEncoder, Limits, PreparedDataset, Report, prepare_dataset
+from tuneforge.data.preference import PreparedPreferences, prepare_preferences
 from tuneforge.errors import DatasetInvalid
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
@@ -19,8 +20,8 @@ class Preflight:
     source: ModelSource
     limits: Limits
     encoder: ChatEncoder
-    train: PreparedDataset
-    validation: PreparedDataset | None
+    train: PreparedDataset | PreparedPreferences  # preference pairs for preference tuning
+    validation: PreparedDataset | PreparedPreferences | None
     report: Report  # both datasets' problems
 
 
@@ -54,7 +55,7 @@ def prepare(
     ]
 
 
-def combined(datasets: list[PreparedDataset | None]) -> Report:
+def combined(datasets: list[PreparedDataset | PreparedPreferences | None]) -> Report:
     return Report(source="datasets", problems=[p for d in datasets if d is not None for p in d.report.problems])
 
 
@@ -88,9 +89,13 @@ def check_datasets(config: TuningConfig, *, settings: Settings, catalog: Catalog
     )
     encoder = chat_encoder(source, tokenizer or load_tokenizer(source))
     uris = [config.train_dataset] + ([config.validation_dataset] if config.validation_dataset else [])
-    prepared = prepare(
-        uris, limits, encoder, settings, expected=config.dataset_format, default_system=config.default_context
-    )
+    prepared: list[PreparedDataset] | list[PreparedPreferences]
+    if config.method == "preference":
+        prepared = [prepare_preferences(uri, limits, encoder, settings=settings) for uri in uris]
+    else:
+        prepared = prepare(
+            uris, limits, encoder, settings, expected=config.dataset_format, default_system=config.default_context
+        )
     train, validation = prepared[0], (prepared[1] if len(prepared) > 1 else None)
     report = combined([train, validation])
     require_clean(report, config.base_model)

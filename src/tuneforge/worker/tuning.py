@@ -16,7 +16,7 @@ from tuneforge.control.registry import auto_deploy, model_name, register_model
 from tuneforge.control.tables import MetricRow, TuningJobRow, utcnow
 from tuneforge.control.tuning_jobs import finish_cancelled
 from tuneforge.errors import TuneforgeError, status
-from tuneforge.train import Callbacks, RunResult, TuningConfig, run_sft
+from tuneforge.train import Callbacks, RunResult, TuningConfig, run_tuning
 from tuneforge.train.config import ResolvedRun
 from tuneforge.train.launch import run_sft_processes
 from tuneforge.worker.child import StopCheck, child_setup
@@ -68,12 +68,12 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
     should_stop = StopCheck(store, TuningJobRow, job_id, parent_pid)
     callbacks = DbCallbacks(store, job_id)
     try:
-        if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL:
+        if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL and config.method == "supervised":
             result = run_sft_processes(
                 config, settings.processes_per_job, settings=settings, callbacks=callbacks, should_stop=should_stop
             )
         else:
-            result = run_sft(config, settings=settings, callbacks=callbacks, should_stop=should_stop)
+            result = run_tuning(config, settings=settings, callbacks=callbacks, should_stop=should_stop)
     except TuneforgeError as exc:
         _fail(store, job_id, exc.code, str(exc))
         return
@@ -127,5 +127,5 @@ def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig,
         if deploy:
             tuned["endpoint"] = auto_deploy(s, model, display)
         row.tuned_model = tuned
-        row.data_stats = {"supervisedTuningDataStats": result.data_stats}
+        row.data_stats = {result.stats_key: result.data_stats}
         row.state, row.end_time, row.update_time = states.SUCCEEDED, now, now

@@ -110,6 +110,7 @@ class RunResult:
     final_step: int | None = None  # the step the exported model is from (the best checkpoint's, or the last)
     reused: bool = False  # the output already held this run's final model
     data_stats: dict = field(default_factory=dict)
+    stats_key: str = "supervisedTuningDataStats"  # where data_stats go in TuningDataStats
 
 
 # --- the recipe --------------------------------------------------------------------------------------------------
@@ -127,14 +128,14 @@ def run_sft(
     settings = settings or get_settings()
     cb = callbacks or Callbacks()
     data = resolve_data(config, settings, catalog or load_catalog(settings), cb)  # 1-2
-    world, device, dtype = _setup_world(config)
+    world, device, dtype = setup_world(config)
     if not world.main:
         cb = Callbacks()  # rank 0 reports progress and writes files; the others compute
     plan = resolve_plan(config, data, world, device, dtype)  # 3
     layout = RunLayout(storage.output_dir(config.output_uri, settings))
-    record = _record(config, data, plan)
-    _check_same_run(layout, record)
-    finished = _finished_run(layout, record, cb)
+    record = run_record(config, data, plan)
+    check_same_run(layout, record)
+    finished = finished_run(layout, record, cb)
     if finished is not None:
         return finished
     data_stats = supervised_tuning_data_stats(
@@ -186,7 +187,7 @@ def resolve_data(config: TuningConfig, settings: Settings, catalog: Catalog, cb:
     return data
 
 
-def _setup_world(config: TuningConfig) -> tuple[World, torch.device, torch.dtype]:
+def setup_world(config: TuningConfig) -> tuple[World, torch.device, torch.dtype]:
     """The processes of this run (torchrun with several: FULL tuning sharded with FSDP2), its device and dtype."""
     if processes_from_env() > 1 and (config.tuning_mode == TuningMode.PEFT_ADAPTER or not config.fast_path):
         # checked before joining the process group
@@ -214,7 +215,7 @@ def resolve_plan(
     total_steps = config.max_steps or max(1, math.ceil(epochs * steps_per_epoch))
     lora = config.tuning_mode == TuningMode.PEFT_ADAPTER
     rank = config.adapter_size or defaults.adapter_size
-    lengths = [len(data.train.examples[i]) for i in _epoch_order(n, config.seed, 0)]
+    lengths = [len(data.train.examples[i]) for i in epoch_order(n, config.seed, 0)]
     return ResolvedRun(
         tuning_mode=config.tuning_mode.value,
         max_seq_len=mode_spec.max_seq_len,
@@ -225,7 +226,7 @@ def resolve_plan(
         batch_size=batch_size,
         micro_batch_size=micro,
         gradient_accumulation=math.ceil(batch_size / micro),
-        learning_rate=config.learning_rate or mode_spec.learning_rate * (config.learning_rate_multiplier or 1.0),
+        learning_rate=config.learning_rate or mode_spec.rate(config.method) * (config.learning_rate_multiplier or 1.0),
         warmup_steps=round(config.warmup_ratio * total_steps),
         lr_scheduler=config.lr_scheduler,
         adapter_size=rank if lora else None,
@@ -241,7 +242,7 @@ def resolve_plan(
     )
 
 
-def _record(config: TuningConfig, data: Preflight, plan: ResolvedRun) -> dict:
+def run_record(config: TuningConfig, data: Preflight, plan: ResolvedRun) -> dict:
     """What ``tuneforge_config.json`` holds: the request, the model, the resolved plan, versions, serving rules."""
     distill = config.rationale_weight is not None
     return {
@@ -299,10 +300,10 @@ def build(
     """Model (+ LoRA), fast-path loss, optimizer and schedule; resumed from the output's last checkpoint if any."""
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    model = _setup_model(config, data.source, plan, world, device, dtype)
+    model = setup_model(config, data.source, plan, world, device, dtype)
     loss_module = _fast_path(model, config, world, device, cb)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(
+    optimizer = make_optimizer(
         params, plan.learning_rate, config.weight_decay, fused=loss_module is not None, device=device
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -332,7 +333,7 @@ def build(
     )
 
 
-def _setup_model(
+def setup_model(
     config: TuningConfig, source: ModelSource, plan: ResolvedRun, world: World, device: torch.device, dtype: torch.dtype
 ) -> torch.nn.Module:
     lora = config.tuning_mode == TuningMode.PEFT_ADAPTER
@@ -390,7 +391,7 @@ class StepBatches:
 
     def step_examples(self, step: int) -> list:
         epoch, index = divmod(step, self.plan.steps_per_epoch)
-        order = _epoch_order(len(self.examples), self.config.seed, epoch)
+        order = epoch_order(len(self.examples), self.config.seed, epoch)
         size = self.plan.batch_size
         return [self.examples[i] for i in order[index * size : (index + 1) * size]]
 
@@ -417,15 +418,36 @@ def train(
     run: Run, result: RunResult, settings: Settings, cb: Callbacks, should_stop: Callable[[], bool] | None
 ) -> None:
     """Optimizer steps until the plan's total (or a stop): evaluate, checkpoint, stop early when asked to."""
-    plan, state = run.plan, run.state
-    writer = _metrics_writer(run, settings) if run.world.main else None
-    cb.on_start(plan.total_steps, state.step, plan)
-    prefetch = Prefetcher(run.batches.fast_step, state.step, plan.total_steps) if run.loss_module is not None else None
+    prefetch = (
+        Prefetcher(run.batches.fast_step, run.state.step, run.plan.total_steps) if run.loss_module is not None else None
+    )
     upcoming = iter(prefetch) if prefetch is not None else None
+    try:
+        train_loop(run, result, settings, cb, should_stop, lambda: _optimizer_step(run, upcoming), _evaluate)
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+
+
+def train_loop(
+    run,
+    result: RunResult,
+    settings: Settings,
+    cb: Callbacks,
+    should_stop: Callable[[], bool] | None,
+    optimizer_step: Callable[[], tuple[dict, int, float]],
+    evaluate: Callable,
+) -> None:
+    """The loop every recipe runs: ``optimizer_step()`` (its metrics, tokens and learning rate) until the plan's
+    total or a stop; metrics to the writer and the callbacks; ``evaluate(run, result, writer, cb)`` every
+    ``eval_steps``; a resumable checkpoint when due and when stopping."""
+    plan, state = run.plan, run.state
+    writer = metrics_writer(run, settings) if run.world.main else None
+    cb.on_start(plan.total_steps, state.step, plan)
     try:
         while state.step < plan.total_steps:
             started = time.perf_counter()
-            metrics, tokens, lr_now = _optimizer_step(run, upcoming)
+            metrics, tokens, lr_now = optimizer_step()
             state.step += 1
             tps = tokens / max(time.perf_counter() - started, 1e-9)
             if writer is not None:
@@ -439,24 +461,22 @@ def train(
             result.last_train = metrics
             cb.on_step(state.step, plan.total_steps, {**metrics, "tokens_per_second": tps, "step_tokens": tokens})
             if run.batches.validation and (state.step % (plan.eval_steps or 1) == 0 or state.step == plan.total_steps):
-                _evaluate(run, result, writer, cb)
+                evaluate(run, result, writer, cb)
             stopping = run.world.agree(result.stopped_early or (should_stop is not None and should_stop()))
-            _checkpoint(run, stopping)
+            save_due_checkpoint(run, stopping)
             if stopping:
                 if not result.stopped_early:
                     result.cancelled = True
                     cb.on_message(f"stopped at step {state.step}; rerun with the same output to resume")
                 break
     finally:
-        if prefetch is not None:
-            prefetch.close()
         if writer is not None:
             writer.close()
     result.steps = state.step
     result.best_eval = state.best_eval or {}
 
 
-def _metrics_writer(run: Run, settings: Settings) -> MetricsWriter:
+def metrics_writer(run: Run, settings: Settings) -> MetricsWriter:
     extra_tb = None
     if run.config.tensorboard:
         tb_id = run.config.tensorboard.rstrip("/").rsplit("/", 1)[-1]
@@ -490,16 +510,24 @@ def _optimizer_step(run: Run, upcoming) -> tuple[dict, int, float]:
 
 def _evaluate(run: Run, result: RunResult, writer: MetricsWriter | None, cb: Callbacks) -> None:
     """Evaluate the validation set; keep the best checkpoint; decide early stopping."""
-    config, state = run.config, run.state
     if run.loss_module is not None:
         ev = fast_evaluate(run.loss_module, run.batches.validation)
     else:
         ev = evaluate(run.model, run.batches.validation, run.device)
+    record_evaluation(
+        run, result, writer, cb, ev, ev["eval_fraction_of_correct_next_step_preds"], "eval token accuracy"
+    )
+
+
+def record_evaluation(
+    run, result: RunResult, writer: MetricsWriter | None, cb: Callbacks, ev: dict, score: float, what: str
+) -> None:
+    """Log an evaluation; keep the best checkpoint by ``score`` (higher is better); decide early stopping."""
+    config, state = run.config, run.state
     if writer is not None:
         writer.log(state.step, ev, epoch=state.step / run.plan.steps_per_epoch)
     result.last_eval = ev
     cb.on_eval(state.step, ev)
-    score = ev["eval_fraction_of_correct_next_step_preds"]
     better = state.best_score is None or score > state.best_score + config.early_stopping_min_delta
     if run.world.agree(better):
         state.best_score, state.best_step, state.bad_evals = score, state.step, 0
@@ -511,12 +539,12 @@ def _evaluate(run: Run, result: RunResult, writer: MetricsWriter | None, cb: Cal
     if config.early_stopping and state.bad_evals >= config.early_stopping_patience:
         result.stopped_early = True
         cb.on_message(
-            f"early stopping at step {state.step}: no gain in eval token accuracy for "
+            f"early stopping at step {state.step}: no gain in {what} for "
             f"{state.bad_evals} evaluations (best at step {state.best_step})"
         )
 
 
-def _checkpoint(run: Run, stopping: bool) -> None:
+def save_due_checkpoint(run: Run, stopping: bool) -> None:
     """A resumable checkpoint every ``save_steps``, at each epoch's end and when stopping (not at the last step:
     the export follows)."""
     step, plan = run.state.step, run.plan
@@ -695,7 +723,7 @@ def _use_packing(setting: str, lengths: list[int], micro: int) -> bool:
     return padded >= 1.33 * sum(lengths)
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g).tolist()
 
@@ -737,7 +765,7 @@ def _apply_liger(base, device: torch.device) -> None:
     )
 
 
-def _optimizer(params, lr: float, weight_decay: float, *, fused: bool, device: torch.device):
+def make_optimizer(params, lr: float, weight_decay: float, *, fused: bool, device: torch.device):
     """AdamW; the fast path uses the fused (one kernel for every parameter) implementation where torch has it."""
     if fused:
         try:
@@ -768,7 +796,7 @@ def _comparable(record: dict) -> dict:
     return {k: {kk: vv for kk, vv in record.get(k, {}).items() if kk not in ignore} for k in ("request", "resolved")}
 
 
-def _check_same_run(layout: RunLayout, record: dict) -> None:
+def check_same_run(layout: RunLayout, record: dict) -> None:
     """Resuming into an output folder is only safe when it holds the same run."""
     if latest_checkpoint(layout) is None:
         return
@@ -780,7 +808,7 @@ def _check_same_run(layout: RunLayout, record: dict) -> None:
         )
 
 
-def _finished_run(layout: RunLayout, record: dict, cb: Callbacks) -> RunResult | None:
+def finished_run(layout: RunLayout, record: dict, cb: Callbacks) -> RunResult | None:
     """The output already holds this run's exported model: reuse it instead of training again."""
     saved = read_record(layout.final)
     if not saved.get("final") or _comparable(saved) != _comparable(record) or verify_manifest(layout.final):
@@ -791,11 +819,8 @@ def _finished_run(layout: RunLayout, record: dict, cb: Callbacks) -> RunResult |
         "new output, or delete the folder, to train again"
     )
     plan = ResolvedRun(**saved["resolved"])
-    stats = (
-        json.loads(layout.data_stats.read_text()).get("supervisedTuningDataStats", {})
-        if layout.data_stats.exists()
-        else {}
-    )
+    saved_stats = json.loads(layout.data_stats.read_text()) if layout.data_stats.exists() else {}
+    stats_key, stats = next(iter(saved_stats.items()), ("supervisedTuningDataStats", {}))
     train_lines = [m for m in read_metrics(layout.metrics) if "train_total_loss" in m]
     last = {k: v for k, v in train_lines[-1].items() if k.startswith("train_")} if train_lines else {}
     return RunResult(
@@ -807,6 +832,7 @@ def _finished_run(layout: RunLayout, record: dict, cb: Callbacks) -> RunResult |
         best_eval=final.get("best_eval") or {},
         stopped_early=bool(final.get("stopped_early")),
         data_stats=stats,
+        stats_key=stats_key,
         resolved=plan,
         record=saved,
         final_step=final["step"],
