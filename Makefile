@@ -12,6 +12,11 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch (a file on disk on our machines); an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test,lint]"
+	# google-genai 3.x, the SDK tuning scripts use today, for its conformance tests. google-cloud-aiplatform 2.7.0
+	# pins google-genai<3 for modules of its own the tests do not use (its vertexai.tuning and the REST clients work
+	# with 3.x), so it goes in on its own, after; pip reports the pin and installs it.
+	$(BIN)/pip install --quiet "google-genai==3.3.0" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import google.genai, sys; sys.exit(google.genai.__version__ != '3.3.0')"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -182,3 +182,19 @@ def test_two_workers_never_claim_the_same_job(every_database_url, tmp_path):
         rows = s.scalars(select(TuningJobRow)).all()
         assert all(r.state == states.RUNNING and r.attempts == 1 for r in rows)
         assert {r.worker_id for r in rows} <= set(claimed)
+
+
+def test_tune_server_preference_tuning_shows_reward_accuracy(sqlite_server):
+    from tuneforge.train.preference_task import preference_line, write_lines
+
+    pairs = [preference_line(s) for s in ("abc", "kite", "moon", "xyz", "road", "lamp")]
+    write_lines(sqlite_server.bucket / "b" / "pairs.jsonl", pairs)
+    out = tf(
+        "tune", "--server", sqlite_server.url, "--project", "pref", "--model", "tiny-llama", "--method", "preference",
+        "--beta", "0.2", "--train", "gs://b/pairs.jsonl", "--validation", "gs://b/pairs.jsonl", "--epochs", "1",
+        "--output-uri", "gs://b/pref",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "eval reward accuracy" in out.stdout and "JOB_STATE_SUCCEEDED" in out.stdout, out.stdout
+    job = json.loads(tf("jobs", "list", "--server", sqlite_server.url, "--project", "pref", "--json").stdout)[0]
+    assert job["preferenceOptimizationSpec"]["hyperParameters"]["beta"] == 0.2

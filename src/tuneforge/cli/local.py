@@ -127,12 +127,19 @@ def _tune_here(config: TuningConfig) -> None:
 def _tuning_job_body(config: dict[str, Any]) -> dict[str, Any]:
     """The TuningJob a `tune --server` submits (the fields the API takes; the rest are a local run's)."""
     adapter = config.get("adapter_size")
+    preference = config.get("method") == "preference"
     hyper = {
         "epochCount": str(int(config["epochs"])) if config.get("epochs") else None,
-        "learningRate": config.get("learning_rate"),
         "learningRateMultiplier": config.get("learning_rate_multiplier"),
         "adapterSize": ADAPTER_SIZES.get(adapter, adapter) if adapter is not None else None,
-        "batchSize": str(config["batch_size"]) if config.get("batch_size") else None,
+        **(
+            {"beta": config.get("beta")}
+            if preference
+            else {
+                "learningRate": config.get("learning_rate"),
+                "batchSize": str(config["batch_size"]) if config.get("batch_size") else None,
+            }
+        ),
     }
     mode = TuningMode.parse(config.get("tuning_mode", "lora"))
     spec = {
@@ -142,7 +149,8 @@ def _tuning_job_body(config: dict[str, Any]) -> dict[str, Any]:
     }
     if config.get("validation_dataset"):
         spec["validationDatasetUri"] = config["validation_dataset"]
-    body = {"baseModel": config["base_model"], "outputUri": config["output_uri"], "supervisedTuningSpec": spec}
+    spec_name = "preferenceOptimizationSpec" if preference else "supervisedTuningSpec"
+    body = {"baseModel": config["base_model"], "outputUri": config["output_uri"], spec_name: spec}
     if config.get("custom_base_model"):
         body["customBaseModel"] = config["custom_base_model"]
     return body

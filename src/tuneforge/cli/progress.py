@@ -98,9 +98,16 @@ class RunView:
             f"step {step}/{self.total or '?'}  loss {loss_text}  {tps_text} tok/s  {_clock(elapsed)} elapsed{eta}"
         )
 
-    def evaluation(self, step: int, loss: float, accuracy: float | None) -> None:
-        accuracy_text = f", eval token accuracy {accuracy:.3f}" if accuracy is not None else ""
-        self.message(f"step {step}: eval_total_loss {loss:.4f}{accuracy_text}")
+    def evaluation(self, step: int, values: dict[str, float]) -> None:
+        """An evaluation's line: its loss, and token accuracy (supervised) or reward accuracy and margin
+        (preference tuning)."""
+        text = f"step {step}: eval_total_loss {values['eval_total_loss']:.4f}"
+        if values.get("eval_fraction_of_correct_next_step_preds") is not None:
+            text += f", eval token accuracy {values['eval_fraction_of_correct_next_step_preds']:.3f}"
+        if values.get("eval_reward_accuracy") is not None:
+            text += f", eval reward accuracy {values['eval_reward_accuracy']:.3f}"
+            text += f", reward margin {values.get('eval_reward_margin', 0.0):.3f}"
+        self.message(text)
 
     def message(self, text: str) -> None:
         if self.enabled:
@@ -120,7 +127,7 @@ class ViewCallbacks(Callbacks):
         self.view.step(step, metrics.get("train_total_loss"), metrics.get("tokens_per_second"))
 
     def on_eval(self, step: int, metrics: dict) -> None:
-        self.view.evaluation(step, metrics["eval_total_loss"], metrics.get("eval_fraction_of_correct_next_step_preds"))
+        self.view.evaluation(step, metrics)
 
     def on_message(self, message: str) -> None:
         self.view.message(message)
@@ -147,8 +154,6 @@ def follow(c: Client, name: str, label: str = "training") -> dict:
                     view.step(step, values["train_total_loss"], progress.get("tokensPerSecond"))
                 if "eval_total_loss" in values and step not in evaluated:
                     evaluated.add(step)
-                    view.evaluation(
-                        step, values["eval_total_loss"], values.get("eval_fraction_of_correct_next_step_preds")
-                    )
+                    view.evaluation(step, values)
 
         return c.follow(name, on_progress=update)

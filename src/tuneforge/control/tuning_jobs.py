@@ -19,20 +19,22 @@ from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.registry import DEV_LABEL
-from tuneforge.control.tables import MetricRow, PipelineJobRow, TuningJobRow, new_id, utcnow
+from tuneforge.control.tables import MetricRow, ModelRow, PipelineJobRow, TuningJobRow, new_id, utcnow
 from tuneforge.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.preflight import check_datasets
 from tuneforge.wire import names
-from tuneforge.wire.base import dump, timestamp
+from tuneforge.wire.base import dump, timestamp, whole_number
 from tuneforge.wire.tuning import (
     OUTPUT_ONLY,
     JobMetrics,
     ListTuningJobsResponse,
     Metric,
+    PreferenceOptimizationSpec,
     Progress,
     SupervisedHyperParameters,
+    SupervisedTuningSpec,
     TuningJob,
 )
 from tuneforge.wire.tuning import TuningMode as WireTuningMode
@@ -55,21 +57,124 @@ PIPELINE_REGIONS = (
     "europe-west1",
     "asia-northeast3",
 )
-_HP = "supervisedTuningSpec.hyperParameters"
-# What a TuningJob calls the run configuration's fields (errors of TuningConfig's rules name them so).
-CONFIG_NAMES = {
-    "learning_rate": f"{_HP}.learningRate",
-    "learning_rate_multiplier": f"{_HP}.learningRateMultiplier",
-    "adapter_size": f"{_HP}.adapterSize",
-    "epochs": f"{_HP}.epochCount",
-    "batch_size": f"{_HP}.batchSize",
-    "tuning_mode": "supervisedTuningSpec.tuningMode",
-    "base_model": "baseModel",
-    "custom_base_model": "customBaseModel",
-    "output_uri": "outputUri",
-    "train_dataset": "supervisedTuningSpec.trainingDatasetUri",
-    "validation_dataset": "supervisedTuningSpec.validationDatasetUri",
+# What each method's spec is called on the wire, and where its training data is.
+SPECS = {
+    "supervised": ("supervisedTuningSpec", "trainingDatasetUri"),
+    "preference": ("preferenceOptimizationSpec", "trainingDatasetUri"),
+    "distillation": ("distillationSpec", "promptDatasetUri"),
 }
+METHOD_WORDS = {
+    "supervised": "supervised tuning (SUPERVISED_FINE_TUNING)",
+    "preference": "preference tuning (PREFERENCE_TUNING)",
+    "distillation": "distillation (DISTILLATION)",
+}
+# reinforcementTuningSpec: google-genai sends evaluate_interval and checkpoint_interval there for every method.
+INTERVALS = {"evaluateInterval": "eval_steps", "checkpointInterval": "save_steps"}
+
+
+def config_names(method: str) -> dict[str, str]:
+    """What a TuningJob of ``method`` calls the run configuration's fields (TuningConfig's errors name them so)."""
+    spec = SPECS[method][0]
+    hp = f"{spec}.hyperParameters"
+    return {
+        "learning_rate": f"{hp}.learningRate",
+        "learning_rate_multiplier": f"{hp}.learningRateMultiplier",
+        "adapter_size": f"{hp}.adapterSize",
+        "epochs": f"{hp}.epochCount",
+        "batch_size": f"{hp}.batchSize",
+        "beta": f"{hp}.beta",
+        "tuning_mode": f"{spec}.tuningMode",
+        "base_model": "baseModel",
+        "custom_base_model": "customBaseModel",
+        "output_uri": "outputUri",
+        "train_dataset": f"{spec}.{SPECS[method][1]}",
+        "validation_dataset": f"{spec}.validationDatasetUri",
+        "eval_steps": "reinforcementTuningSpec.hyperParameters.evaluateInterval",
+        "save_steps": "reinforcementTuningSpec.hyperParameters.checkpointInterval",
+    }
+
+
+def _set_fields(value: Any, path: str) -> list[str]:
+    """The JSON paths of every value set in ``value`` (a dumped wire object)."""
+    if isinstance(value, dict) and value:
+        return [p for key, v in value.items() for p in _set_fields(v, f"{path}.{key}")]
+    return [] if value in (None, {}, []) else [path]
+
+
+def tuning_method(job: TuningJob) -> str:
+    """supervised, preference or distillation: the one spec that names training data. A spec of another method
+    with values in it (google-genai sends every config field it is given) is refused, naming them."""
+    specs = {
+        "supervised": job.supervised_tuning_spec,
+        "preference": job.preference_optimization_spec,
+        "distillation": job.distillation_spec,
+    }
+    with_data = [
+        m
+        for m, spec in specs.items()
+        if spec is not None and (dump(spec).get(SPECS[m][1]) or dump(spec).get("trainingDatasetUri"))
+    ]
+    if not with_data:
+        raise InvalidArgument(
+            "no training data: give supervisedTuningSpec.trainingDatasetUri (supervised tuning), "
+            "preferenceOptimizationSpec.trainingDatasetUri (preference tuning) or distillationSpec.promptDatasetUri "
+            "(distillation), a gs:// JSONL file"
+        )
+    if len(with_data) > 1:
+        given = " and ".join(SPECS[m][0] for m in with_data)
+        raise InvalidArgument(f"a tuning job has one method; {given} both name training data. Keep one")
+    method = with_data[0]
+    for other, spec in specs.items():
+        stray = _set_fields(dump(spec), SPECS[other][0]) if other != method and spec is not None else []
+        if stray:
+            raise InvalidArgument(
+                f"{', '.join(stray)} apply to {METHOD_WORDS[other]}, and this job is {METHOD_WORDS[method]}; "
+                "remove them (or tune with that method)"
+            )
+    return method
+
+
+def intervals(job: TuningJob) -> dict[str, int]:
+    """eval_steps and save_steps from reinforcementTuningSpec.hyperParameters; any other reinforcement tuning field
+    is refused (tuneforge does not do reinforcement tuning)."""
+    spec = job.reinforcement_tuning_spec or {}
+    hp = spec.get("hyperParameters", spec.get("hyper_parameters")) or {}
+    other = [f"reinforcementTuningSpec.{k}" for k in spec if k not in ("hyperParameters", "hyper_parameters")]
+    other += [f"reinforcementTuningSpec.hyperParameters.{k}" for k in hp if k not in INTERVALS]
+    if other or not isinstance(hp, dict):
+        raise InvalidArgument(
+            f"reinforcement tuning is not supported by tuneforge ({', '.join(other) or 'reinforcementTuningSpec'}); "
+            "use supervised, preference or distillation tuning. Only hyperParameters.evaluateInterval and "
+            ".checkpointInterval are read from reinforcementTuningSpec"
+        )
+    out = {}
+    for key, name in INTERVALS.items():
+        if hp.get(key) is not None:
+            value = whole_number(hp[key])
+            if value is None or value < 1:
+                raise InvalidArgument(
+                    f"reinforcementTuningSpec.hyperParameters.{key} must be a positive whole number of steps "
+                    f"(got {hp[key]!r})"
+                )
+            out[name] = value
+    return out
+
+
+def _hyper_parameters(spec: SupervisedTuningSpec | PreferenceOptimizationSpec) -> dict[str, Any]:
+    """TuningConfig's fields from a spec's hyperParameters (the methods share their names)."""
+    hp = spec.hyper_parameters
+    if hp is None:
+        return {}
+    out: dict[str, Any] = dict(
+        epochs=hp.epoch_count,
+        learning_rate_multiplier=hp.learning_rate_multiplier,
+        adapter_size=hp.adapter_size.rank if hp.adapter_size else None,
+    )
+    if isinstance(hp, SupervisedHyperParameters):
+        out.update(learning_rate=hp.learning_rate, batch_size=hp.batch_size)
+    else:
+        out.update(beta=hp.beta)
+    return out
 
 
 def finish_cancelled(row: TuningJobRow, now: datetime) -> None:
@@ -93,49 +198,94 @@ class TuningJobService:
         self, project: str, job_id: str, job: TuningJob, catalog: Catalog
     ) -> tuple[TuningConfig, dict[str, Any]]:
         """(the run's config, the stored request echo) from a create request; every problem a 400 naming the field."""
-        spec = job.supervised_tuning_spec
-        if spec is None:
-            raise InvalidArgument('supervisedTuningSpec is required: {"trainingDatasetUri": "gs://…/train.jsonl"}')
-        base_model = job.base_model or (job.pre_tuned_model.base_model if job.pre_tuned_model else None)
-        if not base_model:
+        steps = intervals(job)  # first: a reinforcement tuning request is refused as what it is
+        method = tuning_method(job)
+        if method == "distillation":
             raise InvalidArgument(
-                "baseModel is required: a catalog model id such as meta/llama3_1@llama-3.1-8b or gemini-1.5-flash-002"
+                "distillationSpec through tuningJobs is not available yet; run distillation step by step as a "
+                "pipelineJob (the distillation pipeline template), which the Vertex SDK's distill_from starts"
             )
-        if not spec.training_dataset_uri:
-            raise InvalidArgument("supervisedTuningSpec.trainingDatasetUri is required (a gs:// JSONL file)")
+        spec_name = SPECS[method][0]
+        spec = job.supervised_tuning_spec if method == "supervised" else job.preference_optimization_spec
+        assert spec is not None  # tuning_method found its training data
+        if spec.evaluation_config:
+            raise InvalidArgument(
+                f"{spec_name}.evaluationConfig (Gen AI evaluation during tuning) is not supported by tuneforge; remove "
+                f"it. Validation loss and accuracy are computed from {spec_name}.validationDatasetUri"
+            )
+        base_model, custom_base = self._starting_point(project, job)
         display = job.tuned_model_display_name or f"tuned-{base_model.split('/')[-1]}-{job_id[-6:]}"
         if len(display) > 128:
             raise InvalidArgument(f"tunedModelDisplayName is {len(display)} characters; at most 128 are allowed")
         mode = self._mode(base_model, spec.tuning_mode, catalog)
         output_uri = job.output_uri or f"gs://tuneforge-{project}/tuningJobs/{job_id}"
+        train_uri = dump(spec)[SPECS[method][1]]
         uris = {
-            "supervisedTuningSpec.trainingDatasetUri": spec.training_dataset_uri,
+            f"{spec_name}.{SPECS[method][1]}": train_uri,
             "outputUri": output_uri,
-            "supervisedTuningSpec.validationDatasetUri": spec.validation_dataset_uri,
+            f"{spec_name}.validationDatasetUri": spec.validation_dataset_uri,
             "customBaseModel": job.custom_base_model,
         }
         for field, uri in uris.items():
             if uri:
                 storage.check_client_uri(uri, field, self.settings)
-        hp = spec.hyper_parameters or SupervisedHyperParameters()
         config = TuningConfig.build(
-            CONFIG_NAMES,
+            config_names(method),
+            method=method,
             base_model=base_model,
-            custom_base_model=job.custom_base_model or None,
+            custom_base_model=custom_base,
             tuning_mode=mode,
-            train_dataset=spec.training_dataset_uri,
+            train_dataset=train_uri,
             validation_dataset=spec.validation_dataset_uri or None,
             output_uri=output_uri,
-            epochs=hp.epoch_count,
-            learning_rate=hp.learning_rate,
-            learning_rate_multiplier=hp.learning_rate_multiplier,
-            adapter_size=hp.adapter_size.rank if hp.adapter_size else None,
-            batch_size=hp.batch_size,
             dev=self.settings.dev,
+            **_hyper_parameters(spec),
+            **steps,
         )
         resource = job.model_copy(update=dict.fromkeys(OUTPUT_ONLY))
         resource.tuned_model_display_name, resource.output_uri = display, output_uri
         return config, dump(resource)
+
+    def _starting_point(self, project: str, job: TuningJob) -> tuple[str, str | None]:
+        """(base model id, custom base folder): baseModel and customBaseModel, or a tuned model's output
+        (preTunedModel: continued tuning; its base model is the tuned model's)."""
+        pre = job.pre_tuned_model
+        if pre is None or not pre.tuned_model_name:
+            base_model = job.base_model or (pre.base_model if pre else None)
+            if not base_model:
+                raise InvalidArgument(
+                    "baseModel is required: a catalog model id such as meta/llama3_1@llama-3.1-8b or gemini-2.5-flash "
+                    "(or preTunedModel.tunedModelName to continue tuning a tuned model)"
+                )
+            return base_model, job.custom_base_model or None
+        if job.custom_base_model:
+            raise InvalidArgument("give preTunedModel or customBaseModel, not both: each names the starting weights")
+        parsed = names.parse(pre.tuned_model_name, ("models",))
+        if parsed is None or parsed.project != project:
+            raise InvalidArgument(
+                f"preTunedModel.tunedModelName must be a model of this project: projects/{project}/locations/"
+                f"LOCATION/models/ID (got {pre.tuned_model_name!r})"
+            )
+        row = get_scoped(self.store, ModelRow, parsed.id, parsed.project, parsed.location, "Model", "models")
+        checkpoints = self._checkpoint_ids(row)
+        if pre.checkpoint_id and pre.checkpoint_id not in checkpoints:
+            raise InvalidArgument(
+                f"preTunedModel.checkpointId {pre.checkpoint_id!r} is not a checkpoint of {pre.tuned_model_name}; it "
+                f"has {', '.join(checkpoints)} (leave it out for the final model)"
+            )
+        if job.base_model and job.base_model != row.base_model:
+            raise InvalidArgument(
+                f"baseModel {job.base_model!r} differs from the base model of {pre.tuned_model_name} "
+                f"({row.base_model!r}); leave baseModel out when continuing from a tuned model"
+            )
+        return row.base_model, row.artifact_uri
+
+    def _checkpoint_ids(self, row: ModelRow) -> list[str]:
+        """The checkpoint ids a tuned model's job lists (the exported final model: one)."""
+        with self.store.session() as s:
+            job = s.get(TuningJobRow, row.job_id) if row.job_id else None
+            tuned = (job.tuned_model or {}) if job is not None else {}
+        return [str(c["checkpointId"]) for c in tuned.get("checkpoints", [])] or ["1"]
 
     @staticmethod
     def _mode(base_model: str, requested: WireTuningMode | None, catalog: Catalog) -> TuningMode:

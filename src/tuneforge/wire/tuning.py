@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
@@ -111,12 +111,79 @@ class SupervisedHyperParameters(WireModel):
     batch_size: Count | None = Field(default=None, description="Examples per optimizer step.")
 
 
+EVALUATION_CONFIG = Field(
+    default=None,
+    description="Gen AI evaluation during tuning: not supported (a 400 says so); validation metrics come from "
+    "validationDatasetUri.",
+)
+EXPORT_LAST = Field(default=None, description="Recorded; the final model is the one checkpoint exported.")
+
+
 class SupervisedTuningSpec(WireModel):
     WIRE_NAME = "SupervisedTuningSpec"
     training_dataset_uri: String | None = Field(default=None, description="gs:// JSONL file (required).")
     validation_dataset_uri: String | None = None
     hyper_parameters: SupervisedHyperParameters | None = None
     tuning_mode: TuningModeField | None = None
+    export_last_checkpoint_only: bool | None = EXPORT_LAST
+    evaluation_config: dict[str, Any] | None = EVALUATION_CONFIG
+
+
+class PreferenceOptimizationHyperParameters(WireModel):
+    WIRE_NAME = "PreferenceOptimizationHyperParameters"
+    epoch_count: Count | None = Field(default=None, description="Passes over the training data.")
+    learning_rate_multiplier: PositiveNumber | None = Field(
+        default=None, description="Multiplies the model's recommended preference-tuning learning rate."
+    )
+    adapter_size: AdapterSizeField | None = Field(default=None, description="LoRA rank (PEFT_ADAPTER only).")
+    beta: PositiveNumber | None = Field(default=None, description="DPO's beta (default 0.1).")
+
+
+class PreferenceOptimizationSpec(WireModel):
+    """Preference tuning (DPO): lines with contents ending with a user turn and two scored completions."""
+
+    WIRE_NAME = "PreferenceOptimizationSpec"
+    training_dataset_uri: String | None = Field(default=None, description="gs:// JSONL file (required).")
+    validation_dataset_uri: String | None = None
+    hyper_parameters: PreferenceOptimizationHyperParameters | None = None
+    tuning_mode: TuningModeField | None = Field(
+        default=None, description="A tuneforge extension for open models: FULL or PEFT_ADAPTER (default: adapters)."
+    )
+    export_last_checkpoint_only: bool | None = EXPORT_LAST
+    evaluation_config: dict[str, Any] | None = EVALUATION_CONFIG
+
+
+class DistillationHyperParameters(WireModel):
+    WIRE_NAME = "DistillationHyperParameters"
+    epoch_count: Count | None = None
+    learning_rate_multiplier: PositiveNumber | None = None
+    adapter_size: AdapterSizeField | None = None
+    batch_size: Count | None = None
+    learning_rate: PositiveNumber | None = None
+    sft_loss_weight_multiplier: PositiveNumber | None = Field(
+        default=None,
+        description="Weight of the student's loss on the teacher's rationales against its loss on the labels "
+        "(distillation step by step's lambda; default 1).",
+    )
+
+
+class DistillationSpec(WireModel):
+    """Distillation: a teacher labels (and explains) the prompts; the student learns from them."""
+
+    WIRE_NAME = "DistillationSpec"
+    base_teacher_model: String | None = Field(default=None, description="Catalog id of the teacher.")
+    tuned_teacher_model_source: String | None = Field(
+        default=None, description="A tuned model as teacher: projects/…/models/ID."
+    )
+    training_dataset_uri: String | None = Field(default=None, description="Labelled examples (gs:// JSONL).")
+    prompt_dataset_uri: String | None = Field(default=None, description="Unlabelled prompts the teacher labels.")
+    validation_dataset_uri: String | None = None
+    hyper_parameters: DistillationHyperParameters | None = None
+    student_model: String | None = Field(default=None, description="The student (default: baseModel).")
+    pipeline_root_directory: String | None = None
+    tuning_mode: TuningModeField | None = None
+    export_last_checkpoint_only: bool | None = EXPORT_LAST
+    evaluation_config: dict[str, Any] | None = EVALUATION_CONFIG
 
 
 class EncryptionSpec(WireModel):
@@ -182,9 +249,48 @@ class SupervisedTuningDataStats(WireModel):
     dropped_example_reasons: list[str] = []
 
 
+class Distribution(WireModel):
+    WIRE_NAME = "DatasetDistribution"
+    sum: float
+    min: float
+    max: float
+    mean: float
+    median: float
+    p5: float
+    p95: float
+    buckets: list[DatasetBucket] = []
+
+
+class PreferenceCompletion(WireModel):
+    WIRE_NAME = "GeminiPreferenceExample.Completion"
+    completion: Content
+    score: float
+
+
+class PreferenceExample(WireModel):
+    WIRE_NAME = "GeminiPreferenceExample"
+    contents: list[Content] = []
+    completions: list[PreferenceCompletion] = []
+
+
+class PreferenceOptimizationDataStats(WireModel):
+    WIRE_NAME = "PreferenceOptimizationDataStats"
+    tuning_dataset_example_count: Int64
+    total_billable_token_count: Int64
+    tuning_step_count: Int64
+    user_input_token_distribution: Distribution
+    user_output_token_distribution: Distribution
+    scores_distribution: Distribution
+    score_variance_per_example_distribution: Distribution
+    user_dataset_examples: list[PreferenceExample] = []
+    dropped_example_indices: list[Int64] = []
+    dropped_example_reasons: list[str] = []
+
+
 class TuningDataStats(WireModel):
     WIRE_NAME = "TuningDataStats"
     supervised_tuning_data_stats: SupervisedTuningDataStats | None = None
+    preference_optimization_data_stats: PreferenceOptimizationDataStats | None = None
 
 
 class TuningJob(WireModel):
@@ -195,8 +301,17 @@ class TuningJob(WireModel):
     base_model: String | None = Field(
         default=None, description="Catalog id (meta/llama3_1@llama-3.1-8b, gemini-2.0-flash-001, …)."
     )
-    pre_tuned_model: PreTunedModel | None = None
+    pre_tuned_model: PreTunedModel | None = Field(
+        default=None, description="Continue tuning a tuned model (projects/…/models/ID) from one of its checkpoints."
+    )
     supervised_tuning_spec: SupervisedTuningSpec | None = None
+    preference_optimization_spec: PreferenceOptimizationSpec | None = None
+    distillation_spec: DistillationSpec | None = None
+    reinforcement_tuning_spec: dict[str, Any] | None = Field(
+        default=None,
+        description="Only hyperParameters.evaluateInterval and .checkpointInterval (google-genai sends them here for "
+        "every method) are taken; reinforcement tuning itself is not supported (a 400 says so).",
+    )
     tuned_model_display_name: String | None = None
     description: String | None = None
     custom_base_model: String | None = Field(

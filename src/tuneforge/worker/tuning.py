@@ -3,6 +3,7 @@ register (and auto-deploy) the tuned model."""
 
 from __future__ import annotations
 
+import math
 import traceback
 from typing import Any
 
@@ -116,16 +117,16 @@ def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig,
             source_job=job_id,
             tuning_job_id=job_id,
         )
-        steps_per_epoch = result.resolved.steps_per_epoch
-        tuned: dict[str, Any] = {
-            "model": model_name(model) + "@1",
-            "checkpoints": [
-                {"checkpointId": str(i + 1), "epoch": str(i + 1), "step": str((i + 1) * steps_per_epoch)}
-                for i in range(max(1, result.steps // max(1, steps_per_epoch)))
-            ],
+        # The exported model is the run's one checkpoint: the last step's, or the best-evaluated one's.
+        step = result.final_step or result.steps
+        checkpoint: dict[str, Any] = {
+            "checkpointId": "1",
+            "epoch": str(max(1, math.ceil(step / max(1, result.resolved.steps_per_epoch)))),
+            "step": str(step),
         }
+        tuned: dict[str, Any] = {"model": model_name(model) + "@1", "checkpoints": [checkpoint]}
         if deploy:
-            tuned["endpoint"] = auto_deploy(s, model, display)
+            tuned["endpoint"] = checkpoint["endpoint"] = auto_deploy(s, model, display)
         row.tuned_model = tuned
         row.data_stats = {result.stats_key: result.data_stats}
         row.state, row.end_time, row.update_time = states.SUCCEEDED, now, now
