@@ -7,8 +7,9 @@ Before it calls tuneforge, ``PipelineJob`` (behind ``tune_model`` and ``distill_
    template: the pipeline's name, schema version 2.1.0 and the names of its parameters, which is all the SDK reads.
    tuneforge identifies the pipeline by ``templateUri``, never by the template the client sends.
 2. It probes the output bucket with google-cloud-storage (``storage.googleapis.com``). With ``server`` given,
-   :func:`install` points ``STORAGE_EMULATOR_HOST`` at tuneforge, which answers the probe with a 404 (the SDK logs and
-   ignores it; a 200 would send it on to Cloud Resource Manager).
+   :func:`install` points ``STORAGE_EMULATOR_HOST`` at tuneforge, which answers the probe with a 404 and the bucket
+   creation with a 403 (a 200 would send the SDK on to Cloud Resource Manager). The SDK ignores the failure but logs
+   it with a traceback; :func:`install` turns that record into one line saying why nothing needs creating.
 
 Without tuneforge installed on the client, the same is a few lines of standard library (README, "Code models and
 distillation"): map ``*-kfp.pkg.dev`` URLs to ``{server}/tuneforge/pipeline-templates/<path>`` in a urllib handler.
@@ -17,6 +18,7 @@ distillation"): map ``*-kfp.pkg.dev`` URLs to ``{server}/tuneforge/pipeline-temp
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import urllib.error
@@ -26,7 +28,7 @@ from email.message import Message
 
 from tuneforge.control.pipeline_templates import TEMPLATES, stand_in_template, template_yaml
 
-__all__ = ["TemplateHandler", "install", "stand_in_template", "template_yaml"]
+__all__ = ["BucketProbeFilter", "TemplateHandler", "install", "stand_in_template", "template_yaml"]
 
 KFP_URL = re.compile(r"^https://[a-z0-9-]+-kfp\.pkg\.dev/")
 
@@ -51,9 +53,30 @@ class TemplateHandler(urllib.request.BaseHandler):
         return response
 
 
+class BucketProbeFilter(logging.Filter):
+    """The SDK's "Error when trying to get or create a GCS bucket" record, without its traceback: tuneforge maps
+    gs:// buckets to folders of its bucket root, so there is nothing to create."""
+
+    PROBE = "get or create a GCS bucket for the pipeline output artifacts"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.PROBE in record.getMessage():
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "tuneforge: gs:// buckets are folders of the server's bucket root; no bucket to create",
+                (),
+                None,
+                None,
+            )
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def install(server: str | None = None) -> None:
     """Answer template downloads locally and, with ``server`` (e.g. ``http://127.0.0.1:8080``), send the SDK's
     bucket probe to tuneforge instead of storage.googleapis.com. Call once before ``tune_model``/``distill_from``."""
     urllib.request.install_opener(urllib.request.build_opener(TemplateHandler()))
     if server:
         os.environ["STORAGE_EMULATOR_HOST"] = server.rstrip("/")
+        probe_logger = logging.getLogger("google.cloud.aiplatform.pipeline_jobs")
+        if not any(isinstance(f, BucketProbeFilter) for f in probe_logger.filters):
+            probe_logger.addFilter(BucketProbeFilter())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -199,3 +200,37 @@ def test_sdk_support_publisher_models_templates_and_bucket_probe(shared_server):
         # the SDK's bucket probe must get a 4xx, never a 200 (contract §1)
         assert c.get("/storage/v1/b/my-bucket", params={"fields": "name"}).status_code == 404
         assert c.post("/storage/v1/b", params={"project": "p"}, json={"name": "x"}).status_code == 403
+
+
+def test_the_readme_pipeline_snippet_goes_on_past_the_bucket_probe_without_a_traceback(tmp_path):
+    """The SDK probes the pipeline bucket (GET 404, POST 403: contract §1) and logs the failure with a traceback;
+    vertex_offline.install turns that into one line. The README's snippet, run as a user would, in a subprocess."""
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import examples_dir, start_server
+
+    home = tmp_path / "home"
+    (home / "buckets" / "my-bucket").mkdir(parents=True)
+    shutil.copy(examples_dir() / "code_generation.jsonl", home / "buckets" / "my-bucket" / "code.jsonl")
+    server = start_server(home, f"sqlite:///{home / 'tuneforge.db'}", args=("--workers", "0"))
+    script = f"""
+import vertexai, google.auth.credentials
+from tuneforge import vertex_offline
+vertex_offline.install("{server.url}")
+vertexai.init(project="my-project", location="us-central1", api_endpoint="{server.url}", api_transport="rest",
+              credentials=google.auth.credentials.AnonymousCredentials())
+from vertexai.language_models import CodeGenerationModel
+job = CodeGenerationModel.from_pretrained("code-bison@002").tune_model(
+    training_data="gs://my-bucket/code.jsonl", train_steps=2, tuning_job_location="us-central1",
+    tuned_model_location="us-central1", accelerator_type="GPU")
+print("SUBMITTED", job._job.resource_name)
+"""
+    try:
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "SUBMITTED projects/my-project/locations/us-central1/pipelineJobs/" in text, text
+    assert "Traceback" not in text and "403" not in text, text
+    assert "no bucket to create" in text

@@ -140,7 +140,11 @@ def intervals(job: TuningJob) -> dict[str, int]:
     spec = job.reinforcement_tuning_spec or {}
     hp = spec.get("hyperParameters", spec.get("hyper_parameters")) or {}
     other = [f"reinforcementTuningSpec.{k}" for k in spec if k not in ("hyperParameters", "hyper_parameters")]
-    other += [f"reinforcementTuningSpec.hyperParameters.{k}" for k in hp if k not in INTERVALS]
+    other += (
+        [f"reinforcementTuningSpec.hyperParameters.{k}" for k in hp if k not in INTERVALS]
+        if isinstance(hp, dict)
+        else []
+    )
     if other or not isinstance(hp, dict):
         raise InvalidArgument(
             f"reinforcement tuning is not supported by tuneforge ({', '.join(other) or 'reinforcementTuningSpec'}); "

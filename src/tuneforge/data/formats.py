@@ -437,6 +437,19 @@ _PARSERS = {
 }
 
 
+def alternates(ctx: _Line, turns: list[tuple[Message, str]], reply: str = "assistant") -> bool:
+    """The first turn is the user's and turns alternate (``reply``: what the message calls the other side); a
+    broken rule is reported and False returned."""
+    if turns[0][0].role != "user":
+        ctx.error("the first turn must be from the user; add the user's message before it", turns[0][1])
+        return False
+    for (prev, _), (m, path) in itertools.pairwise(turns):
+        if m.role == prev.role:
+            ctx.error(f"two {m.role} turns in a row; turns must alternate user and {reply} (merge them)", path)
+            return False
+    return True
+
+
 def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list[Message] | None:
     """Conversation-level rules (SPEC §8 D4): one leading system turn, alternating turns, an assistant target."""
     for i, (m, path) in enumerate(items):
@@ -448,13 +461,8 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     if not any(m.role == "assistant" for m, _ in turns):
         ctx.error("no assistant message, so there is no target to train on; add the expected assistant reply", key)
         return None
-    if turns[0][0].role != "user":
-        ctx.error("the first turn must be from the user; add the user's message before it", turns[0][1])
+    if not alternates(ctx, turns):
         return None
-    for (prev, _), (m, path) in itertools.pairwise(turns):
-        if m.role == prev.role:
-            ctx.error(f"two {m.role} turns in a row; turns must alternate user and assistant (merge them)", path)
-            return None
     for m, path in turns:
         if m.role == "assistant" and not m.text.strip() and not m.images:
             ctx.error(

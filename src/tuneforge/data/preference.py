@@ -15,13 +15,12 @@ end-of-turn token); the prompt, earlier model turns included, is never trained. 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.data.conversation import Conversation, Message, TextPart
-from tuneforge.data.formats import _gc_parts, _Line, _parse_generate_content, json_objects
+from tuneforge.data.formats import _gc_parts, _Line, _parse_generate_content, alternates, json_objects
 from tuneforge.data.report import Report
 from tuneforge.data.tokenize import IGNORE_INDEX, ChatEncoder, Encoded
 from tuneforge.data.validate import Limits, read_lines
@@ -156,13 +155,8 @@ def _prompt(ctx: _Line, obj: dict) -> list[Message] | None:
     if not turns:
         ctx.error("empty; give the prompt as at least one user turn", "contents")
         return None
-    if turns[0][0].role != "user":
-        ctx.error("the first turn must be from the user; add the user's message before it", turns[0][1])
+    if not alternates(ctx, turns, reply="model"):
         return None
-    for (prev, _), (m, path) in itertools.pairwise(turns):
-        if m.role == prev.role:
-            ctx.error(f"two {m.role} turns in a row; turns must alternate user and model (merge them)", path)
-            return None
     if turns[-1][0].role != "user":
         ctx.error(
             "contents must end with a user turn (the message the completions answer); move the last model turn into "

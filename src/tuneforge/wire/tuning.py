@@ -220,10 +220,11 @@ class DatasetBucket(WireModel):
     right: float
 
 
-class DatasetDistribution(WireModel):
-    WIRE_NAME = "SupervisedTuningDatasetDistribution"
-    sum: Int64
-    billable_sum: Int64
+class Distribution(WireModel):
+    """DatasetDistribution: a per-example figure's sum and spread."""
+
+    WIRE_NAME = "DatasetDistribution"
+    sum: float
     min: float
     max: float
     mean: float
@@ -231,6 +232,14 @@ class DatasetDistribution(WireModel):
     p5: float
     p95: float
     buckets: list[DatasetBucket] = []
+
+
+class DatasetDistribution(Distribution):
+    """SupervisedTuningDatasetDistribution: the same, with int64 sums and the billable sum."""
+
+    WIRE_NAME = "SupervisedTuningDatasetDistribution"
+    sum: Int64
+    billable_sum: Int64
 
 
 class SupervisedTuningDataStats(WireModel):
@@ -247,18 +256,6 @@ class SupervisedTuningDataStats(WireModel):
     total_truncated_example_count: Int64
     truncated_example_indices: list[Int64] = []
     dropped_example_reasons: list[str] = []
-
-
-class Distribution(WireModel):
-    WIRE_NAME = "DatasetDistribution"
-    sum: float
-    min: float
-    max: float
-    mean: float
-    median: float
-    p5: float
-    p95: float
-    buckets: list[DatasetBucket] = []
 
 
 class PreferenceCompletion(WireModel):

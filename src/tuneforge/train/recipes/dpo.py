@@ -33,7 +33,7 @@ from tuneforge.data.preference import EncodedPair, PreparedPreferences
 from tuneforge.data.stats import preference_data_stats
 from tuneforge.errors import InvalidArgument
 from tuneforge.settings import Settings, get_settings
-from tuneforge.train.artifacts import CONFIG, RunLayout, write_json
+from tuneforge.train.artifacts import RunLayout
 from tuneforge.train.callbacks import Callbacks
 from tuneforge.train.checkpoint import TrainerState, latest_checkpoint, load_checkpoint
 from tuneforge.train.config import ResolvedRun, TuningConfig
@@ -64,10 +64,12 @@ from tuneforge.train.recipes.sft import (
     setup_model,
     setup_world,
     train_loop,
+    write_run_files,
 )
 from tuneforge.train.schedule import lr_factor
 
 REFERENCE_LOGPS = "reference_logps.safetensors"
+STATS_KEY = "preferenceOptimizationDataStats"
 
 
 def run_dpo(
@@ -99,21 +101,9 @@ def run_dpo(
     stats = preference_data_stats(
         train_set.examples, train_set.pairs, epochs=plan.epochs_effective, steps=plan.total_steps
     )
-    write_json(layout.root / CONFIG, record)
-    write_json(layout.data_stats, {"preferenceOptimizationDataStats": stats})
-    write_json(layout.validation_report, data.report.to_json())
+    write_run_files(layout, record, data, STATS_KEY, stats)
     run = build(config, data, plan, layout, world, device, dtype, cb)  # 3
-    result = RunResult(
-        output_dir=layout.root,
-        final_dir=None,
-        steps=run.state.step,
-        total_steps=plan.total_steps,
-        resumed_from=run.state.step,
-        data_stats=stats,
-        stats_key="preferenceOptimizationDataStats",
-        resolved=plan,
-        record=record,
-    )
+    result = RunResult.starting(run, record, STATS_KEY, stats)
     train_loop(run, result, settings, cb, should_stop, lambda: _optimizer_step(run), _evaluate)  # 4
     if not result.cancelled:
         result.final_dir = export(run, result, record, cb)  # 5

@@ -112,6 +112,21 @@ class RunResult:
     data_stats: dict = field(default_factory=dict)
     stats_key: str = "supervisedTuningDataStats"  # where data_stats go in TuningDataStats
 
+    @classmethod
+    def starting(cls, run, record: dict, stats_key: str, data_stats: dict) -> RunResult:
+        """The result of a run about to train (``run``: what a recipe's ``build`` returned)."""
+        return cls(
+            output_dir=run.layout.root,
+            final_dir=None,
+            steps=run.state.step,
+            total_steps=run.plan.total_steps,
+            resumed_from=run.state.step,
+            data_stats=data_stats,
+            stats_key=stats_key,
+            resolved=run.plan,
+            record=record,
+        )
+
 
 # --- the recipe --------------------------------------------------------------------------------------------------
 
@@ -146,20 +161,9 @@ def run_sft(
         dropped=data.train.dropped,
     )
     if world.main:
-        write_json(layout.root / CONFIG, record)
-        write_json(layout.data_stats, {"supervisedTuningDataStats": data_stats})
-        write_json(layout.validation_report, data.report.to_json())
+        write_run_files(layout, record, data, "supervisedTuningDataStats", data_stats)
     run = build(config, data, plan, layout, world, device, dtype, cb)  # 4
-    result = RunResult(
-        output_dir=layout.root,
-        final_dir=None,
-        steps=run.state.step,
-        total_steps=plan.total_steps,
-        resumed_from=run.state.step,
-        data_stats=data_stats,
-        resolved=plan,
-        record=record,
-    )
+    result = RunResult.starting(run, record, "supervisedTuningDataStats", data_stats)
     train(run, result, settings, cb, should_stop)  # 5
     if not result.cancelled:
         result.final_dir = export(run, result, record, cb)  # 6
@@ -262,6 +266,13 @@ def run_record(config: TuningConfig, data: Preflight, plan: ResolvedRun) -> dict
             "task_prefixes": [PREDICT_PREFIX, EXPLAIN_PREFIX] if distill else [],
         },
     }
+
+
+def write_run_files(layout: RunLayout, record: dict, data: Preflight, stats_key: str, data_stats: dict) -> None:
+    """What a run writes before it trains: its record, its data stats and its datasets' validation report."""
+    write_json(layout.root / CONFIG, record)
+    write_json(layout.data_stats, {stats_key: data_stats})
+    write_json(layout.validation_report, data.report.to_json())
 
 
 # --- 4: model, optimizer, batches, resume ------------------------------------------------------------------------
