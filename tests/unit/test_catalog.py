@@ -174,3 +174,44 @@ def test_architecture_must_match(settings, tiny_dir):
     check_architecture(tiny_dir("tiny-llama"), resolved)
     with pytest.raises(InvalidArgument, match="architecture must match"):
         check_architecture(tiny_dir("tiny-qwen3"), resolved)
+
+
+def test_a_stand_in_is_built_with_its_shipped_pretraining_when_there_is_one(tmp_path, monkeypatch):
+    """catalog/stand_ins/<name>.safetensors (made by `python -m tuneforge.train.stand_ins`) replaces the random init;
+    a file of another shape is refused."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tuneforge.catalog import tiny
+
+    random_init = build_tiny_model("tiny-qwen3", tmp_path / "random", pretrained=False)
+    weights = load_file(str(random_init / "model.safetensors"))
+    shipped = {k: v + 0.5 for k, v in weights.items()}  # any other weights of the same shapes
+    monkeypatch.setattr(tiny, "STAND_IN_DIR", tmp_path / "stand_ins")
+    (tmp_path / "stand_ins").mkdir()
+    save_file(shipped, str(tmp_path / "stand_ins" / "tiny-qwen3.safetensors"))
+    built = load_file(str(build_tiny_model("tiny-qwen3", tmp_path / "pretrained") / "model.safetensors"))
+    assert all(torch.equal(built[k], shipped[k]) for k in shipped)
+    assert "pre-trained" in json.loads((tmp_path / "pretrained" / "tuneforge_tiny.json").read_text())["note"]
+    save_file({"model.embed_tokens.weight": torch.zeros(3, 3)}, str(tmp_path / "stand_ins" / "tiny-llama.safetensors"))
+    with pytest.raises(Exception, match="size mismatch|does not fit"):
+        build_tiny_model("tiny-llama", tmp_path / "bad")
+
+
+def test_the_pretraining_corpus_is_seeded_and_its_answers_follow_their_instructions():
+    from tuneforge.train.stand_ins import corpus
+
+    lines = corpus(200)
+    assert lines == corpus(200) and lines != corpus(200, seed=1)
+    with_system = [line for line in lines if line["messages"][0]["role"] == "system"]
+    assert 0.4 < len(with_system) / len(lines) < 0.95
+    capitals = [
+        m for line in lines for i, m in enumerate(line["messages"])
+        if m["role"] == "user" and line["messages"][i - 1]["content"] == "Write it in capitals."
+    ]  # fmt: skip
+    assert capitals
+    for line in lines:
+        msgs = line["messages"]
+        for i, m in enumerate(msgs):
+            if m["role"] == "user" and i > 0 and msgs[i - 1]["content"] == "Write it in capitals.":
+                assert msgs[i + 1]["content"] == m["content"].upper()

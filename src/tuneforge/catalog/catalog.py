@@ -254,7 +254,7 @@ class Catalog:
             update={"modes": modes, "modalities": original.modalities if original else tiny.modalities}
         )
         what = "closed model id" if closed else "model without configured weights"
-        note = f"dev mode: {model_id} ({what}) runs on the tiny random-init stand-in {tiny.id}"
+        note = f"dev mode: {model_id} ({what}) runs on the tiny stand-in {tiny.id}"
         return ResolvedModel(
             requested_id=model_id, entry=entry, family=family, weights=tiny.weights or "", stand_in=True, note=note
         )

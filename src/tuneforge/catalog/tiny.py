@@ -1,9 +1,11 @@
-"""Tiny random-init models of the seed families, with byte-level tokenizers built locally.
+"""Tiny models of the seed families, with byte-level tokenizers built locally.
 
-Nothing is downloaded: each tiny model is built from a config with a fixed seed, saved once under
-``<home>/models/<name>`` in Hugging Face format, and from then on loaded like any local weights. The tokenizers map
-every UTF-8 byte to one token (so any text round-trips) plus the family's special tokens, and carry a chat template
-that renders the same turn markers as the real family's template.
+Nothing is downloaded: each tiny model is built from a config, saved once under ``<home>/models/<name>`` in Hugging
+Face format, and from then on loaded like any local weights. Its weights are the short pre-training shipped in
+``stand_ins/<name>.safetensors`` (made by ``python -m tuneforge.train.stand_ins``: generic synthetic chat, so a
+stand-in reads a chat as a real base does); without that file, or with ``pretrained=False``, a fixed-seed random
+init. The tokenizers map every UTF-8 byte to one token (so any text round-trips) plus the family's special tokens,
+and carry a chat template that renders the same turn markers as the real family's template.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TINY_SEED = 1234
+STAND_IN_DIR = Path(__file__).with_name("stand_ins")
 
 # Chat templates (Jinja, as in tokenizer_config / chat_template.jinja). Each mirrors its family's real markers.
 LLAMA3_TEMPLATE = (
@@ -131,8 +134,25 @@ def build_tokenizer(spec: TinySpec):
     )
 
 
-def build_tiny_model(name: str, dest: Path) -> Path:
-    """Build tiny model ``name`` into ``dest`` (atomically: a half-built folder is never left behind)."""
+def stand_in_weights(name: str) -> Path | None:
+    """The shipped pre-trained weights of tiny model ``name``, if any."""
+    path = STAND_IN_DIR / f"{name}.safetensors"
+    return path if path.exists() else None
+
+
+def _load_pretrained(model, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    if unexpected or set(missing) - tied:
+        raise ValueError(f"{path} does not fit {model.config.model_type}: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+
+
+def build_tiny_model(name: str, dest: Path, *, pretrained: bool = True) -> Path:
+    """Build tiny model ``name`` into ``dest`` (atomically: a half-built folder is never left behind), with its
+    shipped pre-training unless ``pretrained`` is False."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -153,6 +173,9 @@ def build_tiny_model(name: str, dest: Path) -> Path:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     finally:
         torch.random.set_rng_state(state)
+    weights = stand_in_weights(name) if pretrained else None
+    if weights is not None:
+        _load_pretrained(model, weights)
     model.generation_config = GenerationConfig(**token_ids, do_sample=False)
 
     dest = Path(dest)
@@ -161,9 +184,12 @@ def build_tiny_model(name: str, dest: Path) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "tuneforge_tiny.json").write_text(
-            json.dumps({"name": name, "seed": TINY_SEED, "note": "random init; for tests and demos"}, indent=2)
+        note = (
+            f"pre-trained on generic synthetic chat ({weights.name}); for tests and demos"
+            if weights is not None
+            else "random init; for tests and demos"
         )
+        (tmp / "tuneforge_tiny.json").write_text(json.dumps({"name": name, "seed": TINY_SEED, "note": note}, indent=2))
         try:
             os.rename(tmp, dest)
         except OSError:

@@ -1,0 +1,42 @@
+"""Do the tiny stand-ins learn ordinary chat data? Held-out exact match on a letter-mapping chat task whose every line
+carries a system message, each family in each mode, with the catalog's defaults (docs/quality.md, "Stand-ins").
+
+.venv/bin/python bench/stand_in_quality.py [--models tiny-gemma3 ...] [--modes PEFT_ADAPTER ...] [--lines 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import transformers
+
+from tuneforge.catalog.tiny import TINY_SPECS, stand_in_weights
+from tuneforge.train.stand_ins import chat_quality
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="+", default=sorted(TINY_SPECS))
+    p.add_argument("--modes", nargs="+", default=["FULL", "PEFT_ADAPTER"])
+    p.add_argument("--lines", type=int, default=2000)
+    args = p.parse_args()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    os.environ.setdefault("TUNEFORGE_HOME", tempfile.mkdtemp())
+    root = Path(tempfile.mkdtemp())
+    rows = [
+        {**chat_quality(root / f"{m}-{mode}", m, mode, n_train=args.lines), "pretrained": bool(stand_in_weights(m))}
+        for m in args.models
+        for mode in args.modes
+    ]
+    env = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__}
+    print(json.dumps({"env": env, "results": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
