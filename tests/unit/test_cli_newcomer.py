@@ -302,3 +302,10 @@ def test_a_404_names_the_project_it_looked_in(monkeypatch):
     assert out.exit_code == 1
     assert "looked in project from-the-setting, location us-central1" in out.output
     assert "pass --project/--location (or set TUNEFORGE_PROJECT/TUNEFORGE_LOCATION)" in out.output
+
+
+def test_preference_tuning_on_a_server_refuses_options_its_job_has_no_field_for():
+    args = ["tune", "--server", "http://127.0.0.1:9", "--model", "tiny-llama", "--method", "preference"]
+    out = runner.invoke(app, [*args, "--train", "gs://b/p.jsonl", "-o", "gs://b/o", "--batch-size", "8"])
+    assert out.exit_code == 1
+    assert "--batch-size: a server's preference tuning job takes --epochs" in " ".join(out.output.split())

@@ -77,6 +77,7 @@ def tune(
     """Run a tuning run here (or on a server with --server), with a progress bar."""
     config = {k: v for k, v in config.items() if v is not None}
     if server:
+        _refuse_what_a_server_job_cannot_take(config)
         _tune_on_server(client(server, project, location, api_key), config)
         return
     quiet_libraries()
@@ -90,6 +91,20 @@ def tune(
 tune = config_options(
     TuningConfig, TUNE_NAMES, skip={"rationale_weight"}, tuning_mode=_mode_option("lora (PEFT_ADAPTER) or full (FULL).")
 )(tune)
+
+
+def _refuse_what_a_server_job_cannot_take(config: dict[str, Any]) -> None:
+    """A server's preference tuning job (preferenceOptimizationSpec) has no learning rate or batch size."""
+    if config.get("method") != "preference":
+        return
+    given = [
+        flag for flag, key in (("--learning-rate", "learning_rate"), ("--batch-size", "batch_size")) if key in config
+    ]
+    if given:
+        fail(
+            f"{' and '.join(given)}: a server's preference tuning job takes --epochs, --learning-rate-multiplier, "
+            "--adapter-size and --beta; drop them, or run here (without --server)"
+        )
 
 
 def _resume_command() -> str:
