@@ -7,15 +7,8 @@ and after, FULL and LoRA, with the catalog's default learning rates and beta (th
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import tempfile
-from pathlib import Path
 
-import torch
-import transformers
-
+from cpu_quality import report, scratch
 from tuneforge.train.preference_task import held_out_preference
 
 
@@ -24,20 +17,10 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=1000)
     p.add_argument("--epochs", type=float, default=1)
     args = p.parse_args()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    os.environ.setdefault("TUNEFORGE_HOME", tempfile.mkdtemp())
-    root = Path(tempfile.mkdtemp())
-    rows = [
-        held_out_preference(root, mode, n_pairs=args.pairs, epochs=args.epochs) for mode in ("FULL", "PEFT_ADAPTER")
-    ]
-    env = {
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "machine": platform.processor() or platform.machine(),
-    }
-    print(json.dumps({"env": env, "results": rows}, indent=2))
+    root = scratch()
+    report(
+        [held_out_preference(root, mode, n_pairs=args.pairs, epochs=args.epochs) for mode in ("FULL", "PEFT_ADAPTER")]
+    )
 
 
 if __name__ == "__main__":

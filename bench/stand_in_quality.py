@@ -7,14 +7,8 @@ carries a system message, each family in each mode, with the catalog's defaults 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
-from pathlib import Path
 
-import torch
-import transformers
-
+from cpu_quality import report, scratch
 from tuneforge.catalog.tiny import TINY_SPECS, stand_in_weights
 from tuneforge.train.stand_ins import chat_quality
 
@@ -25,17 +19,14 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["FULL", "PEFT_ADAPTER"])
     p.add_argument("--lines", type=int, default=2000)
     args = p.parse_args()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    os.environ.setdefault("TUNEFORGE_HOME", tempfile.mkdtemp())
-    root = Path(tempfile.mkdtemp())
-    rows = [
-        {**chat_quality(root / f"{m}-{mode}", m, mode, n_train=args.lines), "pretrained": bool(stand_in_weights(m))}
-        for m in args.models
-        for mode in args.modes
-    ]
-    env = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__}
-    print(json.dumps({"env": env, "results": rows}, indent=2))
+    root = scratch()
+    report(
+        [
+            {**chat_quality(root / f"{m}-{mode}", m, mode, n_train=args.lines), "pretrained": bool(stand_in_weights(m))}
+            for m in args.models
+            for mode in args.modes
+        ]
+    )
 
 
 if __name__ == "__main__":

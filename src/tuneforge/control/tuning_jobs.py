@@ -104,16 +104,16 @@ def _set_fields(value: Any, path: str) -> list[str]:
 def tuning_method(job: TuningJob) -> str:
     """supervised, preference or distillation: the one spec that names training data. A spec of another method
     with values in it (google-genai sends every config field it is given) is refused, naming them."""
-    specs = {
-        "supervised": job.supervised_tuning_spec,
-        "preference": job.preference_optimization_spec,
-        "distillation": job.distillation_spec,
+    given = {
+        method: dump(spec)
+        for method, spec in (
+            ("supervised", job.supervised_tuning_spec),
+            ("preference", job.preference_optimization_spec),
+            ("distillation", job.distillation_spec),
+        )
+        if spec is not None
     }
-    with_data = [
-        m
-        for m, spec in specs.items()
-        if spec is not None and (dump(spec).get(SPECS[m][1]) or dump(spec).get("trainingDatasetUri"))
-    ]
+    with_data = [m for m, spec in given.items() if spec.get(SPECS[m][1]) or spec.get("trainingDatasetUri")]
     if not with_data:
         raise InvalidArgument(
             "no training data: give supervisedTuningSpec.trainingDatasetUri (supervised tuning), "
@@ -121,11 +121,11 @@ def tuning_method(job: TuningJob) -> str:
             "(distillation), a gs:// JSONL file"
         )
     if len(with_data) > 1:
-        given = " and ".join(SPECS[m][0] for m in with_data)
-        raise InvalidArgument(f"a tuning job has one method; {given} both name training data. Keep one")
+        both = " and ".join(SPECS[m][0] for m in with_data)
+        raise InvalidArgument(f"a tuning job has one method; {both} both name training data. Keep one")
     method = with_data[0]
-    for other, spec in specs.items():
-        stray = _set_fields(dump(spec), SPECS[other][0]) if other != method and spec is not None else []
+    for other, spec in given.items():
+        stray = _set_fields(spec, SPECS[other][0]) if other != method else []
         if stray:
             raise InvalidArgument(
                 f"{', '.join(stray)} apply to {METHOD_WORDS[other]}, and this job is {METHOD_WORDS[method]}; "

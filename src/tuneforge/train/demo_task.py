@@ -125,24 +125,25 @@ def exact_match(answers: list[str], expected: list[str]) -> float:
     return sum(a == e for a, e in zip(answers, expected)) / max(1, len(expected))
 
 
-def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) -> Path:
-    """A base that already knows something: tiny-llama FULL-tuned to repeat its input.
+def write_lines(path: Path, lines: list[dict]) -> Path:
+    """JSON objects, one per line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
 
-    LoRA on a random-init model is degenerate: the frozen embeddings, norms and output head keep the logits near
-    uniform, so an adapter cannot reach confident answers. Real LoRA adapts a capable base; this makes one.
-    """
-    final = final_dir(root / "copy-base")
+
+def full_tuned_base(root: Path, name: str, pairs: list[tuple[str, str]], settings=None, epochs: float = 2) -> Path:
+    """tiny-llama FULL-tuned on (user, assistant) chat lines into ``root/name``; reused when that folder already
+    holds its final model."""
+    final = final_dir(root / name)
     if final.exists():
         return final
-    lines = [
-        json.dumps({"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s}]}) for s in strings
-    ]
-    (root / "copy.jsonl").write_text("\n".join(lines) + "\n")
+    lines = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in pairs]
     run_sft(
         TuningConfig(
             base_model="tiny-llama",
-            train_dataset=str(root / "copy.jsonl"),
-            output_uri=str(root / "copy-base"),
+            train_dataset=str(write_lines(root / f"{name}.jsonl", lines)),
+            output_uri=str(root / name),
             tuning_mode="FULL",
             epochs=epochs,
             batch_size=32,
@@ -151,6 +152,15 @@ def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) 
         settings=settings,
     )
     return final
+
+
+def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) -> Path:
+    """A base that already knows something: tiny-llama FULL-tuned to repeat its input.
+
+    LoRA on a random-init model is degenerate: the frozen embeddings, norms and output head keep the logits near
+    uniform, so an adapter cannot reach confident answers. Real LoRA adapts a capable base; this makes one.
+    """
+    return full_tuned_base(root, "copy-base", [(s, s) for s in strings], settings, epochs)
 
 
 def held_out_quality(root: Path, mode: str, *, epochs: float, settings=None, seed: int = 11, **overrides) -> dict:

@@ -15,11 +15,10 @@ import json
 import time
 from pathlib import Path
 
-from tuneforge.catalog.model_folder import ADAPTER_CONFIG, final_dir, is_adapter
+from tuneforge.catalog.model_folder import ADAPTER_CONFIG, is_adapter
 from tuneforge.train.config import TuningConfig
-from tuneforge.train.demo_task import exact_match, greedy_answers, make_task
+from tuneforge.train.demo_task import exact_match, full_tuned_base, greedy_answers, make_task, write_lines
 from tuneforge.train.recipes.dpo import run_dpo
-from tuneforge.train.recipes.sft import run_sft
 
 
 def preferred(s: str) -> str:
@@ -43,34 +42,10 @@ def preference_line(s: str, system: str | None = None) -> dict:
     return line
 
 
-def write_lines(path: Path, lines: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
-
-
 def mixed_base(root: Path, strings: list[str], settings=None, epochs: float = 4) -> Path:
     """The SFT starting point: tiny-llama FULL-tuned to repeat its input, in capitals on every other line."""
-    final = final_dir(root / "mixed-base")
-    if final.exists():
-        return final
-    lines = [
-        {"messages": [{"role": "user", "content": s}, {"role": "assistant", "content": s.upper() if i % 2 else s}]}
-        for i, s in enumerate(strings)
-    ]
-    run_sft(
-        TuningConfig(
-            base_model="tiny-llama",
-            train_dataset=str(write_lines(root / "mixed.jsonl", lines)),
-            output_uri=str(root / "mixed-base"),
-            tuning_mode="FULL",
-            epochs=epochs,
-            batch_size=32,
-            seed=5,
-        ),
-        settings=settings,
-    )
-    return final
+    pairs = [(s, s.upper() if i % 2 else s) for i, s in enumerate(strings)]
+    return full_tuned_base(root, "mixed-base", pairs, settings, epochs)
 
 
 def _load(model_dir: Path, base_dir: Path | None = None):

@@ -15,7 +15,6 @@ builds a stand-in. The corpus and the run are seeded; on the same torch build an
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import string
@@ -91,13 +90,13 @@ def corpus(n: int, seed: int = PRETRAIN_SEED) -> list[dict]:
 def pretrain(name: str, out: Path, *, steps: int, settings: Settings | None = None, log=print) -> Path:
     """Pre-train tiny model ``name`` from its random init; write its weights to ``out/<name>.safetensors``."""
     from tuneforge.train.config import TuningConfig  # lazy: the recipe loads torch
+    from tuneforge.train.demo_task import write_lines  # lazy: as above
     from tuneforge.train.recipes.sft import run_sft  # lazy: as above
 
     work = Path(tempfile.mkdtemp(prefix=f"pretrain-{name}-"))
     try:
         random_init = build_tiny_model(name, work / "random-init", pretrained=False)
-        data = work / "corpus.jsonl"
-        data.write_text("".join(json.dumps(line) + "\n" for line in corpus(steps * 32)))
+        data = write_lines(work / "corpus.jsonl", corpus(steps * 32))
         result = run_sft(
             TuningConfig(
                 base_model=name,
@@ -154,12 +153,11 @@ def chat_quality(root: Path, model: str, mode: str, *, n_train: int = 2000, sett
     """Tune ``model`` (catalog defaults: epochs, batch size, learning rate, adapter size) on a letter-mapping chat
     task whose every line carries the same system message; greedy held-out exact match from the saved folder."""
     from tuneforge.train.config import TuningConfig  # lazy: the recipe loads torch
-    from tuneforge.train.demo_task import exact_match, greedy_answers, make_task  # lazy: as above
+    from tuneforge.train.demo_task import exact_match, greedy_answers, make_task, write_lines  # lazy: as above
     from tuneforge.train.recipes.sft import run_sft  # lazy: as above
 
     mapping = letter_mapping()
     task = make_task(n_train=n_train, n_validation=16, n_held_out=100, seed=3, min_len=3, max_len=7)
-    root.mkdir(parents=True, exist_ok=True)
     lines = [
         {
             "messages": [
@@ -170,8 +168,7 @@ def chat_quality(root: Path, model: str, mode: str, *, n_train: int = 2000, sett
         }
         for s in task.train
     ]
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    data = write_lines(root / "train.jsonl", lines)
     result = run_sft(
         TuningConfig(
             base_model=model, train_dataset=str(data), output_uri=str(root / f"{mode}"), tuning_mode=mode, **overrides

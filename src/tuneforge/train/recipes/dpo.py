@@ -89,8 +89,7 @@ def run_dpo(
         raise InvalidArgument("preference tuning runs in one process; start it without torchrun")
     data = resolve_data(config, settings, catalog or load_catalog(settings), cb)  # 1
     world, device, dtype = setup_world(config)
-    plan = resolve_plan(config, data, world, device, dtype)  # 2
-    plan = plan.model_copy(update={"beta": config.beta or data.source.resolved.entry.defaults.beta})
+    plan = resolve_plan(config, data, world, device, dtype)  # 2 (beta too)
     layout = RunLayout(storage.output_dir(config.output_uri, settings))
     record = run_record(config, data, plan)
     check_same_run(layout, record)
@@ -255,7 +254,7 @@ def _optimizer_step(run: PreferenceRun) -> tuple[dict, int, float]:
 
 
 def _beta(run: PreferenceRun) -> float:
-    assert run.plan.beta is not None  # resolved by run_dpo
+    assert run.plan.beta is not None  # resolve_plan sets it for preference runs
     return run.plan.beta
 
 

@@ -243,6 +243,7 @@ def resolve_plan(
         dtype=str(dtype).removeprefix("torch."),
         train_examples=n,
         validation_examples=len(data.validation.examples) if data.validation else 0,
+        beta=(config.beta or entry.defaults.beta) if config.method == "preference" else None,
     )
 
 
