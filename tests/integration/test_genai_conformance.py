@@ -1,11 +1,12 @@
 """google-genai (the SDK tuning scripts use today), unmodified, against a live tuneforge server in dev mode:
-``client.tunings`` tune / get / list / cancel for supervised and preference tuning, continued tuning from a tuned
+``client.tunings`` tune / get / list / cancel for supervised, preference and distillation tuning, continued tuning from a tuned
 model's checkpoint, generate_content and its stream on the tuned endpoint, and the 4xx each bad request gets."""
 
 from __future__ import annotations
 
 import shutil
 
+import httpx
 import pytest
 from tests.integration.conftest import start_server, wait_for, write_dataset
 
@@ -23,6 +24,8 @@ def server(tmp_path_factory):
     bucket = srv.bucket / "b"
     write_dataset(bucket / "train.jsonl", n=24)
     write_lines(bucket / "pairs.jsonl", [preference_line(s, system="Shout.") for s in ("abc", "kite", "moon", "xyz")])
+    multi_turn = {"contents": [{"role": r, "parts": [{"text": "q"}]} for r in ("user", "model", "user")]}
+    write_lines(bucket / "multi-turn-prompts.jsonl", [multi_turn])
     (bucket / "bad-pairs.jsonl").write_text(
         '{"contents": [{"role": "user", "parts": [{"text": "q"}]}], "completions": []}\n'
     )
@@ -119,6 +122,43 @@ def test_preference_tuning_continued_from_the_supervised_checkpoint(client, sft_
     assert answer.candidates
 
 
+def test_distillation_from_a_teacher_id_and_from_a_tuned_model(client, server, sft_job):
+    """google-genai's DISTILLATION: the prompt dataset's lines are GenerateContent-shaped; with the model's answer
+    given (as here), the teacher explains it. The student learns answers and rationales (distillation step by step;
+    sft_loss_weight_multiplier weighs the rationales)."""
+    by_id = client.tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=_train(),
+        config=types.CreateTuningJobConfig(
+            method="DISTILLATION",
+            base_teacher_model="gemini-2.5-pro",
+            sft_loss_weight_multiplier=0.5,
+            epoch_count=1,
+            adapter_size="ADAPTER_SIZE_FOUR",
+            tuned_model_display_name="distilled",
+        ),
+    )
+    by_tuned = client.tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=_train(),
+        config=types.CreateTuningJobConfig(
+            method="DISTILLATION", tuned_teacher_model_source=sft_job.tuned_model.model, epoch_count=1
+        ),
+    )
+    by_id, by_tuned = _ended(client, by_id), _ended(client, by_tuned)
+    assert by_id.state == by_tuned.state == types.JobState.JOB_STATE_SUCCEEDED, (by_id.error, by_tuned.error)
+    spec = by_id.distillation_spec
+    assert spec.prompt_dataset_uri == "gs://b/train.jsonl" and spec.base_teacher_model == "gemini-2.5-pro"
+    raw = httpx.get(f"{server.url}/v1/{by_id.name}").json()
+    assert raw["distillationSpec"]["hyperParameters"]["sftLossWeightMultiplier"] == 0.5  # the SDK's type lacks it
+    assert by_tuned.distillation_spec.tuned_teacher_model_source == sft_job.tuned_model.model
+    stats = by_id.tuning_data_stats.distillation_data_stats.training_dataset_stats
+    assert stats.tuning_dataset_example_count == 24 and stats.tuning_step_count == 3  # 48 multi-task lines, batch 16
+    assert stats.user_output_token_distribution.sum > 0 and stats.dropped_example_indices in (None, [])
+    answer = client.models.generate_content(model=by_id.tuned_model.endpoint, contents="abc")
+    assert answer.candidates
+
+
 def test_open_models_full_and_lora_with_a_custom_base_and_an_output_uri(client, server, tiny_dir):
     shutil.copytree(tiny_dir("tiny-llama"), server.bucket / "b" / "weights" / "llama", dirs_exist_ok=True)
     full = client.tunings.tune(
@@ -200,6 +240,28 @@ def test_cancel_a_running_job_and_an_ended_one(client, sft_job):
             "evaluationConfig (Gen AI evaluation during tuning) is not supported",
         ),
         ("projects/p/locations/us-central1/models/404", "gs://b/train.jsonl", {}, 404, "models/404"),
+        ("gemini-2.5-flash", "gs://b/train.jsonl", {"method": "DISTILLATION"}, 400, "distillation needs one teacher"),
+        (
+            "gemini-2.5-flash",
+            "gs://b/train.jsonl",
+            {"method": "DISTILLATION", "base_teacher_model": "llama-9"},
+            404,
+            "unknown model 'llama-9'",
+        ),
+        (
+            "gemini-2.5-flash",
+            "gs://b/train.jsonl",
+            {"method": "DISTILLATION", "tuned_teacher_model_source": "projects/q/locations/us-central1/models/1"},
+            400,
+            "must be a model of this project",
+        ),
+        (
+            "gemini-2.5-flash",
+            "gs://b/multi-turn-prompts.jsonl",
+            {"method": "DISTILLATION", "base_teacher_model": "gemini-2.5-pro"},
+            400,
+            "line 1, contents: a distillation prompt is one user turn",
+        ),
         (
             "gemini-2.5-flash",
             "gs://b/train.jsonl",

@@ -10,16 +10,15 @@ import pytest
 import torch
 
 from tuneforge.data.conversation import Conversation, apply_prompt_rules
+from tuneforge.data.distill import DistillExample, read_examples
 from tuneforge.data.report import Report
 from tuneforge.train.recipes.distill import (
     ANSWER_MARKER,
-    DistillExample,
     TeacherOutput,
     cot_prompt,
     label_with_teacher,
     parse_cot,
     prepare_student_data,
-    read_examples,
 )
 
 
@@ -67,6 +66,43 @@ def test_read_examples_reports_documented_problems(tmp_path, settings):
     assert [str(p) for p in report.errors] == [f"{big}: 10,001 examples; at most 10,000 are allowed"]
     _, report = read_examples(path, settings, require_labels=True, report=Report())
     assert any('missing "output_text"' in str(p) for p in report.errors)  # evaluation files need labels (SPEC §8 D12)
+
+
+def _gc(*turns, system=None):
+    line = {"contents": [{"role": role, "parts": [{"text": text}]} for role, text in turns]}
+    return {**line, "systemInstruction": {"parts": [{"text": system}]}} if system else line
+
+
+def test_generate_content_prompts_as_google_genai_sends_them(tmp_path, settings):
+    """distillationSpec.promptDatasetUri lines: one user turn (the system instruction opens the input), optionally
+    the model's answer as the label; every other shape is reported with its line and path."""
+    good = write(tmp_path / "p.jsonl", [_gc(("user", "2+2?"), system="Be brief."), _gc(("user", "q"), ("model", "a"))])
+    examples, report = read_examples(good, settings)
+    assert report.ok and [(e.line, e.input_text, e.output_text) for e in examples] == [
+        (1, "Be brief.\n\n2+2?", None),
+        (2, "q", "a"),
+    ]
+    bad = [
+        _gc(("user", "q"), ("model", "a"), ("user", "again")),
+        _gc(("model", "a")),
+        {
+            "contents": [
+                {"role": "user", "parts": [{"file_data": {"mime_type": "image/png", "file_uri": "gs://b/x.png"}}]}
+            ]
+        },
+        {"input_text": "mixed shapes"},
+    ]
+    _, report = read_examples(write(tmp_path / "bad.jsonl", bad), settings)
+    problems = [str(p) for p in report.errors]
+    assert problems[0].startswith("line 1, contents: a distillation prompt is one user turn, optionally followed")
+    assert "got 3 turn(s) (user, assistant, user)" in problems[0]
+    assert problems[1].startswith("line 2, contents: a distillation prompt is one user turn")
+    assert problems[2] == "line 3, contents[0].parts: distillation prompts hold text only; remove the image part"
+    assert problems[3].startswith('line 4: this line uses "input_text" and earlier lines the other shape')
+    _, report = read_examples(good, settings, require_labels=True)  # an evaluation set needs the answers
+    assert [str(p) for p in report.errors] == [
+        'line 1, contents: an evaluation example needs its answer: end contents with a {"role": "model"} turn'
+    ]
 
 
 def test_teacher_outputs_are_an_artifact_a_rerun_reuses(tmp_path):

@@ -4,13 +4,17 @@ register through here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneforge.catalog.model_folder import weights_at
+from tuneforge.control.db import Store, get_scoped
 from tuneforge.control.tables import DeployedModelRow, EndpointRow, ModelRow, new_id, utcnow
+from tuneforge.errors import FailedPrecondition, InvalidArgument
 from tuneforge.settings import Settings
 from tuneforge.wire import names
 
@@ -72,6 +76,36 @@ def register_model(
 def model_weights(model: ModelRow, settings: Settings) -> tuple[Path, Path | None]:
     """(model folder, base folder for a LoRA adapter or None) of a registered model."""
     return weights_at(model.artifact_uri, settings, f"model {model.id}")
+
+
+def resource_weights(
+    store: Store, project: str, settings: Settings, field: str
+) -> Callable[[str], tuple[Path, Path | None]]:
+    """A resolver: (folder, base) of a registered model, or of the model deployed on an endpoint, in ``project``
+    (what a teacher named ``projects/…/models/ID`` or ``…/endpoints/ID`` runs on). ``field`` names the request
+    field in errors."""
+
+    def resolve(reference: str) -> tuple[Path, Path | None]:
+        parsed = names.parse(reference, ("models", "endpoints"))
+        if parsed is None:
+            raise InvalidArgument(f"{field} {reference}: expected projects/P/locations/L/models/ID or …/endpoints/ID")
+        if parsed.project != project:
+            raise InvalidArgument(f"{field} {reference}: the teacher must be in project {project}")
+        rid = parsed.id
+        if parsed.collection == "endpoints":
+            with store.session() as s:
+                dep = s.scalars(
+                    select(DeployedModelRow).where(
+                        DeployedModelRow.endpoint_id == rid, DeployedModelRow.state == "DEPLOYED"
+                    )
+                ).first()
+            if dep is None:
+                raise FailedPrecondition(f"{field} {reference}: no model is deployed on that endpoint")
+            rid = dep.model_id
+        model = get_scoped(store, ModelRow, rid, parsed.project, parsed.location, "Model", "models")
+        return model_weights(model, settings)
+
+    return resolve
 
 
 def new_endpoint(

@@ -23,17 +23,17 @@ from tuneforge.control.tables import MetricRow, ModelRow, PipelineJobRow, Tuning
 from tuneforge.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
-from tuneforge.train.preflight import check_datasets
+from tuneforge.train.preflight import check_datasets, check_distillation
 from tuneforge.wire import names
 from tuneforge.wire.base import dump, timestamp, whole_number
 from tuneforge.wire.tuning import (
     OUTPUT_ONLY,
+    DistillationSpec,
     JobMetrics,
     ListTuningJobsResponse,
     Metric,
     PreferenceOptimizationSpec,
     Progress,
-    SupervisedHyperParameters,
     SupervisedTuningSpec,
     TuningJob,
 )
@@ -83,6 +83,8 @@ def config_names(method: str) -> dict[str, str]:
         "epochs": f"{hp}.epochCount",
         "batch_size": f"{hp}.batchSize",
         "beta": f"{hp}.beta",
+        "rationale_weight": f"{hp}.sftLossWeightMultiplier",
+        "teacher": f"{spec}.baseTeacherModel",
         "tuning_mode": f"{spec}.tuningMode",
         "base_model": "baseModel",
         "custom_base_model": "customBaseModel",
@@ -164,7 +166,41 @@ def intervals(job: TuningJob) -> dict[str, int]:
     return out
 
 
-def _hyper_parameters(spec: SupervisedTuningSpec | PreferenceOptimizationSpec) -> dict[str, Any]:
+Spec = SupervisedTuningSpec | PreferenceOptimizationSpec | DistillationSpec
+# TuningConfig's field for each hyper-parameter a method's spec may have besides epochs, multiplier and adapter size.
+OPTIONAL_HYPER_PARAMETERS = {
+    "learning_rate": "learning_rate",
+    "batch_size": "batch_size",
+    "beta": "beta",
+    "rationale_weight": "sft_loss_weight_multiplier",
+}
+
+
+def _spec(job: TuningJob, method: str) -> Spec:
+    spec = {
+        "supervised": job.supervised_tuning_spec,
+        "preference": job.preference_optimization_spec,
+        "distillation": job.distillation_spec,
+    }[method]
+    assert spec is not None  # tuning_method found its training data
+    return spec
+
+
+def _training_uri(spec: Spec) -> str:
+    """The training data: distillation's prompt dataset (or its deprecated trainingDatasetUri)."""
+    if isinstance(spec, DistillationSpec):
+        if spec.prompt_dataset_uri and spec.training_dataset_uri:
+            raise InvalidArgument(
+                "give distillationSpec.promptDatasetUri or the deprecated .trainingDatasetUri, not both"
+            )
+        uri = spec.prompt_dataset_uri or spec.training_dataset_uri
+    else:
+        uri = spec.training_dataset_uri
+    assert uri is not None  # tuning_method found it
+    return uri
+
+
+def _hyper_parameters(spec: Spec) -> dict[str, Any]:
     """TuningConfig's fields from a spec's hyperParameters (the methods share their names)."""
     hp = spec.hyper_parameters
     if hp is None:
@@ -174,10 +210,9 @@ def _hyper_parameters(spec: SupervisedTuningSpec | PreferenceOptimizationSpec) -
         learning_rate_multiplier=hp.learning_rate_multiplier,
         adapter_size=hp.adapter_size.rank if hp.adapter_size else None,
     )
-    if isinstance(hp, SupervisedHyperParameters):
-        out.update(learning_rate=hp.learning_rate, batch_size=hp.batch_size)
-    else:
-        out.update(beta=hp.beta)
+    for name, wire in OPTIONAL_HYPER_PARAMETERS.items():
+        if hasattr(hp, wire):
+            out[name] = getattr(hp, wire)
     return out
 
 
@@ -204,28 +239,25 @@ class TuningJobService:
         """(the run's config, the stored request echo) from a create request; every problem a 400 naming the field."""
         steps = intervals(job)  # first: a reinforcement tuning request is refused as what it is
         method = tuning_method(job)
-        if method == "distillation":
-            raise InvalidArgument(
-                "distillationSpec through tuningJobs is not available yet; run distillation step by step as a "
-                "pipelineJob (the distillation pipeline template), which the Vertex SDK's distill_from starts"
-            )
-        spec_name = SPECS[method][0]
-        spec = job.supervised_tuning_spec if method == "supervised" else job.preference_optimization_spec
-        assert spec is not None  # tuning_method found its training data
+        spec_name, data_field = SPECS[method]
+        spec = _spec(job, method)
         if spec.evaluation_config:
             raise InvalidArgument(
                 f"{spec_name}.evaluationConfig (Gen AI evaluation during tuning) is not supported by tuneforge; remove "
                 f"it. Validation loss and accuracy are computed from {spec_name}.validationDatasetUri"
             )
+        teacher: dict[str, Any] = {}
+        if isinstance(spec, DistillationSpec):
+            job, teacher = self._distillation(project, job, spec, catalog)
         base_model, custom_base = self._starting_point(project, job)
         display = job.tuned_model_display_name or f"tuned-{base_model.split('/')[-1]}-{job_id[-6:]}"
         if len(display) > 128:
             raise InvalidArgument(f"tunedModelDisplayName is {len(display)} characters; at most 128 are allowed")
-        mode = self._mode(base_model, spec.tuning_mode, catalog)
+        mode = self._mode(base_model, spec.tuning_mode, catalog, spec_name)
         output_uri = job.output_uri or f"gs://tuneforge-{project}/tuningJobs/{job_id}"
-        train_uri = dump(spec)[SPECS[method][1]]
+        train_uri = _training_uri(spec)
         uris = {
-            f"{spec_name}.{SPECS[method][1]}": train_uri,
+            f"{spec_name}.{data_field}": train_uri,
             "outputUri": output_uri,
             f"{spec_name}.validationDatasetUri": spec.validation_dataset_uri,
             "customBaseModel": job.custom_base_model,
@@ -245,10 +277,42 @@ class TuningJobService:
             dev=self.settings.dev,
             **_hyper_parameters(spec),
             **steps,
+            **teacher,
         )
         resource = job.model_copy(update=dict.fromkeys(OUTPUT_ONLY))
         resource.tuned_model_display_name, resource.output_uri = display, output_uri
         return config, dump(resource)
+
+    def _distillation(
+        self, project: str, job: TuningJob, spec: DistillationSpec, catalog: Catalog
+    ) -> tuple[TuningJob, dict[str, Any]]:
+        """The job with its student as baseModel, and the teacher: a catalog id (baseTeacherModel) or a tuned model
+        of this project (tunedTeacherModelSource)."""
+        if spec.student_model:
+            if job.base_model and job.base_model != spec.student_model:
+                raise InvalidArgument(
+                    f"distillationSpec.studentModel ({spec.student_model!r}) and baseModel ({job.base_model!r}) "
+                    "differ; give the student as baseModel (studentModel is deprecated)"
+                )
+            job = job.model_copy(update={"base_model": spec.student_model})
+        base, tuned = spec.base_teacher_model, spec.tuned_teacher_model_source
+        if bool(base) == bool(tuned):
+            raise InvalidArgument(
+                "distillation needs one teacher: distillationSpec.baseTeacherModel (a catalog id such as "
+                "gemini-2.5-pro) or distillationSpec.tunedTeacherModelSource (projects/P/locations/L/models/ID)"
+                + ("; give one, not both" if base else "")
+            )
+        if base:
+            catalog.resolve(base, settings=self.settings)  # NOT_FOUND with suggestions; weights not configured
+            return job, {"teacher": base}
+        parsed = names.parse(tuned or "", ("models",))
+        if parsed is None or parsed.project != project:
+            raise InvalidArgument(
+                f"distillationSpec.tunedTeacherModelSource must be a model of this project: projects/{project}/"
+                f"locations/LOCATION/models/ID (got {tuned!r})"
+            )
+        get_scoped(self.store, ModelRow, parsed.id, parsed.project, parsed.location, "Model", "models")
+        return job, {"teacher": tuned}
 
     def _starting_point(self, project: str, job: TuningJob) -> tuple[str, str | None]:
         """(base model id, custom base folder): baseModel and customBaseModel, or a tuned model's output
@@ -292,7 +356,7 @@ class TuningJobService:
         return [str(c["checkpointId"]) for c in tuned.get("checkpoints", [])] or ["1"]
 
     @staticmethod
-    def _mode(base_model: str, requested: WireTuningMode | None, catalog: Catalog) -> TuningMode:
+    def _mode(base_model: str, requested: WireTuningMode | None, catalog: Catalog, spec_name: str) -> TuningMode:
         """The tuning mode: as requested, else the model's (Gemini-style jobs tune adapters); one it allows."""
         allowed = catalog.modes(base_model)  # NOT_FOUND with suggestions for an unknown id
         if requested is None or requested == WireTuningMode.TUNING_MODE_UNSPECIFIED:
@@ -300,7 +364,7 @@ class TuningJobService:
         mode = TuningMode.parse(requested.value)
         if mode not in allowed:
             raise InvalidArgument(
-                f"supervisedTuningSpec.tuningMode: {base_model} does not support {mode.value}; it "
+                f"{spec_name}.tuningMode: {base_model} does not support {mode.value}; it "
                 f"allows {', '.join(m.value for m in allowed)}"
             )
         return mode
@@ -308,6 +372,8 @@ class TuningJobService:
     def preflight(self, config: TuningConfig, catalog: Catalog) -> ResolvedModel:
         """Resolve the model and validate the datasets now, before the job is stored: a bad request never becomes
         a job, and every dataset problem is reported at once. Returns what the job runs on."""
+        if config.method == "distillation":
+            return check_distillation(config, settings=self.settings, catalog=catalog).resolved
         return check_datasets(config, settings=self.settings, catalog=catalog).source.resolved
 
     def create(self, project: str, location: str, job: TuningJob) -> TuningJob:

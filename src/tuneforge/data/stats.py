@@ -145,3 +145,27 @@ def preference_data_stats(
         "droppedExampleIndices": [],
         "droppedExampleReasons": [],
     }
+
+
+def distillation_data_stats(student: dict, examples: int, dropped_lines: Sequence[int]) -> dict:
+    """``distillationDataStats`` from the student's ``supervisedTuningDataStats`` (over the multi-task lines the
+    teacher's answers made) and the prompt dataset: its example count, and the lines dropped because the teacher
+    gave no readable answer."""
+    same = (
+        "totalTuningCharacterCount",
+        "totalBillableCharacterCount",
+        "tuningStepCount",
+        "userDatasetExamples",
+    )
+    as_double = ("userInputTokenDistribution", "userOutputTokenDistribution", "userMessagePerExampleDistribution")
+    stats = {key: student[key] for key in same if key in student}
+    for key in as_double:
+        if key in student:
+            d = {k: v for k, v in student[key].items() if k != "billableSum"}
+            stats[key] = {**d, "sum": float(d["sum"])}
+    stats.update(
+        tuningDatasetExampleCount=str(examples),
+        droppedExampleIndices=[str(line - 1) for line in dropped_lines],
+        droppedExampleReasons=[f"line {line}: the teacher gave no readable answer" for line in dropped_lines],
+    )
+    return {"trainingDatasetStats": stats}

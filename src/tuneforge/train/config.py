@@ -29,10 +29,16 @@ class TuningConfig(BaseModel):
         "run's output (full model or LoRA adapter) to continue tuning.",
     )
     tuning_mode: TuningMode = Field(default=TuningMode.PEFT_ADAPTER, description="PEFT_ADAPTER (LoRA) or FULL.")
-    method: Literal["supervised", "preference"] = Field(
+    method: Literal["supervised", "preference", "distillation"] = Field(
         default="supervised",
         description="supervised: learn the replies (SFT); preference: learn to prefer each line's preferred "
-        "completion over its dispreferred one (DPO), from the base or an earlier run's output.",
+        "completion over its dispreferred one (DPO), from the base or an earlier run's output; distillation: a "
+        "teacher labels and explains the prompts and the model learns both (distillation step by step).",
+    )
+    teacher: str | None = Field(
+        default=None,
+        description="Distillation: the teacher, a catalog id, a registered model or endpoint "
+        "(projects/…/models/ID, …/endpoints/ID), a model folder or an OpenAI-compatible URL.",
     )
     beta: float | None = Field(
         default=None,
@@ -195,6 +201,8 @@ class TuningConfig(BaseModel):
             raise ValueError("give learning_rate or learning_rate_multiplier, not both")
         if self.method == "preference" and (self.rationale_weight is not None or self.dataset_format is not None):
             raise ValueError("preference tuning reads preference lines (contents + completions) and has one task")
+        if (self.method == "distillation") != (self.teacher is not None):
+            raise ValueError("distillation needs a teacher, and only distillation has one")
         if self.beta is not None and self.method != "preference":
             raise ValueError("beta applies to preference tuning only; remove it or use method preference")
         if self.adapter_size is not None and self.tuning_mode == TuningMode.FULL:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneforge.data.distill import read_examples
 from tuneforge.data.formats import parse_lines
 from tuneforge.data.report import Report
 from tuneforge.data.validate import read_lines
 from tuneforge.settings import Settings
-from tuneforge.train.recipes.distill import read_examples
 
 MIN_EXAMPLES, MAX_EXAMPLES, MAX_AUTHOR_FIELDS = 10, 10_000, 10_000
 EVAL_RANGE = (10, 250)

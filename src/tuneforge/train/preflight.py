@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tuneforge.catalog.catalog import Catalog, TuningMode
 from tuneforge.data import ChatEncoder, Limits, PreparedDataset, Report, prepare_dataset
+from tuneforge.data.distill import read_examples
 from tuneforge.data.preference import PreparedPreferences, prepare_preferences
 from tuneforge.errors import DatasetInvalid
 from tuneforge.settings import Settings
@@ -59,15 +60,17 @@ def combined(datasets: list[PreparedDataset | PreparedPreferences | None]) -> Re
     return Report(source="datasets", problems=[p for d in datasets if d is not None for p in d.report.problems])
 
 
-def require_clean(report: Report, base_model: str) -> None:
-    """Raise one DatasetInvalid listing every error (a missing file is reported as itself, once)."""
+def require_clean(report: Report, base_model: str, validate_with: str | None = None) -> None:
+    """Raise one DatasetInvalid listing every error (a missing file is reported as itself, once). ``validate_with``:
+    the `tuneforge validate` option that checks the same rules (default: --model BASE_MODEL)."""
     errors = report.errors
     if not errors:
         return
     if len(errors) == 1 and errors[0].line is None:
         raise DatasetInvalid(str(errors[0]), report, listed=False)
     files = sorted({p.source for p in errors if p.source})
-    command = f"`tuneforge validate {files[0] if len(files) == 1 else 'FILE'} --model {base_model}`"
+    option = validate_with or f"--model {base_model}"
+    command = f"`tuneforge validate {files[0] if len(files) == 1 else 'FILE'} {option}`"
     raise DatasetInvalid(
         f"{len(errors)} error(s) in the dataset(s); nothing was tuned. Fix every line listed "
         f"({command} prints the same report)",
@@ -100,3 +103,18 @@ def check_datasets(config: TuningConfig, *, settings: Settings, catalog: Catalog
     report = combined([train, validation])
     require_clean(report, config.base_model)
     return Preflight(source, limits, encoder, train, validation, report)
+
+
+def check_distillation(config: TuningConfig, *, settings: Settings, catalog: Catalog) -> ModelSource:
+    """The student a distillation run starts from, and every problem in its prompt and evaluation datasets (read as
+    distillation examples: the teacher labels them later, so they are not tokenised here); any error raises."""
+    dev = settings.dev if config.dev is None else config.dev
+    source, _ = open_model(
+        catalog, config.base_model, config.custom_base_model, config.tuning_mode, dev=dev, settings=settings
+    )
+    reports = [read_examples(config.train_dataset, settings)[1]]
+    if config.validation_dataset:
+        reports.append(read_examples(config.validation_dataset, settings, require_labels=True)[1])
+    problems = [p for r in reports for p in r.problems]
+    require_clean(Report(source="datasets", problems=problems), config.base_model, "--for distillation")
+    return source

@@ -284,10 +284,34 @@ class PreferenceOptimizationDataStats(WireModel):
     dropped_example_reasons: list[str] = []
 
 
+class DatasetStats(WireModel):
+    """A distillation job's prompt dataset as the student trains on it (the teacher's labels and rationales)."""
+
+    WIRE_NAME = "DatasetStats"
+    tuning_dataset_example_count: Int64 = Field(description="Prompts in the dataset.")
+    total_tuning_character_count: Int64
+    total_billable_character_count: Int64
+    tuning_step_count: Int64
+    user_input_token_distribution: Distribution
+    user_output_token_distribution: Distribution
+    user_message_per_example_distribution: Distribution
+    user_dataset_examples: list[Content] = []
+    dropped_example_indices: list[Int64] = Field(
+        default=[], description="Prompts the teacher gave no readable answer for (0-based)."
+    )
+    dropped_example_reasons: list[str] = []
+
+
+class DistillationDataStats(WireModel):
+    WIRE_NAME = "DistillationDataStats"
+    training_dataset_stats: DatasetStats
+
+
 class TuningDataStats(WireModel):
     WIRE_NAME = "TuningDataStats"
     supervised_tuning_data_stats: SupervisedTuningDataStats | None = None
     preference_optimization_data_stats: PreferenceOptimizationDataStats | None = None
+    distillation_data_stats: DistillationDataStats | None = None
 
 
 class TuningJob(WireModel):

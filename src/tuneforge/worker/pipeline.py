@@ -24,18 +24,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from transformers import AutoTokenizer
 
 from tuneforge import storage
 from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import final_uri, has_tokenizer, weights_at
 from tuneforge.control import pipeline_jobs as p
-from tuneforge.control.db import Store, fetch, get_scoped
+from tuneforge.control.db import Store, fetch
 from tuneforge.control.pipeline_templates import deploy_task, upload_task
-from tuneforge.control.registry import auto_deploy, model_name, model_weights, register_model
-from tuneforge.control.tables import DeployedModelRow, ModelRow, PipelineJobRow, utcnow
-from tuneforge.errors import DatasetInvalid, FailedPrecondition, InvalidArgument, TuneforgeError, status
+from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
+from tuneforge.control.tables import ModelRow, PipelineJobRow, utcnow
+from tuneforge.data.distill import read_examples
+from tuneforge.errors import DatasetInvalid, InvalidArgument, TuneforgeError, status
 from tuneforge.infer.offline import generate_offline
 from tuneforge.infer.sampling import SamplingParams
 from tuneforge.settings import Settings
@@ -45,11 +45,9 @@ from tuneforge.train.recipes.distill import (
     DEFAULT_RATIONALE_WEIGHT,
     answer_matches,
     prepare_student_data,
-    read_examples,
     student_files,
     teacher_from_reference,
 )
-from tuneforge.wire import names
 from tuneforge.wire.base import timestamp
 from tuneforge.worker.child import StopCheck, child_setup
 
@@ -180,36 +178,12 @@ def validate_data(ctx: Context) -> dict:
 # -- teacher-labelling ----------------------------------------------------------------------------------------------
 
 
-def resource_weights(ctx: Context):
-    """(folder, base) of a registered model, or of the model deployed on an endpoint, in the job's project."""
-
-    def resolve(reference: str):
-        parsed = names.parse(reference, ("models", "endpoints"))
-        if parsed is None:
-            raise InvalidArgument(
-                f"teacher_model_reference {reference}: expected projects/P/locations/L/models/ID or …/endpoints/ID"
-            )
-        project, location, kind, rid = parsed.project, parsed.location, parsed.collection, parsed.id
-        if project != ctx.project:
-            raise InvalidArgument(f"teacher_model_reference {reference}: the teacher must be in project {ctx.project}")
-        if kind == "endpoints":
-            with ctx.store.session() as s:
-                dep = s.scalars(
-                    select(DeployedModelRow).where(
-                        DeployedModelRow.endpoint_id == rid, DeployedModelRow.state == "DEPLOYED"
-                    )
-                ).first()
-            if dep is None:
-                raise FailedPrecondition(f"teacher_model_reference {reference}: no model is deployed on that endpoint")
-            rid = dep.model_id
-        model = get_scoped(ctx.store, ModelRow, rid, project, location, "Model", "models")
-        return model_weights(model, ctx.settings)
-
-    return resolve
-
-
 def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
-    teacher = teacher_from_reference(ctx.params["teacher_model_reference"], ctx.settings, resource_weights(ctx))
+    teacher = teacher_from_reference(
+        ctx.params["teacher_model_reference"],
+        ctx.settings,
+        resource_weights(ctx.store, ctx.project, ctx.settings, "teacher_model_reference"),
+    )
     prepared = prepare_student_data(tuning_config(ctx), teacher, settings=ctx.settings, should_stop=ctx.should_stop)
     return {"teacher": teacher.name, **prepared.summary}
 

@@ -1,5 +1,5 @@
-"""A tuning job's child process: run the SFT recipe to a final state, streaming metrics into the job store, then
-register (and auto-deploy) the tuned model."""
+"""A tuning job's child process: run its method's recipe (SFT, DPO or distillation) to a final state, streaming
+metrics into the job store, then register (and auto-deploy) the tuned model."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ from tuneforge.catalog import TuningMode
 from tuneforge.catalog.model_folder import final_uri
 from tuneforge.control import states
 from tuneforge.control.db import Store, fetch
-from tuneforge.control.registry import auto_deploy, model_name, register_model
+from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
 from tuneforge.control.tables import MetricRow, TuningJobRow, utcnow
 from tuneforge.control.tuning_jobs import finish_cancelled
+from tuneforge.data.stats import distillation_data_stats
 from tuneforge.errors import TuneforgeError, status
+from tuneforge.settings import Settings
 from tuneforge.train import Callbacks, RunResult, TuningConfig, run_tuning
 from tuneforge.train.config import ResolvedRun
 from tuneforge.train.launch import run_sft_processes
+from tuneforge.train.recipes.distill import DEFAULT_RATIONALE_WEIGHT, run_distill, teacher_from_reference
 from tuneforge.worker.child import StopCheck, child_setup
 
 
@@ -65,16 +68,11 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
     settings, store = child_setup(db_url, settings_json)
     with store.session() as s:
         row = fetch(s, TuningJobRow, job_id)
-        config = TuningConfig(**row.config)
+        config, project = TuningConfig(**row.config), row.project
     should_stop = StopCheck(store, TuningJobRow, job_id, parent_pid)
     callbacks = DbCallbacks(store, job_id)
     try:
-        if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL and config.method == "supervised":
-            result = run_sft_processes(
-                config, settings.processes_per_job, settings=settings, callbacks=callbacks, should_stop=should_stop
-            )
-        else:
-            result = run_tuning(config, settings=settings, callbacks=callbacks, should_stop=should_stop)
+        result = _train(config, settings, store, project, callbacks, should_stop)
     except TuneforgeError as exc:
         _fail(store, job_id, exc.code, str(exc))
         return
@@ -89,6 +87,34 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
                 finish_cancelled(row, utcnow())
         return
     _succeed(store, job_id, result, config, settings.auto_deploy)
+
+
+def _train(
+    config: TuningConfig, settings: Settings, store: Store, project: str, callbacks: Callbacks, should_stop
+) -> RunResult:
+    """The run of ``config.method``: SFT (in several processes when the operator asks), DPO, or distillation (the
+    teacher labels and explains the prompts, then the student learns both)."""
+    if config.method == "distillation":
+        assert config.teacher is not None  # the service checked it
+        resolve = resource_weights(store, project, settings, "distillationSpec.tunedTeacherModelSource")
+        prepared, result = run_distill(
+            config,
+            teacher_from_reference(config.teacher, settings, resolve),
+            settings=settings,
+            rationale_weight=config.rationale_weight or DEFAULT_RATIONALE_WEIGHT,
+            callbacks=callbacks,
+            should_stop=should_stop,
+        )
+        result.stats_key = "distillationDataStats"
+        result.data_stats = distillation_data_stats(
+            result.data_stats, prepared.summary["examples"], prepared.teacher.unusable
+        )
+        return result
+    if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL and config.method == "supervised":
+        return run_sft_processes(
+            config, settings.processes_per_job, settings=settings, callbacks=callbacks, should_stop=should_stop
+        )
+    return run_tuning(config, settings=settings, callbacks=callbacks, should_stop=should_stop)
 
 
 def _fail(store: Store, job_id: str, code: str, message: str) -> None:

@@ -1,7 +1,8 @@
 """Distillation step by step (Hsieh et al., 2023): a teacher's rationales become a second training task for the student.
 
 Method, top to bottom:
-1. Read the examples: ``input_text`` and, when labelled, ``output_text`` (SPEC §5.2).
+1. Read the examples (data/distill.py): ``input_text`` and, when labelled, ``output_text`` (SPEC §5.2), or
+   GenerateContent-shaped prompts (one user turn, the model's answer as an optional label).
 2. The teacher explains each example with a few-shot chain-of-thought prompt. Labelled examples get a rationale for
    their given label; unlabelled ones get a rationale and a label (the teacher's answer). The outputs are saved as a
    dataset artifact (``teacher/outputs.jsonl``) keyed by the data, the teacher and the prompt, so a rerun (a resumed
@@ -27,9 +28,7 @@ from typing import Protocol
 from tuneforge import storage
 from tuneforge.catalog import load_catalog
 from tuneforge.catalog.weights import materialize
-from tuneforge.data.formats import json_objects, text_pair_fields
-from tuneforge.data.report import Report
-from tuneforge.data.validate import read_lines
+from tuneforge.data.distill import DistillExample, read_examples
 from tuneforge.errors import DatasetInvalid, FailedPrecondition
 from tuneforge.infer.offline import generate_offline
 from tuneforge.infer.sampling import SamplingParams
@@ -41,7 +40,6 @@ from tuneforge.train.recipes.sft import run_sft
 
 INPUT_TOKEN_LIMIT = 7168
 OUTPUT_TOKEN_LIMIT = 1024
-MAX_EXAMPLES = 10_000
 DEFAULT_RATIONALE_WEIGHT = 1.0
 PROMPT_VERSION = "cot-v1"
 ANSWER_MARKER = "So the answer is"
@@ -62,13 +60,6 @@ FEWSHOT = (
 
 
 @dataclass
-class DistillExample:
-    line: int
-    input_text: str
-    output_text: str | None  # None: unlabelled, the teacher labels it
-
-
-@dataclass
 class TeacherOutput:
     rationale: str
     label: str | None  # None when the teacher's answer could not be read
@@ -82,29 +73,6 @@ class Teacher(Protocol):
     def explain(
         self, examples: list[DistillExample], fewshot=FEWSHOT, should_stop: Callable[[], bool] | None = None
     ) -> list[TeacherOutput]: ...
-
-
-# --- 1: data -----------------------------------------------------------------------------------------------------
-
-
-def read_examples(
-    uri: str, settings: Settings, *, require_labels: bool = False, report: Report | None = None
-) -> tuple[list[DistillExample], Report]:
-    """Parse a distillation JSONL file; every problem goes into the report (nothing is raised here)."""
-    report = report or Report(source=uri)
-    lines = read_lines(uri, report, settings)
-    examples: list[DistillExample] = []
-    for ctx, obj in json_objects(lines or [], report):
-        fields = text_pair_fields(ctx, obj, require_output=require_labels, what="distillation")
-        if fields is not None:
-            examples.append(DistillExample(ctx.line, fields[0], fields[1]))
-    if lines is not None and not examples and report.ok:
-        report.error("the dataset has no examples; give one JSON object per line")
-    if len(examples) > MAX_EXAMPLES:
-        report.error(f"{len(examples):,} examples; at most {MAX_EXAMPLES:,} are allowed")
-    labelled = sum(e.output_text is not None for e in examples)
-    report.info.update(examples=len(examples), labelled=labelled, unlabelled=len(examples) - labelled)
-    return examples, report
 
 
 # --- 2: the teacher ----------------------------------------------------------------------------------------------
@@ -401,6 +369,8 @@ def prepare_student_data(
             "validation_dataset": str(val_path) if eval_lines else None,
             "dataset_format": "text_pair",
             "rationale_weight": rationale_weight,
+            "method": "supervised",  # the student's run: SFT on the multi-task lines
+            "teacher": None,
         }
     )
     return StudentData(student, data, summary)
