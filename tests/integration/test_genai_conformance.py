@@ -24,6 +24,9 @@ def server(tmp_path_factory):
     bucket = srv.bucket / "b"
     write_dataset(bucket / "train.jsonl", n=24)
     write_lines(bucket / "pairs.jsonl", [preference_line(s, system="Shout.") for s in ("abc", "kite", "moon", "xyz")])
+    write_lines(
+        bucket / "prompts.jsonl", [{"contents": [{"role": "user", "parts": [{"text": s}]}]} for s in ("ab", "c")]
+    )
     multi_turn = {"contents": [{"role": r, "parts": [{"text": "q"}]} for r in ("user", "model", "user")]}
     write_lines(bucket / "multi-turn-prompts.jsonl", [multi_turn])
     (bucket / "bad-pairs.jsonl").write_text(
@@ -254,6 +257,13 @@ def test_cancel_a_running_job_and_an_ended_one(client, sft_job):
             {"method": "DISTILLATION", "tuned_teacher_model_source": "projects/q/locations/us-central1/models/1"},
             400,
             "must be a model of this project",
+        ),
+        (
+            "gemini-2.5-flash",
+            "gs://b/prompts.jsonl",
+            {"method": "DISTILLATION", "base_teacher_model": "gemini-2.5-pro"},
+            400,
+            "runs on the dev-mode stand-in tiny-gemma3, which cannot label unlabelled prompts (2 of 2",
         ),
         (
             "gemini-2.5-flash",

@@ -177,6 +177,23 @@ def test_distillation_with_sdk_reuses_teacher_outputs(pipeline_server):
     assert isinstance(tuned.predict("Classify: my card was charged twice", max_output_tokens=4).text, str)
 
 
+def test_a_dev_mode_teacher_that_cannot_label_is_refused_by_the_sdk_call(pipeline_server):
+    """The README's dev-mode distill_from on unlabelled data: the stand-in teacher cannot label, so the job could only
+    fail in teacher-labelling; the create request is refused and distill_from itself raises, saying what to do."""
+    from google.api_core.exceptions import GoogleAPICallError
+    from vertexai.preview.language_models import TextGenerationModel
+
+    lines = [{"input_text": f"Classify: ticket {i}"} for i in range(3)] + [{"input_text": "q", "output_text": "a"}]
+    (pipeline_server.bucket / "b" / "distill_unlabelled.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    student = TextGenerationModel.from_pretrained("text-bison@002")
+    with pytest.raises(GoogleAPICallError) as exc:
+        student.distill_from(dataset="gs://b/distill_unlabelled.jsonl", teacher_model="text-unicorn@001", train_steps=3)
+    message = exc.value.message
+    assert exc.value.code == 400
+    assert "teacher_model_reference 'text-unicorn@001' runs on the dev-mode stand-in" in message, message
+    assert "cannot label unlabelled prompts (3 of 4: lines 1, 2, 3)" in message
+
+
 def test_cancel_stops_the_running_task(pipeline_server):
     body = {
         "templateUri": TUNE,

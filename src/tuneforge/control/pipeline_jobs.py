@@ -29,7 +29,7 @@ from tuneforge.control.pipeline_templates import (
 )
 from tuneforge.control.registry import DEV_LABEL
 from tuneforge.control.tables import PipelineJobRow, utcnow
-from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, server_fields
+from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, refuse_unlabelled_for_stand_in_teacher, server_fields
 from tuneforge.errors import AlreadyExists, FailedPrecondition, InvalidArgument, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
@@ -114,6 +114,11 @@ class PipelineJobService:
         for where, uri in uris.items():
             if uri is not None:
                 storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings)
+        teacher = params.get("teacher_model_reference")
+        if teacher and params.get("dataset_uri") and not _is_resource_or_url(teacher):
+            resolved = catalog.resolve(teacher, settings=self.settings)
+            field = f"{PARAMS}.teacher_model_reference"
+            refuse_unlabelled_for_stand_in_teacher(teacher, resolved, params["dataset_uri"], field, self.settings)
         kms = job.encryption_spec.kms_key_name if job.encryption_spec else None
         if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
             raise InvalidArgument(

@@ -20,6 +20,7 @@ from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.registry import DEV_LABEL
 from tuneforge.control.tables import MetricRow, ModelRow, PipelineJobRow, TuningJobRow, new_id, utcnow
+from tuneforge.data.distill import read_examples
 from tuneforge.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
@@ -216,6 +217,27 @@ def _hyper_parameters(spec: Spec) -> dict[str, Any]:
     return out
 
 
+def refuse_unlabelled_for_stand_in_teacher(
+    teacher: str, resolved: ResolvedModel, train_uri: str, field: str, settings: Settings
+) -> None:
+    """A dev-mode teacher is a tiny stand-in: it explains a given answer, but cannot label a prompt (its text never
+    ends "… So the answer is X."), so a job with unlabelled prompts could only fail in its teacher step. Refuse it
+    when it is created, where the SDK call reports it, instead. (An unreadable dataset is left to the data check.)"""
+    if not resolved.stand_in:
+        return
+    examples, report = read_examples(train_uri, settings)
+    unlabelled = [e.line for e in examples if e.output_text is None]
+    if not unlabelled or report.errors:
+        return
+    shown = ", ".join(map(str, unlabelled[:5])) + (" …" if len(unlabelled) > 5 else "")
+    raise FailedPrecondition(
+        f"{field} {teacher!r} runs on the dev-mode stand-in {resolved.entry.id}, which cannot label unlabelled "
+        f"prompts ({len(unlabelled)} of {len(examples)}: lines {shown}); the job could only fail. Give every line "
+        "its answer (output_text, or a final model turn) so the teacher only explains it, or configure real weights "
+        f"for {teacher} (models.yaml) or use a teacher with weights"
+    )
+
+
 def finish_cancelled(row: TuningJobRow, now: datetime) -> None:
     """The final state of a cancelled job: CANCELLED, ended now, error code 1 (google.rpc CANCELLED)."""
     row.state = states.CANCELLED
@@ -265,6 +287,10 @@ class TuningJobService:
         for field, uri in uris.items():
             if uri:
                 storage.check_client_uri(uri, field, self.settings)
+        if isinstance(spec, DistillationSpec) and spec.base_teacher_model:
+            resolved = catalog.resolve(spec.base_teacher_model, settings=self.settings)
+            field = "distillationSpec.baseTeacherModel"
+            refuse_unlabelled_for_stand_in_teacher(spec.base_teacher_model, resolved, train_uri, field, self.settings)
         config = TuningConfig.build(
             config_names(method),
             method=method,
