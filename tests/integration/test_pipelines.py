@@ -161,7 +161,8 @@ def test_distillation_with_sdk_reuses_teacher_outputs(pipeline_server):
         "deploy-model",
     ]
     teacher = tasks["teacher-labelling"]["execution"]["metadata"]
-    assert teacher["output:labelled"] == 12 and teacher["output:multitask_examples"] == 24
+    assert teacher["output:labelled"] == 12  # one predict line each, one explain line per non-empty rationale
+    assert teacher["output:multitask_examples"] == 12 + teacher["output:rationales"] and teacher["output:rationales"]
     assert teacher["output:teacher_reused"] is False
     model = tasks["upload-model"]["execution"]["metadata"]["output:model_resource_name"]
     from google.cloud import aiplatform

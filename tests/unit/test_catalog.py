@@ -198,20 +198,40 @@ def test_a_stand_in_is_built_with_its_shipped_pretraining_when_there_is_one(tmp_
         build_tiny_model("tiny-llama", tmp_path / "bad")
 
 
-def test_the_pretraining_corpus_is_seeded_and_its_answers_follow_their_instructions():
-    from tuneforge.train.stand_ins import corpus
+def test_the_pretraining_corpus_is_seeded_and_each_answer_follows_its_system_message():
+    from tuneforge.train.stand_ins import CHECK_SYSTEM, PERSONAS, TRANSFORMS, corpus, letter_mapping
 
-    lines = corpus(200)
-    assert lines == corpus(200) and lines != corpus(200, seed=1)
-    with_system = [line for line in lines if line["messages"][0]["role"] == "system"]
-    assert 0.4 < len(with_system) / len(lines) < 0.95
-    capitals = [
-        m for line in lines for i, m in enumerate(line["messages"])
-        if m["role"] == "user" and line["messages"][i - 1]["content"] == "Write it in capitals."
-    ]  # fmt: skip
-    assert capitals
-    for line in lines:
+    align, chat = corpus("align", 300), corpus("chat", 600)
+    assert align == corpus("align", 300) and align != corpus("align", 300, seed=1) and chat != align
+    assert all(m["role"] != "system" for line in align for m in line["messages"])  # phase 1: no system message
+    assert {sum(m["role"] == "user" for m in line["messages"]) for line in align} == {1, 2, 3}
+    maps = dict(TRANSFORMS)
+    seen = set()
+    for line in align + chat:
         msgs = line["messages"]
-        for i, m in enumerate(msgs):
-            if m["role"] == "user" and i > 0 and msgs[i - 1]["content"] == "Write it in capitals.":
-                assert msgs[i + 1]["content"] == m["content"].upper()
+        system = msgs[0]["content"] if msgs[0]["role"] == "system" else None
+        named = [f for instruction, f in maps.items() if system and system.endswith(instruction)]
+        transform = named[0] if named else (lambda w: w)  # a persona, or nothing: copy
+        assert system is None or named or system in PERSONAS
+        seen.add(system.split(". ")[-1] if named else "copy")
+        turns = [m for m in msgs if m["role"] != "system"]
+        assert all(a["content"] == transform(u["content"]) for u, a in zip(turns[::2], turns[1::2]))
+    assert len(seen) == len(TRANSFORMS) + 1  # every map occurs
+    assert CHECK_SYSTEM not in PERSONAS and all(
+        f("abcdefghijklmnopqrstuvwxyz") != "".join(letter_mapping().values()) for f in maps.values()
+    )  # the check's task is not in it
+
+
+@pytest.mark.parametrize("name", ["tiny-gemma3", "tiny-qwen3"])  # tiny-llama's is not shipped yet (docs/quality.md)
+def test_the_shipped_stand_ins_read_a_chat(tiny_dir, name):
+    """A shipped stand-in is pre-trained, and it shows on words it never saw (a random init gets none of them): with no
+    system message it answers with the word, behind a persona too, and it follows a system message naming a map."""
+    from tuneforge.catalog.tiny import stand_in_weights
+    from tuneforge.train.demo_task import exact_match, greedy_answers, make_task
+    from tuneforge.train.stand_ins import PERSONAS, TRANSFORMS
+
+    assert stand_in_weights(name) is not None
+    words = make_task(n_train=0, n_validation=0, n_held_out=30, seed=11).held_out
+    instruction, capitals = TRANSFORMS[0]
+    for system, expected in ((None, words), (PERSONAS[0], words), (instruction, [capitals(w) for w in words])):
+        assert exact_match(greedy_answers(tiny_dir(name), words, system=system), expected) >= 0.9, system

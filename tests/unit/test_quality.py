@@ -1,4 +1,5 @@
-"""Quality on the CPU: a tiny model learns a rule it must generalise (reversal of unseen strings).
+"""Quality on the CPU: a tiny model learns a rule it must generalise (reversal of unseen strings, a letter mapping
+behind a system message, a preference).
 
 Figures are recorded in docs/quality.md.
 """
@@ -32,3 +33,37 @@ def test_preference_tuning_learns_to_prefer_and_follow_the_rule(tmp_path, settin
     assert result["preference_accuracy_before"] <= 0.8  # the SFT base knows both answers and prefers neither much
     assert result["preference_accuracy_after"] >= 0.9
     assert result["greedy_follows_rule"] >= 0.9
+
+
+NOT_YET = pytest.mark.xfail(
+    strict=True,
+    reason="issue 14, open: the shipped tiny-gemma3 reaches 57% through a LoRA (docs/quality.md, 'Stand-ins'); "
+    "other pre-training draws reached 58% and 100%, so the pre-training is not yet reliable for it",
+)
+LLAMA_NOT_SHIPPED = pytest.mark.xfail(
+    strict=True,
+    reason="issue 14, open: tiny-llama's pre-training is not shipped (on it the demo's reversal stalls at loss 1.3 "
+    "where the random init reaches 100%), and from random init it does not learn this task (0%)",
+)
+STAND_IN_MODES = [
+    pytest.param("tiny-gemma3", "PEFT_ADAPTER", marks=NOT_YET),  # what every dev-mode Gemini job runs on
+    ("tiny-gemma3", "FULL"),
+    pytest.param("tiny-llama", "PEFT_ADAPTER", marks=LLAMA_NOT_SHIPPED),
+    pytest.param("tiny-llama", "FULL", marks=LLAMA_NOT_SHIPPED),
+    ("tiny-qwen3", "PEFT_ADAPTER"),
+    ("tiny-qwen3", "FULL"),
+]
+
+
+@pytest.mark.slow  # ~2-4 min each on 2 cores; docs/quality.md, "Stand-ins"
+@pytest.mark.parametrize(("model", "mode"), STAND_IN_MODES)
+def test_every_stand_in_learns_a_chat_task_with_a_system_message(tmp_path, settings, model, mode):
+    """Issue 14: each family, in each mode its catalog entry allows, with the catalog's defaults, learns a letter
+    mapping of unseen strings behind a system message (the shipped pre-training makes the stand-ins capable bases)."""
+    from tuneforge.catalog import load_catalog
+    from tuneforge.catalog.catalog import TuningMode
+    from tuneforge.train.stand_ins import chat_quality
+
+    assert TuningMode(mode) in load_catalog(settings).modes(model)
+    result = chat_quality(tmp_path, model, mode, settings=settings)
+    assert result["held_out_exact_match"] >= 0.9, result

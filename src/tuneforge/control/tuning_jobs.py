@@ -270,7 +270,7 @@ class TuningJobService:
             )
         teacher: dict[str, Any] = {}
         if isinstance(spec, DistillationSpec):
-            job, teacher = self._distillation(project, job, spec, catalog)
+            job, teacher = self._distillation(project, job, spec)
         base_model, custom_base = self._starting_point(project, job)
         display = job.tuned_model_display_name or f"tuned-{base_model.split('/')[-1]}-{job_id[-6:]}"
         if len(display) > 128:
@@ -288,6 +288,7 @@ class TuningJobService:
             if uri:
                 storage.check_client_uri(uri, field, self.settings)
         if isinstance(spec, DistillationSpec) and spec.base_teacher_model:
+            # NOT_FOUND with suggestions, or weights not configured; a stand-in must have answers to explain
             resolved = catalog.resolve(spec.base_teacher_model, settings=self.settings)
             field = "distillationSpec.baseTeacherModel"
             refuse_unlabelled_for_stand_in_teacher(spec.base_teacher_model, resolved, train_uri, field, self.settings)
@@ -309,11 +310,9 @@ class TuningJobService:
         resource.tuned_model_display_name, resource.output_uri = display, output_uri
         return config, dump(resource)
 
-    def _distillation(
-        self, project: str, job: TuningJob, spec: DistillationSpec, catalog: Catalog
-    ) -> tuple[TuningJob, dict[str, Any]]:
+    def _distillation(self, project: str, job: TuningJob, spec: DistillationSpec) -> tuple[TuningJob, dict[str, Any]]:
         """The job with its student as baseModel, and the teacher: a catalog id (baseTeacherModel) or a tuned model
-        of this project (tunedTeacherModelSource)."""
+        of this project (tunedTeacherModelSource, checked here)."""
         if spec.student_model:
             if job.base_model and job.base_model != spec.student_model:
                 raise InvalidArgument(
@@ -329,8 +328,7 @@ class TuningJobService:
                 + ("; give one, not both" if base else "")
             )
         if base:
-            catalog.resolve(base, settings=self.settings)  # NOT_FOUND with suggestions; weights not configured
-            return job, {"teacher": base}
+            return job, {"teacher": base}  # resolved once its dataset's URI is checked (build_config)
         parsed = names.parse(tuned or "", ("models",))
         if parsed is None or parsed.project != project:
             raise InvalidArgument(

@@ -1,15 +1,24 @@
 """Make the tiny stand-ins capable bases: a short, deterministic pre-training on generic synthetic chat.
 
 A random-init model is a poor stand-in. LoRA cannot teach it anything (its frozen embeddings and head keep the logits
-near uniform), and a 4-layer Llama does not find a short user string behind a system message (its attention starts
-near uniform over the whole prompt). Real bases know how to read a chat. This gives the tiny models a little of that:
-conversations in their family's chat template, with and without system messages, multi-turn at times, whose answers
-transform the user's string letter by letter (copy, capitals, shifts, doubling, sorting, …) as the instruction says.
-The held-out tasks the tests tune (letter mappings, reversal) are not in this corpus.
+near uniform), and none of the tiny models finds a short user string behind a system message from random weights in
+the steps a tuning run has (measured: copying the user's word, loss stuck near chance for 700 steps with a 63-character
+system message; the same task without one is learnt in 600). Real bases know how to read a chat. This gives the tiny
+models that much, in two phases (a curriculum), each a run of the SFT recipe in the family's own chat template:
 
-``python -m tuneforge.train.stand_ins [--steps N] [--out DIR]`` pre-trains each family's tiny model with the SFT
-recipe and writes its weights to ``catalog/stand_ins/<name>.safetensors``, which ``catalog/tiny.py`` loads when it
-builds a stand-in. The corpus and the run are seeded; on the same torch build and thread count the weights repeat.
+1. ``align``: conversations of one to three turns, no system message, each answer the user's word: the model learns
+   to find the latest user text and copy it letter by letter (the attention that aligns each answer letter with its
+   source letter).
+2. ``chat``: system messages of every length. Half the answers are copies behind a persona (or none); the other half
+   apply a letter map the system message names (capitals, a shift, two fixed ciphers), so the answer letter depends
+   on the conversation and not on the user's letter alone. The model learns to read past the system text to the
+   latest user message, and to take its instructions from the system message.
+
+What the tests tune (the check's cipher and system message, reversal) is never in it.
+
+``python -m tuneforge.train.stand_ins [--only NAME] [--out DIR]`` pre-trains each family's tiny model and writes its
+weights to ``catalog/stand_ins/<name>.safetensors``, which ``catalog/tiny.py`` loads when it builds a stand-in. The
+corpus and the runs are seeded; on the same torch build and thread count the weights repeat.
 """
 
 from __future__ import annotations
@@ -27,30 +36,43 @@ from tuneforge.settings import Settings
 
 LETTERS = string.ascii_lowercase
 PRETRAIN_SEED = 20261202
-
-
-def _shift(k: int) -> Callable[[str], str]:
-    return lambda s: "".join(LETTERS[(LETTERS.index(c) + k) % 26] if c in LETTERS else c for c in s)
-
-
-# (instruction phrasings, transform): each answer is the user's word transformed letter by letter, so the model learns
-# to find the word behind any system message and to map it in place. None is a held-out task (reversal, a fixed
-# letter substitution).
-TASKS: list[tuple[tuple[str, ...], Callable[[str], str]]] = [
-    (("Repeat the word.", "Say it back exactly.", "Copy the text."), lambda s: s),
-    (("Write it in capitals.", "Uppercase the word.", "Answer in capital letters."), str.upper),
-    (("Shift each letter by one.", "Replace each letter with the next one."), _shift(1)),
-    (("Shift each letter by two.", "Move every letter two places on."), _shift(2)),
-    (("Shift each letter back by one.", "Replace each letter with the one before it."), _shift(-1)),
-    (("Double every letter.", "Write each letter twice."), lambda s: "".join(c + c for c in s)),
-    (("Spell it with dashes.", "Put a dash between the letters."), lambda s: "-".join(s)),
-]
+# (phase, optimizer steps of BATCH conversations, peak learning rate). tiny-llama learns to align more slowly than the
+# others and not at all from conversations of several turns (loss 2.72 after 1,900 steps), so it aligns on single
+# turns, for longer, and gets more chat steps to carry that over behind system messages.
+PHASES = (("align", 2000, 3e-3), ("chat", 2000, 3e-3))
+STEPS = {"tiny-llama": {"align": 5000, "chat": 3000}}
+ALIGN_TURNS = {"tiny-llama": 1}  # the others: 1-3 turns, so the word to copy is not always in the same place
+BATCH = 16
 PERSONAS = (
     "You are a helpful assistant.",
-    "You are a careful assistant. Answer briefly.",
-    "You answer with the result only.",
     "Be concise.",
-    "You are a precise text tool.",
+    "You are a careful assistant. Answer briefly and do not explain yourself.",
+    "You answer with the result only, on one line, without quotes or any other text.",
+    "Repeat the word.",
+    "You are a precise text tool. Say the user's text back exactly as it was written.",
+    "You are a friendly support agent for a small online shop. Keep every answer short.",
+    "Copy the text.",
+)
+
+
+def _cipher(seed: int) -> Callable[[str], str]:
+    shuffled = list(LETTERS)
+    random.Random(seed).shuffle(shuffled)
+    table = dict(zip(LETTERS, shuffled))
+    return lambda s: "".join(table[c] for c in s)
+
+
+def _shift(s: str) -> str:
+    return "".join(LETTERS[(LETTERS.index(c) + 1) % 26] for c in s)
+
+
+# The chat phase's other letter maps, each named by a system message: the answer letter depends on the conversation,
+# not on the user's letter alone (a model that only ever copied is so sure of the copy that a LoRA cannot turn it).
+TRANSFORMS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("Answer in capital letters.", str.upper),
+    ("Shift every letter one place on.", _shift),
+    ("Use cipher A.", _cipher(101)),
+    ("Use cipher B.", _cipher(202)),
 )
 
 
@@ -58,65 +80,69 @@ def _word(rng: random.Random) -> str:
     return "".join(rng.choice(LETTERS) for _ in range(rng.randint(2, 8)))
 
 
-def _turn(rng: random.Random) -> tuple[str | None, str, str]:
-    """(system message or None, user message, answer) of one instruction."""
-    phrasings, transform = rng.choice(TASKS)
-    instruction, word = rng.choice(phrasings), _word(rng)
-    where = rng.random()
-    if where < 0.5:  # the instruction is the system message; the user turn is the bare word
-        return instruction, word, transform(word)
-    system = rng.choice(PERSONAS) if where < 0.8 else None
-    user = f"{instruction} {word}" if rng.random() < 0.5 else f"{instruction}\n{word}"
-    return system, user, transform(word)
+def _system_and_map(rng: random.Random, phase: str) -> tuple[str | None, Callable[[str], str]]:
+    """align: no system message, copy. chat: half copy behind a persona (or nothing), half a letter map named by the
+    system message (sometimes after a persona)."""
+    if phase == "align":
+        return None, lambda s: s
+    if rng.random() < 0.5:
+        return (rng.choice(PERSONAS) if rng.random() < 0.85 else None), lambda s: s
+    instruction, transform = rng.choice(TRANSFORMS)
+    return (f"{rng.choice(PERSONAS[:4])} {instruction}" if rng.random() < 0.3 else instruction), transform
 
 
-def corpus(n: int, seed: int = PRETRAIN_SEED) -> list[dict]:
-    """``n`` chat lines ({"messages": [...]}), a tenth of them two-turn."""
-    rng = random.Random(seed)
+def corpus(phase: str, n: int, seed: int = PRETRAIN_SEED, *, align_turns: int = 3) -> list[dict]:
+    """``n`` chat lines ({"messages": [...]}) of ``phase``: align lines of 1 to ``align_turns`` turns, chat lines of
+    one turn or (15%) two."""
+    rng = random.Random(f"{seed}-{phase}")
     lines = []
     for _ in range(n):
-        system, user, answer = _turn(rng)
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": user},
-            {"role": "assistant", "content": answer},
-        ]
-        if rng.random() < 0.1:  # a follow-up turn: the answer must come from the latest user message
-            _, user2, answer2 = _turn(rng)
-            messages += [{"role": "user", "content": user2}, {"role": "assistant", "content": answer2}]
+        system, transform = _system_and_map(rng, phase)
+        messages = [{"role": "system", "content": system}] if system else []
+        for _turn in range(rng.randint(1, align_turns) if phase == "align" else (2 if rng.random() < 0.15 else 1)):
+            word = _word(rng)
+            messages += [{"role": "user", "content": word}, {"role": "assistant", "content": transform(word)}]
         lines.append({"messages": messages})
     return lines
 
 
-def pretrain(name: str, out: Path, *, steps: int, settings: Settings | None = None, log=print) -> Path:
-    """Pre-train tiny model ``name`` from its random init; write its weights to ``out/<name>.safetensors``."""
+def pretrain(name: str, out: Path, *, settings: Settings | None = None, log=print) -> Path:
+    """Pre-train tiny model ``name`` from its random init, phase by phase; write its weights to
+    ``out/<name>.safetensors``."""
     from tuneforge.train.config import TuningConfig  # lazy: the recipe loads torch
     from tuneforge.train.demo_task import write_lines  # lazy: as above
     from tuneforge.train.recipes.sft import run_sft  # lazy: as above
 
     work = Path(tempfile.mkdtemp(prefix=f"pretrain-{name}-"))
     try:
-        random_init = build_tiny_model(name, work / "random-init", pretrained=False)
-        data = write_lines(work / "corpus.jsonl", corpus(steps * 32))
-        result = run_sft(
-            TuningConfig(
-                base_model=name,
-                custom_base_model=str(random_init),
-                train_dataset=str(data),
-                output_uri=str(work / "run"),
-                tuning_mode="FULL",
-                epochs=1,
-                batch_size=32,
-                learning_rate=3e-3,
-                warmup_ratio=0.02,
-                min_lr_ratio=0.1,
-                seed=PRETRAIN_SEED % 1000,
-            ),
-            settings=settings,
-        )
-        log(f"{name}: {result.steps} steps, last train loss {result.last_train.get('train_total_loss', 0):.4f}")
+        start = build_tiny_model(name, work / "random-init", pretrained=False)
+        for phase, default_steps, lr in PHASES:
+            steps = STEPS.get(name, {}).get(phase, default_steps)
+            lines = corpus(phase, steps * BATCH, align_turns=ALIGN_TURNS.get(name, 3))
+            data = write_lines(work / f"{phase}.jsonl", lines)
+            result = run_sft(
+                TuningConfig(
+                    base_model=name,
+                    custom_base_model=str(start),
+                    train_dataset=str(data),
+                    output_uri=str(work / phase),
+                    tuning_mode="FULL",
+                    epochs=1,
+                    batch_size=BATCH,
+                    learning_rate=lr,
+                    warmup_ratio=0.02,
+                    min_lr_ratio=0.1,
+                    seed=PRETRAIN_SEED % 1000,
+                ),
+                settings=settings,
+            )
+            loss = result.last_train.get("train_total_loss", 0)
+            log(f"{name} {phase}: {result.steps} steps, last train loss {loss:.4f}")
+            assert result.final_dir is not None
+            start = result.final_dir
         out.mkdir(parents=True, exist_ok=True)
         target = out / f"{name}.safetensors"
-        shutil.copyfile(result.final_dir / "model.safetensors", target)
+        shutil.copyfile(start / "model.safetensors", target)
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -124,12 +150,11 @@ def pretrain(name: str, out: Path, *, steps: int, settings: Settings | None = No
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=2000, help="Optimizer steps of 32 conversations per model.")
     p.add_argument("--out", type=Path, default=STAND_IN_DIR, help="Where the weights go (the catalog's folder).")
     p.add_argument("--only", choices=sorted(TINY_SPECS), action="append", help="Pre-train only these models.")
     args = p.parse_args()
     for name in args.only or sorted(TINY_SPECS):
-        print(pretrain(name, args.out, steps=args.steps))
+        print(pretrain(name, args.out))
 
 
 if __name__ == "__main__":
