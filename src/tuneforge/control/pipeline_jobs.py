@@ -30,6 +30,7 @@ from tuneforge.control.pipeline_templates import (
 from tuneforge.control.registry import DEV_LABEL
 from tuneforge.control.tables import PipelineJobRow, utcnow
 from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, refuse_unlabelled_for_stand_in_teacher, server_fields
+from tuneforge.data.distill import read_examples
 from tuneforge.errors import AlreadyExists, FailedPrecondition, InvalidArgument, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
@@ -117,8 +118,11 @@ class PipelineJobService:
         teacher = params.get("teacher_model_reference")
         if teacher and params.get("dataset_uri") and not _is_resource_or_url(teacher):
             resolved = catalog.resolve(teacher, settings=self.settings)
-            field = f"{PARAMS}.teacher_model_reference"
-            refuse_unlabelled_for_stand_in_teacher(teacher, resolved, params["dataset_uri"], field, self.settings)
+            if resolved.stand_in:  # an unreadable dataset is left to the validate-data task
+                examples, report = read_examples(params["dataset_uri"], self.settings)
+                field = f"{PARAMS}.teacher_model_reference"
+                if not report.errors:
+                    refuse_unlabelled_for_stand_in_teacher(teacher, resolved.entry.id, examples, field)
         kms = job.encryption_spec.kms_key_name if job.encryption_spec else None
         if kms and params.get("encryption_spec_key_name") and kms != params["encryption_spec_key_name"]:
             raise InvalidArgument(

@@ -20,7 +20,7 @@ from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.registry import DEV_LABEL
 from tuneforge.control.tables import MetricRow, ModelRow, PipelineJobRow, TuningJobRow, new_id, utcnow
-from tuneforge.data.distill import read_examples
+from tuneforge.data.distill import DistillExample
 from tuneforge.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
@@ -218,20 +218,17 @@ def _hyper_parameters(spec: Spec) -> dict[str, Any]:
 
 
 def refuse_unlabelled_for_stand_in_teacher(
-    teacher: str, resolved: ResolvedModel, train_uri: str, field: str, settings: Settings
+    teacher: str, stand_in: str, examples: list[DistillExample], field: str
 ) -> None:
     """A dev-mode teacher is a tiny stand-in: it explains a given answer, but cannot label a prompt (its text never
     ends "… So the answer is X."), so a job with unlabelled prompts could only fail in its teacher step. Refuse it
-    when it is created, where the SDK call reports it, instead. (An unreadable dataset is left to the data check.)"""
-    if not resolved.stand_in:
-        return
-    examples, report = read_examples(train_uri, settings)
+    when it is created, where the SDK call reports it, instead."""
     unlabelled = [e.line for e in examples if e.output_text is None]
-    if not unlabelled or report.errors:
+    if not unlabelled:
         return
     shown = ", ".join(map(str, unlabelled[:5])) + (" …" if len(unlabelled) > 5 else "")
     raise FailedPrecondition(
-        f"{field} {teacher!r} runs on the dev-mode stand-in {resolved.entry.id}, which cannot label unlabelled "
+        f"{field} {teacher!r} runs on the dev-mode stand-in {stand_in}, which cannot label unlabelled "
         f"prompts ({len(unlabelled)} of {len(examples)}: lines {shown}); the job could only fail. Give every line "
         "its answer (output_text, or a final model turn) so the teacher only explains it, or configure real weights "
         f"for {teacher} (models.yaml) or use a teacher with weights"
@@ -287,11 +284,6 @@ class TuningJobService:
         for field, uri in uris.items():
             if uri:
                 storage.check_client_uri(uri, field, self.settings)
-        if isinstance(spec, DistillationSpec) and spec.base_teacher_model:
-            # NOT_FOUND with suggestions, or weights not configured; a stand-in must have answers to explain
-            resolved = catalog.resolve(spec.base_teacher_model, settings=self.settings)
-            field = "distillationSpec.baseTeacherModel"
-            refuse_unlabelled_for_stand_in_teacher(spec.base_teacher_model, resolved, train_uri, field, self.settings)
         config = TuningConfig.build(
             config_names(method),
             method=method,
@@ -328,7 +320,7 @@ class TuningJobService:
                 + ("; give one, not both" if base else "")
             )
         if base:
-            return job, {"teacher": base}  # resolved once its dataset's URI is checked (build_config)
+            return job, {"teacher": base}  # resolved with the prompts at hand (_check_teacher)
         parsed = names.parse(tuned or "", ("models",))
         if parsed is None or parsed.project != project:
             raise InvalidArgument(
@@ -397,8 +389,20 @@ class TuningJobService:
         """Resolve the model and validate the datasets now, before the job is stored: a bad request never becomes
         a job, and every dataset problem is reported at once. Returns what the job runs on."""
         if config.method == "distillation":
-            return check_distillation(config, settings=self.settings, catalog=catalog).resolved
+            source, examples = check_distillation(config, settings=self.settings, catalog=catalog)
+            self._check_teacher(config.teacher, examples, catalog)
+            return source.resolved
         return check_datasets(config, settings=self.settings, catalog=catalog).source.resolved
+
+    def _check_teacher(self, teacher: str | None, examples: list[DistillExample], catalog: Catalog) -> None:
+        """A catalog teacher (baseTeacherModel): NOT_FOUND with suggestions, or its weights not configured; in dev
+        mode its stand-in needs every prompt's answer. (A tuned model as teacher was checked by _distillation.)"""
+        if teacher is None or teacher.startswith("projects/"):
+            return
+        resolved = catalog.resolve(teacher, settings=self.settings)
+        if resolved.stand_in:
+            field = "distillationSpec.baseTeacherModel"
+            refuse_unlabelled_for_stand_in_teacher(teacher, resolved.entry.id, examples, field)
 
     def create(self, project: str, location: str, job: TuningJob) -> TuningJob:
         self.check_region(location)

@@ -27,14 +27,18 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
 
 
+def as_double(supervised: dict) -> dict:
+    """A ``SupervisedTuningDatasetDistribution`` as a ``DatasetDistribution``: the sum a number, no billable sum."""
+    out = {k: v for k, v in supervised.items() if k != "billableSum"}
+    out["sum"] = float(out["sum"])
+    return out
+
+
 def distribution(values: Sequence[float], billable_multiplier: int = 1, *, double: bool = False) -> dict:
     """``{sum, min, max, mean, median, p5, p95, buckets, billableSum}`` of per-example values (``double``: the
     ``DatasetDistribution`` shape, whose sum is a number and which has no billable sum)."""
     if double:
-        out = distribution(values)
-        out.pop("billableSum")
-        out["sum"] = float(sum(values))
-        return out
+        return as_double(distribution(values))
     if not values:
         return {
             "sum": "0",
@@ -157,12 +161,9 @@ def distillation_data_stats(student: dict, examples: int, dropped_lines: Sequenc
         "tuningStepCount",
         "userDatasetExamples",
     )
-    as_double = ("userInputTokenDistribution", "userOutputTokenDistribution", "userMessagePerExampleDistribution")
+    distributions = ("userInputTokenDistribution", "userOutputTokenDistribution", "userMessagePerExampleDistribution")
     stats = {key: student[key] for key in same if key in student}
-    for key in as_double:
-        if key in student:
-            d = {k: v for k, v in student[key].items() if k != "billableSum"}
-            stats[key] = {**d, "sum": float(d["sum"])}
+    stats.update({key: as_double(student[key]) for key in distributions if key in student})
     stats.update(
         tuningDatasetExampleCount=str(examples),
         droppedExampleIndices=[str(line - 1) for line in dropped_lines],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tuneforge.catalog.catalog import Catalog, TuningMode
 from tuneforge.data import ChatEncoder, Limits, PreparedDataset, Report, prepare_dataset
-from tuneforge.data.distill import read_examples
+from tuneforge.data.distill import DistillExample, read_examples
 from tuneforge.data.preference import PreparedPreferences, prepare_preferences
 from tuneforge.errors import DatasetInvalid
 from tuneforge.settings import Settings
@@ -105,16 +105,20 @@ def check_datasets(config: TuningConfig, *, settings: Settings, catalog: Catalog
     return Preflight(source, limits, encoder, train, validation, report)
 
 
-def check_distillation(config: TuningConfig, *, settings: Settings, catalog: Catalog) -> ModelSource:
-    """The student a distillation run starts from, and every problem in its prompt and evaluation datasets (read as
-    distillation examples: the teacher labels them later, so they are not tokenised here); any error raises."""
+def check_distillation(
+    config: TuningConfig, *, settings: Settings, catalog: Catalog
+) -> tuple[ModelSource, list[DistillExample]]:
+    """The student a distillation run starts from and its prompts, after every problem in its prompt and evaluation
+    datasets (read as distillation examples: the teacher labels them later, so they are not tokenised here); any
+    error raises."""
     dev = settings.dev if config.dev is None else config.dev
     source, _ = open_model(
         catalog, config.base_model, config.custom_base_model, config.tuning_mode, dev=dev, settings=settings
     )
-    reports = [read_examples(config.train_dataset, settings)[1]]
+    examples, train_report = read_examples(config.train_dataset, settings)
+    reports = [train_report]
     if config.validation_dataset:
         reports.append(read_examples(config.validation_dataset, settings, require_labels=True)[1])
     problems = [p for r in reports for p in r.problems]
     require_clean(Report(source="datasets", problems=problems), config.base_model, "--for distillation")
-    return source
+    return source, examples
