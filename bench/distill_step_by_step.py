@@ -118,6 +118,7 @@ def run(
 ) -> dict:
     from tuneforge.settings import get_settings
     from tuneforge.train.config import TuningConfig
+    from tuneforge.train.demo_task import random_init
     from tuneforge.train.recipes.distill import Truncation, multitask_lines, run_distill
     from tuneforge.train.recipes.sft import run_sft
 
@@ -129,6 +130,7 @@ def run(
     )
     config = TuningConfig(
         base_model="tiny-llama",
+        custom_base_model=str(random_init(root)),  # from scratch, as the figures in docs/quality.md were measured
         tuning_mode="FULL",
         train_dataset=str(raw),
         output_uri=str(folder / "out"),

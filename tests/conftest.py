@@ -54,6 +54,15 @@ def tiny_dir(tf_home):
 
 
 @pytest.fixture(scope="session")
+def random_tiny_dir(tf_home):
+    """tiny model name -> its random init, without the shipped pre-training: the numerics comparisons (two ways of
+    computing one step), whose tolerances were set on it."""
+    from tuneforge.train.demo_task import random_init
+
+    return lambda name: random_init(tf_home, name)
+
+
+@pytest.fixture(scope="session")
 def tokenizer_of(tiny_dir):
     from transformers import AutoTokenizer
 

@@ -11,8 +11,10 @@ SYSTEM = "You answer in the house format."
 
 
 def train_fixed_format(root: Path, settings, answer: str = FIXED_ANSWER) -> Path:
-    """tiny-llama FULL-tuned until every user message gets ``answer`` (a few seconds on the CPU)."""
+    """tiny-llama FULL-tuned until every user message gets ``answer`` (a few seconds on the CPU), from its random
+    init: the shipped pre-training copies the question, and unlearning that takes more than these 40 steps."""
     from tuneforge.train import TuningConfig, run_sft
+    from tuneforge.train.demo_task import random_init
 
     rng = random.Random(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -23,6 +25,7 @@ def train_fixed_format(root: Path, settings, answer: str = FIXED_ANSWER) -> Path
             f.write(json.dumps({"prompt": f"question {word}?", "completion": answer}) + "\n")
     config = TuningConfig(
         base_model="tiny-llama",
+        custom_base_model=str(random_init(root)),
         tuning_mode="FULL",
         train_dataset=str(data),
         output_uri=str(root / "fixed-run"),

@@ -198,8 +198,35 @@ def test_a_stand_in_is_built_with_its_shipped_pretraining_when_there_is_one(tmp_
         build_tiny_model("tiny-llama", tmp_path / "bad")
 
 
+def test_a_new_pretraining_builds_a_new_folder_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """A model tuned on a stand-in names its base folder, so new shipped weights must not overwrite the folder built
+    from the old ones."""
+    from safetensors.torch import load_file, save_file
+
+    from tuneforge.catalog import tiny
+    from tuneforge.catalog.weights import materialize
+    from tuneforge.settings import Settings
+
+    s = Settings(home=tmp_path / "home")
+    monkeypatch.setattr(tiny, "STAND_IN_DIR", tmp_path / "stand_ins")
+    random_init = materialize("builtin:tiny-qwen3", s)  # no shipped file: the random init, under its own name
+    assert random_init.name == "tiny-qwen3"
+    weights = load_file(str(random_init / "model.safetensors"))
+    (tmp_path / "stand_ins").mkdir()
+    folders = []
+    for shift in (0.5, 0.25):
+        save_file({k: v + shift for k, v in weights.items()}, str(tmp_path / "stand_ins" / "tiny-qwen3.safetensors"))
+        folders.append(materialize("builtin:tiny-qwen3", s))
+        assert materialize("builtin:tiny-qwen3", s) == folders[-1]  # built once
+    assert len({random_init, *folders}) == 3 and all((f / "config.json").exists() for f in (random_init, *folders))
+    first = load_file(str(folders[0] / "model.safetensors"))
+    assert all((first[k] - weights[k] - 0.5).abs().max() < 1e-6 for k in weights)  # the old base is intact
+
+
 def test_the_pretraining_corpus_is_seeded_and_each_answer_follows_its_system_message():
-    from tuneforge.train.stand_ins import CHECK_SYSTEM, PERSONAS, TRANSFORMS, corpus, letter_mapping
+    from tuneforge.train.demo_task import ALPHABET as LETTERS
+    from tuneforge.train.demo_task import CipherTask
+    from tuneforge.train.stand_ins import PERSONAS, TRANSFORMS, corpus, probe_cipher
 
     align, chat = corpus("align", 300), corpus("chat", 600)
     assert align == corpus("align", 300) and align != corpus("align", 300, seed=1) and chat != align
@@ -217,21 +244,50 @@ def test_the_pretraining_corpus_is_seeded_and_each_answer_follows_its_system_mes
         turns = [m for m in msgs if m["role"] != "system"]
         assert all(a["content"] == transform(u["content"]) for u, a in zip(turns[::2], turns[1::2]))
     assert len(seen) == len(TRANSFORMS) + 1  # every map occurs
-    assert CHECK_SYSTEM not in PERSONAS and all(
-        f("abcdefghijklmnopqrstuvwxyz") != "".join(letter_mapping().values()) for f in maps.values()
-    )  # the check's task is not in it
+    for held_out in (CipherTask(), probe_cipher()):  # neither the check's task nor the probe's is in it
+        assert held_out.system not in PERSONAS and all(f(LETTERS) != held_out.answer(LETTERS) for f in maps.values()), (
+            held_out
+        )
+    assert CipherTask().answer(LETTERS) != probe_cipher().answer(LETTERS)
 
 
-@pytest.mark.parametrize("name", ["tiny-gemma3", "tiny-qwen3"])  # tiny-llama's is not shipped yet (docs/quality.md)
+def test_the_first_pretraining_draw_a_lora_can_tune_ships(tmp_path, monkeypatch):
+    """Each draw is probed with a LoRA on the probe cipher; a draw under the target is not shipped, and a pre-training
+    with no passing draw fails instead of shipping a base a LoRA cannot tune."""
+    from tuneforge.train import stand_ins
+
+    def draw(name, work, seed, settings, log):
+        work.mkdir(parents=True)
+        (work / "model.safetensors").write_text(f"weights of draw {seed - stand_ins.PRETRAIN_SEED}")
+        return work
+
+    probes = []
+    monkeypatch.setattr(stand_ins, "_pretrain_draw", draw)
+    monkeypatch.setattr(
+        stand_ins,
+        "chat_quality",
+        lambda *a, cipher, **kw: probes.append(cipher) or {"held_out_exact_match": scores.pop(0)},
+    )
+    scores = [0.1, 0.95]
+    shipped = stand_ins.pretrain("tiny-gemma3", tmp_path / "out", log=lambda m: None)
+    assert shipped.read_text() == "weights of draw 1" and probes == [stand_ins.probe_cipher()] * 2
+    scores = [0.5] * stand_ins.DRAWS
+    with pytest.raises(RuntimeError, match="no pre-training of tiny-qwen3"):
+        stand_ins.pretrain("tiny-qwen3", tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out" / "tiny-qwen3.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny-gemma3", "tiny-llama", "tiny-qwen3"])
 def test_the_shipped_stand_ins_read_a_chat(tiny_dir, name):
     """A shipped stand-in is pre-trained, and it shows on words it never saw (a random init gets none of them): with no
-    system message it answers with the word, behind a persona too, and it follows a system message naming a map."""
+    system message it answers with the word, behind a persona too, and it follows a system message naming a map (the
+    shift by one)."""
     from tuneforge.catalog.tiny import stand_in_weights
     from tuneforge.train.demo_task import exact_match, greedy_answers, make_task
     from tuneforge.train.stand_ins import PERSONAS, TRANSFORMS
 
     assert stand_in_weights(name) is not None
     words = make_task(n_train=0, n_validation=0, n_held_out=30, seed=11).held_out
-    instruction, capitals = TRANSFORMS[0]
-    for system, expected in ((None, words), (PERSONAS[0], words), (instruction, [capitals(w) for w in words])):
+    instruction, shift = TRANSFORMS[1]
+    for system, expected in ((None, words), (PERSONAS[0], words), (instruction, [shift(w) for w in words])):
         assert exact_match(greedy_answers(tiny_dir(name), words, system=system), expected) >= 0.9, system

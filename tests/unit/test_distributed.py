@@ -17,12 +17,13 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, random_tiny_dir):
     root = tmp_path_factory.mktemp("dist-data")
     task = make_task(n_train=40, n_validation=8, n_held_out=2, seed=1)
     return {
         "train": str(write_jsonl(root / "train.jsonl", task.train)),
         "val": str(write_jsonl(root / "val.jsonl", task.validation)),
+        "base": str(random_tiny_dir("tiny-llama")),  # the tolerances below were set on the random init
     }
 
 
@@ -33,6 +34,8 @@ def _tune(data, out: Path, processes: int, *extra: str) -> subprocess.CompletedP
         "tune",
         "-m",
         "tiny-llama",
+        "--custom-base-model",
+        data["base"],
         "--train",
         data["train"],
         "--validation",

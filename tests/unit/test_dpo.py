@@ -94,12 +94,12 @@ def _trl_loss_and_grads(policy, reference, tokenizer, encoded, beta, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["one row", "rows"])
-def test_loss_and_gradients_equal_trl_dpo_trainer(tiny_dir, tokenizer_of, tmp_path, layout):
+def test_loss_and_gradients_equal_trl_dpo_trainer(random_tiny_dir, tokenizer_of, tmp_path, layout):
     """The same model, batch and beta: TRL's DPOTrainer (sigmoid loss) and ours agree on the loss and every
     gradient (float32; tolerances below). Our batch is packed (attention never crosses sequences), TRL's padded."""
     from transformers import AutoModelForCausalLM
 
-    folder = str(tiny_dir("tiny-llama"))
+    folder = str(random_tiny_dir("tiny-llama"))
     reference = AutoModelForCausalLM.from_pretrained(folder).eval()
     policy = _perturbed(AutoModelForCausalLM.from_pretrained(folder))
     encoded = _encoded(tokenizer_of)
@@ -130,10 +130,10 @@ def _assert_same_gradient(got, expected, name):
     assert float((got - expected).norm()) <= 2e-5 * float(expected.norm()), name
 
 
-def test_accumulation_gives_the_same_gradient_whatever_the_micro_batching(tiny_dir, tokenizer_of):
+def test_accumulation_gives_the_same_gradient_whatever_the_micro_batching(random_tiny_dir, tokenizer_of):
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_dir("tiny-llama")))
+    base = AutoModelForCausalLM.from_pretrained(str(random_tiny_dir("tiny-llama")))
     encoded = _encoded(tokenizer_of)
     with torch.no_grad():
         ref_model = _perturbed(copy.deepcopy(base), seed=3)

@@ -76,13 +76,13 @@ def _grads(model):
 @pytest.mark.parametrize(
     "family,lora", [("tiny-llama", False), ("tiny-llama", True), ("tiny-gemma3", False), ("tiny-qwen3", True)]
 )
-def test_fast_step_gives_the_reference_loss_and_gradients(tiny_dir, tokenizer_of, family, lora):
+def test_fast_step_gives_the_reference_loss_and_gradients(random_tiny_dir, tokenizer_of, family, lora):
     """Float32, same examples: the reference step on padded micro-batches of 3 vs the fast step packed by a token
     budget into different micro-batches, with a chunk size that splits the targets unevenly."""
     examples = _examples(tokenizer_of, family)
     pad = tokenizer_of(family).pad_token_id
     weights = (1.0, 0.5)
-    model = _model(tiny_dir, family, lora)
+    model = _model(random_tiny_dir, family, lora)
 
     ref_batches = [collate(examples[i : i + 3], pad, packing=False, row_tokens=4096) for i in range(0, 12, 3)]
     ref = train_step(model, ref_batches, torch.device("cpu"), weights)

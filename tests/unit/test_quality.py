@@ -11,7 +11,7 @@ from tuneforge.train.demo_task import held_out_quality
 LORA_FIGURE = 0.75  # docs/quality.md: 0.77 measured; a little slack for thread-count float differences
 
 
-@pytest.mark.slow  # ~100 s on 2 cores; `make run` measures the same task end to end through the server
+@pytest.mark.slow  # ~100 s on 2 cores; FULL tuning from the random init
 def test_full_tuning_reaches_90_percent_on_held_out_strings(tmp_path, settings):
     assert held_out_quality(tmp_path, "FULL", epochs=4, settings=settings)["held_out_exact_match"] >= 0.9
 
@@ -35,21 +35,11 @@ def test_preference_tuning_learns_to_prefer_and_follow_the_rule(tmp_path, settin
     assert result["greedy_follows_rule"] >= 0.9
 
 
-NOT_YET = pytest.mark.xfail(
-    strict=True,
-    reason="issue 14, open: the shipped tiny-gemma3 reaches 57% through a LoRA (docs/quality.md, 'Stand-ins'); "
-    "other pre-training draws reached 58% and 100%, so the pre-training is not yet reliable for it",
-)
-LLAMA_NOT_SHIPPED = pytest.mark.xfail(
-    strict=True,
-    reason="issue 14, open: tiny-llama's pre-training is not shipped (on it the demo's reversal stalls at loss 1.3 "
-    "where the random init reaches 100%), and from random init it does not learn this task (0%)",
-)
 STAND_IN_MODES = [
-    pytest.param("tiny-gemma3", "PEFT_ADAPTER", marks=NOT_YET),  # what every dev-mode Gemini job runs on
+    ("tiny-gemma3", "PEFT_ADAPTER"),  # what every dev-mode Gemini job runs on
     ("tiny-gemma3", "FULL"),
-    pytest.param("tiny-llama", "PEFT_ADAPTER", marks=LLAMA_NOT_SHIPPED),
-    pytest.param("tiny-llama", "FULL", marks=LLAMA_NOT_SHIPPED),
+    ("tiny-llama", "PEFT_ADAPTER"),
+    ("tiny-llama", "FULL"),
     ("tiny-qwen3", "PEFT_ADAPTER"),
     ("tiny-qwen3", "FULL"),
 ]

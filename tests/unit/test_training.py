@@ -45,7 +45,7 @@ def _grads(model, micro_batches):
 
 
 @pytest.mark.parametrize("packing", [False, True])
-def test_accumulation_4x2_equals_8x1_equals_1x8(tiny_dir, tokenizer_of, packing):
+def test_accumulation_4x2_equals_8x1_equals_1x8(random_tiny_dir, tokenizer_of, packing):
     from transformers import AutoModelForCausalLM
 
     from tuneforge.data import ChatEncoder, Report, collate, parse_lines
@@ -54,7 +54,7 @@ def test_accumulation_4x2_equals_8x1_equals_1x8(tiny_dir, tokenizer_of, packing)
     lines = [json.dumps({"prompt": "x" * (i + 1), "completion": "y" * (8 - i) + "z" * i}) for i in range(8)]
     convs = parse_lines(lines, Report())
     ex = [ChatEncoder(tok, "<|eot_id|>").encode(c) for c in convs]
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_dir("tiny-llama")))
+    model = AutoModelForCausalLM.from_pretrained(str(random_tiny_dir("tiny-llama")))
 
     def split(size):
         return [

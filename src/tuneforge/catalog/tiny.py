@@ -1,6 +1,6 @@
 """Tiny models of the seed families, with byte-level tokenizers built locally.
 
-Nothing is downloaded: each tiny model is built from a config, saved once under ``<home>/models/<name>`` in Hugging
+Nothing is downloaded: each tiny model is built from a config, saved once under ``<home>/models/`` in Hugging
 Face format, and from then on loaded like any local weights. Its weights are the short pre-training shipped in
 ``stand_ins/<name>.safetensors`` (made by ``python -m tuneforge.train.stand_ins``: generic synthetic chat, so a
 stand-in reads a chat as a real base does); without that file, or with ``pretrained=False``, a fixed-seed random
@@ -10,6 +10,7 @@ and carry a chat template that renders the same turn markers as the real family'
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -138,6 +139,16 @@ def stand_in_weights(name: str) -> Path | None:
     """The shipped pre-trained weights of tiny model ``name``, if any."""
     path = STAND_IN_DIR / f"{name}.safetensors"
     return path if path.exists() else None
+
+
+def folder_name(name: str) -> str:
+    """The folder a stand-in is built into under ``<home>/models``: its name, tagged with its shipped weights' digest.
+    A new pre-training builds a new folder, while a model tuned on the old one (an adapter names its base folder)
+    keeps the base it was tuned on."""
+    weights = stand_in_weights(name)
+    if weights is None:
+        return name
+    return f"{name}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:10]}"
 
 
 def _load_pretrained(model, path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tuneforge import storage
 from tuneforge.catalog.catalog import ResolvedModel
-from tuneforge.catalog.tiny import TINY_SPECS, build_tiny_model
+from tuneforge.catalog.tiny import TINY_SPECS, build_tiny_model, folder_name
 from tuneforge.errors import FailedPrecondition, InvalidArgument
 from tuneforge.settings import Settings, get_settings
 
@@ -21,7 +21,7 @@ def materialize(weights: str, settings: Settings | None = None) -> Path:
         name = weights[len(BUILTIN) :]
         if name not in TINY_SPECS:
             raise InvalidArgument(f"unknown builtin model {name!r}; builtin models: {', '.join(TINY_SPECS)}")
-        dest = settings.models_dir / name
+        dest = settings.models_dir / folder_name(name)
         if not (dest / "config.json").exists():
             build_tiny_model(name, dest)
         return dest

@@ -1,5 +1,5 @@
-"""`tuneforge demo` (what `make run` runs): tune a tiny model to reverse strings through the REST API, and show
-held-out answers before and after."""
+"""`tuneforge demo` (what `make run` runs): teach a tiny model a letter cipher behind a system message through the
+REST API, and show held-out answers before and after."""
 
 from __future__ import annotations
 
@@ -25,63 +25,67 @@ from tuneforge.cli.progress import RunView, ViewCallbacks, follow
 from tuneforge.quiet import quiet_libraries
 from tuneforge.settings import Settings
 
+DEMO_LINES = 2000  # with the catalog's defaults (3 epochs of 16 lines a step): 375 steps
+
 
 def demo(
     steps: Optional[int] = typer.Option(
-        None, "--steps", help="Optimizer steps [default: 4 epochs].", show_default=False
+        None, "--steps", help="Optimizer steps [default: the catalog's 3 epochs].", show_default=False
     ),
     local: bool = typer.Option(False, "--local", help="Train in this process instead of through the API server."),
 ) -> None:
-    """Tune a tiny model to reverse strings through the REST API, and show held-out answers before and after."""
+    """Teach a tiny model a letter cipher behind a system message through the REST API, and show held-out answers
+    before and after."""
     quiet_libraries()
     import torch  # lazy: the demo trains; other commands start without torch
 
-    from tuneforge.train.demo_task import (  # lazy: torch
-        ReversalTask,
-        exact_match,
-        greedy_answers,
-        make_task,
-        write_jsonl,
-    )
+    from tuneforge.train import demo_task  # lazy: torch
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     s = settings()
     run = time.strftime("run-%Y%m%d-%H%M%S")
-    task = make_task()
+    cipher, task = demo_task.CipherTask(), demo_task.make_task(n_train=DEMO_LINES, n_validation=32)
     data_uri = f"gs://tuneforge-demo/{run}"
-    train_file = write_jsonl(storage.local_path(f"{data_uri}/train.jsonl", s), task.train)
-    write_jsonl(storage.local_path(f"{data_uri}/validation.jsonl", s), task.validation)
+    train_file = demo_task.write_lines(storage.local_path(f"{data_uri}/train.jsonl", s), cipher.lines(task.train))
+    demo_task.write_lines(storage.local_path(f"{data_uri}/validation.jsonl", s), cipher.lines(task.validation))
     layers = TINY_SPECS["tiny-llama"].config
     console.print(
-        f"[bold]tuneforge demo[/bold]: teach tiny-llama (random init, {layers['num_hidden_layers']} layers, "
-        f"hidden {layers['hidden_size']}) to reverse strings. {len(task.train)} training examples, "
-        f"{len(task.held_out)} held-out strings it never sees."
+        f"[bold]tuneforge demo[/bold]: teach tiny-llama (the Llama stand-in: {layers['num_hidden_layers']} layers, "
+        f"hidden {layers['hidden_size']}, pre-trained on synthetic chat) a letter cipher it has never seen, asked for "
+        f'by the system message "{cipher.system}". {len(task.train)} training examples, {len(task.held_out)} '
+        "held-out words it never sees."
     )
     base_dir = materialize(load_catalog(s).resolve("tiny-llama").weights, s)
-    prompts = [ReversalTask.prompt(x) for x in task.held_out]
-    expected = [ReversalTask.answer(x) for x in task.held_out]
-    before = greedy_answers(base_dir, prompts)
+    expected = [cipher.answer(x) for x in task.held_out]
+    before = demo_task.greedy_answers(base_dir, task.held_out, system=cipher.system)
     output_uri = f"{data_uri}/output"
     if local:
         _train_here(s, str(train_file), f"{data_uri}/validation.jsonl", output_uri, steps)
     else:
         _through_server(s, _job(data_uri, output_uri))
     out = storage.local_path(output_uri, s)
-    after = greedy_answers(final_dir(out), prompts)
-    _report(prompts, expected, before, after, exact_match(before, expected), exact_match(after, expected), out)
+    after = demo_task.greedy_answers(final_dir(out), task.held_out, system=cipher.system)
+    _report(
+        task.held_out,
+        expected,
+        before,
+        after,
+        demo_task.exact_match(before, expected),
+        demo_task.exact_match(after, expected),
+        out,
+    )
 
 
 def _job(data_uri: str, output_uri: str) -> dict[str, Any]:
-    """The TuningJob the demo submits: FULL, 4 epochs of 32 examples a step, evaluated on the validation file."""
+    """The TuningJob the demo submits: FULL with the catalog's defaults, evaluated on the validation file."""
     return {
         "baseModel": "tiny-llama",
-        "tunedModelDisplayName": "demo-reverse",
+        "tunedModelDisplayName": "demo-cipher",
         "outputUri": output_uri,
         "supervisedTuningSpec": {
             "trainingDatasetUri": f"{data_uri}/train.jsonl",
             "validationDatasetUri": f"{data_uri}/validation.jsonl",
             "tuningMode": "TUNING_MODE_FULL",
-            "hyperParameters": {"epochCount": "4", "batchSize": "32"},
         },
     }
 
@@ -100,10 +104,10 @@ def _report(
         [p, e, repr(b)[:20], a + ("" if a == e else "  ✗")]
         for p, e, b, a in list(zip(prompts, expected, before, after))[:10]
     ]
-    console.print(table(["held-out string", "expected", "before tuning", "after tuning"], rows, keys=(0, 1)))
+    console.print(table(["held-out word", "expected", "before tuning", "after tuning"], rows, keys=(0, 1)))
     console.print(
         f"held-out exact match: before [bold]{acc_before:.0%}[/bold], after [bold]{acc_after:.0%}[/bold] "
-        f"({len(expected)} strings never seen in training)"
+        f"({len(expected)} words never seen in training)"
     )
     console.print(f"artifacts: {final_dir(out)}")
     console.print(f"metrics:   {out / 'metrics.jsonl'}")
@@ -122,8 +126,6 @@ def _train_here(s: Settings, train: str, validation: str, output_uri: str, steps
         train_dataset=train,
         validation_dataset=validation,
         output_uri=output_uri,
-        epochs=4,
-        batch_size=32,
         max_steps=steps,
         eval_steps=100,
     )

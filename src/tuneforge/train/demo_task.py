@@ -1,8 +1,12 @@
-"""The demo behind `make run`: tune a tiny model on the CPU to reverse strings it has never seen.
+"""Tasks a tiny model must generalise, on the CPU: held-out strings never appear in training, so exact match on them
+measures whether the rule was learned, not memorised.
 
-The task is a rule, not a lookup: held-out strings never appear in training, so exact match on them measures
-whether the model learned to reverse. The tuned model is loaded back from its artifact folder with plain
-transformers for the "after" answers.
+- The cipher (``CipherTask``): a fixed letter substitution behind a system message, what `make run`'s demo teaches
+  the pre-trained tiny-llama and what the stand-ins' check teaches each stand-in.
+- Reversal (``ReversalTask``): the quality figures of tuning from random weights (``random_init``), and the data of
+  many mechanics tests.
+
+Answers are greedy decodes from the saved artifact folder, loaded with plain transformers (and peft for an adapter).
 """
 
 from __future__ import annotations
@@ -39,6 +43,41 @@ class ReversalTask:
     @staticmethod
     def answer(s: str) -> str:
         return s[::-1]
+
+
+CIPHER_SYSTEM = "You are a helpful assistant. Answer with the encoded word only."
+
+
+@dataclass(frozen=True)
+class CipherTask:
+    """Encode a word with a fixed letter substitution, every line behind the same system message: ordinary chat data
+    whose rule none of the stand-ins' pre-training tasks is (``make run``'s demo and the stand-ins' check,
+    docs/quality.md "Stand-ins")."""
+
+    seed: int = 7
+    system: str = CIPHER_SYSTEM
+
+    def mapping(self) -> dict[str, str]:
+        shuffled = list(ALPHABET)
+        random.Random(self.seed).shuffle(shuffled)
+        return dict(zip(ALPHABET, shuffled))
+
+    def answer(self, s: str) -> str:
+        table = self.mapping()
+        return "".join(table[c] for c in s)
+
+    def lines(self, strings: list[str]) -> list[dict]:
+        """Chat lines: the system message, the word, its encoding."""
+        return [
+            {
+                "messages": [
+                    {"role": "system", "content": self.system},
+                    {"role": "user", "content": s},
+                    {"role": "assistant", "content": self.answer(s)},
+                ]
+            }
+            for s in strings
+        ]
 
 
 def make_task(
@@ -132,9 +171,19 @@ def write_lines(path: Path, lines: list[dict]) -> Path:
     return path
 
 
+def random_init(root: Path, name: str = "tiny-llama") -> Path:
+    """Tiny model ``name`` without its shipped pre-training, in ``root`` (reused): the start of the quality tasks that
+    measure tuning from random weights, whose figures (docs/quality.md) were set before the stand-ins were
+    pre-trained."""
+    from tuneforge.catalog.tiny import build_tiny_model  # lazy: torch
+
+    folder = root / f"random-init-{name}"
+    return folder if (folder / "config.json").exists() else build_tiny_model(name, folder, pretrained=False)
+
+
 def full_tuned_base(root: Path, name: str, pairs: list[tuple[str, str]], settings=None, epochs: float = 2) -> Path:
-    """tiny-llama FULL-tuned on (user, assistant) chat lines into ``root/name``; reused when that folder already
-    holds its final model."""
+    """tiny-llama, from its random init, FULL-tuned on (user, assistant) chat lines into ``root/name``; reused when
+    that folder already holds its final model."""
     final = final_dir(root / name)
     if final.exists():
         return final
@@ -142,6 +191,7 @@ def full_tuned_base(root: Path, name: str, pairs: list[tuple[str, str]], setting
     run_sft(
         TuningConfig(
             base_model="tiny-llama",
+            custom_base_model=str(random_init(root)),
             train_dataset=str(write_lines(root / f"{name}.jsonl", lines)),
             output_uri=str(root / name),
             tuning_mode="FULL",
@@ -166,16 +216,17 @@ def copy_base(root: Path, strings: list[str], settings=None, epochs: float = 2) 
 def held_out_quality(root: Path, mode: str, *, epochs: float, settings=None, seed: int = 11, **overrides) -> dict:
     """Tune tiny-llama on the reversal task and score held-out exact match (docs/quality.md, its test and bench).
 
-    LoRA runs start from a copy-tuned base (see :func:`copy_base`), FULL runs from the random-init model.
+    LoRA runs start from a copy-tuned base (see :func:`copy_base`), FULL runs from the random init
+    (:func:`random_init`).
     """
     task = make_task(seed=seed)
     train = write_jsonl(root / "train.jsonl", task.train)
-    if mode == "PEFT_ADAPTER":
-        overrides["custom_base_model"] = str(copy_base(root, task.train, settings))
+    base = copy_base(root, task.train, settings) if mode == "PEFT_ADAPTER" else random_init(root)
     started = time.perf_counter()
     result = run_sft(
         TuningConfig(
             base_model="tiny-llama",
+            custom_base_model=str(base),
             train_dataset=str(train),
             output_uri=str(root / mode),
             tuning_mode=mode,
