@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 
-.PHONY: run test lint format test-slow test-gpu bench-train install clean
+.PHONY: run test lint format test-slow test-gpu bench-train install clean console
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import google.genai, sys; sys.exit(google.genai.__version__ != '3.3.0')"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web console: npm ci from its lockfile, a client typed from this server's OpenAPI document (generated, so the
+# two cannot drift: the build type-checks against it), built by vite into the package (console/dist).
+CONSOLE := src/tuneforge/console
+CONSOLE_BUILT := $(CONSOLE)/dist/index.html
+CONSOLE_INPUTS := $(shell find $(CONSOLE)/web/src $(CONSOLE)/web/index.html $(CONSOLE)/web/package-lock.json \
+	$(CONSOLE)/web/vite.config.ts src/tuneforge/api src/tuneforge/wire -type f \( -name '*.ts*' -o -name '*.py' \
+	-o -name '*.json' -o -name '*.html' \) -not -name schema.d.ts 2>/dev/null)
+$(CONSOLE_BUILT): $(STAMP) $(CONSOLE_INPUTS)
+	$(BIN)/tuneforge openapi > $(CONSOLE)/web/openapi.json
+	cd $(CONSOLE)/web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent gen && npm run --silent build
+console: $(CONSOLE_BUILT)
 
-run: $(STAMP)
+# Debian's chromium for the console's browser tests (Playwright drives it; no browser download).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -q chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+install: $(STAMP) $(CONSOLE_BUILT)
+
+run: $(STAMP) $(CONSOLE_BUILT)
 	$(BIN)/tuneforge demo
 
 # The lint and type gate: ruff (lint and format) and mypy (strict on wire/ and control/), as pyproject.toml sets them.
@@ -36,7 +54,7 @@ format: $(STAMP)
 
 # Two pytest workers, one test file each at a time (module-scoped servers keep their order); most integration
 # tests wait on a server or the SDK's 5 s polls, so two workers fit in two cores. The lint gate runs first.
-test: lint
+test: lint $(CONSOLE_BUILT) $(CHROMIUM)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q --durations=15 -n 2 --dist loadfile
 
 test-slow: $(STAMP)
@@ -52,4 +70,4 @@ bench-train: $(STAMP)
 	$(BIN)/python bench/train_throughput.py --workload 8b-lora --configs trl-default,trl-best,tuneforge
 
 clean:
-	rm -rf $(VENV) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info $(CONSOLE)/dist $(CONSOLE)/web/node_modules

@@ -46,7 +46,7 @@ def test_the_document_names_every_body_answer_and_error(shared_server):
 
 
 def test_only_documented_versions_are_routes(shared_server):
-    r = httpx.get(shared_server.url + "/console/projects/p/locations/us-central1/tuningJobs", timeout=30)
+    r = httpx.get(shared_server.url + "/v2/projects/p/locations/us-central1/tuningJobs", timeout=30)
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
     for version in ("v1", "v1beta1", "ui"):
         assert (

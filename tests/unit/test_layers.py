@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"infer"},
     {"data", "catalog"},
     {"wire", "storage", "devices"},
-    {"settings", "errors", "quiet"},
+    {"settings", "errors", "quiet", "console"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 import tuneforge
 from tuneforge.api import errors
 from tuneforge.api.deps import VERSIONS, parse_api_keys
-from tuneforge.api.routers import endpoints, models, pipeline_jobs, sdk_support, tuning_jobs
+from tuneforge.api.routers import console, endpoints, models, pipeline_jobs, sdk_support, tuning_jobs
 from tuneforge.control.db import Store
 from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.models import ModelService
@@ -93,6 +93,7 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
         ):
             app.include_router(router, prefix=f"/{version}", include_in_schema=version == "v1")
     app.include_router(sdk_support.root)
+    app.include_router(console.router)
     app.add_middleware(JsonByDefault)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -23,6 +23,7 @@ app.command()(demo.demo)
 # Servers.
 app.command()(servers.serve)
 app.command()(servers.worker)
+app.command()(servers.openapi)
 # A server's resources.
 app.add_typer(remote.jobs_app, name="jobs")
 app.add_typer(remote.pipelines_app, name="pipelines")

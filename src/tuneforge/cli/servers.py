@@ -170,3 +170,17 @@ def worker(
     w = Worker(store, s, slots=slots)
     console.print(f"worker {w.worker_id} on {s.resolved_database_url.split('://')[0]}, {slots} slot(s)")
     w.run(stop)
+
+
+def openapi() -> None:
+    """Print the server's OpenAPI document (JSON): what the console's typed client is generated from."""
+    import json
+    import tempfile
+
+    from tuneforge.api.app import create_app  # lazy: the API stack, for this command only
+
+    with tempfile.TemporaryDirectory() as home:
+        app = create_app(Settings(home=Path(home)), with_worker=False)
+        document = app.openapi()
+        app.state.store.dispose()
+    typer.echo(json.dumps(document, indent=1, sort_keys=True))
