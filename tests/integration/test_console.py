@@ -27,17 +27,19 @@ def server(tmp_path_factory):
     data.parent.mkdir(parents=True)
     line = {"messages": [{"role": "user", "content": "abc"}, {"role": "assistant", "content": "cba"}]}
     data.write_text((json.dumps(line) + "\n") * 16)
-    # No worker: the job stays pending, the page shows what the API says about it.
-    srv = start_server(
-        home, f"sqlite:///{home / 'tuneforge.db'}", extra_env={"TUNEFORGE_API_KEYS": KEY}, args=("--workers", "0")
-    )
+    srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}", extra_env={"TUNEFORGE_API_KEYS": KEY})
     body = {
         "baseModel": "tiny-llama",
         "tunedModelDisplayName": "console-first-job",
-        "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/train.jsonl", "tuningMode": "TUNING_MODE_FULL"},
+        "supervisedTuningSpec": {
+            "trainingDatasetUri": "gs://b/train.jsonl",
+            "tuningMode": "TUNING_MODE_FULL",
+            "hyperParameters": {"epochCount": "2", "batchSize": "4"},
+        },
     }
     created = httpx.post(f"{srv.url}/v1/{P}/tuningJobs", json=body, headers={"Authorization": f"Bearer {KEY}"})
     assert created.status_code == 200, created.text
+    srv.job = created.json()["name"]
     yield srv
     srv.stop()
 
@@ -74,10 +76,33 @@ def test_the_jobs_list_needs_the_api_key_and_shows_the_project_s_jobs(server, br
     page.get_by_role("button", name="Switch").click()
     row = page.get_by_role("row").filter(has_text="console-first-job")
     row.wait_for(timeout=10_000)
-    assert "tiny-llama" in row.inner_text() and "SFT · full" in row.inner_text() and "pending" in row.inner_text()
+    text = row.inner_text()
+    assert "tiny-llama" in text and "SFT · full" in text and any(s in text for s in ("pending", "running", "succeeded"))
     assert page.get_by_text("Working in console-test / us-central1").is_visible()
 
     page.reload()  # the key and the project stay for the browser session
     page.get_by_role("row").filter(has_text="console-first-job").wait_for(timeout=10_000)
     assert requests and all(url.startswith(server.url) for url in requests), requests  # nothing from outside
+    page.close()
+
+
+def test_a_job_s_page_charts_its_real_metrics_while_it_runs(server, browser):
+    page = browser.new_page()
+    page.goto(server.url + "/console/")
+    page.get_by_label("Project").fill("console-test")
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_role("button", name="Switch").click()
+    page.get_by_role("link", name="console-first-job").click()
+    page.get_by_role("heading", name="console-first-job").wait_for(timeout=10_000)
+    page.locator(".badge.succeeded").wait_for(timeout=180_000)  # the page follows the job to its end
+
+    metrics = httpx.get(f"{server.url}/v1/{server.job}/metrics", headers={"Authorization": f"Bearer {KEY}"}).json()
+    losses = [m for m in metrics["metrics"] if m["name"] in ("train_total_loss", "eval_total_loss")]
+    assert losses
+    chart = page.get_by_role("img", name="Loss: ", exact=False)
+    page.wait_for_function(
+        "n => document.querySelector('[aria-label^=\"Loss:\"]').dataset.points == n", arg=str(len(losses))
+    )
+    assert chart.locator("canvas").count() == 1  # drawn by the charting library
+    assert f"step {metrics['progress']['step']}" in page.get_by_role("region").inner_text()
     page.close()

@@ -5,5 +5,5 @@ import { defineConfig } from "vite";
 export default defineConfig({
   base: "/console/",
   plugins: [react()],
-  build: { outDir: "../dist", emptyOutDir: true, assetsInlineLimit: 0 },
+  build: { outDir: "../dist", emptyOutDir: true, assetsInlineLimit: 0, chunkSizeWarningLimit: 1500 },
 });

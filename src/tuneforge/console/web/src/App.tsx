@@ -1,10 +1,24 @@
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { loadSession, saveSession, type Session } from "./api/client";
+import { JobDetails } from "./JobDetails";
 import { JobsList } from "./JobsList";
+
+// The console's own routes live in the URL's fragment: #/ (the jobs list), #/jobs/<id> (a job).
+function useRoute(): string {
+  const [hash, setHash] = useState(window.location.hash);
+  useEffect(() => {
+    const changed = () => setHash(window.location.hash);
+    window.addEventListener("hashchange", changed);
+    return () => window.removeEventListener("hashchange", changed);
+  }, []);
+  return hash.replace(/^#/, "") || "/";
+}
 
 // The console's frame: where it works (project, location) and the API key, kept in the browser session only.
 export function App() {
   const [session, setSession] = useState<Session>(loadSession);
+  const route = useRoute();
+  const job = /^\/jobs\/([^/]+)$/.exec(route)?.[1];
 
   function apply(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
@@ -39,7 +53,7 @@ export function App() {
         <p className="where">
           Working in <strong>{session.project}</strong> / <strong>{session.location}</strong>
         </p>
-        <JobsList session={session} />
+        {job ? <JobDetails session={session} id={job} /> : <JobsList session={session} />}
       </main>
     </>
   );

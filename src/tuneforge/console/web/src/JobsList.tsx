@@ -68,7 +68,9 @@ export function JobsList({ session }: { session: Session }) {
               {jobs.map((job) => (
                 <tr key={job.name}>
                   <td>
-                    <span className="name">{job.tunedModelDisplayName || jobId(job)}</span>
+                    <a className="name" href={`#/jobs/${jobId(job)}`}>
+                      {job.tunedModelDisplayName || jobId(job)}
+                    </a>
                     <span className="id">{jobId(job)}</span>
                   </td>
                   <td>{job.baseModel}</td>
