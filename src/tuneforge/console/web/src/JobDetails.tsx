@@ -38,6 +38,7 @@ export function JobDetails({ session, id }: { session: Session; id: string }) {
       if (!got.data || !m.data) {
         setError(`${got.response.status}: could not read the job`);
       } else {
+        setError(null);
         setJob(got.data);
         setProgress(m.data.progress ?? {});
         const fresh = m.data.metrics ?? [];
