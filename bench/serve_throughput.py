@@ -29,16 +29,14 @@ import transformers
 def build_model(shape: str, folder: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from tuneforge.catalog.tiny import build_tiny_model
     from tuneforge.catalog.weights import materialize
     from tuneforge.settings import Settings
+    from tuneforge.train.demo_task import random_init
 
     tiny = materialize("builtin:tiny-llama", Settings(home=folder / "home"))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny))
     if shape == "tiny":  # the random init, as docs/benchmarks.md measured it (not the shipped pre-training)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(build_tiny_model("tiny-llama", folder / "random-init", pretrained=False))
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(random_init(folder)))
     else:  # Llama-3.2-1B's shape with the byte-level vocabulary of the tiny tokenizer
         config = LlamaConfig(
             hidden_size=2048,

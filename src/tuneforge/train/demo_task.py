@@ -11,6 +11,7 @@ Answers are greedy decodes from the saved artifact folder, loaded with plain tra
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -57,14 +58,14 @@ class CipherTask:
     seed: int = 7
     system: str = CIPHER_SYSTEM
 
+    @functools.cached_property
     def mapping(self) -> dict[str, str]:
         shuffled = list(ALPHABET)
         random.Random(self.seed).shuffle(shuffled)
         return dict(zip(ALPHABET, shuffled))
 
     def answer(self, s: str) -> str:
-        table = self.mapping()
-        return "".join(table[c] for c in s)
+        return "".join(self.mapping[c] for c in s)
 
     def lines(self, strings: list[str]) -> list[dict]:
         """Chat lines: the system message, the word, its encoding."""

@@ -35,6 +35,9 @@ from pathlib import Path
 
 from tuneforge.catalog.tiny import STAND_IN_DIR, TINY_SPECS, build_tiny_model
 from tuneforge.settings import Settings
+from tuneforge.train.config import TuningConfig
+from tuneforge.train.demo_task import CipherTask, exact_match, greedy_answers, make_task, write_lines
+from tuneforge.train.recipes.sft import run_sft
 
 LETTERS = string.ascii_lowercase
 PRETRAIN_SEED = 20261202
@@ -64,13 +67,6 @@ PERSONAS = (
 )
 
 
-def _cipher(seed: int) -> Callable[[str], str]:
-    shuffled = list(LETTERS)
-    random.Random(seed).shuffle(shuffled)
-    table = dict(zip(LETTERS, shuffled))
-    return lambda s: "".join(table[c] for c in s)
-
-
 def _shift(s: str) -> str:
     return "".join(LETTERS[(LETTERS.index(c) + 1) % 26] for c in s)
 
@@ -83,9 +79,9 @@ def _shift(s: str) -> str:
 TRANSFORMS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("Answer in capital letters.", str.upper),
     ("Shift every letter one place on.", _shift),
-    ("Use cipher A.", _cipher(101)),
-    ("Use cipher B.", _cipher(202)),
-    *((f"Use cipher {chr(ord('C') + i)}.", _cipher(300 + i)) for i in range(12)),
+    ("Use cipher A.", CipherTask(seed=101).answer),
+    ("Use cipher B.", CipherTask(seed=202).answer),
+    *((f"Use cipher {chr(ord('C') + i)}.", CipherTask(seed=300 + i).answer) for i in range(12)),
 )
 
 
@@ -147,10 +143,6 @@ def pretrain(name: str, out: Path, *, settings: Settings | None = None, log=prin
 
 def _pretrain_draw(name: str, work: Path, seed: int, settings: Settings | None, log) -> Path:
     """One pre-training (both phases) of ``name`` with corpus and training seed ``seed``; the final model folder."""
-    from tuneforge.train.config import TuningConfig  # lazy: the recipe loads torch
-    from tuneforge.train.demo_task import write_lines  # lazy: as above
-    from tuneforge.train.recipes.sft import run_sft  # lazy: as above
-
     start = build_tiny_model(name, work / "random-init", pretrained=False)
     for phase, default_steps, lr in PHASES:
         steps = STEPS.get(name, {}).get(phase, default_steps)
@@ -196,38 +188,39 @@ if __name__ == "__main__":
 # --- the check and the probe: a stand-in learns ordinary chat data ---------------------------------------------------
 
 
-def probe_cipher():
+def probe_cipher() -> CipherTask:
     """The pre-training's probe: a cipher and system message unlike the check's (``CipherTask()``) and the corpus's."""
-    from tuneforge.train.demo_task import CipherTask  # lazy: torch
-
     return CipherTask(seed=99, system="Reply with the secret code of the word.")
 
 
 def chat_quality(
-    root: Path, model: str, mode: str, *, n_train: int = 2000, cipher=None, settings=None, **overrides
+    root: Path,
+    model: str,
+    mode: str,
+    *,
+    n_train: int = 2000,
+    cipher: CipherTask | None = None,
+    settings=None,
+    **overrides,
 ) -> dict:
     """Tune ``model`` (catalog defaults: epochs, batch size, learning rate, adapter size) on ``cipher`` (a
     ``CipherTask``; the default one unless given), whose every line carries the same system message; greedy held-out
     exact match from the saved folder."""
-    from tuneforge.train import demo_task  # lazy: torch
-    from tuneforge.train.config import TuningConfig  # lazy: the recipe loads torch
-    from tuneforge.train.recipes.sft import run_sft  # lazy: as above
-
-    cipher = cipher or demo_task.CipherTask()
-    task = demo_task.make_task(n_train=n_train, n_validation=16, n_held_out=100, seed=3, min_len=3, max_len=7)
-    data = demo_task.write_lines(root / "train.jsonl", cipher.lines(task.train))
+    cipher = cipher or CipherTask()
+    task = make_task(n_train=n_train, n_validation=16, n_held_out=100, seed=3, min_len=3, max_len=7)
+    data = write_lines(root / "train.jsonl", cipher.lines(task.train))
     result = run_sft(
         TuningConfig(
             base_model=model, train_dataset=str(data), output_uri=str(root / f"{mode}"), tuning_mode=mode, **overrides
         ),
         settings=settings,
     )
-    answers = demo_task.greedy_answers(result.final_dir, task.held_out, system=cipher.system)
+    answers = greedy_answers(result.final_dir, task.held_out, system=cipher.system)
     return {
         "model": model,
         "mode": mode,
         "steps": result.steps,
         "train_loss": result.last_train.get("train_total_loss"),
-        "held_out_exact_match": demo_task.exact_match(answers, [cipher.answer(s) for s in task.held_out]),
+        "held_out_exact_match": exact_match(answers, [cipher.answer(s) for s in task.held_out]),
         "samples": list(zip(task.held_out[:3], answers[:3])),
     }
