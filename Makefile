@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 
-.PHONY: run test lint format test-slow test-gpu bench-train install clean console
+.PHONY: run test lint format test-slow test-gpu bench-train install clean console screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 # two cannot drift: the build type-checks against it), built by vite into the package (console/dist).
 CONSOLE := src/tuneforge/console
 CONSOLE_BUILT := $(CONSOLE)/dist/index.html
-CONSOLE_INPUTS := $(shell find $(CONSOLE)/web/src $(CONSOLE)/web/index.html $(CONSOLE)/web/package-lock.json \
+CONSOLE_INPUTS := $(shell find $(CONSOLE)/web/src $(CONSOLE)/web/index.html $(CONSOLE)/web/package*.json \
+	$(CONSOLE)/web/.prettierrc.json \
 	$(CONSOLE)/web/vite.config.ts src/tuneforge/api src/tuneforge/wire -type f \( -name '*.ts*' -o -name '*.py' \
 	-o -name '*.json' -o -name '*.html' \) -not -name schema.d.ts 2>/dev/null)
 $(CONSOLE_BUILT): $(STAMP) $(CONSOLE_INPUTS)
@@ -56,6 +57,10 @@ format: $(STAMP)
 # tests wait on a server or the SDK's 5 s polls, so two workers fit in two cores. The lint gate runs first.
 test: lint $(CONSOLE_BUILT) $(CHROMIUM)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q --durations=15 -n 2 --dist loadfile
+
+# docs/console/: a screenshot of every console page at 1280 and 390 px, from the browser tests' real jobs.
+screenshots: $(CONSOLE_BUILT) $(CHROMIUM)
+	TUNEFORGE_CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/integration/test_console.py
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow" -q

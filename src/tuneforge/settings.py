@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="A running job whose heartbeat is older than this is recovered."
     )
     max_attempts: int = Field(default=3, ge=1, description="Runs of a job (first plus resumptions) before it fails.")
+    max_upload_bytes: int = Field(
+        default=256 * 2**20, ge=1, description="Largest dataset file the API accepts as an upload (the console's)."
+    )
     workers: int = Field(default=1, ge=0, description="In-process worker slots of `tuneforge serve` (0: none).")
     processes_per_job: int = Field(
         default=1,

@@ -7,6 +7,8 @@ sees local paths: remote inputs are downloaded into a cache, remote outputs are 
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -138,3 +140,41 @@ def publish(local: Path, uri: str | Path, settings: Settings | None = None) -> N
             shutil.copytree(local, target, dirs_exist_ok=True)
         return
     _fs_for(uri).put(str(local), uri, recursive=True)
+
+
+def write_new(uri: str, data: bytes, settings: Settings | None = None) -> None:
+    """Write ``data`` as a new object at ``uri``; an existing one is never replaced (a job may be reading it).
+    Raises FileExistsError when it exists. Locally the file appears whole or not at all."""
+    settings = settings or get_settings()
+    if is_remote(uri, settings):
+        fs = _fs_for(uri)
+        if fs.exists(uri):
+            raise FileExistsError(uri)
+        with fs.open(uri, "wb") as f:
+            f.write(data)
+        return
+    target = local_path(uri, settings)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    staged.write_bytes(data)
+    try:
+        os.link(staged, target)  # fails if the target exists: no check-then-write race
+    finally:
+        staged.unlink()
+
+
+def stat(uri: str, settings: Settings | None = None) -> tuple[int, float] | None:
+    """(size in bytes, modification time) of the object at ``uri``, or None when there is none."""
+    settings = settings or get_settings()
+    if is_remote(uri, settings):
+        fs = _fs_for(uri)
+        if not fs.exists(uri):
+            return None
+        info = fs.info(uri)
+        mtime = info.get("mtime")
+        return int(info.get("size") or 0), float(mtime) if isinstance(mtime, (int, float)) else 0.0
+    path = local_path(uri, settings)
+    if not path.is_file():
+        return None
+    st = path.stat()
+    return st.st_size, st.st_mtime

@@ -105,6 +105,19 @@ def test_generate_content_and_its_stream_on_the_tuned_endpoint(client, sft_job):
     assert streamed == answer.text  # greedy: the same answer, whole or streamed
 
 
+def test_generate_content_on_a_base_model_id_without_an_endpoint(client):
+    """client.models.generate_content(model="gemini-2.5-flash") calls publishers/google/models/…:generateContent; in
+    dev mode the id's stand-in answers with its own weights (the base a tuned model is compared with)."""
+    config = types.GenerateContentConfig(max_output_tokens=8, temperature=0)
+    answer = client.models.generate_content(model="gemini-2.5-flash", contents="abc", config=config)
+    assert answer.text and answer.model_version == "publishers/google/models/gemini-2.5-flash"
+    streamed = client.models.generate_content_stream(model="gemini-2.5-flash", contents="abc", config=config)
+    assert "".join(c.text or "" for c in streamed) == answer.text
+    with pytest.raises(errors.ClientError) as unknown:
+        client.models.generate_content(model="no-such-model", contents="abc")
+    assert unknown.value.code == 404 and "publishers/meta/models/llama3_1@llama-3.1-8b" in str(unknown.value)
+
+
 def test_preference_tuning_continued_from_the_supervised_checkpoint(client, sft_job):
     """The documented advice: SFT first, then preference tuning from that checkpoint (preTunedModel)."""
     job = client.tunings.tune(

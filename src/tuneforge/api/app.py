@@ -15,7 +15,17 @@ from pydantic import BaseModel
 import tuneforge
 from tuneforge.api import errors
 from tuneforge.api.deps import VERSIONS, parse_api_keys
-from tuneforge.api.routers import console, endpoints, models, pipeline_jobs, sdk_support, tuning_jobs
+from tuneforge.api.routers import (
+    base_models,
+    console,
+    datasets,
+    endpoints,
+    models,
+    pipeline_jobs,
+    sdk_support,
+    tuning_jobs,
+)
+from tuneforge.control.datasets import DatasetService
 from tuneforge.control.db import Store
 from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.models import ModelService
@@ -67,7 +77,8 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     app.state.api_keys = parse_api_keys(settings.api_keys)
     app.state.tuning_jobs = TuningJobService(store, settings)
     app.state.pipeline_jobs = PipelineJobService(store, settings)
-    app.state.models = ModelService(store)
+    app.state.models = ModelService(store, settings)
+    app.state.datasets = DatasetService(store, settings)
     app.state.engine = Engine(
         device=settings.serve_device,
         max_batch=settings.serve_max_batch_size,
@@ -89,6 +100,8 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
             pipeline_jobs.router,
             models.router,
             endpoints.router,
+            datasets.router,
+            base_models.router,
             sdk_support.versioned,
         ):
             app.include_router(router, prefix=f"/{version}", include_in_schema=version == "v1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from tuneforge.control.datasets import DatasetService
 from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.models import ModelService
 from tuneforge.control.pipeline_jobs import PipelineJobService
@@ -74,4 +75,9 @@ def endpoints(request: Request) -> EndpointService:
 
 def models(request: Request) -> ModelService:
     service: ModelService = request.app.state.models
+    return service
+
+
+def datasets(request: Request) -> DatasetService:
+    service: DatasetService = request.app.state.datasets
     return service

@@ -31,7 +31,7 @@ from tuneforge.cli.common import (
 from tuneforge.cli.config_options import config_options
 from tuneforge.cli.progress import RunView, ViewCallbacks, follow
 from tuneforge.cli.remote import task_table
-from tuneforge.cli.validate import print_report, report_for
+from tuneforge.cli.validate import print_report
 from tuneforge.control.pipeline_templates import DISTILLATION_TEMPLATE
 from tuneforge.errors import TuneforgeError
 from tuneforge.quiet import quiet_libraries
@@ -348,10 +348,11 @@ def _distill_here(config: TuningConfig, teacher: str, api_key: str | None, fewsh
 
 # -- validate, models -------------------------------------------------------------------------------------------------
 
-FLOWS = {
-    "sft": None,
-    "code-generation": "tune-large-model",
-    "code-chat": "tune-large-chat-model",
+FLOWS = {  # --for: what train/dataset_check.py calls the purpose
+    "sft": "supervised",
+    "preference": "preference",
+    "code-generation": "code-generation",
+    "code-chat": "code-chat",
     "distillation": "distillation",
 }
 
@@ -361,14 +362,14 @@ def validate(
     flow: str = typer.Option(
         "sft",
         "--for",
-        help="What the data is for: sft (tuningJobs and `tune`), "
+        help="What the data is for: sft or preference (tuningJobs and `tune`), "
         "code-generation, code-chat or distillation (the pipelines).",
     ),
     model: Optional[str] = typer.Option(
         None,
         "--model",
         "-m",
-        help="Catalog model id the data is for (sft: needed for token limits).",
+        help="Catalog model id the data is for (sft and preference: needed for token limits).",
         show_default=False,
     ),
     mode: str = typer.Option("lora", "--mode", help="lora (PEFT_ADAPTER) or full (FULL)."),
@@ -382,12 +383,20 @@ def validate(
     """Check a dataset: every bad line with its line number, field, problem and fix."""
     if flow not in FLOWS:
         fail(f"--for must be one of {', '.join(FLOWS)} (got {flow!r})")
-    if FLOWS[flow] is None and model is None:
-        fail("--model is required with --for sft: the token limits are the model's (see `tuneforge models`)")
+    if flow in ("sft", "preference") and model is None:
+        fail(f"--model is required with --for {flow}: the token limits are the model's (see `tuneforge models`)")
     quiet_libraries()
+    from tuneforge.train.dataset_check import dataset_report  # lazy: it loads torch (the `tuneforge` start)
+
     with api_errors():
-        report, limits_line = report_for(
-            file, FLOWS[flow], model, mode, evaluation, strict_length, settings(dev=dev or None)
+        report, limits_line = dataset_report(
+            file,
+            FLOWS[flow],
+            model,
+            TuningMode.parse(mode),
+            settings(dev=dev or None),
+            evaluation=evaluation,
+            strict_length=strict_length,
         )
     if as_json:
         print_json(report.to_json())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -141,6 +142,16 @@ class Deployments:
                 folder, base = model_weights(model, self.settings)
                 dep = self.engine.deploy(row.id, folder, base)
             return dep
+
+    def load_base(self, model_id: str, folder: Path) -> Deployment:
+        """The engine's deployment of a catalog model's own weights (``base:MODEL``), loaded on first use. It shares
+        its weights with the LoRA adapters deployed on the same base."""
+        assert self.engine is not None
+        key = f"base:{model_id}"
+        with self._locks_guard:
+            lock = self._load_locks.setdefault(key, threading.Lock())
+        with lock:
+            return self.engine.get(key) or self.engine.deploy(key, folder)
 
     def unload(self, dep_id: str) -> None:
         if self.engine is not None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuneforge import storage
+from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import base_model_id, is_adapter
 from tuneforge.catalog.weights import materialize
 from tuneforge.control import operations
+from tuneforge.control.base_models import publisher_model_id
 from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.deployments import GARDEN, V1, Deployments, deployed_json
 from tuneforge.control.paging import list_page
@@ -276,6 +278,14 @@ class EndpointService:
         """The deployment that answers a request, loaded (the first request after a restart loads it)."""
         row = self.deployments.target(self.row(project, location, endpoint_id), choose)
         return row, self.deployments.load(row)
+
+    def base_serving(self, publisher: str, model: str) -> Deployment:
+        """The deployment of ``publishers/{publisher}/models/{model}``: the catalog model's own weights
+        (in dev mode its stand-in's), loaded on first use, as Vertex serves a publisher model without an endpoint."""
+        catalog = load_catalog(self.settings)
+        model_id = publisher_model_id(catalog, publisher, model)
+        resolved = catalog.resolve(model_id, settings=self.settings)
+        return self.deployments.load_base(resolved.entry.id, materialize(resolved.weights, self.settings))
 
     def resume(self) -> None:
         self.deployments.resume()

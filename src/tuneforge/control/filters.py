@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tuneforge.control.tables import ModelRow, TuningJobRow
+from sqlalchemy import func
+
+from tuneforge.control.tables import ModelRow, PipelineJobRow, TuningJobRow
 from tuneforge.errors import InvalidArgument
 
 _CLAUSE = re.compile(r'^\s*(labels\.([\w.-]+)|[A-Za-z_]+)\s*(=|!=)\s*"?([^"]*)"?\s*$')
@@ -37,5 +39,17 @@ TUNING_JOB_FILTERS = {
     "state": TuningJobRow.state,
     "base_model": TuningJobRow.base_model,
     "baseModel": TuningJobRow.base_model,
+    "method": TuningJobRow.config["method"].as_string(),  # supervised, preference, distillation (tuneforge's)
+}
+_PIPELINE_MODEL = func.coalesce(
+    PipelineJobRow.parameters["large_model_reference"].as_string(),
+    PipelineJobRow.parameters["student_model_reference"].as_string(),
+)
+PIPELINE_JOB_FILTERS = {
+    "display_name": PipelineJobRow.resource["displayName"].as_string(),
+    "displayName": PipelineJobRow.resource["displayName"].as_string(),
+    "state": PipelineJobRow.state,
+    "pipeline_name": PipelineJobRow.template,  # tune-large-model, tune-large-chat-model, distillation
+    "base_model": _PIPELINE_MODEL,  # large_model_reference, or distillation's student_model_reference
 }
 MODEL_FILTERS = {"display_name": ModelRow.display_name, "displayName": ModelRow.display_name}

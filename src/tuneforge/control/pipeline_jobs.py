@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from tuneforge import storage
 from tuneforge.catalog import Catalog, load_catalog
+from tuneforge.control import events
 from tuneforge.control.db import Store, fetch, get_scoped
+from tuneforge.control.filters import PIPELINE_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.pipeline_templates import (
     CHAT_EVALUATION,
@@ -37,6 +39,7 @@ from tuneforge.train.config import TuningConfig
 from tuneforge.train.pipeline_data import FORMATS
 from tuneforge.wire import names
 from tuneforge.wire.base import dump, messages, timestamp
+from tuneforge.wire.events import ListJobEventsResponse
 from tuneforge.wire.pipelines import ListPipelineJobsResponse, PipelineJob, PipelineParameters, RuntimeConfig
 
 PENDING, RUNNING, SUCCEEDED, FAILED = (
@@ -186,6 +189,9 @@ class PipelineJobService:
                 cancel_requested=False,
             )
             s.add(row)
+            events.record(s, events.PIPELINE, job_id, f"Created: the {template} pipeline")
+            if stand_in:
+                events.record(s, events.PIPELINE, job_id, f"dev mode: runs on the tiny stand-in {stand_in}", "WARNING")
         return pipeline_job(row)
 
     def row(self, project: str, location: str, job_id: str) -> PipelineJobRow:
@@ -195,11 +201,21 @@ class PipelineJobService:
         return pipeline_job(self.row(project, location, job_id))
 
     def list(
-        self, project: str, location: str, page_size: int | None, page_token: str | None
+        self,
+        project: str,
+        location: str,
+        page_size: int | None,
+        page_token: str | None,
+        filter: str | None = None,
     ) -> ListPipelineJobsResponse:
+        conditions = filter_conditions(filter, PIPELINE_JOB_FILTERS, PipelineJobRow.labels)
         with self.store.session() as s:
-            rows, token = list_page(s, PipelineJobRow, project, location, page_size, page_token)
+            rows, token = list_page(s, PipelineJobRow, project, location, page_size, page_token, *conditions)
         return ListPipelineJobsResponse(pipeline_jobs=[pipeline_job(r) for r in rows], next_page_token=token or None)
+
+    def events(self, project: str, location: str, job_id: str) -> ListJobEventsResponse:
+        self.row(project, location, job_id)
+        return events.listed(self.store, events.PIPELINE, job_id)
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
         self.row(project, location, job_id)
@@ -211,8 +227,10 @@ class PipelineJobService:
             row.cancel_requested, row.update_time = True, now
             if row.state == PENDING:
                 finish_cancelled(row, now)
+                events.record(s, events.PIPELINE, job_id, "Cancelled before it started")
             else:
                 row.state = CANCELLING  # the worker stops the running task, then finishes the cancellation
+                events.record(s, events.PIPELINE, job_id, "Cancel requested: the running task stops")
 
 
 # -- parameters ------------------------------------------------------------------------------------------------------

@@ -166,3 +166,33 @@ class OperationRow(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetRow(Base):
+    """A dataset file uploaded through the API into the bucket root (the console's upload); files a job names are
+    listed from the jobs themselves."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    location: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(String(1024))
+    purpose: Mapped[str] = mapped_column(String(32), default="supervised")  # what it was uploaded for
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class JobEventRow(Base):
+    """What happened to a job, in order: created, started (attempt n), recovered, messages from its run, cancel
+    requested, ended. ``kind``: tuning or pipeline (the job's table)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str] = mapped_column(String(128), index=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    severity: Mapped[str] = mapped_column(String(16), default="INFO")  # INFO | WARNING | ERROR
+    message: Mapped[str] = mapped_column(Text)

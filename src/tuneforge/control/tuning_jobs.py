@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge import storage
 from tuneforge.catalog import Catalog, ResolvedModel, TuningMode, load_catalog
-from tuneforge.control import states
+from tuneforge.control import events, states
 from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
@@ -27,6 +27,8 @@ from tuneforge.train.config import TuningConfig
 from tuneforge.train.preflight import check_datasets, check_distillation
 from tuneforge.wire import names
 from tuneforge.wire.base import dump, timestamp, whole_number
+from tuneforge.wire.events import ListJobEventsResponse
+from tuneforge.wire.locations import ListLocationsResponse, Location
 from tuneforge.wire.tuning import (
     OUTPUT_ONLY,
     DistillationSpec,
@@ -58,6 +60,24 @@ PIPELINE_REGIONS = (
     "europe-west1",
     "asia-northeast3",
 )
+OPEN_MODEL_LABEL = "tuneforge-open-model-tuning"
+
+
+def locations(project: str) -> ListLocationsResponse:
+    """The regions jobs are accepted in (the pipelines' list, the union), the open-model documents' ones labelled."""
+    return ListLocationsResponse(
+        locations=[
+            Location(
+                name=f"projects/{project}/locations/{region}",
+                location_id=region,
+                display_name=region,
+                labels={OPEN_MODEL_LABEL: "true"} if region in OPEN_MODEL_REGIONS else {},
+            )
+            for region in PIPELINE_REGIONS
+        ]
+    )
+
+
 # What each method's spec is called on the wire, and where its training data is.
 SPECS = {
     "supervised": ("supervisedTuningSpec", "trainingDatasetUri"),
@@ -433,6 +453,7 @@ class TuningJobService:
                 attempts=0,
             )
             s.add(row)
+            events.record(s, events.TUNING, job_id, f"Created ({state.removeprefix('JOB_STATE_').lower()})")
         return tuning_job(row)
 
     def _admit(self, s: Session, project: str) -> str:
@@ -495,8 +516,15 @@ class TuningJobService:
                 step=progress.get("step", 0),
                 total_steps=progress.get("totalSteps"),
                 tokens_per_second=progress.get("tokensPerSecond"),
+                train_tokens=progress.get("trainTokens"),
+                train_seconds=progress.get("trainSeconds"),
+                plan=progress.get("resolved"),
             ),
         )
+
+    def events(self, project: str, location: str, job_id: str) -> ListJobEventsResponse:
+        self.row(project, location, job_id)
+        return events.listed(self.store, events.TUNING, job_id)
 
     # -- cancel -------------------------------------------------------------------------------------------------
     def cancel(self, project: str, location: str, job_id: str) -> None:
@@ -513,8 +541,10 @@ class TuningJobService:
             row.update_time = now
             if row.state in states.CLAIMABLE:  # not started: nothing to stop
                 finish_cancelled(row, now)
+                events.record(s, events.TUNING, job_id, "Cancelled before it started")
             elif row.state == states.RUNNING:
                 row.state = states.CANCELLING
+                events.record(s, events.TUNING, job_id, "Cancel requested: the run stops at its next step")
 
 
 # -- the resource ------------------------------------------------------------------------------------------------------

@@ -13,6 +13,18 @@ class DeployedModelRef(WireModel):
     deployed_model_id: str
 
 
+class ModelGardenSource(WireModel):
+    WIRE_NAME = "ModelGardenSource"
+    public_model_name: str = Field(
+        description="publishers/PUBLISHER/models/MODEL: the catalog model it was tuned from."
+    )
+
+
+class BaseModelSource(WireModel):
+    WIRE_NAME = "BaseModelSource"
+    model_garden_source: ModelGardenSource
+
+
 class Model(WireModel):
     WIRE_NAME = "Model"
     name: str
@@ -28,6 +40,9 @@ class Model(WireModel):
     version_update_time: str | None = None
     supported_deployment_resources_types: list[str] = ["DEDICATED_RESOURCES"]
     deployed_models: list[DeployedModelRef] = []
+    base_model_source: BaseModelSource | None = Field(
+        default=None, description="The catalog model it was tuned from (serve it at publicModelName:generateContent)."
+    )
 
 
 class ListModelsResponse(WireModel):

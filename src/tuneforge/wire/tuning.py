@@ -394,6 +394,11 @@ class Progress(WireModel):
     step: int = 0
     total_steps: int | None = None
     tokens_per_second: float | None = None
+    train_tokens: float | None = Field(default=None, description="Tokens trained so far.")
+    train_seconds: float | None = Field(default=None, description="Seconds spent in optimizer steps so far.")
+    plan: dict[str, Any] | None = Field(
+        default=None, description="The run's resolved plan: steps, epochs, batch size, learning rate, adapter size…"
+    )
 
 
 class JobMetrics(WireModel):

@@ -29,6 +29,7 @@ from transformers import AutoTokenizer
 from tuneforge import storage
 from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import final_uri, has_tokenizer, weights_at
+from tuneforge.control import events
 from tuneforge.control import pipeline_jobs as p
 from tuneforge.control.db import Store, fetch
 from tuneforge.control.pipeline_templates import deploy_task, upload_task
@@ -83,9 +84,12 @@ class Tasks:
     def __init__(self, store: Store, job_id: str):
         self.store, self.job_id = store, job_id
 
-    def update(self, name: str | None, change) -> None:
-        """Apply ``change(task)`` to the named task (every task when ``name`` is None) and commit."""
+    def update(self, name: str | None, change, event: str | None = None, severity: str = "INFO") -> None:
+        """Apply ``change(task)`` to the named task (every task when ``name`` is None) and commit, with ``event``
+        recorded in the same transaction."""
         with self.store.session() as s:
+            if event:
+                events.record(s, events.PIPELINE, self.job_id, event, severity)
             row = fetch(s, PipelineJobRow, self.job_id, lock=True)
             tasks = [dict(t) for t in row.tasks]
             for t in tasks:
@@ -111,7 +115,7 @@ class Tasks:
             t.update(state="RUNNING", startTime=t.get("startTime") or now)
             t["execution"]["state"] = "RUNNING"
 
-        self.update(name, change)
+        self.update(name, change, f"Task {name} started")
 
     def progress(self, name: str, values: dict) -> None:
         def change(t):
@@ -136,7 +140,8 @@ class Tasks:
             if message:
                 t["error"] = status("INVALID_ARGUMENT" if state == "FAILED" else "CANCELLED", message)
 
-        self.update(name, change)
+        said = f"Task {name} {state.lower()}" + (f": {message}" if message else "")
+        self.update(name, change, said, "ERROR" if state == "FAILED" else "INFO")
 
 
 # -- validate-data --------------------------------------------------------------------------------------------------

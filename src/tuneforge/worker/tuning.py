@@ -11,7 +11,7 @@ from sqlalchemy import delete
 
 from tuneforge.catalog import TuningMode
 from tuneforge.catalog.model_folder import final_uri
-from tuneforge.control import states
+from tuneforge.control import events, states
 from tuneforge.control.db import Store, fetch
 from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
 from tuneforge.control.tables import MetricRow, TuningJobRow, utcnow
@@ -31,12 +31,23 @@ class DbCallbacks(Callbacks):
 
     def __init__(self, store: Store, job_id: str):
         self.store, self.job_id = store, job_id
+        self.sums = (0.0, 0.0)  # tokens trained, seconds in optimizer steps: what the measured throughput uses
 
     def on_start(self, total_steps: int, start_step: int, plan: ResolvedRun) -> None:
         with self.store.session() as s:
             s.execute(delete(MetricRow).where(MetricRow.job_id == self.job_id, MetricRow.step > start_step))
             job = fetch(s, TuningJobRow, self.job_id)
+            old = job.progress or {}
+            # A resumed run keeps counting what it trained before.
+            self.sums = (old.get("trainTokens", 0.0), old.get("trainSeconds", 0.0)) if start_step else (0.0, 0.0)
             job.progress = {"step": start_step, "totalSteps": total_steps, "resolved": plan.model_dump(mode="json")}
+            where = f"from step {start_step}" if start_step else "from the start"
+            events.record(s, events.TUNING, self.job_id, f"Training {total_steps} steps {where} on {plan.device}")
+
+    def on_message(self, message: str) -> None:
+        warning = message.startswith("warning: ")
+        severity = "WARNING" if warning or message.startswith("dev mode") else "INFO"
+        events.record_now(self.store, events.TUNING, self.job_id, message.removeprefix("warning: "), severity)
 
     def _metrics(self, step: int, metrics: dict, **progress: float) -> None:
         now = utcnow()
@@ -53,10 +64,14 @@ class DbCallbacks(Callbacks):
             job.update_time = now
 
     def on_step(self, step: int, total_steps: int, metrics: dict) -> None:
+        tokens, tps = float(metrics.get("step_tokens", 0.0)), float(metrics.get("tokens_per_second", 0.0))
+        self.sums = (self.sums[0] + tokens, self.sums[1] + (tokens / tps if tps > 0 else 0.0))
         self._metrics(
             step,
             {k: v for k, v in metrics.items() if k.startswith("train_")},
-            tokensPerSecond=float(metrics.get("tokens_per_second", 0.0)),
+            tokensPerSecond=tps,
+            trainTokens=self.sums[0],
+            trainSeconds=self.sums[1],
         )
 
     def on_eval(self, step: int, metrics: dict) -> None:
@@ -85,6 +100,7 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
             row = fetch(s, TuningJobRow, job_id)
             if row.cancel_requested:
                 finish_cancelled(row, utcnow())
+                events.record(s, events.TUNING, job_id, f"Cancelled at step {result.steps} of {result.total_steps}")
         return
     _succeed(store, job_id, result, config, settings.auto_deploy)
 
@@ -123,6 +139,7 @@ def _fail(store: Store, job_id: str, code: str, message: str) -> None:
         now = utcnow()
         row.state, row.end_time, row.update_time = states.FAILED, now, now
         row.error = status(code, message)
+        events.record(s, events.TUNING, job_id, f"Failed: {message}", "ERROR")
 
 
 def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig, deploy: bool) -> None:
@@ -156,3 +173,5 @@ def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig,
         row.tuned_model = tuned
         row.data_stats = {result.stats_key: result.data_stats}
         row.state, row.end_time, row.update_time = states.SUCCEEDED, now, now
+        deployed = f", deployed to {tuned['endpoint']}" if tuned.get("endpoint") else ""
+        events.record(s, events.TUNING, job_id, f"Succeeded after {result.steps} steps: {tuned['model']}{deployed}")

@@ -22,9 +22,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, text, update
+from sqlalchemy.orm import object_session
 
+from tuneforge.control import events, states
 from tuneforge.control import pipeline_jobs as p
-from tuneforge.control import states
 from tuneforge.control.db import Store
 from tuneforge.control.tables import PipelineJobRow, TuningJobRow, utcnow
 from tuneforge.control.tuning_jobs import finish_cancelled
@@ -144,7 +145,11 @@ class Worker:
                     )
                 ),
             ).rowcount
-            return job_id if done == 1 else None
+            if done != 1:
+                return None
+            attempt = s.scalar(select(table.attempts).where(table.id == job_id))
+            events.record(s, kind.name, job_id, f"Started on worker {self.worker_id} (attempt {attempt})")
+            return job_id
 
     # -- one pass of the loop -------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -226,11 +231,22 @@ class Worker:
         """A job whose run ended without a final state: cancelled if asked, else back to PENDING (it resumes from its
         last checkpoint on the next claim) until ``max_attempts`` runs, then failed with ``failure``."""
         now = utcnow()
+        session = object_session(row)  # the event lands with the state change
+        assert session is not None
         row.update_time, row.worker_id = now, None
         if row.cancel_requested:
             kind.finish_cancelled(row, now)
+            events.record(session, kind.name, row.id, f"Cancelled ({why})")
         elif row.attempts < self.settings.max_attempts:
             row.state = kind.pending
+            events.record(
+                session,
+                kind.name,
+                row.id,
+                f"{why}; back in the queue, resumes from its last checkpoint (attempt {row.attempts} of "
+                f"{self.settings.max_attempts})",
+                "WARNING",
+            )
             log.warning(
                 "%s job %s: %s; requeued (attempt %s of %s)",
                 kind.name,
@@ -241,6 +257,7 @@ class Worker:
             )
         else:
             row.state, row.end_time, row.error = kind.failed, now, failure
+            events.record(session, kind.name, row.id, f"Failed: {failure['message']}", "ERROR")
 
     def run(self, stop: threading.Event, poll_seconds: float | None = None) -> None:
         poll = poll_seconds or min(1.0, self.settings.heartbeat_seconds)
@@ -270,4 +287,5 @@ class Worker:
                         kind.finish_cancelled(row, utcnow())
                     else:
                         row.state, row.worker_id, row.attempts = kind.pending, None, max(0, row.attempts - 1)
+                        events.record(s, kind.name, row.id, "The worker stopped; back in the queue", "WARNING")
         self.running.clear()

@@ -1,5 +1,6 @@
 """endpoints (create, get, list, delete, deployModel, undeployModel), serving (predict, generateContent,
-streamGenerateContent, OpenAI chat completions and models), Model Garden ``:deploy``, and operations.get."""
+streamGenerateContent, OpenAI chat completions and models), publisher models' generateContent (a base model without
+an endpoint), Model Garden ``:deploy``, and operations.get."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tuneforge.control import operations
 from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.tables import DeployedModelRow
 from tuneforge.errors import InvalidArgument
+from tuneforge.infer.engine import Deployment
 from tuneforge.serve import apis
 from tuneforge.wire import names
 from tuneforge.wire.endpoints import (
@@ -145,10 +147,7 @@ async def generate_content(
 ) -> GenerateContentResponse:
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
-    prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
-    results = await apis.Run(dep, [prompt]).results(request.is_disconnected)
-    model_version = names.name("models", row.project, row.location, row.model_id) + "@1"
-    return apis.gemini_response(results, model_version, uuid.uuid4().hex)
+    return await _generate(request, dep, body, names.name("models", row.project, row.location, row.model_id) + "@1")
 
 
 @router.post(BASE + "/{endpoint_id}:streamGenerateContent", response_class=StreamingResponse, responses=STREAM)
@@ -164,8 +163,59 @@ async def stream_generate_content(
     """generateContent, streamed: GenerateContentResponse chunks with the new text."""
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
+    return await _stream(dep, body, names.name("models", row.project, row.location, row.model_id) + "@1", alt)
+
+
+PUBLISHER = LOCATION + "/publishers/{publisher}/models/{model}"
+
+
+@router.post(PUBLISHER + ":generateContent", response_model=GenerateContentResponse, response_model_exclude_none=True)
+async def publisher_generate_content(
+    request: Request,
+    project: str,
+    location: str,
+    publisher: str,
+    model: str,
+    service: Service,
+    body: Annotated[GenerateContentRequest, Body()],
+) -> GenerateContentResponse:
+    """generateContent on a catalog model's own weights (publishers/google/models/gemini-2.5-flash in dev mode,
+    publishers/meta/models/llama3_1@llama-3.1-8b, publishers/tuneforge/models/tiny-llama): the base model, for
+    comparing a tuned model with where it started."""
+    authorize(request, project)
+    dep = await run_in_threadpool(service.base_serving, publisher, model)
+    return await _generate(request, dep, body, f"publishers/{publisher}/models/{model}")
+
+
+@router.post(PUBLISHER + ":streamGenerateContent", response_class=StreamingResponse, responses=STREAM)
+async def publisher_stream_generate_content(
+    request: Request,
+    project: str,
+    location: str,
+    publisher: str,
+    model: str,
+    service: Service,
+    body: Annotated[GenerateContentRequest, Body()],
+    alt: str | None = None,
+) -> StreamingResponse:
+    """streamGenerateContent on a catalog model's own weights."""
+    authorize(request, project)
+    dep = await run_in_threadpool(service.base_serving, publisher, model)
+    return await _stream(dep, body, f"publishers/{publisher}/models/{model}", alt)
+
+
+async def _generate(
+    request: Request, dep: Deployment, body: GenerateContentRequest, model_version: str
+) -> GenerateContentResponse:
     prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
-    model_version = names.name("models", row.project, row.location, row.model_id) + "@1"
+    results = await apis.Run(dep, [prompt]).results(request.is_disconnected)
+    return apis.gemini_response(results, model_version, uuid.uuid4().hex)
+
+
+async def _stream(
+    dep: Deployment, body: GenerateContentRequest, model_version: str, alt: str | None
+) -> StreamingResponse:
+    prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
     sse = alt == "sse"
     return StreamingResponse(
         apis.gemini_stream(apis.Run(dep, [prompt]), model_version, sse),

@@ -5,6 +5,7 @@
 - Pipeline templates: stand-in specs for air-gapped clients (``tuneforge.vertex_offline``).
 - The bucket probe: ``GET /storage/v1/b/{bucket}`` (and bucket creation) when a client sets
   ``STORAGE_EMULATOR_HOST`` to tuneforge; always a 4xx, as the SDK needs.
+- Locations: google.cloud.location's ListLocations (the regions jobs are accepted in).
 - ``/tuneforge/serving``: what the serving engine holds (operators).
 """
 
@@ -20,7 +21,9 @@ from tuneforge.api.deps import authorize
 from tuneforge.api.errors import ERRORS, status_body
 from tuneforge.catalog import load_catalog
 from tuneforge.control.pipeline_templates import template_yaml
+from tuneforge.control.tuning_jobs import locations
 from tuneforge.errors import NotFound
+from tuneforge.wire.locations import ListLocationsResponse
 from tuneforge.wire.status import ErrorBody
 
 versioned = APIRouter(tags=["SDK support"], responses=ERRORS)  # under /v1, /v1beta1, /ui
@@ -50,6 +53,13 @@ class PublisherModel(BaseModel):
 def _schema_for(model_id: str) -> str | None:
     stem = model_id.split("@", 1)[0].removesuffix("-32k")
     return _SCHEMAS.get(stem)
+
+
+@versioned.get("/projects/{project}/locations", response_model=ListLocationsResponse, response_model_exclude_none=True)
+def list_locations(request: Request, project: str) -> ListLocationsResponse:
+    """google.cloud.location's ListLocations: the regions this server accepts jobs in."""
+    authorize(request, project)
+    return locations(project)
 
 
 @versioned.get("/publishers/google/models/{model_id}", response_model=PublisherModel)

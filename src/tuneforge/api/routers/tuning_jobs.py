@@ -1,4 +1,5 @@
-"""tuningJobs: create, get, list, cancel; and the metrics a running job streams (a tuneforge extension)."""
+"""tuningJobs: create, get, list, cancel; and tuneforge's extensions: preview (a create checked, not stored), the
+metrics a running job streams, and its events."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from tuneforge.api.deps import authorize, tuning_jobs, unknown_verb
 from tuneforge.api.errors import CREATE_ERRORS, ERRORS
+from tuneforge.control.previews import preview_tuning_job
 from tuneforge.control.tuning_jobs import TuningJobService
+from tuneforge.wire.events import ListJobEventsResponse
+from tuneforge.wire.preview import JobPreview
 from tuneforge.wire.tuning import CancelResponse, JobMetrics, ListTuningJobsResponse, TuningJob
 
 router = APIRouter(tags=["tuningJobs"], responses=ERRORS)
@@ -24,6 +28,16 @@ async def create(
     """Create a tuning job; the request is validated whole (datasets included) before it is stored."""
     authorize(request, project)
     return await run_in_threadpool(service.create, project, location, job)
+
+
+@router.post(BASE + ":preview", response_model=JobPreview, response_model_exclude_none=True)
+async def preview(
+    request: Request, project: str, location: str, service: Service, job: Annotated[TuningJob, Body()]
+) -> JobPreview:
+    """What create would do with this body, stored nowhere: the datasets' report (every error and warning, with line
+    numbers), the resolved plan, the data statistics, trained tokens and an estimated duration on this server."""
+    authorize(request, project)
+    return await run_in_threadpool(preview_tuning_job, service, project, location, job)
 
 
 @router.get(BASE, response_model=ListTuningJobsResponse, response_model_exclude_none=True)
@@ -68,3 +82,10 @@ def metrics(
     """Metrics streamed by the running job after ``sinceStep``, and its progress (for the CLI)."""
     authorize(request, project)
     return service.metrics(project, location, job_id, since_step=sinceStep)
+
+
+@router.get(BASE + "/{job_id}/events", response_model=ListJobEventsResponse)
+def job_events(request: Request, project: str, location: str, job_id: str, service: Service) -> ListJobEventsResponse:
+    """What happened to the job, in order (a tuneforge extension)."""
+    authorize(request, project)
+    return service.events(project, location, job_id)

@@ -96,10 +96,7 @@ def run_dpo(
     finished = finished_run(layout, record, cb)
     if finished is not None:
         return finished
-    train_set = _pairs(data.train)
-    stats = preference_data_stats(
-        train_set.examples, train_set.pairs, epochs=plan.epochs_effective, steps=plan.total_steps
-    )
+    stats = preference_stats(data, plan)
     write_run_files(layout, record, data, STATS_KEY, stats)
     run = build(config, data, plan, layout, world, device, dtype, cb)  # 3
     result = RunResult.starting(run, record, STATS_KEY, stats)
@@ -108,6 +105,14 @@ def run_dpo(
         result.final_dir = export(run, result, record, cb)  # 5
         storage.publish(layout.root, config.output_uri, settings)
     return result
+
+
+def preference_stats(data, plan) -> dict:
+    """The ``preferenceOptimizationDataStats`` of the run's training pairs (the job reports them)."""
+    train_set = _pairs(data.train)
+    return preference_data_stats(
+        train_set.examples, train_set.pairs, epochs=plan.epochs_effective, steps=plan.total_steps
+    )
 
 
 def _pairs(dataset) -> PreparedPreferences:

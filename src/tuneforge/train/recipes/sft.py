@@ -33,7 +33,7 @@ from tuneforge import storage
 from tuneforge.catalog import TuningMode, load_catalog
 from tuneforge.catalog.catalog import Catalog
 from tuneforge.catalog.model_folder import ADAPTER_CONFIG, read_record
-from tuneforge.data import IGNORE_INDEX, Batch, ChatEncoder, collate
+from tuneforge.data import IGNORE_INDEX, Batch, ChatEncoder, PreparedDataset, collate
 from tuneforge.data.stats import supervised_tuning_data_stats
 from tuneforge.devices import pick_device, pick_dtype
 from tuneforge.errors import InvalidArgument
@@ -153,13 +153,7 @@ def run_sft(
     finished = finished_run(layout, record, cb)
     if finished is not None:
         return finished
-    data_stats = supervised_tuning_data_stats(
-        data.train.examples,
-        data.train.conversations,
-        epochs=plan.epochs_effective,
-        steps=plan.total_steps,
-        dropped=data.train.dropped,
-    )
+    data_stats = supervised_stats(data, plan)
     if world.main:
         write_run_files(layout, record, data, "supervisedTuningDataStats", data_stats)
     run = build(config, data, plan, layout, world, device, dtype, cb)  # 4
@@ -244,6 +238,18 @@ def resolve_plan(
         train_examples=n,
         validation_examples=len(data.validation.examples) if data.validation else 0,
         beta=(config.beta or entry.defaults.beta) if config.method == "preference" else None,
+    )
+
+
+def supervised_stats(data: Preflight, plan: ResolvedRun) -> dict:
+    """The ``supervisedTuningDataStats`` of the run's training set as it will be trained (the job reports them)."""
+    assert isinstance(data.train, PreparedDataset)  # supervised lines (preference pairs go to the DPO recipe)
+    return supervised_tuning_data_stats(
+        data.train.examples,
+        data.train.conversations,
+        epochs=plan.epochs_effective,
+        steps=plan.total_steps,
+        dropped=data.train.dropped,
     )
 
 
