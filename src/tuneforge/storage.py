@@ -159,6 +159,11 @@ def write_new(uri: str, data: bytes, settings: Settings | None = None) -> None:
     staged.write_bytes(data)
     try:
         os.link(staged, target)  # fails if the target exists: no check-then-write race
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: create it exclusively instead
+        with open(target, "xb") as f:
+            f.write(data)
     finally:
         staged.unlink()
 

@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from tests.integration.conftest import examples_dir, wait_for
+from tests.integration.conftest import examples_dir, start_server, wait_for
 
 P = "/v1/projects/console-api/locations/us-central1"
 WORDS = ["abc", "hello", "world", "tuneforge", "vertex", "lora"]
@@ -22,6 +22,15 @@ TUNE = "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-l
 
 def sft(uri: str, **spec) -> dict:
     return {"baseModel": "tiny-llama", "supervisedTuningSpec": {"trainingDatasetUri": uri, **spec}}
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """This module's server: uploads limited to 100 kB."""
+    home = tmp_path_factory.mktemp("console-api-home")
+    srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}", extra_env={"TUNEFORGE_MAX_UPLOAD_BYTES": "100000"})
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +83,14 @@ def test_an_upload_is_a_new_file_in_the_bucket_root_and_never_replaces_one(api):
         ):
             r = c.post(f"{P}/tuneforge/datasets:upload", params={"uri": uri}, content=content)
             assert r.status_code == 400 and words in r.json()["error"]["message"], (uri, r.text)
+        huge = c.post(f"{P}/tuneforge/datasets:upload", params={"uri": "gs://up/huge.jsonl"}, content=GOOD * 50)
+        assert huge.status_code == 400 and "over 100,000 bytes" in huge.json()["error"]["message"]
         wrong = c.post(
             f"{P}/tuneforge/datasets:upload", params={"uri": "gs://up/x.jsonl", "purpose": "rl"}, content=GOOD
         )
         assert wrong.status_code == 400 and "purpose must be one of" in wrong.json()["error"]["message"]
     assert not (api.bucket.parent / "escape.jsonl").exists() and not (api.bucket / "up" / "x.jsonl").exists()
+    assert not (api.bucket / "up" / "huge.jsonl").exists()
 
 
 def test_a_preview_reports_every_bad_line_and_creates_nothing(api):
@@ -210,3 +222,54 @@ def test_locations_list_the_regions_jobs_are_accepted_in(api):
     open_model = {x["locationId"] for x in found if x["labels"].get("tuneforge-open-model-tuning") == "true"}
     assert open_model == {"us-central1", "europe-west4"}  # SPEC §2.4
     assert refused.status_code == 400 and "asia-southeast1" in refused.json()["error"]["message"]
+
+
+def test_a_distillation_preview_counts_the_prompts_and_refuses_what_create_refuses(api):
+    for name in ("distill_labeled.jsonl", "distill_unlabeled.jsonl"):
+        shutil.copy(examples_dir() / name, api.bucket / "up" / name)
+    body = {
+        "baseModel": "tiny-llama",
+        "distillationSpec": {"promptDatasetUri": "gs://up/distill_labeled.jsonl", "baseTeacherModel": "gemini-2.5-pro"},
+    }
+    with api.client() as c:
+        labelled = c.post(f"{P}/tuningJobs:preview", json=body).json()
+        body["distillationSpec"]["promptDatasetUri"] = "gs://up/distill_unlabeled.jsonl"
+        unlabelled = c.post(f"{P}/tuningJobs:preview", json=body)
+        created = c.post(f"{P}/tuningJobs", json=body)
+    assert labelled["ready"] and labelled["examples"] == 12 and "teacher" in labelled["estimateNote"]
+    assert unlabelled.status_code == created.status_code == 400
+    assert unlabelled.json()["error"]["message"] == created.json()["error"]["message"]  # the same words as create
+
+
+def test_the_json_column_filters_work_on_both_databases(every_database_url):
+    """method (tuningJobs) and base_model / display_name (pipelineJobs) read JSON columns: json_extract on SQLite,
+    ->> on PostgreSQL."""
+    from sqlalchemy import select
+
+    from tuneforge.control.db import Store
+    from tuneforge.control.filters import PIPELINE_JOB_FILTERS, TUNING_JOB_FILTERS, filter_conditions
+    from tuneforge.control.tables import PipelineJobRow, TuningJobRow, utcnow
+
+    store = Store(every_database_url)
+    now = utcnow()
+    common = dict(project="p", location="l", state="S", labels={}, create_time=now, update_time=now)
+    pipelines = {
+        "p0": ("distillation", {"student_model_reference": "text-bison@002"}),
+        "p1": ("tune-large-model", {"large_model_reference": "code-bison@002"}),
+    }
+    with store.session() as s:
+        for i, method in enumerate(("supervised", "preference")):
+            s.add(TuningJobRow(id=str(i), resource={}, config={"method": method}, **common))
+        for job_id, (template, params) in pipelines.items():
+            display = {"displayName": f"job {job_id[1]}"}
+            s.add(PipelineJobRow(id=job_id, template=template, parameters=params, resource=display, tasks=[], **common))
+
+    def found(table, columns, text):
+        with store.session() as s:
+            return s.scalars(select(table.id).where(*filter_conditions(text, columns, table.labels))).all()
+
+    assert found(TuningJobRow, TUNING_JOB_FILTERS, 'method="preference"') == ["1"]
+    assert found(PipelineJobRow, PIPELINE_JOB_FILTERS, 'base_model="code-bison@002"') == ["p1"]
+    assert found(PipelineJobRow, PIPELINE_JOB_FILTERS, 'base_model="text-bison@002" AND display_name="job 0"') == ["p0"]
+    assert found(PipelineJobRow, PIPELINE_JOB_FILTERS, 'pipeline_name!="distillation"') == ["p1"]
+    store.dispose()

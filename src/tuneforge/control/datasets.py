@@ -70,10 +70,7 @@ class DatasetService:
             raise InvalidArgument(f"uri must be a gs://BUCKET/path/NAME.jsonl URI (got {uri!r})")
         _purpose(purpose)
         if len(data) > self.settings.max_upload_bytes:
-            raise InvalidArgument(
-                f"the file is {len(data):,} bytes; uploads are limited to {self.settings.max_upload_bytes:,} "
-                "(TUNEFORGE_MAX_UPLOAD_BYTES). Copy larger files into the bucket root and give their gs:// URI"
-            )
+            raise too_large(self.settings.max_upload_bytes)
         if not data:
             raise InvalidArgument("the file is empty; a dataset has one JSON object per line")
         try:
@@ -151,6 +148,13 @@ class DatasetService:
                 self._checked.clear()
             self._checked[key] = report
         return report
+
+
+def too_large(limit: int) -> InvalidArgument:
+    return InvalidArgument(
+        f"the file is over {limit:,} bytes, the most an upload may have (TUNEFORGE_MAX_UPLOAD_BYTES); copy larger "
+        "files into the bucket root and give their gs:// URI"
+    )
 
 
 def _purpose(purpose: str) -> None:

@@ -85,7 +85,7 @@ def preview_tuning_job(service: TuningJobService, project: str, location: str, j
         source, examples = check_distillation(config, settings=service.settings, catalog=catalog)
     except DatasetInvalid as exc:
         return JobPreview(ready=False, problems=problems(exc.report))
-    service.preflight(config, catalog)  # the teacher's rules (a dev stand-in cannot label), as create checks them
+    service.check_teacher(config.teacher, examples, catalog)  # as create checks it (a dev stand-in cannot label)
     return JobPreview(
         ready=True,
         runs_on=source.resolved.entry.id,

@@ -340,7 +340,7 @@ class TuningJobService:
                 + ("; give one, not both" if base else "")
             )
         if base:
-            return job, {"teacher": base}  # resolved with the prompts at hand (_check_teacher)
+            return job, {"teacher": base}  # resolved with the prompts at hand (check_teacher)
         parsed = names.parse(tuned or "", ("models",))
         if parsed is None or parsed.project != project:
             raise InvalidArgument(
@@ -410,11 +410,11 @@ class TuningJobService:
         a job, and every dataset problem is reported at once. Returns what the job runs on."""
         if config.method == "distillation":
             source, examples = check_distillation(config, settings=self.settings, catalog=catalog)
-            self._check_teacher(config.teacher, examples, catalog)
+            self.check_teacher(config.teacher, examples, catalog)
             return source.resolved
         return check_datasets(config, settings=self.settings, catalog=catalog).source.resolved
 
-    def _check_teacher(self, teacher: str | None, examples: list[DistillExample], catalog: Catalog) -> None:
+    def check_teacher(self, teacher: str | None, examples: list[DistillExample], catalog: Catalog) -> None:
         """A catalog teacher (baseTeacherModel): NOT_FOUND with suggestions, or its weights not configured; in dev
         mode its stand-in needs every prompt's answer. (A tuned model as teacher was checked by _distillation.)"""
         if teacher is None or teacher.startswith("projects/"):

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tuneforge.api.deps import authorize, datasets
 from tuneforge.api.errors import CREATE_ERRORS, ERRORS
-from tuneforge.control.datasets import DatasetService
+from tuneforge.control.datasets import DatasetService, too_large
 from tuneforge.wire.datasets import DatasetFile, DatasetReport, InspectDatasetRequest, ListDatasetFilesResponse
 
 router = APIRouter(tags=["datasets (tuneforge)"], responses=ERRORS)
@@ -39,8 +39,18 @@ async def upload(
     """Write the request body as a new file at ``uri`` (gs://BUCKET/path.jsonl under the bucket root); an existing
     file is never replaced (409)."""
     authorize(request, project)
-    data = await request.body()
+    data = await _body(request, service.settings.max_upload_bytes)
     return await run_in_threadpool(service.upload, project, location, uri, purpose, data)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, read until it passes ``limit`` (then refused: a huge upload never fills the memory)."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise too_large(limit)
+    return bytes(data)
 
 
 @router.post(BASE + ":inspect", response_model=DatasetReport, response_model_exclude_none=True)

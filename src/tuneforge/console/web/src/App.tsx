@@ -100,7 +100,7 @@ function Page({
   switch (section) {
     case "jobs": {
       const kind = rest.length === 2 ? kindOf(rest[0]) : undefined;
-      if (kind) return <kind.Details session={session} id={rest[1]} />;
+      if (kind) return <kind.Details key={`${kind.id}/${rest[1]}`} session={session} id={rest[1]} />; // a new job, a new page state
       return <JobsPage session={session} />;
     }
     case "create":
