@@ -417,7 +417,7 @@ def test_every_page_is_accessible_fits_the_screen_and_is_reachable_by_keyboard(b
             )
         if name == "job-details":
             page.get_by_role("tab", name="Details").click()
-        page.wait_for_timeout(800)  # charts and polled data drawn
+        expect(page.get_by_text("Loading…")).to_have_count(0, timeout=20_000)  # the page's data has arrived
         page.add_script_tag(path=str(AXE))
         found = page.evaluate(
             "async () => (await axe.run()).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))"
