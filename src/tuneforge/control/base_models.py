@@ -35,7 +35,6 @@ def _limits_entry(catalog: Catalog, model_id: str, alias: Alias | None) -> Model
 
 
 def _info(catalog: Catalog, model_id: str, alias: Alias | None, settings: Settings) -> BaseModelInfo:
-    entry = _limits_entry(catalog, model_id, alias)
     runs_on: str | None
     try:
         resolved = catalog.resolve(model_id, settings=settings)
@@ -43,7 +42,7 @@ def _info(catalog: Catalog, model_id: str, alias: Alias | None, settings: Settin
         configured = not stand_in
     except WeightsNotConfigured as exc:
         configured, stand_in, runs_on = False, False, alias.maps_to if alias else None
-        note = str(exc).splitlines()[0]
+        entry, note = _limits_entry(catalog, model_id, alias), str(exc).splitlines()[0]
     modes = _modes(entry)
     if alias is not None:  # a closed id tunes only in the modes its alias allows
         modes = [m for m in modes if m.tuning_mode in {a.value for a in alias.modes}]

@@ -43,17 +43,21 @@ def _uses(store: Store, project: str, location: str) -> dict[str, _Use]:
             uses.setdefault(uri, _Use(purpose, [])).jobs.append(job)
 
     with store.session() as s:
-        where = (TuningJobRow.project == project, TuningJobRow.location == location)
-        for row in s.scalars(select(TuningJobRow).where(*where).order_by(TuningJobRow.create_time.desc())):
-            name = names.name("tuningJobs", project, location, row.id)
-            add(row.config.get("train_dataset"), row.config.get("method", "supervised"), name)
-            add(row.config.get("validation_dataset"), row.config.get("method", "supervised"), name)
-        where = (PipelineJobRow.project == project, PipelineJobRow.location == location)
-        for p in s.scalars(select(PipelineJobRow).where(*where).order_by(PipelineJobRow.create_time.desc())):
-            name = names.name("pipelineJobs", project, location, p.id)
-            purpose = PIPELINE_PURPOSES.get(p.template, p.template)
-            add(p.parameters.get("dataset_uri"), purpose, name)
-            add(p.parameters.get("evaluation_data_uri"), purpose, name)
+        tuning = select(TuningJobRow.id, TuningJobRow.config).where(
+            TuningJobRow.project == project, TuningJobRow.location == location
+        )
+        for job_id, config in s.execute(tuning.order_by(TuningJobRow.create_time.desc())):
+            name = names.name("tuningJobs", project, location, job_id)
+            add(config.get("train_dataset"), config.get("method", "supervised"), name)
+            add(config.get("validation_dataset"), config.get("method", "supervised"), name)
+        pipelines = select(PipelineJobRow.id, PipelineJobRow.template, PipelineJobRow.parameters).where(
+            PipelineJobRow.project == project, PipelineJobRow.location == location
+        )
+        for job_id, template, params in s.execute(pipelines.order_by(PipelineJobRow.create_time.desc())):
+            name = names.name("pipelineJobs", project, location, job_id)
+            purpose = PIPELINE_PURPOSES.get(template, template)
+            add(params.get("dataset_uri"), purpose, name)
+            add(params.get("evaluation_data_uri"), purpose, name)
     return uses
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,30 +129,33 @@ class Deployments:
             self.start(dep_id, None)
 
     def load(self, row: DeployedModelRow) -> Deployment:
-        """The engine's Deployment for ``row``, loading it on first use (one load at a time per deployment)."""
-        assert self.engine is not None
-        dep = self.engine.get(row.id)
-        if dep is not None:
-            return dep
-        with self._locks_guard:
-            lock = self._load_locks.setdefault(row.id, threading.Lock())
-        with lock:
-            dep = self.engine.get(row.id)
-            if dep is None:
-                model = get_scoped(self.store, ModelRow, row.model_id, row.project, row.location, "Model", "models")
-                folder, base = model_weights(model, self.settings)
-                dep = self.engine.deploy(row.id, folder, base)
-            return dep
+        """The engine's Deployment for ``row``, loading it on first use."""
+        engine = self.engine
+        assert engine is not None
+
+        def deploy() -> Deployment:
+            model = get_scoped(self.store, ModelRow, row.model_id, row.project, row.location, "Model", "models")
+            return engine.deploy(row.id, *model_weights(model, self.settings))
+
+        return self._once(row.id, deploy)
 
     def load_base(self, model_id: str, folder: Path) -> Deployment:
         """The engine's deployment of a catalog model's own weights (``base:MODEL``), loaded on first use. It shares
         its weights with the LoRA adapters deployed on the same base."""
+        key, engine = f"base:{model_id}", self.engine
+        assert engine is not None
+        return self._once(key, lambda: engine.deploy(key, folder))
+
+    def _once(self, key: str, deploy: Callable[[], Deployment]) -> Deployment:
+        """The engine's deployment ``key``, made by ``deploy()`` if it has none (one load at a time per key)."""
         assert self.engine is not None
-        key = f"base:{model_id}"
+        dep = self.engine.get(key)
+        if dep is not None:
+            return dep
         with self._locks_guard:
             lock = self._load_locks.setdefault(key, threading.Lock())
         with lock:
-            return self.engine.get(key) or self.engine.deploy(key, folder)
+            return self.engine.get(key) or deploy()
 
     def unload(self, dep_id: str) -> None:
         if self.engine is not None:

@@ -42,8 +42,15 @@ def runs_on(catalog: Catalog, settings: Settings, base_model: str, labels: dict[
 
 def _measured(store: Store, catalog: Catalog, settings: Settings, model: str, mode: str, method: str) -> list[Measured]:
     with store.session() as s:
-        rows = s.scalars(
-            select(TuningJobRow)
+        rows = s.execute(  # the columns it reads: a job's request echo and data statistics can be large
+            select(
+                TuningJobRow.base_model,
+                TuningJobRow.labels,
+                TuningJobRow.config,
+                TuningJobRow.progress,
+                TuningJobRow.start_time,
+                TuningJobRow.end_time,
+            )
             .where(TuningJobRow.state == states.SUCCEEDED)
             .order_by(TuningJobRow.end_time.desc())
             .limit(RECENT)

@@ -14,6 +14,7 @@ from tuneforge.train.distributed import SINGLE
 from tuneforge.train.preflight import Preflight, check_datasets
 from tuneforge.train.recipes.dpo import STATS_KEY as PREFERENCE_STATS
 from tuneforge.train.recipes.dpo import preference_stats
+from tuneforge.train.recipes.sft import STATS_KEY as SUPERVISED_STATS
 from tuneforge.train.recipes.sft import resolve_plan, supervised_stats
 
 
@@ -34,6 +35,6 @@ def preview_run(config: TuningConfig, *, settings: Settings, catalog: Catalog) -
     if config.method == "preference":
         key, stats = PREFERENCE_STATS, preference_stats(data, plan)
     else:
-        key, stats = "supervisedTuningDataStats", supervised_stats(data, plan)
+        key, stats = SUPERVISED_STATS, supervised_stats(data, plan)
     tokens = round(sum(len(e) for e in data.train.examples) * plan.epochs_effective)
     return RunPreview(data, plan, key, stats, tokens)

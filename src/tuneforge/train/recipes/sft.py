@@ -90,6 +90,8 @@ from tuneforge.train.metrics import MetricsWriter, eval_metrics, read_metrics, t
 from tuneforge.train.preflight import Preflight, check_datasets
 from tuneforge.train.schedule import lr_factor
 
+STATS_KEY = "supervisedTuningDataStats"  # where a supervised run's statistics go in TuningDataStats
+
 
 @dataclass
 class RunResult:
@@ -110,7 +112,7 @@ class RunResult:
     final_step: int | None = None  # the step the exported model is from (the best checkpoint's, or the last)
     reused: bool = False  # the output already held this run's final model
     data_stats: dict = field(default_factory=dict)
-    stats_key: str = "supervisedTuningDataStats"  # where data_stats go in TuningDataStats
+    stats_key: str = STATS_KEY  # where data_stats go in TuningDataStats
 
     @classmethod
     def starting(cls, run, record: dict, stats_key: str, data_stats: dict) -> RunResult:
@@ -155,9 +157,9 @@ def run_sft(
         return finished
     data_stats = supervised_stats(data, plan)
     if world.main:
-        write_run_files(layout, record, data, "supervisedTuningDataStats", data_stats)
+        write_run_files(layout, record, data, STATS_KEY, data_stats)
     run = build(config, data, plan, layout, world, device, dtype, cb)  # 4
-    result = RunResult.starting(run, record, "supervisedTuningDataStats", data_stats)
+    result = RunResult.starting(run, record, STATS_KEY, data_stats)
     train(run, result, settings, cb, should_stop)  # 5
     if not result.cancelled:
         result.final_dir = export(run, result, record, cb)  # 6
@@ -838,7 +840,7 @@ def finished_run(layout: RunLayout, record: dict, cb: Callbacks) -> RunResult | 
     )
     plan = ResolvedRun(**saved["resolved"])
     saved_stats = json.loads(layout.data_stats.read_text()) if layout.data_stats.exists() else {}
-    stats_key, stats = next(iter(saved_stats.items()), ("supervisedTuningDataStats", {}))
+    stats_key, stats = next(iter(saved_stats.items()), (STATS_KEY, {}))
     train_lines = [m for m in read_metrics(layout.metrics) if "train_total_loss" in m]
     last = {k: v for k, v in train_lines[-1].items() if k.startswith("train_")} if train_lines else {}
     return RunResult(

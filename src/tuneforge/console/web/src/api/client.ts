@@ -14,7 +14,6 @@ export type Model = Schemas["Model"];
 export type Endpoint = Schemas["Endpoint"];
 export type Operation = Schemas["Operation"];
 export type JobEvent = Schemas["JobEvent"];
-export type Metric = Schemas["Metric"];
 export type Content = Schemas["Content"];
 export type Location = Schemas["Location"];
 

@@ -7,18 +7,8 @@ import { Tabs } from "../components/Tabs";
 import { ENDED, duration, shortState, when } from "../format";
 import { usePolling } from "../hooks";
 import { links } from "../route";
-import { parameters, PIPELINES, template } from "./pipeline";
+import { parameters, PIPELINES, template, type Task } from "./pipeline";
 import { Events } from "./TuningJobDetails";
-
-type Task = {
-  taskId?: string | null;
-  taskName?: string | null;
-  state?: string | null;
-  startTime?: string | null;
-  endTime?: string | null;
-  error?: { message?: string } | null;
-  execution?: { metadata?: Record<string, unknown> | null } | null;
-};
 
 function outputs(task: Task): [string, unknown][] {
   return Object.entries(task.execution?.metadata ?? {})
@@ -46,7 +36,7 @@ export function PipelineJobDetails({ session, id }: { session: Session; id: stri
   );
   if (!polled.data) return polled.error ? <ErrorNote error={polled.error} /> : <p>Loading…</p>;
   const { job, events } = polled.data;
-  const tasks = (job.jobDetail?.taskDetails ?? []) as Task[];
+  const tasks = job.jobDetail?.taskDetails ?? [];
   const kind = template(job);
   const params = parameters(job);
   const state = shortState(job.state);

@@ -1,7 +1,7 @@
 // One tuning job: Monitor (progress, live charts of its real metrics), Details (the resolved configuration, dataset
 // statistics, checkpoints), Events; Cancel, Deploy, Test.
 import { useMemo, useRef, useState } from "react";
-import { apiClient, ok, where, type JobEvent, type Session, type TuningJob } from "../api/client";
+import { apiClient, ok, where, type JobEvent, type Schemas, type Session, type TuningJob } from "../api/client";
 import { ErrorNote, ProgressBar, Scroll, StateBadge, Table } from "../components/bits";
 import { ConfirmButton } from "../components/Confirm";
 import { DataStats } from "../components/Histogram";
@@ -11,7 +11,7 @@ import { deployModel } from "../deploy";
 import { ENDED, duration, number, seconds, shortState, when } from "../format";
 import { usePolling } from "../hooks";
 import { links } from "../route";
-import { tuningRow } from "./tuning";
+import { tuningRequest, tuningRow } from "./tuning";
 
 const CHARTS: [string, string[]][] = [
   ["Loss", ["train_total_loss", "eval_total_loss"]],
@@ -22,17 +22,11 @@ const CHARTS: [string, string[]][] = [
 ];
 const POLL_MS = 2000;
 
-export function pick(all: Series, names: string[]): Series {
+function pick(all: Series, names: string[]): Series {
   return Object.fromEntries(names.filter((n) => all[n]?.length).map((n) => [n, all[n]]));
 }
 
-type Progress = {
-  step?: number;
-  totalSteps?: number | null;
-  tokensPerSecond?: number | null;
-  trainSeconds?: number | null;
-  plan?: Record<string, unknown> | null;
-};
+type Progress = Schemas["Progress"];
 
 interface Loaded {
   job: TuningJob;
@@ -198,11 +192,7 @@ function Monitor({ job, progress, series }: { job: TuningJob; progress: Progress
 
 function Details({ job, progress }: { job: TuningJob; progress: Progress }) {
   const plan = progress.plan ?? {};
-  const request = Object.fromEntries(
-    Object.entries(job).filter(
-      ([k]) => !["tuningDataStats", "tunedModel", "state", "error", "name"].includes(k) && !k.endsWith("Time"),
-    ),
-  );
+  const request = tuningRequest(job);
   const checkpoints = job.tunedModel?.checkpoints ?? [];
   return (
     <>

@@ -1,5 +1,5 @@
 // pipelineJobs (code generation, code chat, distillation pipelines): how they are listed and described.
-import { ok, where, type PipelineJob } from "../api/client";
+import { ok, where, type PipelineJob, type Schemas } from "../api/client";
 import { PipelineJobDetails } from "./PipelineJobDetails";
 import { filter, type JobKind, type JobRow } from "./types";
 
@@ -9,14 +9,10 @@ export const PIPELINES: Record<string, string> = {
   distillation: "Distillation",
 };
 
-type Task = {
-  taskName?: string | null;
-  state?: string | null;
-  execution?: { metadata?: Record<string, unknown> | null } | null;
-};
+export type Task = Schemas["PipelineTaskDetail"];
 
 export function template(job: PipelineJob): string {
-  const tasks = (job.jobDetail?.taskDetails ?? []) as Task[];
+  const tasks = job.jobDetail?.taskDetails ?? [];
   return tasks[0]?.taskName ?? "";
 }
 
@@ -30,7 +26,7 @@ export function parameters(job: PipelineJob): Record<string, unknown> {
 function pipelineRow(job: PipelineJob): JobRow {
   const params = parameters(job);
   const kind = template(job);
-  const tune = ((job.jobDetail?.taskDetails ?? []) as Task[]).find((t) => t.taskName === "tune");
+  const tune = (job.jobDetail?.taskDetails ?? []).find((t) => t.taskName === "tune");
   const meta = tune?.execution?.metadata ?? {};
   const id = (job.name ?? "").split("/").pop() ?? "";
   return {

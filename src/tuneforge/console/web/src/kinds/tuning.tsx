@@ -10,7 +10,7 @@ const METHODS = [
 ];
 const LATER_THAN_ANY = 2 ** 31 - 1; // sinceStep past every step: the metrics call then only says where the job is
 
-export function tuningMethod(job: TuningJob): { method: string; mode: string } {
+function tuningMethod(job: TuningJob): { method: string; mode: string } {
   const [method, spec] = job.preferenceOptimizationSpec
     ? ["Preference", job.preferenceOptimizationSpec]
     : job.distillationSpec
@@ -18,6 +18,12 @@ export function tuningMethod(job: TuningJob): { method: string; mode: string } {
       : ["SFT", job.supervisedTuningSpec];
   const mode = (spec as { tuningMode?: string | null } | null)?.tuningMode === "TUNING_MODE_FULL" ? "full" : "LoRA";
   return { method, mode };
+}
+
+/** What the job was asked to do: the resource without the fields the server writes (name, state, times, outputs). */
+export function tuningRequest(job: TuningJob): Record<string, unknown> {
+  const written = ["name", "state", "error", "tunedModel", "tuningDataStats"];
+  return Object.fromEntries(Object.entries(job).filter(([k]) => !written.includes(k) && !k.endsWith("Time")));
 }
 
 export function tuningRow(job: TuningJob): JobRow {
@@ -92,11 +98,7 @@ export const tuningKind: JobKind = {
     );
     const series: Record<string, [number, number][]> = {};
     for (const x of m.metrics ?? []) (series[x.name] ??= []).push([x.step, x.value]);
-    const request = Object.fromEntries(
-      Object.entries(job).filter(
-        ([k]) => !["tuningDataStats", "tunedModel", "name", "error", "state"].includes(k) && !k.endsWith("Time"),
-      ),
-    );
+    const request = tuningRequest(job);
     return {
       title: tuningRow(job).title,
       series,
