@@ -9,8 +9,10 @@ STAMP := $(VENV)/.tuneforge-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=23"
-	# The CPU build of torch (a file on disk on our machines); an unpinned torch pulls a multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch with torchvision (the Llama 4 image processor needs it), from files on disk on our machines: the pair
+	# pip takes there for Python 3.11 (a CUDA build that runs on the CPU too); the CPU-only torch 2.13.0 there has no
+	# torchvision that imports beside it. An unpinned torch would download a multi-GB build.
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e ".[test,lint]"
 	# google-genai 3.x, the SDK tuning scripts use today, for its conformance tests. google-cloud-aiplatform 2.7.0
 	# pins google-genai<3 for modules of its own the tests do not use (its vertexai.tuning and the REST clients work

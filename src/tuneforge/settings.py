@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=256 * 2**20, ge=1, description="Largest dataset file the API accepts as an upload (the console's)."
     )
+    max_image_bytes: int = Field(
+        default=20 * 2**20, ge=1, description="Largest image file a dataset line or a serving request may name."
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Largest image, in pixels (width x height), a dataset or request may hold.",
+    )
     workers: int = Field(default=1, ge=0, description="In-process worker slots of `tuneforge serve` (0: none).")
     processes_per_job: int = Field(
         default=1,

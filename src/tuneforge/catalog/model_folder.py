@@ -39,6 +39,23 @@ def is_adapter(folder: Path) -> bool:
     return (Path(folder) / ADAPTER_CONFIG).exists()
 
 
+def takes_images(folder: Path) -> bool:
+    """An image-text model (its config has a vision tower), loaded with its processor."""
+    return "vision_config" in _json(Path(folder) / "config.json")
+
+
+def auto_model_class(folder: Path):
+    """The transformers Auto class that loads the whole model in ``folder``: an image-text model's vision tower
+    and projector would be dropped by the causal-LM class."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText  # lazy: torch only where loading
+
+    return AutoModelForImageTextToText if takes_images(folder) else AutoModelForCausalLM
+
+
+def has_processor(folder: Path) -> bool:
+    return (Path(folder) / "processor_config.json").exists()
+
+
 def has_tokenizer(folder: Path) -> bool:
     return any((Path(folder) / f).exists() for f in TOKENIZER_FILES)
 

@@ -36,6 +36,15 @@ GEMMA3_TEMPLATE = (
     "{% if loop.first %}{{ sys }}{% endif %}{{ m['content'] }}<end_of_turn>\n{% endfor %}"
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
+# Llama 4's turn markers (<|header_start|>role<|header_end|>, <|eot|>) and its image placeholder: a content part
+# {"type": "image"} renders as <|image|>, which the processor expands into the image's tile and patch tokens.
+LLAMA4_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|header_start|>{{ m['role'] }}<|header_end|>\n\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|image|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|eot|>{% endfor %}"
+    "{% if add_generation_prompt %}<|header_start|>assistant<|header_end|>\n\n{% endif %}"
+)
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -52,6 +61,9 @@ class TinySpec:
     pad: str
     chat_template: str
     config: dict = field(default_factory=dict)
+    # Image-text models: ``config`` (the vision tower), ``image_size`` (a tile's side in pixels), ``max_patches``
+    # (tiles per image at most) and ``image_token`` (where the projected image features go in the text).
+    vision: dict | None = None
 
 
 _COMMON = dict(
@@ -96,6 +108,58 @@ TINY_SPECS: dict[str, TinySpec] = {
             head_dim=32,
             sliding_window=64,
             layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        ),
+    ),
+    # Llama 4's real architecture, tiny: a mixture-of-experts text model (4 experts, every layer MoE, every fourth
+    # layer without rotary embeddings, as Scout), a vision encoder of 32 px tiles in 8 px patches, the pixel-shuffle
+    # adapter and the projector; Llama 4's tokenizer markers, its image tokens and its processor.
+    "tiny-llama4": TinySpec(
+        name="tiny-llama4",
+        config_class="Llama4Config",
+        specials=(
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|header_start|>",
+            "<|header_end|>",
+            "<|eot|>",
+            "<|finetune_right_pad|>",
+            "<|image_start|>",
+            "<|image_end|>",
+            "<|image|>",
+            "<|patch|>",
+            "<|tile_x_separator|>",
+            "<|tile_y_separator|>",
+        ),
+        bos="<|begin_of_text|>",
+        eos="<|eot|>",
+        pad="<|finetune_right_pad|>",
+        chat_template=LLAMA4_TEMPLATE,
+        config=dict(
+            _COMMON,
+            tie_word_embeddings=False,
+            head_dim=32,
+            intermediate_size_mlp=256,
+            num_local_experts=4,
+            num_experts_per_tok=1,
+            interleave_moe_layer_step=1,
+            attention_chunk_size=4096,
+        ),
+        vision=dict(
+            config=dict(
+                hidden_size=64,
+                intermediate_size=256,  # = hidden_size / pixel_shuffle_ratio**2, as in Scout (1408 -> 5632)
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                image_size=32,
+                patch_size=8,
+                pixel_shuffle_ratio=0.5,
+                projector_input_dim=128,
+                projector_output_dim=128,
+                vision_output_dim=128,
+            ),
+            image_size=32,
+            max_patches=4,
+            image_token="<|patch|>",
         ),
     ),
     "tiny-qwen3": TinySpec(
@@ -161,27 +225,62 @@ def _load_pretrained(model, path: Path) -> None:
     model.tie_weights()
 
 
-def build_tiny_model(name: str, dest: Path, *, pretrained: bool = True) -> Path:
-    """Build tiny model ``name`` into ``dest`` (atomically: a half-built folder is never left behind), with its
-    shipped pre-training unless ``pretrained`` is False."""
-    import torch
+def _tiny_config(spec: TinySpec, tokenizer):
     import transformers
-    from transformers import AutoModelForCausalLM, GenerationConfig
 
-    spec = TINY_SPECS[name]
-    tokenizer = build_tokenizer(spec)
     vocab_size = ((len(tokenizer) + 63) // 64) * 64  # round up, as real vocabularies are
-    config_cls = getattr(transformers, spec.config_class)
     token_ids = dict(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    config = config_cls(vocab_size=vocab_size, **token_ids, **spec.config)
+    config_cls = getattr(transformers, spec.config_class)
+    if spec.vision is None:
+        return config_cls(vocab_size=vocab_size, **token_ids, **spec.config), token_ids
+    ids = tokenizer.convert_tokens_to_ids
+    config = config_cls(
+        text_config=dict(vocab_size=vocab_size, **token_ids, **spec.config),
+        vision_config=spec.vision["config"],
+        image_token_index=ids(spec.vision["image_token"]),
+        boi_token_index=ids("<|image_start|>"),
+        eoi_token_index=ids("<|image_end|>"),
+        tie_word_embeddings=spec.config.get("tie_word_embeddings", False),
+    )
+    return config, token_ids
+
+
+def build_processor(spec: TinySpec, tokenizer):
+    """The image-text processor of a vision stand-in: the family's image processor (tiles of ``image_size``) and
+    the byte-level tokenizer. Needs torchvision, as the real Llama 4 processor does."""
+    from transformers import Llama4ImageProcessor, Llama4Processor
+
+    assert spec.vision is not None
+    side = spec.vision["image_size"]
+    images = Llama4ImageProcessor(size={"height": side, "width": side}, max_patches=spec.vision["max_patches"])
+    vision = spec.vision["config"]
+    return Llama4Processor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        patch_size=vision["patch_size"],
+        pixel_shuffle_ratio=vision["pixel_shuffle_ratio"],
+        chat_template=spec.chat_template,
+    )
+
+
+def build_tiny_model(name: str, dest: Path, *, pretrained: bool = True) -> Path:
+    """Build tiny model ``name`` into ``dest`` (atomically: a half-built folder is never left behind), with its
+    shipped pre-training unless ``pretrained`` is False."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, GenerationConfig
+
+    spec = TINY_SPECS[name]
+    tokenizer = build_tokenizer(spec)
+    config, token_ids = _tiny_config(spec, tokenizer)
+    auto = AutoModelForCausalLM if spec.vision is None else AutoModelForImageTextToText
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(TINY_SEED)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = auto.from_config(config, dtype=torch.float32)
     finally:
         torch.random.set_rng_state(state)
     weights = stand_in_weights(name) if pretrained else None
@@ -194,7 +293,7 @@ def build_tiny_model(name: str, dest: Path, *, pretrained: bool = True) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
     try:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        (build_processor(spec, tokenizer) if spec.vision else tokenizer).save_pretrained(tmp)
         note = (
             f"pre-trained on generic synthetic chat ({weights.name}); for tests and demos"
             if weights is not None

@@ -21,6 +21,7 @@ class ImagePart:
     uri: str
     mime_type: str | None = None
     detail: str = "auto"
+    path: str = field(default="", compare=False)  # its JSON path in the line or request, for reports
 
 
 Part = Union[TextPart, ImagePart]
@@ -50,9 +51,25 @@ class Conversation:
     def has_image(self) -> bool:
         return any(m.images for m in self.messages)
 
+    @property
+    def images(self) -> list[ImagePart]:
+        """Every image, in the order its tokens appear in the rendered conversation."""
+        return [image for m in self.messages for image in m.images]
+
     def template_messages(self) -> list[dict]:
-        """The shape chat templates take: ``[{"role": ..., "content": ...}]``."""
-        return [{"role": m.role, "content": m.text} for m in self.messages]
+        """The shape chat templates take: ``[{"role": ..., "content": ...}]``; a message with images has a list of
+        parts (``{"type": "image"}`` where each image goes, as image-text templates take them)."""
+        return [
+            {
+                "role": m.role,
+                "content": [
+                    {"type": "image"} if isinstance(p, ImagePart) else {"type": "text", "text": p.text} for p in m.parts
+                ]
+                if m.images
+                else m.text,
+            }
+            for m in self.messages
+        ]
 
     @classmethod
     def from_pairs(cls, *pairs: tuple[str, str], line: int = 0) -> Conversation:

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tuneforge.data.conversation import Conversation, ImagePart, Message, Part, TextPart
+from tuneforge.data.images import IMAGE_MIME_TYPES, sniff
 from tuneforge.data.report import Report
 from tuneforge.errors import InvalidArgument
 
@@ -34,7 +35,6 @@ FORMAT_NAMES = {
     "text_pair": "input_text/output_text",
     "codechat": "code chat",
 }
-IMAGE_MIME_TYPES = ("image/jpeg", "image/png", "image/webp")
 IMAGE_DETAILS = ("low", "high", "auto")
 IMAGE_MODEL = "meta/llama4@llama-4-scout-17b-16e-instruct"
 _GC_ROLES = {"user": "user", "model": "assistant", "assistant": "assistant"}
@@ -128,16 +128,6 @@ class _Line:
 # --- images -----------------------------------------------------------------------------------------------------
 
 
-def _sniff_image(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
 def _check_data_url(ctx: _Line, url: str, path: str) -> str | None:
     header, sep, payload = url.partition(",")
     if not sep or not header.endswith(";base64"):
@@ -157,7 +147,7 @@ def _check_data_url(ctx: _Line, url: str, path: str) -> str | None:
         pos = f" (bad character at position {bad})" if bad is not None else ""
         ctx.error(f"payload is not valid base64{pos}", path)
         return None
-    if _sniff_image(data) != mime:
+    if sniff(data) != mime:
         short = mime.split("/")[1].upper().replace("JPEG", "JPEG")
         ctx.error(f"data URL declares {mime} but the decoded bytes are not a {short} image; re-encode the file", path)
         return None
@@ -191,7 +181,7 @@ def _image_url_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
         if mime is None:
             ctx.error("image must be a .jpeg/.jpg, .png or .webp file", f"{path}.url")
             return None
-    return ImagePart(uri=url, mime_type=mime, detail=detail if detail in IMAGE_DETAILS else "auto")
+    return ImagePart(uri=url, mime_type=mime, detail=detail if detail in IMAGE_DETAILS else "auto", path=f"{path}.url")
 
 
 def _file_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
@@ -209,7 +199,30 @@ def _file_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
     if not isinstance(uri, str) or not uri.startswith("gs://"):
         ctx.error("required: a gs://bucket/path URI of the image", f"{path}.file_uri")
         ok = False
-    return ImagePart(uri=uri, mime_type=mime) if ok and isinstance(uri, str) else None
+    return ImagePart(uri=uri, mime_type=mime, path=f"{path}.file_uri") if ok and isinstance(uri, str) else None
+
+
+def _inline_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
+    """``inline_data {mime_type, data}`` (base64 bytes): kept as the equivalent data: URL."""
+    if not isinstance(spec, dict):
+        ctx.error(
+            f'expected an object like {{"mime_type": "image/png", "data": "<base64>"}}, got {_type_name(spec)}', path
+        )
+        return None
+    mime = spec.get("mime_type", spec.get("mimeType"))
+    data = spec.get("data")
+    if mime not in IMAGE_MIME_TYPES:
+        ctx.error(f'"{mime}" is not supported; use image/jpeg, image/png or image/webp', f"{path}.mime_type")
+        return None
+    if not isinstance(data, str) or not data:
+        ctx.error("required: the image's bytes in base64", f"{path}.data")
+        return None
+    # proto-JSON bytes may be URL-safe base64 and unpadded (google-genai sends them so): made standard here
+    data = data.replace("-", "+").replace("_", "/")
+    url = f"data:{mime};base64,{data}{'=' * (-len(data) % 4)}"
+    if _check_data_url(ctx, url, f"{path}.data") is None:
+        return None
+    return ImagePart(uri=url, mime_type=mime, path=f"{path}.data")
 
 
 # --- per-format parsers ------------------------------------------------------------------------------------------
@@ -324,9 +337,14 @@ def _gc_parts(ctx: _Line, parts: Any, path: str) -> tuple[Part, ...] | None:
             image = ctx.image_allowed(ppath) and _file_data_part(ctx, part[key], f"{ppath}.{key}")
             if image:
                 out.append(image)
+        elif "inline_data" in part or "inlineData" in part:
+            key = "inline_data" if "inline_data" in part else "inlineData"
+            image = ctx.image_allowed(ppath) and _inline_data_part(ctx, part[key], f"{ppath}.{key}")
+            if image:
+                out.append(image)
         else:
             keys = ", ".join(part) or "none"
-            ctx.error(f'part has no "text" or "file_data" (keys: {keys})', ppath)
+            ctx.error(f'part has no "text", "file_data" or "inline_data" (keys: {keys})', ppath)
     return tuple(out)
 
 
@@ -455,6 +473,10 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     for i, (m, path) in enumerate(items):
         if m.role == "system" and i > 0:
             ctx.error(f"a system message is allowed only as the first message; move it to {key}[0]", path)
+        if m.images and m.role != "user":
+            ctx.error(
+                f"images go in user turns; this {m.role} turn has {len(m.images)}: move them to a user turn", path
+            )
     if ctx.failed:
         return None
     turns = [(m, path) for m, path in items if m.role != "system"]

@@ -12,7 +12,7 @@ consume the packed layout without another collator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,7 @@ class Batch:
     cu_seqlens: list[list[int]]  # per row: cumulative example lengths (0, l1, l1+l2, ...)
     num_examples: int
     tasks: torch.Tensor | None = None  # [rows, T]: each token's example task (Encoded.task)
+    images: dict | None = None  # image-text models: the processor's tensors for the images, in token order
 
     @property
     def num_target_tokens(self) -> int:
@@ -63,7 +64,15 @@ def _rows(examples: Sequence[Encoded], packing: bool, row_tokens: int) -> list[l
     return rows
 
 
-def collate(examples: Sequence[Encoded], pad_id: int, *, packing: bool, row_tokens: int) -> Batch:
+def collate(
+    examples: Sequence[Encoded],
+    pad_id: int,
+    *,
+    packing: bool,
+    row_tokens: int,
+    image_inputs: Callable[[list], dict] | None = None,
+) -> Batch:
+    """``image_inputs``: makes the image tensors of the images in the order their tokens are laid out."""
     rows = _rows(examples, packing, row_tokens)
     width = max(sum(len(e) for e in row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -89,4 +98,14 @@ def collate(examples: Sequence[Encoded], pad_id: int, *, packing: bool, row_toke
         if offset < width:  # padding tail: its own pseudo-example, positions restarting, never trained
             pos[r, offset:] = torch.arange(width - offset)
         cu.append(bounds)
-    return Batch(input_ids=ids, position_ids=pos, labels=labels, cu_seqlens=cu, num_examples=len(examples), tasks=tasks)
+    parts = [image for row in rows for e in row for image in e.images]
+    images = image_inputs(parts) if parts and image_inputs is not None else None
+    return Batch(
+        input_ids=ids,
+        position_ids=pos,
+        labels=labels,
+        cu_seqlens=cu,
+        num_examples=len(examples),
+        tasks=tasks,
+        images=images,
+    )

@@ -78,7 +78,14 @@ def distribution(values: Sequence[float], billable_multiplier: int = 1, *, doubl
 def _contents(conversations: Sequence[Conversation]) -> list[dict]:
     """Sample messages as Vertex shows them: Content objects with roles user/model (system prompts left out)."""
     return [
-        {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.text}]}
+        {
+            "role": "model" if m.role == "assistant" else "user",
+            "parts": [{"text": m.text}]
+            # gs:// images by reference; inline ones are left out of the sample (their bytes would bloat the job)
+            + [
+                {"fileData": {"mimeType": p.mime_type, "fileUri": p.uri}} for p in m.images if p.uri.startswith("gs://")
+            ],
+        }
         for c in conversations
         for m in c.messages
         if m.role != "system"
@@ -100,7 +107,9 @@ def supervised_tuning_data_stats(
     chars = sum(e.chars for e in encoded)
     billable = max(1, math.ceil(epochs))
     truncated = [e.index for e in encoded if e.truncated]
+    images = {"userImagePerExampleDistribution": distribution([len(e.images) for e in encoded])}
     return {
+        **(images if any(e.images for e in encoded) else {}),
         "tuningDatasetExampleCount": str(len(encoded)),
         "totalTuningCharacterCount": str(chars),
         "totalBillableCharacterCount": str(chars * billable),

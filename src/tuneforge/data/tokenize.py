@@ -8,13 +8,19 @@ the generation prompt gives the text up to where the reply starts; rendering thr
 it ends. The trained span is the reply plus the end-of-turn token. The text is cut at span boundaries and each piece
 is tokenised on its own, so a prompt is tokenised exactly as it will be at inference, and no token straddles a
 trained and an untrained piece.
+
+Images: an image-text model's template renders each image as its placeholder (Llama 4's ``<|image|>``); the
+processor expands each one into that image's tokens (tile and patch markers), inserted where the placeholder was.
+Image tokens are prompt tokens, never trained, and truncation never cuts through them: an example whose images do
+not fit is marked (``images_cut``) for the caller to skip or refuse.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tuneforge.data.conversation import Conversation
+from tuneforge.data.conversation import Conversation, ImagePart
 from tuneforge.errors import InvalidArgument
 
 IGNORE_INDEX = -100
@@ -31,6 +37,7 @@ class Encoded:
     chars: int = 0
     meta: dict = field(default_factory=dict)
     task: int = 0  # 0: the answer (every run); 1: a rationale (distillation step-by-step's second task)
+    images: tuple[ImagePart, ...] = ()  # in the order of their tokens; their pixels are made when batched
 
     @property
     def num_target_tokens(self) -> int:
@@ -43,8 +50,18 @@ class Encoded:
 class ChatEncoder:
     """Encodes conversations for one tokenizer + chat template; the same object serves training and inference."""
 
-    def __init__(self, tokenizer, end_of_turn: str | None = None, chat_template: str | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        end_of_turn: str | None = None,
+        chat_template: str | None = None,
+        *,
+        processor=None,
+        load_images: Callable[[Sequence[ImagePart]], list] | None = None,
+    ):
         self.tokenizer = tokenizer
+        self.processor = processor  # image-text models: turns images into tokens and pixels
+        self.load_images = load_images  # ImageParts -> opened images (data.images.open_images with settings)
         self.chat_template = chat_template or tokenizer.chat_template
         if not self.chat_template:
             raise InvalidArgument("the tokenizer has no chat template and the catalog family names none")
@@ -59,6 +76,50 @@ class ChatEncoder:
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    # -- images -------------------------------------------------------------------------------------------------
+    @property
+    def takes_images(self) -> bool:
+        return self.processor is not None
+
+    @property
+    def image_placeholder(self) -> str:
+        return getattr(self.processor, "fake_image_token", None) or self.processor.image_token
+
+    def _opened(self, parts: Sequence[ImagePart], images: list | None) -> list:
+        if images is not None:
+            return images
+        if self.load_images is None:
+            raise InvalidArgument("this encoder cannot read images (no image loader)")
+        return self.load_images(parts)
+
+    def image_ids(self, image) -> list[int]:
+        """The tokens one image becomes (the processor's expansion of its placeholder)."""
+        out = self.processor(text=self.image_placeholder, images=[image], add_special_tokens=False)
+        return list(out["input_ids"][0])
+
+    def image_inputs(self, parts: Sequence[ImagePart], images: list | None = None) -> dict:
+        """The model's image tensors (``pixel_values``, and what else the processor makes) for ``parts``, in order."""
+        opened = self._opened(parts, images)
+        out = self.processor(
+            text=[self.image_placeholder * len(opened)], images=opened, return_tensors="pt", add_special_tokens=False
+        )
+        return {k: v for k, v in out.items() if k not in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def _text_ids(self, text: str, images: list, spans: list[tuple[int, int]], offset: int) -> list[int]:
+        """Token ids of untrained text, each image placeholder replaced by its image's tokens (spans recorded)."""
+        if not self.takes_images:
+            return self._ids(text)
+        chunks = text.split(self.image_placeholder)
+        ids = self._ids(chunks[0])
+        for chunk in chunks[1:]:
+            if len(spans) >= len(images):
+                raise InvalidArgument("the chat template rendered more image placeholders than the example has images")
+            image = self.image_ids(images[len(spans)])
+            spans.append((offset + len(ids), offset + len(ids) + len(image)))
+            ids.extend(image)
+            ids.extend(self._ids(chunk))
+        return ids
 
     def pieces(self, conversation: Conversation, *, last_turn_only: bool = False) -> list[tuple[str, bool]]:
         """The rendered conversation cut into (text, trained) pieces; ``last_turn_only``: only the final assistant
@@ -93,16 +154,34 @@ class ChatEncoder:
         return [(text, trained) for text, trained in pieces if text]
 
     def encode(
-        self, conversation: Conversation, max_length: int | None = None, index: int = 0, *, last_turn_only: bool = False
+        self,
+        conversation: Conversation,
+        max_length: int | None = None,
+        index: int = 0,
+        *,
+        last_turn_only: bool = False,
+        images: list | None = None,
     ) -> Encoded:
+        """``images``: the conversation's images already opened (else the encoder's loader opens them)."""
+        parts = conversation.images
+        if parts and not self.takes_images:
+            raise InvalidArgument("the model takes text only; remove the image parts")
+        opened = self._opened(parts, images) if parts else []
         input_ids: list[int] = []
         labels: list[int] = []
+        spans: list[tuple[int, int]] = []
         for text, trained in self.pieces(conversation, last_turn_only=last_turn_only):
-            ids = self._ids(text)
+            ids = self._ids(text) if trained else self._text_ids(text, opened, spans, len(input_ids))
             input_ids.extend(ids)
             labels.extend(ids if trained else [IGNORE_INDEX] * len(ids))
+        if len(spans) != len(parts):
+            raise InvalidArgument(
+                f"the chat template placed {len(spans)} of the example's {len(parts)} images; use a template that "
+                "renders image parts"
+            )
         truncated = max_length is not None and len(input_ids) > max_length
         full_length = len(input_ids)
+        images_cut = truncated and bool(spans) and spans[-1][1] > max_length  # type: ignore[operator]
         if truncated:  # from the right (SPEC §8 M4)
             input_ids, labels = input_ids[:max_length], labels[:max_length]
         return Encoded(
@@ -113,9 +192,16 @@ class ChatEncoder:
             line=conversation.line,
             num_messages=len(conversation.messages),
             chars=sum(len(m.text) for m in conversation.messages),
-            meta={"full_length": full_length},
+            meta={"full_length": full_length, "images_cut": images_cut, "image_tokens": sum(b - a for a, b in spans)},
+            images=tuple(parts),
         )
 
-    def encode_prompt(self, conversation: Conversation) -> list[int]:
+    def encode_prompt(self, conversation: Conversation, images: list | None = None) -> list[int]:
         """Token ids for generation: the conversation so far plus the generation prompt (as at training)."""
-        return self._ids(self.render(conversation.template_messages(), add_generation_prompt=True))
+        text = self.render(conversation.template_messages(), add_generation_prompt=True)
+        parts = conversation.images
+        if not parts:
+            return self._ids(text)
+        if not self.takes_images:
+            raise InvalidArgument("the model takes text only; remove the image parts")
+        return self._text_ids(text, self._opened(parts, images), [], 0)

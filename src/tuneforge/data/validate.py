@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from tuneforge import storage
 from tuneforge.data.conversation import Conversation
 from tuneforge.data.formats import parse_lines
+from tuneforge.data.images import ImageError, open_image
 from tuneforge.data.report import Report
 from tuneforge.data.tokenize import ChatEncoder, Encoded
 from tuneforge.errors import InvalidArgument
@@ -59,13 +60,14 @@ def read_lines(uri: str, report: Report, settings: Settings | None = None) -> li
     return [line.removesuffix("\r") for line in lines]
 
 
-def _drop_text_only(conversations: list[Conversation], report: Report) -> list[Conversation]:
-    """SPEC §8 D5: once any example has an image, text-only examples are filtered out (with a warning)."""
+def _drop_text_only(conversations: list[Conversation], report: Report) -> tuple[list[Conversation], list[str]]:
+    """SPEC §8 D5: once any example has an image, text-only examples are filtered out (with a warning), each
+    listed; a file left with none fails."""
     if not any(c.has_image for c in conversations):
-        return conversations
+        return conversations, []
     text_only = [c for c in conversations if not c.has_image]
     if not text_only:
-        return conversations
+        return conversations, []
     kept = [c for c in conversations if c.has_image]
     lines = ", ".join(str(c.line) for c in text_only)
     msg = (
@@ -73,7 +75,18 @@ def _drop_text_only(conversations: list[Conversation], report: Report) -> list[C
         f"are filtered); {len(text_only)} of {len(conversations)} examples removed"
     )
     report.warning(msg)
-    return kept
+    return kept, [f"line {c.line}: text-only example in a dataset with images (dropped)" for c in text_only]
+
+
+def _check_images(conversations: list[Conversation], report: Report, settings: Settings | None) -> None:
+    """Every image of every example opened and checked, each problem reported at its line and JSON path. Nothing is
+    kept: encoding opens them again one example at a time, so memory never holds a dataset's images."""
+    for conv in conversations:
+        for part in conv.images:
+            try:
+                open_image(part, settings)
+            except ImageError as exc:
+                report.error(str(exc), conv.line, part.path or None)
 
 
 def prepare_dataset(
@@ -95,17 +108,26 @@ def prepare_dataset(
     conversations = parse_lines(
         lines, report, text_only_model=text_only, expected=expected, default_system=default_system
     )
-    conversations = _drop_text_only(conversations, report)
+    conversations, dropped = _drop_text_only(conversations, report)
     report.info.update(lines=len(lines), examples=len(conversations))
     if not lines or (not conversations and report.ok):
         report.error("the dataset has no examples; give one JSON object per line")
+    if any(c.has_image for c in conversations):
+        _check_images(conversations, report, settings)
+        report.info["images"] = sum(len(c.images) for c in conversations)
     examples: list[Encoded] = []
-    dropped: list[str] = []
     if encoder is not None and report.ok:
         try:
-            examples, dropped = _encode_all(conversations, limits, encoder, report)
+            examples, cut = _encode_all(conversations, limits, encoder, report)
+            dropped += cut
         except InvalidArgument as exc:  # a template problem: the same for every line, so say it once
             report.error(str(exc))
+        if not examples and report.ok:
+            report.error(
+                f"no example is left to train on ({len(dropped)} dropped: see the warnings); fix the lines listed"
+            )
+        if dropped:
+            report.info["dropped"] = len(dropped)
         if examples:
             lengths = [e.meta["full_length"] for e in examples]
             report.info.update(
@@ -123,6 +145,19 @@ def _encode_all(conversations, limits: Limits, encoder: ChatEncoder, report: Rep
     dropped: list[str] = []
     for conv in conversations:
         enc = encoder.encode(conv, max_length=limits.max_seq_len, index=len(examples))
+        if enc.meta.get("images_cut"):
+            n = enc.meta["full_length"]
+            msg = (
+                f"example is {n:,} tokens ({enc.meta['image_tokens']:,} of them its images'), over the "
+                f"{limits.max_seq_len}-token limit of {limits.model_id}, and truncating it would cut an image; "
+                "use fewer or smaller images, or shorten the text"
+            )
+            if limits.strict:
+                report.error(msg, conv.line)
+            else:
+                report.warning(msg + "; the example is skipped", conv.line)
+                dropped.append(f"line {conv.line}: its images do not fit in {limits.max_seq_len} tokens (skipped)")
+            continue
         if enc.truncated:
             n = enc.meta["full_length"]
             roomier = {m: v for m, v in limits.other_modes.items() if v > limits.max_seq_len}

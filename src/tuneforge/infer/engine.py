@@ -25,7 +25,15 @@ from pathlib import Path
 
 import torch
 
-from tuneforge.catalog.model_folder import folder_bytes, has_tokenizer, is_adapter, serving_rules
+from tuneforge.catalog.model_folder import (
+    auto_model_class,
+    folder_bytes,
+    has_processor,
+    has_tokenizer,
+    is_adapter,
+    serving_rules,
+    takes_images,
+)
 from tuneforge.devices import pick_device, pick_dtype
 from tuneforge.errors import InvalidArgument, ResourceExhausted
 from tuneforge.infer.sampling import SamplingParams, sample
@@ -48,6 +56,7 @@ class GenRequest:
     adapter: str | None = None
     candidate: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
+    images: dict | None = None  # image-text models: the processor's tensors for the prompt's images, in order
 
 
 class IncrementalDecoder:
@@ -158,17 +167,19 @@ class ModelGroup:
     def __init__(
         self, key: str, folder: Path, device: torch.device, dtype: torch.dtype, max_batch: int, batch_wait_s: float
     ):
-        from transformers import AutoModelForCausalLM
-
         self.key, self.folder, self.device, self.dtype = key, folder, device, dtype
         self.max_batch, self.batch_wait_s = max_batch, batch_wait_s
-        self.base = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device).eval()
+        self.base = auto_model_class(folder).from_pretrained(str(folder), dtype=dtype).to(device).eval()
         self.model = self.base
         self.adapters: dict[str, Path] = {}
         self.users = 0  # deployments served by this group
         self.param_bytes = sum(p.numel() * p.element_size() for p in self.base.parameters())
         types = getattr(self.base.config, "layer_types", None) or []
         self.joinable = not any("sliding" in t for t in types) and not getattr(self.base.config, "sliding_window", None)
+        # peft's mixed-adapter forward needs every adapted layer's input batched by row; an image-text model's vision
+        # tower (tiles) and MoE layers (flattened tokens) are not, so its batches hold one adapter's rows at a time
+        self.mixed = not takes_images(folder)
+        self.held: list = []  # requests of another adapter than the running batch's (one-adapter groups)
         self.lock = threading.Lock()  # forward passes vs adapter changes
         self.waiting: queue.Queue[tuple[GenRequest, object, set[int], int]] = queue.Queue()
         self.rows: list[_Row] = []
@@ -220,7 +231,8 @@ class ModelGroup:
         for row in self.rows:
             row.done("cancelled")
         while not self.waiting.empty():
-            req, tok, eos, ctx = self.waiting.get_nowait()
+            self.held.append(self.waiting.get_nowait())
+        for req, tok, eos, ctx in self.held:
             _Row(req, tok, eos, ctx).done("cancelled")
         self.rows = []
         self.cache = self.mask = self.last = None
@@ -250,8 +262,8 @@ class ModelGroup:
         if self.rows and not self.joinable:
             return []
         room = self.max_batch - len(self.rows)
-        items = []
-        if not self.rows:
+        items, self.held = self.held[:room], self.held[room:]
+        if not self.rows and not items:
             try:
                 items.append(self.waiting.get(timeout=0.2))
             except queue.Empty:
@@ -267,6 +279,8 @@ class ModelGroup:
                 items.append(self.waiting.get_nowait())
             except queue.Empty:
                 break
+        if not self.mixed:
+            items = self._one_adapter(items)
         rows = []
         for req, tok, eos, ctx in items:
             row = _Row(req, tok, eos, ctx)
@@ -276,11 +290,28 @@ class ModelGroup:
                 rows.append(row)
         return rows
 
-    def _forward(self, input_ids, attention_mask, position_ids, rows: list[_Row], cache=None):
-        kwargs = {}
-        if self.adapters:
+    def _one_adapter(self, items: list) -> list:
+        """The items that may join the batch (the running rows' adapter, or the first item's); the rest wait."""
+        adapter = self.rows[0].req.adapter if self.rows else (items[0][0].adapter if items else None)
+        self.held += [i for i in items if i[0].adapter != adapter]
+        return [i for i in items if i[0].adapter == adapter]
+
+    def _forward(self, input_ids, attention_mask, position_ids, rows: list[_Row], cache=None, images=None):
+        kwargs = dict(images or {})
+        model = self.model
+        if self.adapters and self.mixed:
             kwargs["adapter_names"] = [r.req.adapter or BASE_ADAPTER for r in rows]
-        out = self.model(
+        elif self.adapters:  # one adapter per batch
+            adapter = rows[0].req.adapter
+            if adapter is None:
+                with model.disable_adapter():
+                    return self._run(model, input_ids, attention_mask, position_ids, cache, kwargs)
+            model.set_adapter(adapter)
+        return self._run(model, input_ids, attention_mask, position_ids, cache, kwargs)
+
+    @staticmethod
+    def _run(model, input_ids, attention_mask, position_ids, cache, kwargs):
+        out = model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -301,7 +332,7 @@ class ModelGroup:
             mask[i, length - n :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits, cache = self._forward(ids, mask, positions, new)
+        logits, cache = self._forward(ids, mask, positions, new, images=self._images(new))
         tokens = sample(logits, [r.req.params for r in new], [r.generator for r in new])
         for r, t in zip(new, tokens.tolist()):
             r.push(t)
@@ -310,6 +341,16 @@ class ModelGroup:
         else:
             self._join(new, cache, mask, tokens)
         self.max_rows_seen = max(self.max_rows_seen, len(self.rows))
+
+    def _images(self, rows: list[_Row]) -> dict | None:
+        """The prefill's image tensors: each row's, in row order (the order of their image tokens in the batch)."""
+        parts = [r.req.images for r in rows if r.req.images]
+        if not parts:
+            return None
+        return {
+            k: torch.cat([p[k] for p in parts]).to(self.device, self.dtype if parts[0][k].is_floating_point() else None)
+            for k in parts[0]
+        }
 
     def _join(self, new: list[_Row], cache, mask: torch.Tensor, tokens: torch.Tensor) -> None:
         """Append prefilled rows to the running batch: left-pad the shorter KV cache, then stack on the batch dim."""
@@ -370,6 +411,7 @@ class Deployment:
     defaults: SamplingParams
     chat_template: str | None
     prompt_rules: dict = field(default_factory=dict)  # "serving" of the model's tuneforge_config.json
+    processor: object = None  # image-text models: turns a request's images into tokens and pixels
 
     def submit(self, req: GenRequest) -> None:
         req.adapter = self.adapter
@@ -407,6 +449,14 @@ class Deployment:
         if any(t is None for t in texts):
             raise RuntimeError("generation failed for some prompts; see the log")
         return texts  # type: ignore[return-value]
+
+
+def _processor(folder: Path, weights: Path, tokenizer):
+    """An image-text model's processor: the tuned folder's (saved beside the adapter), else its base's."""
+    from transformers import AutoProcessor
+
+    source = folder if has_processor(folder) else weights
+    return AutoProcessor.from_pretrained(str(source), tokenizer=tokenizer)
 
 
 def _eos_ids(folder: Path, tokenizer) -> set[int]:
@@ -516,8 +566,9 @@ class Engine:
                     group.close()
                 raise
             group.users += 1
-            cfg = group.base.config
+            cfg = group.base.config.get_text_config()
             context = int(getattr(cfg, "max_position_embeddings", 0) or getattr(tokenizer, "model_max_length", 4096))
+            processor = _processor(folder, weights, tokenizer) if takes_images(weights) else None
             dep = Deployment(
                 deployed_id,
                 group,
@@ -528,6 +579,7 @@ class Engine:
                 _defaults(folder, self.default_max_tokens),
                 tokenizer.chat_template,
                 serving_rules(folder),
+                processor,
             )
             self.deployments[deployed_id] = dep
             return dep

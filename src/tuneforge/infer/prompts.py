@@ -4,8 +4,26 @@ own chat template, shaped by its saved serving rules, as token ids."""
 from __future__ import annotations
 
 from tuneforge.data.conversation import Conversation, Message, TextPart, apply_prompt_rules
+from tuneforge.data.images import open_images
+from tuneforge.data.tokenize import ChatEncoder
 from tuneforge.errors import FailedPrecondition, InvalidArgument
 from tuneforge.infer.engine import Deployment
+
+IMAGE_MODEL = "meta/llama4@llama-4-scout-17b-16e-instruct"
+
+
+def conversation_prompt(dep: Deployment, conversation: Conversation) -> tuple[list[int], dict | None]:
+    """(token ids, the image tensors or None) of a conversation that may hold images, rendered as at training."""
+    if not conversation.images:
+        return conversation_ids(dep, conversation), None
+    if dep.processor is None:
+        raise InvalidArgument(
+            f"the deployed model takes text only; send text parts, or deploy an image-text model ({IMAGE_MODEL})"
+        )
+    conversation = apply_prompt_rules(conversation, dep.prompt_rules)
+    encoder = ChatEncoder(dep.tokenizer, chat_template=dep.chat_template, processor=dep.processor)
+    images = open_images(conversation.images)
+    return encoder.encode_prompt(conversation, images), encoder.image_inputs(conversation.images, images)
 
 
 def conversation_ids(dep: Deployment, conversation: Conversation) -> list[int]:

@@ -18,7 +18,7 @@ from tuneforge.data import formats
 from tuneforge.data.conversation import Conversation
 from tuneforge.errors import InvalidArgument
 from tuneforge.infer.engine import Deployment, GenRequest
-from tuneforge.infer.prompts import check_length, conversation_ids, prompt_ids
+from tuneforge.infer.prompts import check_length, conversation_prompt, prompt_ids
 from tuneforge.infer.sampling import SamplingParams, build_params
 from tuneforge.wire.base import dump
 from tuneforge.wire.openai import ChatCompletion, ChatCompletionRequest, Choice, ResponseMessage, Usage
@@ -33,6 +33,7 @@ class Prompt:
     ids: list[int]
     params: SamplingParams
     text: str = ""  # what the user sent, for predict's "Prompt:/Output:" framing
+    images: dict | None = None  # image-text models: the prompt's image tensors
 
 
 # -- running -----------------------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ class Run:
                 def on_event(event, index=len(self.requests)):
                     loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
 
-                self.requests.append(GenRequest(p.ids, p.params, on_event, candidate=c))
+                self.requests.append(GenRequest(p.ids, p.params, on_event, candidate=c, images=p.images))
         for r in self.requests:
             dep.submit(r)
         self.pending = len(self.requests)
@@ -131,6 +132,7 @@ def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt],
     prompts, kinds = [], []
     for i, inst in enumerate(req.instances):
         path = f"instances[{i}]"
+        images = None
         if "prompt" in inst:
             text = inst["prompt"]
             if not isinstance(text, str) or not text.strip():
@@ -159,10 +161,20 @@ def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt],
             params = _legacy_params(dep, parameters, "parameters")
             ids = prompt_ids(dep, text)
             kinds.append("text")
+        elif "messages" in inst and _role_messages(inst["messages"]):
+            # chat-completions messages (Model Garden's open models): text and image_url parts; the answer is its text
+            try:
+                conversation = formats.parse_request({"messages": inst["messages"]}, "chat")
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{path}: {exc}") from None
+            params = _legacy_params(dep, parameters, "parameters")
+            ids, images = conversation_prompt(dep, conversation)
+            text = ""
+            kinds.append("raw")
         elif "messages" in inst:  # ChatModel / CodeChatModel: author/content messages, optional context
             conversation = _legacy_chat(inst, path)
             params = _legacy_params(dep, parameters, "parameters")
-            ids = conversation_ids(dep, conversation)
+            ids, images = conversation_prompt(dep, conversation)
             text = ""
             kinds.append("chat")
         else:
@@ -170,8 +182,12 @@ def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt],
                 f'{path} has none of "prompt", "content", "prefix" or "messages"; send {{"prompt": "..."}}'
             )
         check_length(dep, ids, f"{path} prompt")
-        prompts.append(Prompt(ids, params, text))
+        prompts.append(Prompt(ids, params, text, images))
     return prompts, kinds
+
+
+def _role_messages(messages) -> bool:
+    return isinstance(messages, list) and bool(messages) and all(isinstance(m, dict) and "role" in m for m in messages)
 
 
 def _legacy_chat(inst: dict, path: str) -> Conversation:
@@ -214,8 +230,6 @@ def predict_answer(kind: str, prompt: Prompt, results: list[dict]):
 
 def generate_content_prompt(dep: Deployment, req: GenerateContentRequest) -> Prompt:
     conversation = formats.parse_request(dump(req), "generate_content")
-    if any(m.images for m in conversation.messages):
-        raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text parts")
     config = req.generation_config or GenerationConfig()
     params = build_params(
         defaults=dep.defaults,
@@ -236,9 +250,9 @@ def generate_content_prompt(dep: Deployment, req: GenerateContentRequest) -> Pro
             "n": "generationConfig.candidateCount",
         },
     )
-    ids = conversation_ids(dep, conversation)
+    ids, images = conversation_prompt(dep, conversation)
     check_length(dep, ids, "contents")
-    return Prompt(ids, params)
+    return Prompt(ids, params, images=images)
 
 
 def gemini_response(
@@ -312,8 +326,6 @@ def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
         for m in req.messages
     ]
     conversation = formats.parse_request({"messages": messages}, "chat")
-    if any(m.images for m in conversation.messages):
-        raise InvalidArgument("image parts are not served yet by tuneforge's text engine; send text content")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     params = build_params(
         defaults=dep.defaults,
@@ -325,9 +337,9 @@ def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
         seed=req.seed,
         n=req.n,
     )
-    ids = conversation_ids(dep, conversation)
+    ids, images = conversation_prompt(dep, conversation)
     check_length(dep, ids, "messages")
-    return Prompt(ids, params)
+    return Prompt(ids, params, images=images)
 
 
 FINISH_OPENAI = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}

@@ -64,6 +64,10 @@ class TuningConfig(BaseModel):
     adapter_size: int | None = Field(default=None, description="LoRA rank: 1, 2, 4, 8, 16 or 32.")
     lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha (default 2 x rank).")
     lora_dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the LoRA layers' input.")
+    tune_vision_tower: bool = Field(
+        default=False,
+        description="Image-text models: adapt the vision tower and projector too (frozen by default; LoRA only).",
+    )
     batch_size: int | None = Field(default=None, gt=0, description="Examples per optimizer step.")
     micro_batch_size: int | None = Field(
         default=None,

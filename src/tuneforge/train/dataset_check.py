@@ -59,7 +59,7 @@ def _model_limits(catalog: Catalog, model: str, mode: TuningMode, strict: bool, 
     encoder = None
     try:
         source, limits = open_model(catalog, model, None, mode, dev=settings.dev, settings=settings, strict=strict)
-        encoder = chat_encoder(source)
+        encoder = chat_encoder(source, settings=settings)
     except WeightsNotConfigured as exc:
         first = exc.message.splitlines()[0].split(". ", 1)[0].rstrip(":")
         report.warning(f"token limits not checked: {first} (or pass --dev to count with the tiny stand-in's tokenizer)")

@@ -76,6 +76,7 @@ class Packed:
     task_counts: list[int]
     cu_seqlens: torch.Tensor | None = None  # one-row layout: example boundaries, int32, for varlen flash attention
     max_length: int = 0  # the longest example (flash attention's max_length_q/k)
+    images: dict | None = None  # image-text models: the processor's tensors for the images, in token order
 
     def to(self, device: torch.device) -> Packed:
         move = {"non_blocking": True}
@@ -89,13 +90,22 @@ class Packed:
             self.task_counts,
             None if self.cu_seqlens is None else self.cu_seqlens.to(device, **move),
             self.max_length,
+            None if self.images is None else {k: v.to(device, **move) for k, v in self.images.items()},
         )
 
 
-def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = None, pin: bool = False) -> Packed:
+def pack(
+    examples: Sequence[Encoded],
+    pad_id: int = 0,
+    row_tokens: int | None = None,
+    pin: bool = False,
+    image_inputs: Callable[[list], dict] | None = None,
+) -> Packed:
     """All examples in one row (``row_tokens`` None: for varlen kernels, where attention costs the sum of squared
     example lengths), or best-fit into rows of at most ``row_tokens`` padded to the fullest row (for kernels that
-    take a dense block-diagonal mask, where a row of T tokens costs T squared)."""
+    take a dense block-diagonal mask, where a row of T tokens costs T squared). ``image_inputs`` makes the image
+    tensors of the examples' images, taken in the order their tokens are laid out, so each image stays with its
+    example's tokens."""
     rows = [list(examples)] if row_tokens is None else plan_micro_batches(examples, row_tokens)
     width = max(sum(len(e) for e in row) for row in rows)
     ids: list[int] = []
@@ -121,6 +131,8 @@ def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = 
     counts = [0] * NUM_TASKS
     for t in tasks:
         counts[t] += 1
+    parts = [image for row in rows for e in row for image in e.images]
+    images = image_inputs(parts) if parts and image_inputs is not None else None
     tensors = [
         torch.tensor(ids).view(len(rows), width),
         torch.tensor(pos).view(len(rows), width),
@@ -141,6 +153,7 @@ def pack(examples: Sequence[Encoded], pad_id: int = 0, row_tokens: int | None = 
         task_counts=counts,
         cu_seqlens=tensors[5] if len(tensors) > 5 else None,
         max_length=max(len(e) for e in examples),
+        images=images,
     )
 
 
@@ -273,6 +286,15 @@ class LinearCrossEntropy(torch.autograd.Function):
         return grad_h, grad_w, None, None, None, None, None
 
 
+def text_decoder(model: nn.Module) -> nn.Module:
+    """The module that maps token embeddings to the last hidden state (no output head): ``get_decoder()``, followed
+    down through a causal LM that an image-text model's lookup returns whole (Llama 4 gives its Llama4ForCausalLM)."""
+    decoder = model.get_decoder()
+    while getattr(decoder, "get_output_embeddings", lambda: None)() is not None and hasattr(decoder, "model"):
+        decoder = decoder.model
+    return decoder
+
+
 def fast_loss_supported(model) -> str | None:
     """None when the fast step computes this model's loss exactly; otherwise why not (the reference step is used)."""
     config = getattr(model, "config", None)
@@ -298,7 +320,7 @@ class CausalLMLoss(nn.Module):
         super().__init__()
         self.lm = lm
         base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-        self._decoder = [base.get_decoder()]  # a list: registered once, under lm, not twice
+        self._decoder = [text_decoder(base)]  # a list: registered once, under lm, not twice
         self._head = [base.get_output_embeddings()]
         self.chunk = chunk or default_chunk(self._head[0].weight.shape[0])
         self.flash = str(getattr(base.config, "_attn_implementation", "")).startswith("flash_attention")
@@ -312,12 +334,43 @@ class CausalLMLoss(nn.Module):
                 max_length_q=mb.max_length,
                 max_length_k=mb.max_length,
             )
-        out = self._decoder[0](input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False, **varlen)
-        hidden = out.last_hidden_state.flatten(0, 1).index_select(0, mb.target_index)
+        if mb.images is None:
+            out = self._decoder[0](input_ids=mb.input_ids, position_ids=mb.position_ids, use_cache=False, **varlen)
+            last = out.last_hidden_state
+        else:
+            last = self._hidden_with_images(mb, varlen)
+        hidden = last.flatten(0, 1).index_select(0, mb.target_index)
         weights = task_scale.index_select(0, mb.tasks)
         return LinearCrossEntropy.apply(
             hidden, self._head[0].weight, mb.targets, weights, mb.tasks, self.chunk, torch.is_grad_enabled()
         )
+
+    def _hidden_with_images(self, mb: Packed, varlen: dict) -> torch.Tensor:
+        """The text decoder's last hidden state for a micro-batch with images: the whole model runs (vision tower,
+        projector, image features placed at the image tokens, then the decoder), its head on one position only;
+        the decoder's output is taken by a hook, so any image-text model's own merging is what runs."""
+        captured: list[torch.Tensor] = []
+        handle = self._decoder[0].register_forward_hook(lambda _m, _a, out: captured.append(out.last_hidden_state))
+        try:
+            self.lm(
+                input_ids=mb.input_ids,
+                position_ids=mb.position_ids,
+                use_cache=False,
+                logits_to_keep=1,
+                **image_kwargs(self.lm, mb.images),
+                **varlen,
+            )
+        finally:
+            handle.remove()
+        return captured[-1]
+
+
+def image_kwargs(model: nn.Module, images: dict | None) -> dict:
+    """The processor's image tensors as the model takes them (floating tensors in the model's dtype)."""
+    if not images:
+        return {}
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in images.items()}
 
 
 def task_counts(micro_batches: Sequence[Packed]) -> list[int]:

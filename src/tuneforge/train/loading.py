@@ -8,9 +8,18 @@ from pathlib import Path
 import torch
 
 from tuneforge.catalog.catalog import Catalog, ModelEntry, ResolvedModel, TuningMode
-from tuneforge.catalog.model_folder import TOKENIZER_FILES, adapter_base, has_tokenizer, is_adapter
+from tuneforge.catalog.model_folder import (
+    TOKENIZER_FILES,
+    adapter_base,
+    auto_model_class,
+    has_processor,
+    has_tokenizer,
+    is_adapter,
+    takes_images,
+)
 from tuneforge.catalog.weights import check_architecture, materialize
 from tuneforge.data import ChatEncoder, Limits
+from tuneforge.data.images import open_images
 from tuneforge.errors import InvalidArgument, WeightsNotConfigured
 from tuneforge.settings import Settings
 
@@ -92,9 +101,32 @@ def limits_for(entry: ModelEntry, requested_id: str, mode: TuningMode, strict: b
     )
 
 
-def chat_encoder(source: ModelSource, tokenizer=None) -> ChatEncoder:
-    """The encoder training and serving share: the model's chat template, the family's end-of-turn token."""
-    return ChatEncoder(tokenizer or load_tokenizer(source), end_of_turn=source.resolved.family.end_of_turn)
+def chat_encoder(source: ModelSource, tokenizer=None, settings: Settings | None = None) -> ChatEncoder:
+    """The encoder training and serving share: the model's chat template, the family's end-of-turn token; for an
+    image-text model its processor too, reading images as ``settings`` allow (under the bucket root)."""
+    tokenizer = tokenizer or load_tokenizer(source)
+    processor = load_processor(source, tokenizer) if takes_images(source.base_dir) else None
+    return ChatEncoder(
+        tokenizer,
+        end_of_turn=source.resolved.family.end_of_turn,
+        processor=processor,
+        load_images=(lambda parts: open_images(parts, settings)) if processor is not None else None,
+    )
+
+
+def load_processor(source: ModelSource, tokenizer):
+    """An image-text model's processor (the tokenizer the run uses, the image processor of the weights')."""
+    from transformers import AutoProcessor
+
+    folder = next(
+        (f for f in (source.adapter_dir, source.tokenizer_dir, source.base_dir) if f and has_processor(f)), None
+    )
+    if folder is None:
+        raise InvalidArgument(
+            f"{source.base_dir} is an image-text model without a processor (processor_config.json); add the "
+            "processor files of its family to the folder"
+        )
+    return AutoProcessor.from_pretrained(str(folder), tokenizer=tokenizer)
 
 
 def load_tokenizer(source: ModelSource):
@@ -120,20 +152,19 @@ def attention_implementation(name: str, device: torch.device) -> str | None:
 
 
 def load_model(source: ModelSource, device: torch.device, dtype: torch.dtype, attention: str | None = None):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(source.base_dir), dtype=dtype, **_attention_kwargs(attention))
+    auto = auto_model_class(source.base_dir)
+    model = auto.from_pretrained(str(source.base_dir), dtype=dtype, **_attention_kwargs(attention))
     return model.to(device)
 
 
 def empty_model(model_dir: Path, dtype: torch.dtype, attention: str | None = None):
     """The model's modules with weights on the meta device (no memory): what ranks other than 0 of a sharded run
     build, to receive their shards from rank 0 (``distributed.shard``)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(model_dir))
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, **_attention_kwargs(attention))
+        return auto_model_class(model_dir).from_config(config, dtype=dtype, **_attention_kwargs(attention))
 
 
 def _attention_kwargs(attention: str | None) -> dict:

@@ -90,7 +90,7 @@ def check_datasets(config: TuningConfig, *, settings: Settings, catalog: Catalog
         settings=settings,
         strict=config.strict_length,
     )
-    encoder = chat_encoder(source, tokenizer or load_tokenizer(source))
+    encoder = chat_encoder(source, tokenizer or load_tokenizer(source), settings)
     uris = [config.train_dataset] + ([config.validation_dataset] if config.validation_dataset else [])
     prepared: list[PreparedDataset] | list[PreparedPreferences]
     if config.method == "preference":

@@ -256,6 +256,11 @@ class SupervisedTuningDataStats(WireModel):
     total_truncated_example_count: Int64
     truncated_example_indices: list[Int64] = []
     dropped_example_reasons: list[str] = []
+    user_image_per_example_distribution: DatasetDistribution | None = Field(
+        default=None,
+        description="Images per example, for datasets with images (a tuneforge extension: Vertex's proto has no "
+        "such field; the official SDKs ignore it).",
+    )
 
 
 class PreferenceCompletion(WireModel):

@@ -73,6 +73,7 @@ from tuneforge.train.fastpath import (
     fast_evaluate,
     fast_loss_supported,
     fast_train_step,
+    image_kwargs,
     pack,
     plan_micro_batches,
     row_tokens_for,
@@ -368,7 +369,7 @@ def setup_model(
             model = model.merge_and_unload()  # FULL continued from an adapter: start from the merged weights
     elif lora:
         assert plan.adapter_size is not None and plan.lora_alpha is not None
-        model = apply_lora(model, plan.adapter_size, plan.lora_alpha, config.lora_dropout)
+        model = apply_lora(model, plan.adapter_size, plan.lora_alpha, config.lora_dropout, config.tune_vision_tower)
     if not lora:
         model.requires_grad_(True)  # FULL trains every weight (peft leaves merged base weights frozen)
     model.train()
@@ -400,14 +401,20 @@ class StepBatches:
         self.rows = row_tokens_for(getattr(model.config, "_attn_implementation", None), longest)
         self.row_tokens = max(plan.max_seq_len, max(len(e) for e in self.examples))
         self.pin = device.type == "cuda"
+        self.images = data.encoder.image_inputs if data.encoder.takes_images else None
         micro = plan.micro_batch_size
         if fast:
-            self.validation = [pack(g, self.pad_id, self.rows).to(device) for g in plan_micro_batches(val, self.budget)]
-        else:
             self.validation = [
-                collate(val[i : i + micro], self.pad_id, packing=plan.packing, row_tokens=self.row_tokens)
-                for i in range(0, len(val), micro)
+                pack(g, self.pad_id, self.rows, image_inputs=self.images).to(device)
+                for g in plan_micro_batches(val, self.budget)
             ]
+        else:
+            self.validation = [self._collate(val[i : i + micro]) for i in range(0, len(val), micro)]
+
+    def _collate(self, examples: list) -> Batch:
+        return collate(
+            examples, self.pad_id, packing=self.plan.packing, row_tokens=self.row_tokens, image_inputs=self.images
+        )
 
     def step_examples(self, step: int) -> list:
         epoch, index = divmod(step, self.plan.steps_per_epoch)
@@ -418,17 +425,14 @@ class StepBatches:
     def fast_step(self, step: int):
         """(this process's packed micro-batches, target tokens per task, tokens) of a fast-path step."""
         packed = [
-            pack(group, self.pad_id, self.rows, pin=self.pin)
+            pack(group, self.pad_id, self.rows, pin=self.pin, image_inputs=self.images)
             for group in plan_micro_batches(self.step_examples(step), self.budget)
         ]
         return share_out(packed, self.world, self.pad_id), task_counts(packed), sum(p.num_tokens for p in packed)
 
     def reference_step(self, step: int) -> list[Batch]:
         picked, micro = self.step_examples(step), self.plan.micro_batch_size
-        return [
-            collate(picked[i : i + micro], self.pad_id, packing=self.plan.packing, row_tokens=self.row_tokens)
-            for i in range(0, len(picked), micro)
-        ]
+        return [self._collate(picked[i : i + micro]) for i in range(0, len(picked), micro)]
 
 
 # --- 5: train ----------------------------------------------------------------------------------------------------
@@ -626,7 +630,13 @@ def batch_loss(model, batch: Batch, device: torch.device) -> tuple[torch.Tensor,
     No 2-D attention mask is passed: position ids restarting per example make transformers build the
     block-diagonal causal mask for packed rows, and right padding is never attended by earlier tokens.
     """
-    out = model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device), use_cache=False)
+    images = {k: v.to(device) for k, v in batch.images.items()} if batch.images else None
+    out = model(
+        input_ids=batch.input_ids.to(device),
+        position_ids=batch.position_ids.to(device),
+        use_cache=False,
+        **image_kwargs(model, images),
+    )
     logits = out.logits[:, :-1, :]
     labels = batch.labels[:, 1:].to(device)
     mask = labels != IGNORE_INDEX
@@ -708,7 +718,7 @@ def export_final(
         gen.pad_token_id = tokenizer.pad_token_id
     tokenizer.chat_template = encoder.chat_template  # serving renders prompts exactly as training did
     model.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
-    tokenizer.save_pretrained(str(tmp))
+    _save_tokenizer(tokenizer, encoder, tmp)
     gen.save_pretrained(str(tmp))
     if lora:
         # Plain peft finds the base by this path: PeftModel.from_pretrained(AutoModel...(base), final).
@@ -722,12 +732,20 @@ def export_final(
         full = model.merge_and_unload()  # last use of the model: merging changes it in place
         full.generation_config = gen
         full.save_pretrained(str(merged_dir))
-        tokenizer.save_pretrained(str(merged_dir))
+        _save_tokenizer(tokenizer, encoder, merged_dir)
         write_json(merged_dir / CONFIG, record)
         write_manifest(merged_dir, kind="full", base_model=record["model"])
     write_manifest(tmp, kind="lora" if lora else "full", base_model=record["model"])
     replace_dir(tmp, layout.final)
     return layout.final
+
+
+def _save_tokenizer(tokenizer, encoder: ChatEncoder, folder: Path) -> None:
+    """The tokenizer, and an image-text model's processor (AutoProcessor loads it from the model folder)."""
+    tokenizer.save_pretrained(str(folder))
+    if encoder.processor is not None:
+        encoder.processor.chat_template = encoder.chat_template
+        encoder.processor.save_pretrained(str(folder))
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
