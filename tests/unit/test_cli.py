@@ -51,7 +51,8 @@ def test_validate_lists_every_bad_line_and_exits_non_zero(tmp_path):
 
 def test_validate_over_long_examples_warn_or_fail_in_strict_mode(tmp_path):
     f = tmp_path / "long.jsonl"
-    f.write_text(json.dumps({"prompt": "x" * 5000, "completion": "ok"}) + "\n")
+    # The reply is what runs over: truncation keeps the prompt and the start of the reply, so the line still trains.
+    f.write_text(json.dumps({"prompt": "Say x many times.", "completion": "x" * 5000}) + "\n")
     # A real id without weights: dev mode counts tokens with the stand-in's tokenizer, limits are the model's.
     result = invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--mode", "lora", "--dev")
     assert result.exit_code == 0, result.output
@@ -63,6 +64,13 @@ def test_validate_over_long_examples_warn_or_fail_in_strict_mode(tmp_path):
     assert strict.exit_code == 1
     data = json.loads(invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--dev", "--json").output)
     assert data["ok"] and data["warnings"][0]["line"] == 1
+    # A prompt that fills the whole limit leaves no reply to train on: the line is dropped, and with nothing left
+    # the file fails instead of starting a run on zero examples.
+    f.write_text(json.dumps({"prompt": "x" * 5000, "completion": "ok"}) + "\n")
+    empty = invoke("validate", str(f), "--model", "meta/llama3_1@llama-3.1-8b", "--dev")
+    assert empty.exit_code == 1
+    assert "no assistant tokens left after truncation" in empty.output
+    assert "no example is left to train on (1 dropped" in empty.output
 
 
 def test_validate_without_weights_still_checks_structure(examples):
@@ -77,6 +85,30 @@ def test_validate_image_for_text_model(examples):
     )
     assert result.exit_code == 1
     assert "accepts text only" in result.output
+
+
+def test_the_documents_image_files_and_text_lines_validate_on_scout_in_dev_mode(examples, settings):
+    """The issue's first report: text-only lines failed on the Scout id in dev mode (a Llama 3 template on the
+    stand-in), and a gs:// image that did not exist passed. Now text validates, every image is opened, and a missing
+    one is an error with its line and JSON path."""
+    import shutil
+
+    scout = "meta/llama4@llama-4-scout-17b-16e-instruct"
+    text = invoke("validate", str(examples / "chat_messages.jsonl"), "--model", scout, "--dev")
+    assert text.exit_code == 0 and "OK" in text.output, text.output
+    images = settings.resolved_bucket_root / "tuneforge-examples" / "images"
+    shutil.rmtree(images, ignore_errors=True)
+    missing = invoke("validate", str(examples / "multimodal_chat.jsonl"), "--model", scout, "--dev")
+    assert missing.exit_code == 1
+    assert (
+        "line 3, messages[0].content[1].image_url.url: image gs://tuneforge-examples/images/blue_square.png not "
+        "found" in missing.output
+    )
+    shutil.copytree(examples / "images", images)  # PNG, JPEG and WEBP, as the document's lines name them
+    for name in ("multimodal_chat.jsonl", "multimodal_generate_content.jsonl"):
+        result = invoke("validate", str(examples / name), "--model", scout, "--dev")
+        assert result.exit_code == 0 and "OK" in result.output, result.output
+        assert "6 examples in 6 lines" in result.output and "7 image(s) opened and checked" in result.output
 
 
 def test_unknown_model_and_missing_file_are_clear_errors(tmp_path, examples):

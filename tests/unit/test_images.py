@@ -211,3 +211,93 @@ def test_the_data_stats_count_images_per_example(settings, scout, png):
     stats = supervised_tuning_data_stats(prepared.examples, prepared.conversations, epochs=1, steps=1)
     assert stats["userImagePerExampleDistribution"]["max"] == 2
     assert stats["userDatasetExamples"][0]["parts"][1] == {"fileData": {"mimeType": "image/png", "fileUri": uri}}
+    # The image counts are a tuneforge extension; the rest is Vertex's own message, which the SDKs read whole, and
+    # both SDKs read past the extension (aiplatform's REST transport ignores unknown fields, google-genai drops them).
+    from google.cloud.aiplatform_v1beta1.types import SupervisedTuningDataStats
+    from google.genai import types
+    from tests.integration.test_wire_contract import assert_lossless
+
+    assert_lossless(
+        SupervisedTuningDataStats, {k: v for k, v in stats.items() if k != "userImagePerExampleDistribution"}
+    )
+    SupervisedTuningDataStats.from_json(json.dumps(stats), ignore_unknown_fields=True)
+    parsed = types.SupervisedTuningDataStats._from_response(response=stats, kwargs={})
+    assert parsed.user_dataset_examples[0].parts[1].file_data.file_uri == uri
+
+
+def test_lora_adapts_attention_and_experts_never_the_router_and_the_vision_tower_only_when_asked(tmp_path, tiny_dir):
+    """What is adapted is what adapter_config.json records, and plain peft reads it back to the same outputs."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from tuneforge.train.lora import apply_lora
+
+    folder = tiny_dir("tiny-llama4")
+    model = apply_lora(AutoModelForImageTextToText.from_pretrained(str(folder)), 4, 8.0, 0.0, experts=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not any("vision" in n or "projector" in n or "router" in n for n in trainable), trainable
+    assert any("self_attn.q_proj" in n for n in trainable) and any("shared_expert" in n for n in trainable)
+    assert any(".experts." in n for n in trainable)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05)  # a trained-looking adapter: B is zero at init
+    ids = torch.tensor([[1, 40, 41, 42, 43]])
+    with torch.no_grad():
+        ours = model(input_ids=ids).logits
+    model.save_pretrained(str(tmp_path / "adapter"))
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    layers = AutoModelForImageTextToText.from_pretrained(str(folder)).config.text_config.num_hidden_layers
+    assert len(saved["target_parameters"]) == 2 * layers  # gate_up_proj and down_proj of every layer's experts
+    plain = PeftModel.from_pretrained(
+        AutoModelForImageTextToText.from_pretrained(str(folder)), str(tmp_path / "adapter")
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(plain(input_ids=ids).logits, ours)
+
+    asked = apply_lora(AutoModelForImageTextToText.from_pretrained(str(folder)), 4, 8.0, 0.0, vision_tower=True)
+    adapted = [n for n, p in asked.named_parameters() if p.requires_grad]
+    assert any("vision_model" in n for n in adapted) and any("projector" in n for n in adapted)
+    assert not any(".experts." in n for n in adapted)  # experts=False: the routed experts are left as they are
+
+
+def test_experts_need_no_dropout():
+    from tuneforge.errors import InvalidArgument
+    from tuneforge.train.config import TuningConfig
+
+    with pytest.raises(InvalidArgument, match="tune_experts needs lora_dropout 0"):
+        TuningConfig.build(
+            base_model="tiny-llama4", train_dataset="t.jsonl", output_uri="o", tune_experts=True, lora_dropout=0.1
+        )
+    # Left to its default, dropout simply leaves the experts out.
+    assert (
+        TuningConfig(base_model="tiny-llama4", train_dataset="t", output_uri="o", lora_dropout=0.1).tune_experts is None
+    )
+
+
+def test_scout_with_configured_weights_loads_them_trains_and_refuses_a_text_model(settings, tmp_path, tiny_dir, png):
+    """Not dev mode: the operator's catalog names Scout's weights (a gs:// folder in Hugging Face layout, here the
+    stand-in's, saved as real weights are); the run loads those, with their processor, and a text-only Llama folder
+    named as Scout's weights is refused by architecture."""
+    import shutil
+
+    from transformers import AutoProcessor
+
+    from tuneforge.settings import Settings
+    from tuneforge.train.config import TuningConfig
+    from tuneforge.train.recipes.sft import run_sft
+
+    shutil.copytree(tiny_dir("tiny-llama4"), settings.resolved_bucket_root / "w" / "scout", dirs_exist_ok=True)
+    shutil.copytree(tiny_dir("tiny-llama"), settings.resolved_bucket_root / "w" / "llama3", dirs_exist_ok=True)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(f"models:\n  {SCOUT}:\n    weights: gs://w/scout\n")
+    real = Settings(home=settings.home, catalog=catalog, dev=False)
+    source, _ = open_model(load_catalog(real), SCOUT, None, TuningMode.PEFT_ADAPTER, dev=False, settings=real)
+    assert not source.resolved.stand_in and source.base_dir == real.resolved_bucket_root / "w" / "scout"
+    data = _write(real, "real.jsonl", [_chat(_image(real, "r.png", png))] * 4)
+    config = TuningConfig(base_model=SCOUT, train_dataset=data, output_uri=str(tmp_path / "out"), max_steps=1)
+    final = run_sft(config, settings=real).final_dir
+    assert AutoProcessor.from_pretrained(str(final)).image_processor is not None  # saved beside the adapter
+    catalog.write_text(f"models:\n  {SCOUT}:\n    weights: gs://w/llama3\n")
+    with pytest.raises(Exception, match="architecture must match"):
+        run_sft(config.model_copy(update={"output_uri": str(tmp_path / "bad")}), settings=real)

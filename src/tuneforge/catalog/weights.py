@@ -39,8 +39,9 @@ def materialize(weights: str, settings: Settings | None = None) -> Path:
     return path
 
 
-def check_architecture(path: Path, resolved: ResolvedModel) -> None:
-    """A custom base model must have the architecture of the base model it claims to be (SPEC §2.3)."""
+def check_architecture(path: Path, resolved: ResolvedModel, what: str = "custom base model") -> None:
+    """A custom base model must have the architecture of the base model it claims to be (SPEC §2.3); so must the
+    weights an operator configures for a catalog id (``what`` names which the folder is)."""
     config_file = path / "config.json"
     if not config_file.exists():
         return
@@ -49,6 +50,6 @@ def check_architecture(path: Path, resolved: ResolvedModel) -> None:
     # Gemma 3 text-only checkpoints report gemma3_text; multimodal ones gemma3.
     if model_type != expected and not model_type.startswith(expected + "_"):
         raise InvalidArgument(
-            f"custom base model at {path} is a {model_type!r} model, but {resolved.requested_id} is a "
+            f"{what} at {path} is a {model_type!r} model, but {resolved.requested_id} is a "
             f"{expected!r} model; the architecture must match the base model"
         )

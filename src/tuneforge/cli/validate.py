@@ -20,6 +20,8 @@ def print_report(report: Report, limits_line: str) -> None:
         summary += f" ({info['labelled']} labelled, {info['unlabelled']} for the teacher to label)"
     if "format" in info:
         summary += f", format {FORMAT_NAMES.get(info['format'], info['format'])}"
+    if "images" in info:
+        summary += f", {info['images']} image(s) opened and checked"
     if "tokens" in info:
         summary += (
             f"; {info['tokens']:,} tokens (longest {info['max_tokens']:,}, {info['target_tokens']:,} "

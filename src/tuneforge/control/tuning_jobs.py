@@ -105,6 +105,8 @@ def config_names(method: str) -> dict[str, str]:
         "batch_size": f"{hp}.batchSize",
         "beta": f"{hp}.beta",
         "rationale_weight": f"{hp}.sftLossWeightMultiplier",
+        "tune_vision_tower": f"{hp}.tuneVisionTower",
+        "tune_experts": f"{hp}.tuneExperts",
         "teacher": f"{spec}.baseTeacherModel",
         "tuning_mode": f"{spec}.tuningMode",
         "base_model": "baseModel",
@@ -194,6 +196,8 @@ OPTIONAL_HYPER_PARAMETERS = {
     "batch_size": "batch_size",
     "beta": "beta",
     "rationale_weight": "sft_loss_weight_multiplier",
+    "tune_vision_tower": "tune_vision_tower",
+    "tune_experts": "tune_experts",
 }
 
 
@@ -232,7 +236,7 @@ def _hyper_parameters(spec: Spec) -> dict[str, Any]:
         adapter_size=hp.adapter_size.rank if hp.adapter_size else None,
     )
     for name, wire in OPTIONAL_HYPER_PARAMETERS.items():
-        if hasattr(hp, wire):
+        if getattr(hp, wire, None) is not None:  # not every method has each; unset keeps the config's default
             out[name] = getattr(hp, wire)
     return out
 
@@ -506,10 +510,13 @@ class TuningJobService:
 
     def metrics(self, project: str, location: str, job_id: str, since_step: int = 0) -> JobMetrics:
         """Metrics streamed by the running job, and its progress (a tuneforge extension, for the CLI)."""
-        progress = self.row(project, location, job_id).progress or {}
+        self.row(project, location, job_id)  # 404 for a job that is not there (or another project's)
         with self.store.session() as s:
             q = select(MetricRow).where(MetricRow.job_id == job_id, MetricRow.step > since_step)
             rows = list(s.scalars(q.order_by(MetricRow.step, MetricRow.id)))
+        # Progress is read after the metrics, so it is never older than the last step listed (a step's metrics and
+        # its speed are written together; read first, a step written in between came without its speed).
+        progress = self.row(project, location, job_id).progress or {}
         return JobMetrics(
             metrics=[Metric(step=r.step, name=r.name, value=r.value) for r in rows],
             progress=Progress(

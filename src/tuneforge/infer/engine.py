@@ -7,8 +7,8 @@ Pieces:
 - The scheduler runs one decode step for all active rows at a time. Between steps it admits waiting requests:
   their prompts are prefilled together and their KV caches are joined to the running batch (left-padded to a common
   length), so a request never waits for a whole batch to finish. Finished and abandoned rows leave the batch at
-  once. Models with sliding-window layers (Gemma 3) cannot have caches joined safely; their groups admit new
-  requests when the running batch drains (dynamic batching).
+  once. Models with windowed layers (Gemma 3's sliding window, Llama 4's chunked attention) cannot have caches
+  joined safely; their groups admit new requests when the running batch drains (dynamic batching).
 - The **Engine** maps deployed-model ids to (group, adapter, tokenizer) and refuses a load that would not fit.
 """
 
@@ -174,8 +174,10 @@ class ModelGroup:
         self.adapters: dict[str, Path] = {}
         self.users = 0  # deployments served by this group
         self.param_bytes = sum(p.numel() * p.element_size() for p in self.base.parameters())
-        types = getattr(self.base.config, "layer_types", None) or []
-        self.joinable = not any("sliding" in t for t in types) and not getattr(self.base.config, "sliding_window", None)
+        text = self.base.config.get_text_config()  # an image-text model's layers are its text config's
+        types = getattr(text, "layer_types", None) or []
+        windowed = any("sliding" in t or "chunked" in t for t in types)  # Llama 4's chunked layers: a windowed cache
+        self.joinable = not windowed and not getattr(text, "sliding_window", None)
         # peft's mixed-adapter forward needs every adapted layer's input batched by row; an image-text model's vision
         # tower (tiles) and MoE layers (flattened tokens) are not, so its batches hold one adapter's rows at a time
         self.mixed = not takes_images(folder)

@@ -68,6 +68,11 @@ class TuningConfig(BaseModel):
         default=False,
         description="Image-text models: adapt the vision tower and projector too (frozen by default; LoRA only).",
     )
+    tune_experts: bool | None = Field(
+        default=None,
+        description="Mixture-of-experts models (Llama 4): adapt the routed experts' fused weights too (peft "
+        "target_parameters). Default: yes when lora_dropout is 0, which peft needs for them.",
+    )
     batch_size: int | None = Field(default=None, gt=0, description="Examples per optimizer step.")
     micro_batch_size: int | None = Field(
         default=None,
@@ -209,6 +214,11 @@ class TuningConfig(BaseModel):
             raise ValueError("distillation needs a teacher, and only distillation has one")
         if self.beta is not None and self.method != "preference":
             raise ValueError("beta applies to preference tuning only; remove it or use method preference")
+        if self.tune_experts and self.lora_dropout:
+            raise ValueError(
+                "tune_experts needs lora_dropout 0 (peft cannot apply dropout to the experts' fused weights); "
+                "set lora_dropout 0, or tune_experts false"
+            )
         if self.adapter_size is not None and self.tuning_mode == TuningMode.FULL:
             raise ValueError(
                 "adapter_size applies to PEFT_ADAPTER tuning only; remove it or use tuning_mode PEFT_ADAPTER"

@@ -52,6 +52,8 @@ def resolve_source(
     if custom_base_model is None:
         resolved = catalog.resolve(base_model, dev=dev, settings=settings)
         base_dir = materialize(resolved.weights, settings)
+        if not resolved.stand_in:  # an operator's folder: a wrong one is named here, not by a later shape error
+            check_architecture(base_dir, resolved, f"the weights configured for {resolved.entry.id}")
         return ModelSource(resolved, base_dir, tokenizer_dir=base_dir)
 
     custom = materialize(custom_base_model, settings)

@@ -1,12 +1,12 @@
 """LoRA, rank = the job's adapter size.
 
 Text models: every linear layer of the decoder (not the output head). Image-text models: the language model's
-linear layers (attention, the shared expert's MLP; not the MoE router, whose choice of expert LoRA would perturb).
-The routed experts' weights are fused 3-D parameters (Llama 4); peft can train them (``target_parameters``,
-``experts=True``) but its ParamWrapper layers refuse mixed-adapter batches, which is how serving runs many adapters
-on one base, so they are left out by default. The vision tower and the projector stay frozen unless
-``vision_tower`` asks for them. What was adapted is in the adapter's own ``adapter_config.json``
-(``target_modules``, ``target_parameters``), which plain peft reads back.
+linear layers (attention, the shared expert's MLP; not the MoE router, whose choice of expert LoRA would perturb)
+and, with ``experts``, the routed experts, whose weights are fused 3-D parameters (Llama 4's ``gate_up_proj`` and
+``down_proj``: peft's ``target_parameters``, a rank-r pair for each expert). peft's layers for those take no dropout
+and no mixed-adapter batch; serving runs an image-text model's batches one adapter at a time (infer.engine). The
+vision tower and the projector stay frozen unless ``vision_tower`` asks for them. What was adapted is in the
+adapter's own ``adapter_config.json`` (``target_modules``, ``target_parameters``), which plain peft reads back.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def lora_targets(model, vision_tower: bool = False, experts: bool = False) -> di
     return {"target_modules": modules, **({"target_parameters": parameters} if parameters else {})}
 
 
-def apply_lora(model, rank: int, alpha: float, dropout: float, vision_tower: bool = False):
+def apply_lora(model, rank: int, alpha: float, dropout: float, vision_tower: bool = False, experts: bool = False):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -45,7 +45,7 @@ def apply_lora(model, rank: int, alpha: float, dropout: float, vision_tower: boo
         lora_dropout=dropout,
         bias="none",
         task_type="CAUSAL_LM",
-        **lora_targets(model, vision_tower),
+        **lora_targets(model, vision_tower, experts),
     )
     return get_peft_model(model, config)
 

@@ -109,6 +109,16 @@ class SupervisedHyperParameters(WireModel):
     )
     adapter_size: AdapterSizeField | None = Field(default=None, description="LoRA rank (PEFT_ADAPTER only).")
     batch_size: Count | None = Field(default=None, description="Examples per optimizer step.")
+    tune_vision_tower: bool | None = Field(
+        default=None,
+        description="A tuneforge extension for image-text open models: adapt the vision tower and projector too "
+        "(frozen by default).",
+    )
+    tune_experts: bool | None = Field(
+        default=None,
+        description="A tuneforge extension for mixture-of-experts open models (Llama 4): adapt the routed experts "
+        "too (default: yes).",
+    )
 
 
 EVALUATION_CONFIG = Field(

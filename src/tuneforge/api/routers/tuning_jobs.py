@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from tuneforge.api.deps import authorize, tuning_jobs, unknown_verb
@@ -77,7 +77,12 @@ def unknown_method(request: Request, project: str, location: str, job_and_verb: 
 
 @router.get(BASE + "/{job_id}/metrics", response_model=JobMetrics, response_model_exclude_none=True)
 def metrics(
-    request: Request, project: str, location: str, job_id: str, service: Service, sinceStep: int = 0
+    request: Request,
+    project: str,
+    location: str,
+    job_id: str,
+    service: Service,
+    sinceStep: Annotated[int, Query(ge=-1, le=2**53, description="Only steps after this one.")] = 0,
 ) -> JobMetrics:
     """Metrics streamed by the running job after ``sinceStep``, and its progress (for the CLI)."""
     authorize(request, project)

@@ -369,7 +369,10 @@ def setup_model(
             model = model.merge_and_unload()  # FULL continued from an adapter: start from the merged weights
     elif lora:
         assert plan.adapter_size is not None and plan.lora_alpha is not None
-        model = apply_lora(model, plan.adapter_size, plan.lora_alpha, config.lora_dropout, config.tune_vision_tower)
+        experts = config.tune_experts if config.tune_experts is not None else not config.lora_dropout
+        model = apply_lora(
+            model, plan.adapter_size, plan.lora_alpha, config.lora_dropout, config.tune_vision_tower, experts
+        )
     if not lora:
         model.requires_grad_(True)  # FULL trains every weight (peft leaves merged base weights frozen)
     model.train()
