@@ -41,10 +41,11 @@ class TuneforgeError(Exception):
 
     code = "INTERNAL"
 
-    def __init__(self, message: str, *, details: list[str] | None = None):
+    def __init__(self, message: str, *, details: list[str] | None = None, param: str | None = None):
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.param = param  # the request field at fault (OpenAI's error body names it)
 
     def __str__(self) -> str:
         if not self.details:

@@ -168,6 +168,41 @@ def write_new(uri: str, data: bytes, settings: Settings | None = None) -> None:
         staged.unlink()
 
 
+def place_new(staged: Path, uri: str, settings: Settings | None = None) -> None:
+    """Move the local file ``staged`` (written whole) to ``uri`` as a new object; an existing one is never replaced
+    (FileExistsError). The staged file is gone afterwards either way."""
+    settings = settings or get_settings()
+    try:
+        if is_remote(uri, settings):
+            fs = _fs_for(uri)
+            if fs.exists(uri):
+                raise FileExistsError(uri)
+            fs.put(str(staged), uri)
+            return
+        target = local_path(uri, settings)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(staged, target)  # fails if the target exists
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links (or another device): copy into an exclusively created file
+            with open(staged, "rb") as src, open(target, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def remove(uri: str, settings: Settings | None = None) -> None:
+    """Delete the object at ``uri`` (nothing when there is none)."""
+    settings = settings or get_settings()
+    if is_remote(uri, settings):
+        fs = _fs_for(uri)
+        if fs.exists(uri):
+            fs.rm(uri)
+        return
+    local_path(uri, settings).unlink(missing_ok=True)
+
+
 def stat(uri: str, settings: Settings | None = None) -> tuple[int, float] | None:
     """(size in bytes, modification time) of the object at ``uri``, or None when there is none."""
     settings = settings or get_settings()

@@ -115,8 +115,11 @@ def start_server(home: Path, database_url: str, *, extra_env: dict | None = None
 def _database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tuneforge.db'}"
-    url = request.getfixturevalue("pg_url")
-    # Each test gets an empty schema: a fresh database per test is too slow.
+    return reset_postgres(request.getfixturevalue("pg_url"))
+
+
+def reset_postgres(url: str) -> str:
+    """An empty schema in the test database (a fresh database per test is too slow)."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))

@@ -38,8 +38,10 @@ def test_the_document_names_every_body_answer_and_error(shared_server):
             assert "422" not in codes, (method, path)
             if path.startswith("/v1/"):
                 assert {"200", "400", "404", "500"} <= codes, (method, path, codes)
+                # OpenAI's routes answer OpenAI's error body; the rest a google.rpc.Status.
+                body = "OpenAIErrorBody" if path.startswith("/v1/files") else "ErrorBody"
                 assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {
-                    "$ref": "#/components/schemas/ErrorBody"
+                    "$ref": f"#/components/schemas/{body}"
                 }
     assert not [p for p in doc["paths"] if p.startswith(("/v1beta1/", "/ui/"))]  # the same routes, listed once
     assert httpx.get(shared_server.url + "/docs", timeout=30).status_code == 200
@@ -84,3 +86,13 @@ def test_a_fuzzing_run_finds_no_server_error_and_no_undocumented_answer(shared_s
         cwd=tmp_path,  # schemathesis keeps a cache in its working folder
     )
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
+
+
+def test_openai_routes_answer_openais_error_shape(shared_server):
+    """Under /v1/files (OpenAI's paths) an unknown path, a missing object and a bad parameter answer OpenAI's body."""
+    for url, status in (("/v1/files/file-nope", 404), ("/v1/files?limit=0", 400), ("/v1/files/x/nothing", 404)):
+        r = httpx.get(shared_server.url + url, timeout=30)
+        assert r.status_code == status, (url, r.text)
+        error = r.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error", error
+    assert httpx.get(shared_server.url + "/v1/files?limit=0", timeout=30).json()["error"]["param"] == "limit"

@@ -21,6 +21,7 @@ from tuneforge.api.routers import (
     datasets,
     endpoints,
     models,
+    openai_files,
     pipeline_jobs,
     sdk_support,
     tuning_jobs,
@@ -28,6 +29,7 @@ from tuneforge.api.routers import (
 from tuneforge.control.datasets import DatasetService
 from tuneforge.control.db import Store
 from tuneforge.control.endpoints import EndpointService
+from tuneforge.control.files import FileService
 from tuneforge.control.models import ModelService
 from tuneforge.control.pipeline_jobs import PipelineJobService
 from tuneforge.control.tuning_jobs import TuningJobService
@@ -79,6 +81,7 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     app.state.pipeline_jobs = PipelineJobService(store, settings)
     app.state.models = ModelService(store, settings)
     app.state.datasets = DatasetService(store, settings)
+    app.state.files = FileService(store, settings)
     app.state.engine = Engine(
         device=settings.serve_device,
         max_batch=settings.serve_max_batch_size,
@@ -106,6 +109,7 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
         ):
             app.include_router(router, prefix=f"/{version}", include_in_schema=version == "v1")
     app.include_router(sdk_support.root)
+    app.include_router(openai_files.router)  # OpenAI's paths are /v1/... only
     app.include_router(console.router)
     app.add_middleware(JsonByDefault)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

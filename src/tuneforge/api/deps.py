@@ -6,6 +6,7 @@ from fastapi import Request
 
 from tuneforge.control.datasets import DatasetService
 from tuneforge.control.endpoints import EndpointService
+from tuneforge.control.files import FileService
 from tuneforge.control.models import ModelService
 from tuneforge.control.pipeline_jobs import PipelineJobService
 from tuneforge.control.tuning_jobs import TuningJobService
@@ -25,25 +26,49 @@ def parse_api_keys(spec: str) -> dict[str, set[str] | None]:
     return keys
 
 
-def authorize(request: Request, project: str | None) -> None:
-    """A valid key for ``project``; ``None`` (server-wide operator views) needs a key scoped to every project."""
+def _scope(request: Request) -> set[str] | None:
+    """The projects the request's key may use (None: all); a missing or unknown key is refused."""
     keys: dict[str, set[str] | None] = request.app.state.api_keys
-    if not keys:
-        return
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if token not in keys:
         raise Unauthenticated(
             "missing or unknown API key; send Authorization: Bearer <key> (with the SDK: "
-            "credentials=google.oauth2.credentials.Credentials(token=KEY))"
+            "credentials=google.oauth2.credentials.Credentials(token=KEY); with openai: api_key=KEY)"
         )
-    scope = keys[token]
+    return keys[token]
+
+
+def authorize(request: Request, project: str | None) -> None:
+    """A valid key for ``project``; ``None`` (server-wide operator views) needs a key scoped to every project."""
+    if not request.app.state.api_keys:
+        return
+    scope = _scope(request)
     if scope is not None and (project is None or project not in scope):
         raise PermissionDenied(
             f"this API key may not use project {project!r}"
             if project is not None
             else "this view needs an API key that is not scoped to projects"
         )
+
+
+def openai_project(request: Request) -> str:
+    """The project an OpenAI-API request works in: the ``OpenAI-Project`` header (``openai.OpenAI(project=…)``), else
+    the key's one project, else the server's default project; the key must be allowed it."""
+    asked = request.headers.get("openai-project", "").strip() or None
+    default = str(request.app.state.settings.project)
+    if not request.app.state.api_keys:
+        return asked or default
+    scope = _scope(request)
+    if asked or scope is None:
+        authorize(request, asked or default)
+        return asked or default
+    if len(scope) == 1:
+        return next(iter(scope))
+    raise InvalidArgument(
+        f"this API key may use several projects ({', '.join(sorted(scope))}); name one with the OpenAI-Project "
+        "header (openai.OpenAI(project=...))"
+    )
 
 
 def api_version(request: Request) -> str:
@@ -80,4 +105,9 @@ def models(request: Request) -> ModelService:
 
 def datasets(request: Request) -> DatasetService:
     service: DatasetService = request.app.state.datasets
+    return service
+
+
+def files(request: Request) -> FileService:
+    service: FileService = request.app.state.files
     return service

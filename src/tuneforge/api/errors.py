@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneforge.errors import DatasetInvalid, TuneforgeError
 from tuneforge.wire.base import messages
+from tuneforge.wire.openai_ft import OpenAIError, OpenAIErrorBody
 from tuneforge.wire.status import ErrorBody
 
 log = logging.getLogger("tuneforge.api")
@@ -77,9 +79,39 @@ def validation_error(exc: ValidationError | RequestValidationError, resource: st
     return error_response("INVALID_ARGUMENT", message, [{"@type": BAD_REQUEST, "fieldViolations": violations}])
 
 
+# The OpenAI-compatible routes answer errors in OpenAI's shape ({"error": {"message", "type", "param", "code"}}),
+# which the openai client reads; every other route answers google.rpc.Status.
+OPENAI_PATHS = ("/v1/files", "/v1/fine_tuning", "/v1/models", "/v1/chat/completions")
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+_OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded"}
+OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": OpenAIErrorBody, "description": text}
+    for code, text in {
+        400: "invalid_request_error: the message names the field (param) and the fix",
+        401: "authentication_error: no or an unknown API key",
+        403: "permission_error: the key's projects",
+        404: "invalid_request_error: no such object in this project",
+        500: "server_error: a bug; see the server log",
+    }.items()
+}
+
+
+def is_openai(request: Request) -> bool:
+    path = request.url.path
+    return any(path == p or path.startswith(p + "/") for p in OPENAI_PATHS)
+
+
+def openai_error(status: int, message: str, param: str | None = None) -> JSONResponse:
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = OpenAIErrorBody(error=OpenAIError(message=message, type=kind, param=param, code=_OPENAI_CODES.get(status)))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TuneforgeError)
     async def _domain(request: Request, exc: TuneforgeError) -> JSONResponse:
+        if is_openai(request):
+            return openai_error(HTTP_STATUS.get(exc.code, 500), str(exc), exc.param)
         details = []
         if isinstance(exc, DatasetInvalid):
             details.append(
@@ -97,6 +129,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if is_openai(request):
+            found = messages(exc, "request")
+            message = "; ".join(t for _, t in found) or "invalid request"
+            param = re.sub(r"^(query|path|body|header)\.", "", found[0][0]) if found else None  # as OpenAI names it
+            return openai_error(400, message, param)
         return validation_error(exc, _body_name(request))
 
     @app.exception_handler(StarletteHTTPException)
@@ -105,9 +142,12 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"{request.method} {request.url.path} is not a tuneforge API path"
+        if is_openai(request):
+            return openai_error(exc.status_code, message)
         return JSONResponse(status_body(code, message), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response("INTERNAL", f"internal error ({type(exc).__name__}); see the server log")
+        message = f"internal error ({type(exc).__name__}); see the server log"
+        return openai_error(500, message) if is_openai(request) else error_response("INTERNAL", message)

@@ -154,10 +154,13 @@ class DatasetService:
         return report
 
 
-def too_large(limit: int) -> InvalidArgument:
+def too_large(
+    limit: int, fix: str = "copy larger files into the bucket root and give their gs:// URI"
+) -> InvalidArgument:
+    """An upload over the server's limit (the console's dataset upload and the OpenAI files API share it)."""
     return InvalidArgument(
-        f"the file is over {limit:,} bytes, the most an upload may have (TUNEFORGE_MAX_UPLOAD_BYTES); copy larger "
-        "files into the bucket root and give their gs:// URI"
+        f"the file is over {limit:,} bytes, the most an upload may have (TUNEFORGE_MAX_UPLOAD_BYTES); {fix}",
+        param="file",
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -196,3 +197,19 @@ class JobEventRow(Base):
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     severity: Mapped[str] = mapped_column(String(16), default="INFO")  # INFO | WARNING | ERROR
     message: Mapped[str] = mapped_column(Text)
+
+
+class FileRow(Base):
+    """A file uploaded through the OpenAI-compatible files API (``/v1/files``), stored at ``uri`` under the bucket
+    root; its id (``file-…``) is what fine-tuning jobs name."""
+
+    __tablename__ = "openai_files"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(String(1024))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
