@@ -149,3 +149,22 @@ def test_template_without_eos_is_refused(tokenizer_of):
     conv = parse_lines([json.dumps({"prompt": "a", "completion": "b"})], Report())[0]
     with pytest.raises(InvalidArgument, match="does not end assistant turns"):
         ChatEncoder(tok, "<|eot_id|>", chat_template=bad).encode(conv)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_an_openai_weight_0_reply_is_context_and_bad_weights_are_reported(tokenizer_of, family):
+    """OpenAI's per-message weight: 0 keeps an assistant reply in the prompt untrained, 1 (the default) trains it."""
+    tok, end = tokenizer_of(family), FAMILIES[family]
+    line = json.loads(json.dumps(MULTI_TURN["chat"]))
+    line["messages"][2]["weight"] = 0
+    line["messages"][4]["weight"] = 1
+    runs = trained_runs(encode(tok, end, line))
+    assert [tok.decode(r) for r in runs] == ["Sluggish." + end]  # "Fast." is context only
+    report = Report()
+    bad = json.loads(json.dumps(MULTI_TURN["chat"]))
+    bad["messages"][2]["weight"] = 0.5
+    bad["messages"][1]["weight"] = 1
+    parse_lines([json.dumps(bad)], report)
+    found = {(p.path, p.message) for p in report.errors}
+    assert ("messages[2].weight", "weight must be 0 or 1 (got 0.5); 0 leaves the message untrained") in found
+    assert ("messages[1].weight", "weight applies to assistant messages only; remove it") in found

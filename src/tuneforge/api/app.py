@@ -22,6 +22,7 @@ from tuneforge.api.routers import (
     endpoints,
     models,
     openai_files,
+    openai_jobs,
     pipeline_jobs,
     sdk_support,
     tuning_jobs,
@@ -30,6 +31,7 @@ from tuneforge.control.datasets import DatasetService
 from tuneforge.control.db import Store
 from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.files import FileService
+from tuneforge.control.fine_tuning import FineTuningService
 from tuneforge.control.models import ModelService
 from tuneforge.control.pipeline_jobs import PipelineJobService
 from tuneforge.control.tuning_jobs import TuningJobService
@@ -82,6 +84,7 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     app.state.models = ModelService(store, settings)
     app.state.datasets = DatasetService(store, settings)
     app.state.files = FileService(store, settings)
+    app.state.fine_tuning = FineTuningService(store, settings, app.state.tuning_jobs, app.state.files)
     app.state.engine = Engine(
         device=settings.serve_device,
         max_batch=settings.serve_max_batch_size,
@@ -109,7 +112,8 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
         ):
             app.include_router(router, prefix=f"/{version}", include_in_schema=version == "v1")
     app.include_router(sdk_support.root)
-    app.include_router(openai_files.router)  # OpenAI's paths are /v1/... only
+    for router in (openai_files.router, openai_jobs.router):  # OpenAI's paths are /v1/... only
+        app.include_router(router)
     app.include_router(console.router)
     app.add_middleware(JsonByDefault)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -7,6 +7,7 @@ from fastapi import Request
 from tuneforge.control.datasets import DatasetService
 from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.files import FileService
+from tuneforge.control.fine_tuning import FineTuningService
 from tuneforge.control.models import ModelService
 from tuneforge.control.pipeline_jobs import PipelineJobService
 from tuneforge.control.tuning_jobs import TuningJobService
@@ -110,4 +111,9 @@ def datasets(request: Request) -> DatasetService:
 
 def files(request: Request) -> FileService:
     service: FileService = request.app.state.files
+    return service
+
+
+def fine_tuning(request: Request) -> FineTuningService:
+    service: FineTuningService = request.app.state.fine_tuning
     return service

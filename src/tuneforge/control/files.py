@@ -98,11 +98,12 @@ class FileService:
         return file_object(row)
 
     # -- reading --------------------------------------------------------------------------------------------------
-    def row(self, project: str, file_id: str) -> FileRow:
+    def row(self, project: str, file_id: str, param: str = "file_id") -> FileRow:
+        """The project's file ``file_id``; ``param`` names the request field that gave it (for the 404)."""
         with self.store.session() as s:
             row = s.get(FileRow, file_id)
             if row is None or row.project != project:
-                raise NotFound(f"No such File object: {file_id}", param="file_id")
+                raise NotFound(f"No such File object: {file_id}", param=param)
             s.expunge(row)
             return row
 

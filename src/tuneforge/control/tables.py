@@ -213,3 +213,21 @@ class FileRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uri: Mapped[str] = mapped_column(String(1024))
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class FineTuningJobRow(Base):
+    """What an OpenAI ``fine_tuning.jobs.create`` asked for, beside the tuning job that runs it (``ftjob-<id>``
+    is the tuning job's id): the same run, seen through OpenAI's API."""
+
+    __tablename__ = "openai_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), ForeignKey("tuning_jobs.id", ondelete="CASCADE"), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(String(256))  # as the request named it
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    job_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    method: Mapped[dict[str, Any]] = mapped_column(JSON)  # type and hyper-parameters as asked ("auto" kept)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -6,6 +6,7 @@ google.rpc.Status in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -428,11 +429,23 @@ class TuningJobService:
             field = "distillationSpec.baseTeacherModel"
             refuse_unlabelled_for_stand_in_teacher(teacher, resolved.entry.id, examples, field)
 
-    def create(self, project: str, location: str, job: TuningJob) -> TuningJob:
+    def create(
+        self,
+        project: str,
+        location: str,
+        job: TuningJob,
+        *,
+        run: dict[str, Any] | None = None,
+        attach: Callable[[Session, TuningJobRow], None] | None = None,
+    ) -> TuningJob:
+        """Validate and store a job. Another front door (the OpenAI API) passes ``run``: run-configuration fields
+        the TuningJob has no field for (the seed), and ``attach``: its own record, added in the same transaction."""
         self.check_region(location)
         job_id = new_id()
         catalog = load_catalog(self.settings)
         config, resource = self.build_config(project, job_id, job, catalog)
+        if run:
+            config = TuningConfig.build({}, **{**config.model_dump(exclude_none=True), **run})
         runs_on = self.preflight(config, catalog)
         labels = dict(job.labels)
         if runs_on.stand_in:
@@ -457,6 +470,9 @@ class TuningJobService:
                 attempts=0,
             )
             s.add(row)
+            if attach is not None:
+                s.flush()  # the job row first: an attached record refers to it
+                attach(s, row)
             events.record(s, events.TUNING, job_id, f"Created ({state.removeprefix('JOB_STATE_').lower()})")
         return tuning_job(row)
 

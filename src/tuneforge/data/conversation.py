@@ -31,6 +31,7 @@ Part = Union[TextPart, ImagePart]
 class Message:
     role: Role
     parts: tuple[Part, ...]
+    trained: bool = True  # an assistant turn's loss counts (OpenAI's per-message "weight": 0 makes it context)
 
     @property
     def text(self) -> str:

@@ -314,9 +314,24 @@ def _parse_chat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
             ctx.error("missing; give the message text", f"{path}.content")
             continue
         parts = _chat_content(ctx, m["content"], f"{path}.content")
-        if parts is not None:
-            out.append((Message(role, parts), path))
+        trained = _weight(ctx, m, role, path)
+        if parts is not None and trained is not None:
+            out.append((Message(role, parts, trained), path))
     return out
+
+
+def _weight(ctx: _Line, message: dict, role: str, path: str) -> bool | None:
+    """OpenAI's per-message ``weight``: 1 (the default) trains an assistant message, 0 keeps it as context only."""
+    if "weight" not in message:
+        return True
+    weight = message["weight"]
+    if isinstance(weight, bool) or weight not in (0, 1):
+        ctx.error(f"weight must be 0 or 1 (got {json.dumps(weight)}); 0 leaves the message untrained", f"{path}.weight")
+        return None
+    if role != "assistant":
+        ctx.error("weight applies to assistant messages only; remove it", f"{path}.weight")
+        return None
+    return weight == 1
 
 
 def _gc_parts(ctx: _Line, parts: Any, path: str) -> tuple[Part, ...] | None:

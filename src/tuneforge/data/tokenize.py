@@ -131,6 +131,8 @@ class ChatEncoder:
         for i, m in enumerate(messages):
             if m["role"] != "assistant" or (last_turn_only and i < len(messages) - 1):
                 continue
+            if not conversation.messages[i].trained:  # weight 0: a reply shown as context, not learned
+                continue
             before = self.render(messages[:i], add_generation_prompt=True)
             through = self.render(messages[: i + 1])
             if not (through.startswith(before) and full.startswith(through)):

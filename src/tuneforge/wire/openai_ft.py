@@ -1,14 +1,14 @@
-"""OpenAI's fine-tuning API shapes, as the ``openai`` Python client (3.x) reads them: files (``/v1/files``) and the
-error body every route under ``/v1/files`` (and the OpenAI-compatible routes to come) answers with.
+"""OpenAI's fine-tuning API shapes, as the ``openai`` Python client (3.x) sends and reads them: files (``/v1/files``),
+fine-tuning jobs and their events (``/v1/fine_tuning/jobs``), and the error body those routes answer with.
 
 Snake-case names and Unix-second times, as OpenAI has them; what the client does not read is left out.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 FILE_PURPOSES = ("fine-tune", "fine-tune-results", "batch", "batch_output", "assistants", "vision", "user_data")
 FilePurpose = Literal["fine-tune", "fine-tune-results", "batch", "batch_output", "assistants", "vision", "user_data"]
@@ -49,3 +49,99 @@ class OpenAIError(BaseModel):
 
 class OpenAIErrorBody(BaseModel):
     error: OpenAIError
+
+
+# -- fine-tuning jobs ----------------------------------------------------------------------------------------------
+Auto = Literal["auto"]
+JOB_STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
+
+
+class Hyperparameters(BaseModel):
+    """Each a number or "auto" (the catalog's value, shown resolved on the job once it is known)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_epochs: int | Auto | None = Field(default=None, description="Passes over the training file.")
+    batch_size: int | Auto | None = Field(default=None, description="Examples per optimizer step.")
+    learning_rate_multiplier: float | Auto | None = Field(
+        default=None, description="Multiplies the model's recommended learning rate."
+    )
+    beta: float | Auto | None = Field(default=None, description="DPO only: how far the model may move (default 0.1).")
+
+
+class MethodConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: Hyperparameters | None = None
+
+
+class Method(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(description="supervised or dpo (reinforcement is refused).")
+    supervised: MethodConfig | None = None
+    dpo: MethodConfig | None = None
+    reinforcement: dict[str, Any] | None = None
+
+
+class CreateFineTuningJob(BaseModel):
+    """``client.fine_tuning.jobs.create(...)``."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="A catalog id, or an OpenAI id the operator maps to an open model.")
+    training_file: str = Field(description="The id of a file uploaded with purpose fine-tune.")
+    validation_file: str | None = None
+    suffix: str | None = Field(default=None, max_length=64, description="Up to 64 characters, in the model's name.")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    metadata: dict[str, str] | None = Field(default=None, description="Up to 16 pairs; keys 64, values 512 chars.")
+    method: Method | None = None
+    hyperparameters: Hyperparameters | None = Field(default=None, description="Legacy: the supervised method's.")
+    integrations: list[dict[str, Any]] | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class FineTuningJob(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    finished_at: int | None = None
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    hyperparameters: Hyperparameters
+    model: str
+    organization_id: str = Field(description="The project.")
+    result_files: list[str] = []
+    seed: int
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    estimated_finish: int | None = None
+    integrations: list[dict[str, Any]] = []
+    metadata: dict[str, str] | None = None
+    method: Method
+    user_provided_suffix: str | None = None
+
+
+class FineTuningJobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJob]
+    has_more: bool = False
+
+
+class FineTuningJobEvent(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    type: Literal["message", "metrics"] = "message"
+    data: dict[str, Any] | None = None
+
+
+class FineTuningJobEventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobEvent]
+    has_more: bool = False

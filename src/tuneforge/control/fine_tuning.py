@@ -1,0 +1,322 @@
+"""Fine-tuning jobs of the OpenAI-compatible API (``/v1/fine_tuning/jobs``): one more door to the same engine.
+
+``create`` turns OpenAI's request into a Vertex TuningJob (the training file's URI, the hyper-parameters, the
+suffix as the tuned model's name) and creates it through the tuning-job service, so it is validated, admitted
+(quota, queue), run, recovered and listed exactly as a tuningJob is; what only OpenAI's API has (the file ids, the
+suffix, metadata, the seed, the method as asked) is stored beside it in the same transaction. ``ftjob-<id>`` is
+the tuning job's own id, so each door finds the other's job.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneforge.control import states
+from tuneforge.control.db import Store
+from tuneforge.control.files import FileService
+from tuneforge.control.tables import FileRow, FineTuningJobRow, JobEventRow, MetricRow, TuningJobRow
+from tuneforge.control.tuning_jobs import TuningJobService
+from tuneforge.errors import InvalidArgument, NotFound
+from tuneforge.settings import Settings
+from tuneforge.wire.base import messages
+from tuneforge.wire.openai_ft import (
+    CreateFineTuningJob,
+    FineTuningJob,
+    FineTuningJobEvent,
+    FineTuningJobEventList,
+    FineTuningJobList,
+    Hyperparameters,
+    JobError,
+    Method,
+    MethodConfig,
+)
+from tuneforge.wire.tuning import SupervisedHyperParameters, SupervisedTuningSpec, TuningJob
+
+PREFIX = "ftjob-"
+STATUS = {
+    states.PENDING: "queued",
+    states.QUEUED: "queued",
+    states.RUNNING: "running",
+    states.CANCELLING: "running",
+    states.SUCCEEDED: "succeeded",
+    states.FAILED: "failed",
+    states.CANCELLED: "cancelled",
+}
+METRIC_NAMES = {  # what the job's metrics are called in OpenAI's events
+    "train_total_loss": "train_loss",
+    "train_token_accuracy": "train_mean_token_accuracy",
+    "eval_total_loss": "valid_loss",
+    "eval_token_accuracy": "valid_mean_token_accuracy",
+}
+
+
+def _number(value: Any) -> Any:
+    return None if value in (None, "auto") else value
+
+
+class FineTuningService:
+    def __init__(self, store: Store, settings: Settings, tuning: TuningJobService, files: FileService):
+        self.store, self.settings, self.tuning, self.files = store, settings, tuning, files
+
+    # -- create ---------------------------------------------------------------------------------------------------
+    def create(self, project: str, req: CreateFineTuningJob) -> FineTuningJob:
+        method = _method(req)
+        hp = (method.supervised.hyperparameters if method.supervised else None) or Hyperparameters()
+        train = _tuning_file(self.files.row(project, req.training_file, param="training_file"), "training_file")
+        validation = (
+            _tuning_file(self.files.row(project, req.validation_file, "validation_file"), "validation_file")
+            if req.validation_file
+            else None
+        )
+        if req.metadata is not None:
+            _check_metadata(req.metadata)
+        seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
+        try:
+            job = self._tuning_job(req, hp, train, validation)
+        except ValidationError as exc:  # a value the Vertex side refuses (a model id it cannot hold, …)
+            raise InvalidArgument("; ".join(text for _, text in messages(exc, "request"))) from None
+
+        def attach(s: Session, row: TuningJobRow) -> None:
+            s.add(
+                FineTuningJobRow(
+                    id=row.id,
+                    project=project,
+                    model=req.model,
+                    training_file=req.training_file,
+                    validation_file=req.validation_file,
+                    suffix=req.suffix,
+                    seed=seed,
+                    job_metadata=req.metadata,
+                    method=method.model_dump(exclude_none=True),
+                    create_time=row.create_time,
+                )
+            )
+
+        created = self.tuning.create(project, self.settings.location, job, run={"seed": seed}, attach=attach)
+        return self.retrieve(project, PREFIX + str(created.name).rsplit("/", 1)[-1])
+
+    @staticmethod
+    def _tuning_job(
+        req: CreateFineTuningJob, hp: Hyperparameters, train: FileRow, validation: FileRow | None
+    ) -> TuningJob:
+        """The Vertex TuningJob that runs ``req``: the files' URIs, the hyper-parameters ("auto": unset), the suffix
+        in the tuned model's name."""
+        return TuningJob(
+            base_model=req.model,
+            tuned_model_display_name=f"{req.model.split('/')[-1]}-{req.suffix}"[:128] if req.suffix else None,
+            supervised_tuning_spec=SupervisedTuningSpec(
+                training_dataset_uri=train.uri,
+                validation_dataset_uri=validation.uri if validation else None,
+                hyper_parameters=SupervisedHyperParameters(
+                    epoch_count=_number(hp.n_epochs),
+                    batch_size=_number(hp.batch_size),
+                    learning_rate_multiplier=_number(hp.learning_rate_multiplier),
+                ),
+            ),
+        )
+
+    # -- read -----------------------------------------------------------------------------------------------------
+    def _rows(self, s: Session, project: str, ft_id: str) -> tuple[FineTuningJobRow, TuningJobRow]:
+        job_id = ft_id.removeprefix(PREFIX)
+        ours = s.get(FineTuningJobRow, job_id) if ft_id.startswith(PREFIX) else None
+        if ours is None or ours.project != project:
+            raise NotFound(f"No such fine-tuning job: {ft_id}", param="fine_tuning_job_id")
+        return ours, s.get_one(TuningJobRow, job_id)
+
+    def retrieve(self, project: str, ft_id: str) -> FineTuningJob:
+        with self.store.session() as s:
+            return fine_tuning_job(*self._rows(s, project, ft_id))
+
+    def listed(
+        self, project: str, after: str | None, limit: int, metadata: dict[str, str] | None = None
+    ) -> FineTuningJobList:
+        with self.store.session() as s:
+            q = (
+                select(FineTuningJobRow, TuningJobRow)
+                .join(TuningJobRow, TuningJobRow.id == FineTuningJobRow.id)
+                .where(FineTuningJobRow.project == project)
+                .order_by(FineTuningJobRow.create_time.desc(), FineTuningJobRow.id.desc())
+            )
+            pairs = [(a, b) for a, b in s.execute(q) if _matches(a.job_metadata, metadata)]
+        if after:
+            ids = [PREFIX + a.id for a, _ in pairs]
+            if after not in ids:
+                raise InvalidArgument(f"after: no fine-tuning job {after!r} in this project", param="after")
+            pairs = pairs[ids.index(after) + 1 :]
+        return FineTuningJobList(data=[fine_tuning_job(a, b) for a, b in pairs[:limit]], has_more=len(pairs) > limit)
+
+    def cancel(self, project: str, ft_id: str) -> FineTuningJob:
+        with self.store.session() as s:
+            ours, _ = self._rows(s, project, ft_id)
+        row = self.tuning.row(project, self.settings.location, ours.id)
+        if row.state in states.FINAL:
+            raise InvalidArgument(f"{ft_id} has already ended ({STATUS[row.state]}); only a running job is cancelled")
+        self.tuning.cancel(project, row.location, row.id)
+        return self.retrieve(project, ft_id)
+
+    def events(self, project: str, ft_id: str, after: str | None, limit: int) -> FineTuningJobEventList:
+        """The job's events, newest first: what happened (created, started, messages of the run, ended) and each
+        step's metrics."""
+        with self.store.session() as s:
+            ours, _ = self._rows(s, project, ft_id)
+            found = [_event(e) for e in s.scalars(select(JobEventRow).where(JobEventRow.job_id == ours.id))]
+            found += _metric_events(list(s.scalars(select(MetricRow).where(MetricRow.job_id == ours.id))))
+        found.sort(key=lambda e: (e.created_at, e.id), reverse=True)
+        if after:
+            ids = [e.id for e in found]
+            if after not in ids:
+                raise InvalidArgument(f"after: no event {after!r} of {ft_id}", param="after")
+            found = found[ids.index(after) + 1 :]
+        return FineTuningJobEventList(data=found[:limit], has_more=len(found) > limit)
+
+
+def _method(req: CreateFineTuningJob) -> Method:
+    """The method as asked (the legacy top-level hyperparameters are the supervised method's)."""
+    if req.integrations:
+        kinds = ", ".join(str(i.get("type")) for i in req.integrations)
+        raise InvalidArgument(
+            f"integrations ({kinds}) are not supported: tuneforge writes TensorBoard event files under the job's "
+            "output instead; remove integrations",
+            param="integrations",
+        )
+    method = req.method or Method(type="supervised", supervised=MethodConfig(hyperparameters=req.hyperparameters))
+    if req.method is not None and req.hyperparameters is not None:
+        raise InvalidArgument("give method or the legacy hyperparameters, not both", param="hyperparameters")
+    if method.type == "reinforcement":
+        raise InvalidArgument(
+            "method.type 'reinforcement' (reinforcement fine-tuning with graders) is not supported; use "
+            "'supervised', or 'dpo' for preference pairs",
+            param="method.type",
+        )
+    if method.type == "dpo":
+        raise InvalidArgument(
+            "method.type 'dpo' is not supported through the OpenAI API yet; use 'supervised', or tune preferences "
+            "with the Vertex API (preferenceOptimizationSpec)",
+            param="method.type",
+        )
+    if method.type != "supervised":
+        raise InvalidArgument(f"method.type {method.type!r} is not one of supervised, dpo", param="method.type")
+    hp = method.supervised.hyperparameters if method.supervised else None
+    if hp is not None and hp.beta is not None:
+        raise InvalidArgument("beta is a dpo hyper-parameter; remove it for supervised tuning", param="beta")
+    return method
+
+
+def _tuning_file(row: FileRow, param: str) -> FileRow:
+    if row.purpose != "fine-tune":
+        raise InvalidArgument(
+            f"{param} {row.id} was uploaded with purpose {row.purpose!r}; upload it with purpose 'fine-tune'",
+            param=param,
+        )
+    return row
+
+
+def _check_metadata(metadata: dict[str, str]) -> None:
+    if len(metadata) > 16:
+        raise InvalidArgument(f"metadata has {len(metadata)} keys; at most 16 are allowed", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > 64 or len(value) > 512:
+            raise InvalidArgument(
+                f"metadata {key[:64]!r}: keys are at most 64 characters, values 512", param=f"metadata.{key[:64]}"
+            )
+
+
+def _matches(stored: dict[str, Any] | None, wanted: dict[str, str] | None) -> bool:
+    return not wanted or all((stored or {}).get(k) == v for k, v in wanted.items())
+
+
+def _seconds(value: Any) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+def _resolved(ours: FineTuningJobRow, progress: dict[str, Any]) -> Hyperparameters:
+    """The hyper-parameters as asked, "auto" replaced by what the run resolved once it has (progress["resolved"])."""
+    plan = progress.get("resolved") or {}
+    asked = (ours.method.get("supervised") or {}).get("hyperparameters") or {}
+    epochs = plan.get("epochs")
+    if epochs is not None and float(epochs).is_integer():
+        epochs = int(epochs)
+    return Hyperparameters(
+        n_epochs=epochs if epochs is not None else asked.get("n_epochs", "auto"),
+        batch_size=plan.get("batch_size") or asked.get("batch_size", "auto"),
+        learning_rate_multiplier=_number(asked.get("learning_rate_multiplier")) or (1.0 if plan else "auto"),
+    )
+
+
+def fine_tuning_job(ours: FineTuningJobRow, row: TuningJobRow) -> FineTuningJob:
+    """The OpenAI job object of a tuning job, from its row (state, progress, error, tuned model) and ours."""
+    progress = row.progress or {}
+    resolved = _resolved(ours, progress)
+    status = STATUS[row.state]
+    error = None
+    if row.state == states.FAILED and row.error:
+        error = JobError(code=str(row.error.get("status") or "failed").lower(), message=row.error.get("message", ""))
+    done = row.state == states.SUCCEEDED
+    return FineTuningJob(
+        id=PREFIX + ours.id,
+        created_at=_seconds(row.create_time) or 0,
+        finished_at=_seconds(row.end_time) if row.state in states.FINAL else None,
+        error=error,
+        fine_tuned_model=f"ft:{ours.model}:{ours.project}:{ours.suffix or ''}:{ours.id}" if done else None,
+        hyperparameters=resolved,
+        model=ours.model,
+        organization_id=ours.project,
+        seed=ours.seed,
+        status=status,
+        trained_tokens=int(progress["trainTokens"]) if done and "trainTokens" in progress else None,
+        training_file=ours.training_file,
+        validation_file=ours.validation_file,
+        estimated_finish=_estimated_finish(progress) if status == "running" else None,
+        metadata=ours.job_metadata,
+        method=Method.model_validate(
+            {**ours.method, "supervised": {"hyperparameters": resolved.model_dump(exclude_none=True)}}
+        ),
+        user_provided_suffix=ours.suffix,
+    )
+
+
+def _estimated_finish(progress: dict[str, Any]) -> int | None:
+    step, total, spent = progress.get("step") or 0, progress.get("totalSteps"), progress.get("trainSeconds")
+    if not step or not total or not spent:
+        return None
+    return int(time.time() + (total - step) * spent / step)
+
+
+_LEVELS: dict[str, Literal["info", "warn", "error"]] = {"INFO": "info", "WARNING": "warn", "ERROR": "error"}
+
+
+def _event(e: JobEventRow) -> FineTuningJobEvent:
+    return FineTuningJobEvent(
+        id=f"ftevent-e{e.id}",
+        created_at=_seconds(e.time) or 0,
+        level=_LEVELS.get(e.severity, "info"),
+        message=e.message,
+    )
+
+
+def _metric_events(rows: list[MetricRow]) -> list[FineTuningJobEvent]:
+    """One "metrics" event per step, its values under OpenAI's names (the rest under tuneforge's)."""
+    by_step: dict[int, list[MetricRow]] = {}
+    for r in rows:
+        by_step.setdefault(r.step, []).append(r)
+    out = []
+    for step, found in sorted(by_step.items()):
+        data: dict[str, Any] = {"step": step, **{METRIC_NAMES.get(r.name, r.name): r.value for r in found}}
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in data.items() if k != "step" and isinstance(v, float))
+        out.append(
+            FineTuningJobEvent(
+                id=f"ftevent-m{found[0].job_id}-{step}",
+                created_at=_seconds(max(r.time for r in found)) or 0,
+                level="info",
+                message=f"Step {step}: {shown}",
+                type="metrics",
+                data=data,
+            )
+        )
+    return out

@@ -1,0 +1,135 @@
+"""OpenAI fine-tuning jobs with the official ``openai`` client against a live server: upload, create (a catalog id
+and an OpenAI id on its dev-mode stand-in), follow the events to success, the same run seen through the Vertex
+API, list with paging and a metadata filter, cancel; refused requests (reinforcement, integrations, a bad line, a
+missing file) are OpenAI-shaped 400/404s with the field named. SQLite in `make test`, PostgreSQL in `make test-slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+from tests.integration.conftest import start_server
+
+P = "projects/team-a/locations/us-central1"
+
+
+def _lines(n: int) -> bytes:
+    rows = [
+        {"messages": [{"role": "user", "content": f"echo {i}"}, {"role": "assistant", "content": f"{i}"}]}
+        for i in range(n)
+    ]
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+@pytest.fixture()
+def jobs_server(tmp_path, database_url):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"TUNEFORGE_API_KEYS": "key-a=team-a,key-b=team-b", "TUNEFORGE_QUEUE_OVER_QUOTA": "1"}
+    srv = start_server(home, database_url, extra_env=env)
+    yield srv
+    srv.stop()
+
+
+def _client(server, key: str = "key-a") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+
+
+def _wait(client: openai.OpenAI, job_id: str, statuses: tuple[str, ...], timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"{job_id} still {job.status}")
+
+
+def test_a_supervised_job_runs_to_success_and_is_the_same_run_as_a_tuning_job(jobs_server):
+    client = _client(jobs_server)
+    train = client.files.create(file=("train.jsonl", _lines(16)), purpose="fine-tune")
+    valid = client.files.create(file=("valid.jsonl", _lines(4)), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model="tiny-llama",
+        training_file=train.id,
+        validation_file=valid.id,
+        suffix="echo",
+        seed=7,
+        metadata={"team": "search"},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 8}}},
+    )
+    assert job.id.startswith("ftjob-") and job.status in ("queued", "running") and job.seed == 7
+    assert job.training_file == train.id and job.validation_file == valid.id and job.metadata == {"team": "search"}
+    # The legacy hyperparameters and an OpenAI id (dev mode: its stand-in); queued behind the first (quota 1).
+    second = client.fine_tuning.jobs.create(
+        model="gpt-4.1-mini-2025-04-14", training_file=train.id, hyperparameters={"n_epochs": 1}
+    )
+    done = _wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:tiny-llama:team-a:echo:{job.id.removeprefix('ftjob-')}"
+    assert done.hyperparameters.n_epochs == 2 and done.hyperparameters.batch_size == 8
+    assert done.hyperparameters.learning_rate_multiplier == 1.0  # "auto": the catalog's rate
+    assert done.trained_tokens and done.trained_tokens > 0 and done.finished_at >= done.created_at
+    assert done.method.type == "supervised" and done.method.supervised.hyperparameters.n_epochs == 2
+
+    events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+    assert [e.created_at for e in events] == sorted((e.created_at for e in events), reverse=True)  # newest first
+    metrics = [e for e in events if e.type == "metrics"]
+    assert {e.data["step"] for e in metrics} == {1, 2, 3, 4}  # 16 lines, batch 8, 2 epochs
+    assert all("train_loss" in e.data for e in metrics) and any("valid_loss" in e.data for e in metrics)
+    assert any(e.type == "message" and e.message.startswith("Created") for e in events)
+    page = client.fine_tuning.jobs.list_events(job.id, limit=2)
+    assert len(page.data) == 2 and page.has_more
+    rest = client.fine_tuning.jobs.list_events(job.id, after=page.data[-1].id, limit=100).data
+    assert [e.id for e in page.data + rest] == [e.id for e in events]
+
+    # The same run through the Vertex API: its tuning job, its tuned model.
+    vertex = httpx.get(
+        f"{jobs_server.url}/v1/{P}/tuningJobs/{job.id.removeprefix('ftjob-')}",
+        headers={"Authorization": "Bearer key-a"},
+        timeout=30,
+    ).json()
+    assert vertex["state"] == "JOB_STATE_SUCCEEDED" and vertex["tunedModel"]["model"]
+    assert vertex["tunedModelDisplayName"] == "tiny-llama-echo"
+
+    listed = client.fine_tuning.jobs.list(limit=1)
+    assert [j.id for j in listed.data] == [second.id] and listed.has_more
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "search"})] == [job.id]
+    cancelled = client.fine_tuning.jobs.cancel(second.id)
+    assert cancelled.status in ("cancelled", "running")
+    assert _wait(client, second.id, ("cancelled", "failed", "succeeded")).status == "cancelled"
+    with pytest.raises(openai.BadRequestError, match="has already ended"):
+        client.fine_tuning.jobs.cancel(second.id)
+    # Another key's project sees none of it.
+    with pytest.raises(openai.NotFoundError):
+        _client(jobs_server, "key-b").fine_tuning.jobs.retrieve(job.id)
+    assert _client(jobs_server, "key-b").fine_tuning.jobs.list().data == []
+
+
+def test_refused_requests_name_the_field(jobs_server):
+    client = _client(jobs_server)
+    train = client.files.create(file=("train.jsonl", _lines(4)), purpose="fine-tune")
+    cases = [
+        (dict(method={"type": "reinforcement", "reinforcement": {}}), "method.type", "not supported"),
+        (dict(integrations=[{"type": "wandb", "wandb": {"project": "x"}}]), "integrations", "TensorBoard"),
+        (dict(training_file="file-nope"), "training_file", "No such File object: file-nope"),
+        (dict(model="no-such-model"), None, "no-such-model"),
+    ]
+    for extra, param, words in cases:
+        kwargs = {"model": "tiny-llama", "training_file": train.id, **extra}
+        with pytest.raises((openai.BadRequestError, openai.NotFoundError)) as refused:
+            client.fine_tuning.jobs.create(**kwargs)
+        assert words in refused.value.message, (extra, refused.value.message)
+        if param:
+            assert refused.value.body["param"] == param, refused.value.body
+    bad = client.files.create(
+        file=("bad.jsonl", _lines(2) + b'{"messages": [{"role": "user", "content": "hi"}]}\n'), purpose="fine-tune"
+    )
+    with pytest.raises(openai.BadRequestError) as lines:
+        client.fine_tuning.jobs.create(model="tiny-llama", training_file=bad.id)
+    assert "line 3" in lines.value.message, lines.value.message
+    assert client.fine_tuning.jobs.list().data == []  # nothing refused became a job
