@@ -14,6 +14,8 @@ import openai
 import pytest
 from tests.integration.conftest import start_server
 
+from tuneforge.train.demo_task import greedy_answers
+
 P = "projects/team-a/locations/us-central1"
 
 
@@ -29,7 +31,7 @@ def _lines(n: int) -> bytes:
 def jobs_server(tmp_path, database_url):
     home = tmp_path / "home"
     home.mkdir()
-    env = {"TUNEFORGE_API_KEYS": "key-a=team-a,key-b=team-b", "TUNEFORGE_QUEUE_OVER_QUOTA": "1"}
+    env = {"TUNEFORGE_API_KEYS": "key-a=team-a,key-b=team-b,key-ops", "TUNEFORGE_QUEUE_OVER_QUOTA": "1"}
     srv = start_server(home, database_url, extra_env=env)
     yield srv
     srv.stop()
@@ -96,18 +98,44 @@ def test_a_supervised_job_runs_to_success_and_is_the_same_run_as_a_tuning_job(jo
     assert vertex["state"] == "JOB_STATE_SUCCEEDED" and vertex["tunedModel"]["model"]
     assert vertex["tunedModelDisplayName"] == "tiny-llama-echo"
 
+    third = client.fine_tuning.jobs.create(model="tiny-llama", training_file=train.id)  # queued behind the second
     listed = client.fine_tuning.jobs.list(limit=1)
-    assert [j.id for j in listed.data] == [second.id] and listed.has_more
+    assert [j.id for j in listed.data] == [third.id] and listed.has_more
     assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "search"})] == [job.id]
-    cancelled = client.fine_tuning.jobs.cancel(second.id)
-    assert cancelled.status in ("cancelled", "running")
-    assert _wait(client, second.id, ("cancelled", "failed", "succeeded")).status == "cancelled"
+    assert client.fine_tuning.jobs.cancel(third.id).status in ("cancelled", "running")
+    assert _wait(client, third.id, ("cancelled", "failed", "succeeded")).status == "cancelled"
     with pytest.raises(openai.BadRequestError, match="has already ended"):
-        client.fine_tuning.jobs.cancel(second.id)
-    # Another key's project sees none of it.
+        client.fine_tuning.jobs.cancel(third.id)
+
+    # The fine-tuned models: listed, and chatting answers what plain transformers + peft answer from the artifact.
+    other = _wait(client, second.id, ("succeeded", "failed", "cancelled"))
+    assert other.status == "succeeded" and other.fine_tuned_model.startswith("ft:gpt-4.1-mini-2025-04-14:team-a::")
+    assert [m.id for m in client.models.list()] == [other.fine_tuned_model, done.fine_tuned_model]
+    assert client.models.retrieve(done.fine_tuned_model).owned_by == "team-a"
+    final = jobs_server.bucket / f"tuneforge-team-a/tuningJobs/{job.id.removeprefix('ftjob-')}"
+    expected = greedy_answers(final / "postprocess/node-0/checkpoints/final", ["echo 3"], max_new_tokens=6)[0]
+    messages = [{"role": "user", "content": "echo 3"}]
+    plain = client.chat.completions.create(model=done.fine_tuned_model, messages=messages, max_tokens=6, temperature=0)
+    assert plain.choices[0].message.content.strip() == expected and plain.model == done.fine_tuned_model
+    stream = client.chat.completions.create(
+        model=done.fine_tuned_model, messages=messages, max_tokens=6, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip() == expected
+    client.chat.completions.create(model=other.fine_tuned_model, messages=messages, max_tokens=2)
+    ops = {"Authorization": "Bearer key-ops"}  # the serving view is the operator's
+    groups = httpx.get(f"{jobs_server.url}/tuneforge/serving", headers=ops, timeout=30).json()["groups"]
+    assert [len(g["adapters"]) for g in groups if g["adapters"]] == [2]  # both fine-tunes on one loaded base
+    assert client.models.delete(other.fine_tuned_model).deleted
+    assert [m.id for m in client.models.list()] == [done.fine_tuned_model]
     with pytest.raises(openai.NotFoundError):
-        _client(jobs_server, "key-b").fine_tuning.jobs.retrieve(job.id)
-    assert _client(jobs_server, "key-b").fine_tuning.jobs.list().data == []
+        client.chat.completions.create(model=other.fine_tuned_model, messages=messages, max_tokens=2)
+    # Another key's project sees none of it.
+    stranger = _client(jobs_server, "key-b")
+    with pytest.raises(openai.NotFoundError):
+        stranger.fine_tuning.jobs.retrieve(job.id)
+    assert stranger.fine_tuning.jobs.list().data == [] and stranger.models.list().data == []
+    with pytest.raises(openai.NotFoundError):
+        stranger.chat.completions.create(model=done.fine_tuned_model, messages=messages, max_tokens=2)
 
 
 def test_refused_requests_name_the_field(jobs_server):

@@ -39,7 +39,8 @@ def test_the_document_names_every_body_answer_and_error(shared_server):
             if path.startswith("/v1/"):
                 assert {"200", "400", "404", "500"} <= codes, (method, path, codes)
                 # OpenAI's routes answer OpenAI's error body; the rest a google.rpc.Status.
-                body = "OpenAIErrorBody" if path.startswith(("/v1/files", "/v1/fine_tuning")) else "ErrorBody"
+                openai_paths = ("/v1/files", "/v1/fine_tuning", "/v1/models", "/v1/chat/completions")
+                body = "OpenAIErrorBody" if path.startswith(openai_paths) else "ErrorBody"
                 assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {
                     "$ref": f"#/components/schemas/{body}"
                 }

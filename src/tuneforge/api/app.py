@@ -23,6 +23,7 @@ from tuneforge.api.routers import (
     models,
     openai_files,
     openai_jobs,
+    openai_models,
     pipeline_jobs,
     sdk_support,
     tuning_jobs,
@@ -84,7 +85,6 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     app.state.models = ModelService(store, settings)
     app.state.datasets = DatasetService(store, settings)
     app.state.files = FileService(store, settings)
-    app.state.fine_tuning = FineTuningService(store, settings, app.state.tuning_jobs, app.state.files)
     app.state.engine = Engine(
         device=settings.serve_device,
         max_batch=settings.serve_max_batch_size,
@@ -93,6 +93,9 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
         default_max_tokens=settings.serve_default_max_tokens,
     )
     app.state.endpoints = EndpointService(store, settings, app.state.engine)
+    app.state.fine_tuning = FineTuningService(
+        store, settings, app.state.tuning_jobs, app.state.files, app.state.endpoints.deployments
+    )
     app.state.ready = False
     errors.install(app)
 
@@ -112,7 +115,7 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
         ):
             app.include_router(router, prefix=f"/{version}", include_in_schema=version == "v1")
     app.include_router(sdk_support.root)
-    for router in (openai_files.router, openai_jobs.router):  # OpenAI's paths are /v1/... only
+    for router in (openai_files.router, openai_jobs.router, openai_models.router):  # OpenAI's paths: /v1/... only
         app.include_router(router)
     app.include_router(console.router)
     app.add_middleware(JsonByDefault)

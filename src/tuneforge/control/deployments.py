@@ -139,6 +139,13 @@ class Deployments:
 
         return self._once(row.id, deploy)
 
+    def load_registered(self, key: str, model: ModelRow) -> Deployment:
+        """The engine's deployment ``key`` of a registered model, loaded on first use without an endpoint (a
+        fine-tuned model the OpenAI API chats with); a LoRA adapter shares its base with the others."""
+        engine = self.engine
+        assert engine is not None
+        return self._once(key, lambda: engine.deploy(key, *model_weights(model, self.settings)))
+
     def load_base(self, model_id: str, folder: Path) -> Deployment:
         """The engine's deployment of a catalog model's own weights (``base:MODEL``), loaded on first use. It shares
         its weights with the LoRA adapters deployed on the same base."""

@@ -17,14 +17,20 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tuneforge.catalog import load_catalog
+from tuneforge.catalog.weights import materialize
 from tuneforge.control import states
 from tuneforge.control.db import Store
+from tuneforge.control.deployments import Deployments
 from tuneforge.control.files import FileService
-from tuneforge.control.tables import FileRow, FineTuningJobRow, JobEventRow, MetricRow, TuningJobRow
+from tuneforge.control.tables import FileRow, FineTuningJobRow, JobEventRow, MetricRow, ModelRow, TuningJobRow
 from tuneforge.control.tuning_jobs import TuningJobService
 from tuneforge.errors import InvalidArgument, NotFound
+from tuneforge.infer.engine import Deployment
 from tuneforge.settings import Settings
+from tuneforge.wire import names
 from tuneforge.wire.base import messages
+from tuneforge.wire.openai import ModelList, OpenAIModel
 from tuneforge.wire.openai_ft import (
     CreateFineTuningJob,
     FineTuningJob,
@@ -35,6 +41,7 @@ from tuneforge.wire.openai_ft import (
     JobError,
     Method,
     MethodConfig,
+    ModelDeleted,
 )
 from tuneforge.wire.tuning import SupervisedHyperParameters, SupervisedTuningSpec, TuningJob
 
@@ -61,8 +68,16 @@ def _number(value: Any) -> Any:
 
 
 class FineTuningService:
-    def __init__(self, store: Store, settings: Settings, tuning: TuningJobService, files: FileService):
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        tuning: TuningJobService,
+        files: FileService,
+        deployments: Deployments | None = None,
+    ):
         self.store, self.settings, self.tuning, self.files = store, settings, tuning, files
+        self.deployments = deployments  # loads a fine-tuned model for chat (None: no serving engine)
 
     # -- create ---------------------------------------------------------------------------------------------------
     def create(self, project: str, req: CreateFineTuningJob) -> FineTuningJob:
@@ -174,6 +189,62 @@ class FineTuningService:
                 raise InvalidArgument(f"after: no event {after!r} of {ft_id}", param="after")
             found = found[ids.index(after) + 1 :]
         return FineTuningJobEventList(data=found[:limit], has_more=len(found) > limit)
+
+    # -- the fine-tuned models -------------------------------------------------------------------------------------
+    def _model_rows(self, s: Session, project: str, model: str) -> tuple[FineTuningJobRow, TuningJobRow]:
+        """The job behind ``ft:<model>:<project>:<suffix>:<id>`` in ``project`` (404 for another's, or none)."""
+        parts = model.split(":")
+        ours = s.get(FineTuningJobRow, parts[-1]) if model.startswith("ft:") and len(parts) >= 5 else None
+        row = s.get(TuningJobRow, ours.id) if ours is not None else None
+        if ours is None or row is None or ours.project != project or parts[-3] != project:
+            raise NotFound(f"The model {model!r} does not exist in this project", param="model")
+        if row.state != states.SUCCEEDED or ours.model_deleted or not (row.tuned_model or {}).get("model"):
+            why = "its job has not succeeded, or it was deleted"
+            raise NotFound(f"The model {model!r} does not exist ({why})", param="model")
+        return ours, row
+
+    def models(self, project: str) -> ModelList:
+        """The project's fine-tuned models (jobs that succeeded, not deleted), newest first."""
+        with self.store.session() as s:
+            q = (
+                select(FineTuningJobRow, TuningJobRow)
+                .join(TuningJobRow, TuningJobRow.id == FineTuningJobRow.id)
+                .where(FineTuningJobRow.project == project, TuningJobRow.state == states.SUCCEEDED)
+                .where(FineTuningJobRow.model_deleted.is_(False))
+                .order_by(TuningJobRow.end_time.desc())
+            )
+            return ModelList(data=[_model(a, b) for a, b in s.execute(q)])
+
+    def model(self, project: str, model: str) -> OpenAIModel:
+        with self.store.session() as s:
+            return _model(*self._model_rows(s, project, model))
+
+    def delete_model(self, project: str, model: str) -> ModelDeleted:
+        """The model leaves models.list and chat; its job, its Vertex model and its files stay."""
+        with self.store.session() as s:
+            ours, _ = self._model_rows(s, project, model)
+            ours.model_deleted = True
+        if self.deployments is not None:
+            self.deployments.unload(PREFIX + ours.id)
+        return ModelDeleted(id=model)
+
+    def serving(self, project: str, model: str) -> Deployment:
+        """The engine's deployment of a fine-tuned model, loaded on first use (on the shared base of its family)."""
+        assert self.deployments is not None
+        if not model.startswith("ft:"):  # a base model: a catalog id (an OpenAI id on its mapped open model)
+            resolved = load_catalog(self.settings).resolve(model, settings=self.settings)
+            return self.deployments.load_base(resolved.entry.id, materialize(resolved.weights, self.settings))
+        with self.store.session() as s:
+            _, row = self._model_rows(s, project, model)
+            parsed = names.parse((row.tuned_model or {})["model"], ("models",))
+            registered = s.get_one(ModelRow, parsed.id if parsed else "")
+            s.expunge(registered)
+        return self.deployments.load_registered(PREFIX + row.id, registered)
+
+
+def _model(ours: FineTuningJobRow, row: TuningJobRow) -> OpenAIModel:
+    name = f"ft:{ours.model}:{ours.project}:{ours.suffix or ''}:{ours.id}"
+    return OpenAIModel(id=name, created=_seconds(row.end_time), owned_by=ours.project, root=ours.model)
 
 
 def _method(req: CreateFineTuningJob) -> Method:

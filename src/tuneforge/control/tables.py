@@ -231,3 +231,4 @@ class FineTuningJobRow(Base):
     job_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     method: Mapped[dict[str, Any]] = mapped_column(JSON)  # type and hyper-parameters as asked ("auto" kept)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    model_deleted: Mapped[bool] = mapped_column(Boolean, default=False)  # models.delete of its fine-tuned model

@@ -76,6 +76,7 @@ class ChatCompletion(LenientModel):
 class OpenAIModel(LenientModel):
     id: str
     object: Literal["model"] = "model"
+    created: int | None = Field(default=None, description="Unix seconds (a fine-tuned model: when its job ended).")
     owned_by: str = "tuneforge"
     root: str | None = None
     deployed_model_id: str | None = None

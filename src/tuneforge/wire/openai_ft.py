@@ -145,3 +145,9 @@ class FineTuningJobEventList(BaseModel):
     object: Literal["list"] = "list"
     data: list[FineTuningJobEvent]
     has_more: bool = False
+
+
+class ModelDeleted(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True

@@ -262,9 +262,15 @@ async def chat_completions(
             )
         endpoint_id, choose = choose.rstrip("/").split("/")[-1], None
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id, choose)
+    return await chat_reply(request, dep, body, body.model or row.display_name)
+
+
+async def chat_reply(
+    request: Request, dep: Deployment, body: ChatCompletionRequest, model: str
+) -> ChatCompletion | StreamingResponse:
+    """One OpenAI chat completion from ``dep`` (streamed as server-sent events when the body asks)."""
     prompt = await run_in_threadpool(apis.openai_prompt, dep, body)
     run = apis.Run(dep, [prompt])
-    model = body.model or row.display_name
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("job_metadata", sa.JSON),
         sa.Column("method", sa.JSON, nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), index=True),
+        sa.Column("model_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     )
 
 
