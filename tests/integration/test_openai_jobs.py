@@ -121,13 +121,26 @@ def test_a_supervised_job_runs_to_success_and_is_the_same_run_as_a_tuning_job(jo
         model=done.fine_tuned_model, messages=messages, max_tokens=6, temperature=0, stream=True
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip() == expected
+    [checkpoint] = client.fine_tuning.jobs.checkpoints.list(job.id).data  # tuneforge exports the last step's
+    assert checkpoint.step_number == 4 and checkpoint.metrics.train_loss is not None
+    assert checkpoint.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-4"
+    at_checkpoint = client.chat.completions.create(
+        model=checkpoint.fine_tuned_model_checkpoint, messages=messages, max_tokens=6, temperature=0
+    )
+    assert at_checkpoint.choices[0].message.content.strip() == expected
+    # The results file: the metrics of every step, as a CSV the client downloads.
+    [results] = done.result_files
+    csv = client.files.content(results).read().decode().splitlines()
+    assert csv[0] == "step,train_loss,train_mean_token_accuracy,valid_loss,valid_mean_token_accuracy"
+    assert [row.split(",")[0] for row in csv[1:]] == ["1", "2", "3", "4"] and all(r.split(",")[1] for r in csv[1:])
+    assert client.files.retrieve(results).purpose == "fine-tune-results"
     client.chat.completions.create(model=other.fine_tuned_model, messages=messages, max_tokens=2)
     ops = {"Authorization": "Bearer key-ops"}  # the serving view is the operator's
     groups = httpx.get(f"{jobs_server.url}/tuneforge/serving", headers=ops, timeout=30).json()["groups"]
     assert [len(g["adapters"]) for g in groups if g["adapters"]] == [2]  # both fine-tunes on one loaded base
     assert client.models.delete(other.fine_tuned_model).deleted
     assert [m.id for m in client.models.list()] == [done.fine_tuned_model]
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.chat.completions.create(model=other.fine_tuned_model, messages=messages, max_tokens=2)
     # Another key's project sees none of it.
     stranger = _client(jobs_server, "key-b")

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tuneforge import storage
 from tuneforge.control import states
@@ -58,6 +59,29 @@ def file_object(row: FileRow) -> FileObject:
     )
 
 
+def new_file(project: str, filename: str, purpose: str) -> FileRow:
+    """A file's record before its bytes are in place: a new id and where it goes (its size and hash come after)."""
+    file_id = "file-" + secrets.token_hex(12)
+    suffix = Path(filename).suffix.lower()[:16] if Path(filename).suffix.isascii() else ""
+    return FileRow(
+        id=file_id,
+        project=project,
+        filename=filename[:512],
+        purpose=purpose,
+        uri=f"gs://{BUCKET}/{project}/{file_id}{suffix}",
+        create_time=utcnow(),
+    )
+
+
+def add_file(s: Session, settings: Settings, project: str, filename: str, purpose: str, data: bytes) -> str:
+    """A file the server makes (a job's results), written whole and recorded in the caller's transaction."""
+    row = new_file(project, filename, purpose)
+    row.size_bytes, row.sha256 = len(data), hashlib.sha256(data).hexdigest()
+    storage.write_new(row.uri, data, settings)
+    s.add(row)
+    return row.id
+
+
 class FileService:
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
@@ -79,20 +103,9 @@ class FileService:
         except InvalidArgument:
             upload.abort()
             raise
-        file_id = "file-" + secrets.token_hex(12)
-        suffix = Path(filename).suffix.lower()[:16] if Path(filename).suffix.isascii() else ""
-        uri = f"gs://{BUCKET}/{project}/{file_id}{suffix}"
-        storage.place_new(upload.staged, uri, self.settings)
-        row = FileRow(
-            id=file_id,
-            project=project,
-            filename=filename[:512],
-            purpose=purpose,
-            size_bytes=upload.size,
-            sha256=upload.sha.hexdigest(),
-            uri=uri,
-            create_time=utcnow(),
-        )
+        row = new_file(project, filename, purpose)
+        row.size_bytes, row.sha256 = upload.size, upload.sha.hexdigest()
+        storage.place_new(upload.staged, row.uri, self.settings)
         with self.store.session() as s:
             s.add(row)
         return file_object(row)

@@ -22,7 +22,7 @@ from tuneforge.catalog.weights import materialize
 from tuneforge.control import states
 from tuneforge.control.db import Store
 from tuneforge.control.deployments import Deployments
-from tuneforge.control.files import FileService
+from tuneforge.control.files import FileService, add_file
 from tuneforge.control.tables import FileRow, FineTuningJobRow, JobEventRow, MetricRow, ModelRow, TuningJobRow
 from tuneforge.control.tuning_jobs import TuningJobService
 from tuneforge.errors import InvalidArgument, NotFound
@@ -32,8 +32,11 @@ from tuneforge.wire import names
 from tuneforge.wire.base import messages
 from tuneforge.wire.openai import ModelList, OpenAIModel
 from tuneforge.wire.openai_ft import (
+    CheckpointList,
+    CheckpointMetrics,
     CreateFineTuningJob,
     FineTuningJob,
+    FineTuningJobCheckpoint,
     FineTuningJobEvent,
     FineTuningJobEventList,
     FineTuningJobList,
@@ -57,10 +60,13 @@ STATUS = {
 }
 METRIC_NAMES = {  # what the job's metrics are called in OpenAI's events
     "train_total_loss": "train_loss",
-    "train_token_accuracy": "train_mean_token_accuracy",
+    "train_fraction_of_correct_next_step_preds": "train_mean_token_accuracy",
     "eval_total_loss": "valid_loss",
-    "eval_token_accuracy": "valid_mean_token_accuracy",
+    "eval_fraction_of_correct_next_step_preds": "valid_mean_token_accuracy",
 }
+
+
+CSV_COLUMNS = ("train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy")
 
 
 def _number(value: Any) -> Any:
@@ -190,9 +196,46 @@ class FineTuningService:
             found = found[ids.index(after) + 1 :]
         return FineTuningJobEventList(data=found[:limit], has_more=len(found) > limit)
 
+    def checkpoints(self, project: str, ft_id: str, after: str | None, limit: int) -> CheckpointList:
+        """The job's exported checkpoints (tuneforge exports one: the last step's, or the best-evaluated one's),
+        newest first, each with the metrics of its step and a model id chat takes."""
+        with self.store.session() as s:
+            ours, row = self._rows(s, project, ft_id)
+            if row.state != states.SUCCEEDED:
+                return CheckpointList(data=[])
+            steps = list(s.scalars(select(MetricRow).where(MetricRow.job_id == ours.id)))
+        found = []
+        for checkpoint in reversed((row.tuned_model or {}).get("checkpoints", [])):
+            step = int(checkpoint["step"])
+            at = {METRIC_NAMES.get(m.name, m.name): m.value for m in steps if m.step == step}
+            found.append(
+                FineTuningJobCheckpoint(
+                    id=f"ftckpt-{ours.id}-{step}",
+                    created_at=_seconds(row.end_time) or 0,
+                    fine_tuned_model_checkpoint=f"{_model(ours, row).id}:ckpt-step-{step}",
+                    fine_tuning_job_id=PREFIX + ours.id,
+                    metrics=CheckpointMetrics(step=step, **{k: at[k] for k in CSV_COLUMNS if k in at}),
+                    step_number=step,
+                )
+            )
+        ids = [c.id for c in found]
+        if after:
+            if after not in ids:
+                raise InvalidArgument(f"after: no checkpoint {after!r} of {ft_id}", param="after")
+            found = found[ids.index(after) + 1 :]
+        page = found[:limit]
+        return CheckpointList(
+            data=page,
+            first_id=page[0].id if page else None,
+            last_id=page[-1].id if page else None,
+            has_more=len(found) > limit,
+        )
+
     # -- the fine-tuned models -------------------------------------------------------------------------------------
     def _model_rows(self, s: Session, project: str, model: str) -> tuple[FineTuningJobRow, TuningJobRow]:
-        """The job behind ``ft:<model>:<project>:<suffix>:<id>`` in ``project`` (404 for another's, or none)."""
+        """The job behind ``ft:<model>:<project>:<suffix>:<id>`` (or one of its checkpoints, ``…:ckpt-step-N``) in
+        ``project``; 404 for another project's, or none."""
+        model, marker, step = model.partition(":ckpt-step-")
         parts = model.split(":")
         ours = s.get(FineTuningJobRow, parts[-1]) if model.startswith("ft:") and len(parts) >= 5 else None
         row = s.get(TuningJobRow, ours.id) if ours is not None else None
@@ -201,6 +244,8 @@ class FineTuningService:
         if row.state != states.SUCCEEDED or ours.model_deleted or not (row.tuned_model or {}).get("model"):
             why = "its job has not succeeded, or it was deleted"
             raise NotFound(f"The model {model!r} does not exist ({why})", param="model")
+        if marker and step not in [str(c.get("step")) for c in (row.tuned_model or {}).get("checkpoints", [])]:
+            raise NotFound(f"{model} has no checkpoint at step {step}; list them with checkpoints.list", param="model")
         return ours, row
 
     def models(self, project: str) -> ModelList:
@@ -240,6 +285,23 @@ class FineTuningService:
             registered = s.get_one(ModelRow, parsed.id if parsed else "")
             s.expunge(registered)
         return self.deployments.load_registered(PREFIX + row.id, registered)
+
+
+def write_results(s: Session, settings: Settings, job_id: str) -> None:
+    """When a job made through the OpenAI API succeeds: its metrics as a CSV file (``result_files``), one row per
+    step, in the transaction that records the success. Other tuning jobs have none."""
+    ours = s.get(FineTuningJobRow, job_id)
+    if ours is None:
+        return
+    by_step: dict[int, dict[str, float]] = {}
+    for m in s.scalars(select(MetricRow).where(MetricRow.job_id == job_id)):
+        by_step.setdefault(m.step, {})[METRIC_NAMES.get(m.name, m.name)] = m.value
+    columns = ["step", *CSV_COLUMNS]
+    lines = [",".join(columns)]
+    for step, values in sorted(by_step.items()):
+        lines.append(",".join([str(step), *(f"{values[c]:.6g}" if c in values else "" for c in CSV_COLUMNS)]))
+    data = ("\n".join(lines) + "\n").encode()
+    ours.result_file = add_file(s, settings, ours.project, "step_metrics.csv", "fine-tune-results", data)
 
 
 def _model(ours: FineTuningJobRow, row: TuningJobRow) -> OpenAIModel:
@@ -343,6 +405,7 @@ def fine_tuning_job(ours: FineTuningJobRow, row: TuningJobRow) -> FineTuningJob:
         trained_tokens=int(progress["trainTokens"]) if done and "trainTokens" in progress else None,
         training_file=ours.training_file,
         validation_file=ours.validation_file,
+        result_files=[ours.result_file] if ours.result_file else [],
         estimated_finish=_estimated_finish(progress) if status == "running" else None,
         metadata=ours.job_metadata,
         method=Method.model_validate(

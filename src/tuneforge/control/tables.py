@@ -232,3 +232,4 @@ class FineTuningJobRow(Base):
     method: Mapped[dict[str, Any]] = mapped_column(JSON)  # type and hyper-parameters as asked ("auto" kept)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     model_deleted: Mapped[bool] = mapped_column(Boolean, default=False)  # models.delete of its fine-tuned model
+    result_file: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the metrics CSV, once it succeeded

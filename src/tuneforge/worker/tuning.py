@@ -13,6 +13,7 @@ from tuneforge.catalog import TuningMode
 from tuneforge.catalog.model_folder import final_uri
 from tuneforge.control import events, states
 from tuneforge.control.db import Store, fetch
+from tuneforge.control.fine_tuning import write_results
 from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
 from tuneforge.control.tables import MetricRow, TuningJobRow, utcnow
 from tuneforge.control.tuning_jobs import finish_cancelled
@@ -102,7 +103,7 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
                 finish_cancelled(row, utcnow())
                 events.record(s, events.TUNING, job_id, f"Cancelled at step {result.steps} of {result.total_steps}")
         return
-    _succeed(store, job_id, result, config, settings.auto_deploy)
+    _succeed(store, job_id, result, config, settings)
 
 
 def _train(
@@ -142,7 +143,8 @@ def _fail(store: Store, job_id: str, code: str, message: str) -> None:
         events.record(s, events.TUNING, job_id, f"Failed: {message}", "ERROR")
 
 
-def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig, deploy: bool) -> None:
+def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig, settings: Settings) -> None:
+    deploy = settings.auto_deploy
     now = utcnow()
     with store.session() as s:
         row = fetch(s, TuningJobRow, job_id)
@@ -173,5 +175,6 @@ def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig,
         row.tuned_model = tuned
         row.data_stats = {result.stats_key: result.data_stats}
         row.state, row.end_time, row.update_time = states.SUCCEEDED, now, now
+        write_results(s, settings, job_id)  # a job made through the OpenAI API: its metrics CSV
         deployed = f", deployed to {tuned['endpoint']}" if tuned.get("endpoint") else ""
         events.record(s, events.TUNING, job_id, f"Succeeded after {result.steps} steps: {tuned['model']}{deployed}")

@@ -12,7 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from tuneforge.api.deps import fine_tuning, openai_project
 from tuneforge.api.errors import OPENAI_ERRORS
 from tuneforge.control.fine_tuning import FineTuningService
-from tuneforge.wire.openai_ft import CreateFineTuningJob, FineTuningJob, FineTuningJobEventList, FineTuningJobList
+from tuneforge.wire.openai_ft import (
+    CheckpointList,
+    CreateFineTuningJob,
+    FineTuningJob,
+    FineTuningJobEventList,
+    FineTuningJobList,
+)
 
 router = APIRouter(tags=["fine-tuning jobs (OpenAI)"], responses=OPENAI_ERRORS)
 BASE = "/v1/fine_tuning/jobs"
@@ -58,3 +64,11 @@ async def list_events(
 ) -> FineTuningJobEventList:
     """What happened, newest first: created, started, the run's messages, each step's metrics, the end."""
     return await run_in_threadpool(service.events, openai_project(request), job_id, after, limit)
+
+
+@router.get(BASE + "/{job_id}/checkpoints", response_model=CheckpointList, response_model_exclude_none=True)
+async def list_checkpoints(
+    request: Request, job_id: str, service: Service, after: str | None = None, limit: Limit = 10
+) -> CheckpointList:
+    """The job's exported checkpoints, with their step's metrics and a model id chat takes."""
+    return await run_in_threadpool(service.checkpoints, openai_project(request), job_id, after, limit)

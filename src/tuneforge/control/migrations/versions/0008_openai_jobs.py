@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("method", sa.JSON, nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), index=True),
         sa.Column("model_deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("result_file", sa.String(64)),
     )
 
 
