@@ -159,6 +159,7 @@ def test_refused_requests_name_the_field(jobs_server):
         (dict(integrations=[{"type": "wandb", "wandb": {"project": "x"}}]), "integrations", "TensorBoard"),
         (dict(training_file="file-nope"), "training_file", "No such File object: file-nope"),
         (dict(model="no-such-model"), None, "no-such-model"),
+        (dict(hyperparameters={"n_epochs": 0}), "hyperparameters.n_epochs", "an integer from 1 to 50; got 0"),
     ]
     for extra, param, words in cases:
         kwargs = {"model": "tiny-llama", "training_file": train.id, **extra}
@@ -174,3 +175,42 @@ def test_refused_requests_name_the_field(jobs_server):
         client.fine_tuning.jobs.create(model="tiny-llama", training_file=bad.id)
     assert "line 3" in lines.value.message, lines.value.message
     assert client.fine_tuning.jobs.list().data == []  # nothing refused became a job
+
+
+def test_a_dpo_job_on_openais_preference_lines(jobs_server):
+    """method.type dpo: OpenAI's preference lines, DPO's recipe, beta resolved on the job, a model chat takes."""
+    client = _client(jobs_server)
+    rows = [
+        {
+            "input": {"messages": [{"role": "user", "content": f"say {w}"}]},
+            "preferred_output": [{"role": "assistant", "content": w.upper()}],
+            "non_preferred_output": [{"role": "assistant", "content": w}],
+        }
+        for w in ("abc", "def", "ghi", "jkl", "mno", "pqr", "stu", "vwx")
+    ]
+    pairs = client.files.create(
+        file=("pairs.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()), purpose="fine-tune"
+    )
+    job = client.fine_tuning.jobs.create(
+        model="tiny-llama",
+        training_file=pairs.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "batch_size": 4, "beta": 0.2}}},
+    )
+    done = _wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    assert done.method.type == "dpo" and done.method.dpo.hyperparameters.beta == 0.2
+    assert done.hyperparameters.batch_size == 4 and done.hyperparameters.n_epochs == 1
+    vertex = httpx.get(
+        f"{jobs_server.url}/v1/{P}/tuningJobs/{job.id.removeprefix('ftjob-')}",
+        headers={"Authorization": "Bearer key-a"},
+        timeout=30,
+    ).json()
+    assert vertex["preferenceOptimizationSpec"]["hyperParameters"]["beta"] == 0.2
+    reply = client.chat.completions.create(
+        model=done.fine_tuned_model, messages=[{"role": "user", "content": "say abc"}], max_tokens=3
+    )
+    assert reply.choices[0].message.content is not None
+    # An SFT file for dpo (or pairs for supervised) is refused with the line and the fix.
+    sft = client.files.create(file=("sft.jsonl", _lines(4)), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError, match="line 1"):
+        client.fine_tuning.jobs.create(model="tiny-llama", training_file=sft.id, method={"type": "dpo"})

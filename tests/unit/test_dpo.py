@@ -196,6 +196,40 @@ def test_preference_lines_parse_and_every_problem_names_its_line_path_and_fix():
     assert errors[9].path == "completions[0].completion.role"
 
 
+def _openai_dpo(messages=None, preferred="ABC", rejected="abc", **extra) -> str:
+    messages = messages or [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "abc"}]
+    return json.dumps(
+        {
+            "input": {"messages": messages},
+            "preferred_output": [{"role": "assistant", "content": preferred}],
+            "non_preferred_output": [{"role": "assistant", "content": rejected}],
+            **extra,
+        }
+    )
+
+
+def test_openais_dpo_lines_are_the_same_pairs_and_their_problems_are_named():
+    """OpenAI's DPO format (input.messages, preferred_output, non_preferred_output) gives the pair Vertex's gives."""
+    [ours] = parse_preference_lines([_openai_dpo()], Report())
+    [vertex] = parse_preference_lines([_line()], Report())
+    assert (ours.chosen, ours.rejected) == (vertex.chosen, vertex.rejected)
+    assert [(m.role, m.text) for m in ours.prompt.messages] == [(m.role, m.text) for m in vertex.prompt.messages]
+    report = Report(source="dpo.jsonl")
+    bad = [
+        _openai_dpo(preferred="same", rejected="same"),  # 1
+        _openai_dpo(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]),  # 2
+        json.dumps({"input": {"messages": [{"role": "user", "content": "q"}]}, "preferred_output": "x"}),  # 3
+        _openai_dpo(messages=[{"role": "robot", "content": "q"}]),  # 4
+    ]
+    assert parse_preference_lines(bad, report) == []
+    errors = {p.line: p for p in report.errors}
+    assert "same text" in errors[1].message
+    assert errors[2].path == "input.messages[1]" and "must end with a user message" in errors[2].message
+    found = {(p.line, p.path) for p in report.errors if "one assistant message" in p.message}
+    assert {(3, "preferred_output"), (3, "non_preferred_output")} <= found  # a string, and missing
+    assert errors[4].path == "input.messages[0].role"
+
+
 def test_over_long_pairs_and_sft_files_are_refused_with_the_fix(tmp_path, settings, tokenizer_of):
     from tuneforge.data.preference import prepare_preferences
     from tuneforge.data.validate import Limits, prepare_dataset

@@ -46,7 +46,13 @@ from tuneforge.wire.openai_ft import (
     MethodConfig,
     ModelDeleted,
 )
-from tuneforge.wire.tuning import SupervisedHyperParameters, SupervisedTuningSpec, TuningJob
+from tuneforge.wire.tuning import (
+    PreferenceOptimizationHyperParameters,
+    PreferenceOptimizationSpec,
+    SupervisedHyperParameters,
+    SupervisedTuningSpec,
+    TuningJob,
+)
 
 PREFIX = "ftjob-"
 STATUS = {
@@ -88,7 +94,7 @@ class FineTuningService:
     # -- create ---------------------------------------------------------------------------------------------------
     def create(self, project: str, req: CreateFineTuningJob) -> FineTuningJob:
         method = _method(req)
-        hp = (method.supervised.hyperparameters if method.supervised else None) or Hyperparameters()
+        hp = _hyperparameters(method)
         train = _tuning_file(self.files.row(project, req.training_file, param="training_file"), "training_file")
         validation = (
             _tuning_file(self.files.row(project, req.validation_file, "validation_file"), "validation_file")
@@ -99,7 +105,7 @@ class FineTuningService:
             _check_metadata(req.metadata)
         seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
         try:
-            job = self._tuning_job(req, hp, train, validation)
+            job = self._tuning_job(req, method, train, validation)
         except ValidationError as exc:  # a value the Vertex side refuses (a model id it cannot hold, …)
             raise InvalidArgument("; ".join(text for _, text in messages(exc, "request"))) from None
 
@@ -119,27 +125,30 @@ class FineTuningService:
                 )
             )
 
-        created = self.tuning.create(project, self.settings.location, job, run={"seed": seed}, attach=attach)
+        run = {
+            "seed": seed,
+            **({"batch_size": hp.batch_size} if method.type == "dpo" and _number(hp.batch_size) else {}),
+        }
+        created = self.tuning.create(project, self.settings.location, job, run=run, attach=attach)
         return self.retrieve(project, PREFIX + str(created.name).rsplit("/", 1)[-1])
 
     @staticmethod
-    def _tuning_job(
-        req: CreateFineTuningJob, hp: Hyperparameters, train: FileRow, validation: FileRow | None
-    ) -> TuningJob:
+    def _tuning_job(req: CreateFineTuningJob, method: Method, train: FileRow, validation: FileRow | None) -> TuningJob:
         """The Vertex TuningJob that runs ``req``: the files' URIs, the hyper-parameters ("auto": unset), the suffix
-        in the tuned model's name."""
+        in the tuned model's name; a supervised spec, or a preference one for dpo."""
+        hp = _hyperparameters(method)
+        uris = {"training_dataset_uri": train.uri, "validation_dataset_uri": validation.uri if validation else None}
+        common = {"epoch_count": _number(hp.n_epochs), "learning_rate_multiplier": _number(hp.learning_rate_multiplier)}
+        display = f"{req.model.split('/')[-1]}-{req.suffix}"[:128] if req.suffix else None
+        if method.type == "dpo":
+            preference = PreferenceOptimizationHyperParameters(**common, beta=_number(hp.beta))
+            spec = PreferenceOptimizationSpec(**uris, hyper_parameters=preference)
+            return TuningJob(base_model=req.model, tuned_model_display_name=display, preference_optimization_spec=spec)
+        supervised = SupervisedHyperParameters(**common, batch_size=_number(hp.batch_size))
         return TuningJob(
             base_model=req.model,
-            tuned_model_display_name=f"{req.model.split('/')[-1]}-{req.suffix}"[:128] if req.suffix else None,
-            supervised_tuning_spec=SupervisedTuningSpec(
-                training_dataset_uri=train.uri,
-                validation_dataset_uri=validation.uri if validation else None,
-                hyper_parameters=SupervisedHyperParameters(
-                    epoch_count=_number(hp.n_epochs),
-                    batch_size=_number(hp.batch_size),
-                    learning_rate_multiplier=_number(hp.learning_rate_multiplier),
-                ),
-            ),
+            tuned_model_display_name=display,
+            supervised_tuning_spec=SupervisedTuningSpec(**uris, hyper_parameters=supervised),
         )
 
     # -- read -----------------------------------------------------------------------------------------------------
@@ -327,18 +336,21 @@ def _method(req: CreateFineTuningJob) -> Method:
             "'supervised', or 'dpo' for preference pairs",
             param="method.type",
         )
-    if method.type == "dpo":
-        raise InvalidArgument(
-            "method.type 'dpo' is not supported through the OpenAI API yet; use 'supervised', or tune preferences "
-            "with the Vertex API (preferenceOptimizationSpec)",
-            param="method.type",
-        )
-    if method.type != "supervised":
+    if method.type not in ("supervised", "dpo"):
         raise InvalidArgument(f"method.type {method.type!r} is not one of supervised, dpo", param="method.type")
-    hp = method.supervised.hyperparameters if method.supervised else None
-    if hp is not None and hp.beta is not None:
+    other = "dpo" if method.type == "supervised" else "supervised"
+    if getattr(method, other) is not None:
+        raise InvalidArgument(f"method.{other} is set but method.type is {method.type!r}; remove one", param=other)
+    hp = _hyperparameters(method)
+    if method.type == "supervised" and hp.beta is not None:
         raise InvalidArgument("beta is a dpo hyper-parameter; remove it for supervised tuning", param="beta")
     return method
+
+
+def _hyperparameters(method: Method) -> Hyperparameters:
+    """The method's hyper-parameters as asked (none: every one "auto")."""
+    config = method.dpo if method.type == "dpo" else method.supervised
+    return (config.hyperparameters if config else None) or Hyperparameters()
 
 
 def _tuning_file(row: FileRow, param: str) -> FileRow:
@@ -371,7 +383,8 @@ def _seconds(value: Any) -> int | None:
 def _resolved(ours: FineTuningJobRow, progress: dict[str, Any]) -> Hyperparameters:
     """The hyper-parameters as asked, "auto" replaced by what the run resolved once it has (progress["resolved"])."""
     plan = progress.get("resolved") or {}
-    asked = (ours.method.get("supervised") or {}).get("hyperparameters") or {}
+    kind = ours.method.get("type", "supervised")
+    asked = (ours.method.get(kind) or {}).get("hyperparameters") or {}
     epochs = plan.get("epochs")
     if epochs is not None and float(epochs).is_integer():
         epochs = int(epochs)
@@ -379,6 +392,7 @@ def _resolved(ours: FineTuningJobRow, progress: dict[str, Any]) -> Hyperparamete
         n_epochs=epochs if epochs is not None else asked.get("n_epochs", "auto"),
         batch_size=plan.get("batch_size") or asked.get("batch_size", "auto"),
         learning_rate_multiplier=_number(asked.get("learning_rate_multiplier")) or (1.0 if plan else "auto"),
+        beta=(plan.get("beta") or asked.get("beta", "auto")) if kind == "dpo" else None,
     )
 
 
@@ -409,7 +423,10 @@ def fine_tuning_job(ours: FineTuningJobRow, row: TuningJobRow) -> FineTuningJob:
         estimated_finish=_estimated_finish(progress) if status == "running" else None,
         metadata=ours.job_metadata,
         method=Method.model_validate(
-            {**ours.method, "supervised": {"hyperparameters": resolved.model_dump(exclude_none=True)}}
+            {
+                **ours.method,
+                ours.method.get("type", "supervised"): {"hyperparameters": resolved.model_dump(exclude_none=True)},
+            }
         ),
         user_provided_suffix=ours.suffix,
     )

@@ -297,8 +297,9 @@ def _bad_role(ctx: _Line, role: Any, allowed: str, path: str) -> None:
     ctx.error(f"{shown}; use {allowed}", f"{path}.role")
 
 
-def _parse_chat(ctx: _Line, obj: dict) -> list[tuple[Message, str]] | None:
-    items = _message_objects(ctx, obj["messages"], "messages", '{"role": "user", "content": "..."}')
+def _parse_chat(ctx: _Line, obj: dict, key: str = "messages") -> list[tuple[Message, str]] | None:
+    """``obj["messages"]`` as messages; ``key`` is their JSON path in the line (``input.messages`` in a DPO line)."""
+    items = _message_objects(ctx, obj["messages"], key, '{"role": "user", "content": "..."}')
     if items is None:
         return None
     out: list[tuple[Message, str]] = []

@@ -7,6 +7,12 @@ One line (Vertex's preference tuning format)::
      "completions": [{"score": 1, "completion": {"role": "model", "parts": [{"text"}]}},
                      {"score": 0, "completion": {"role": "model", "parts": [{"text"}]}}]}
 
+or OpenAI's DPO format (its fine-tuning API's ``method.type = "dpo"``)::
+
+    {"input": {"messages": [... chat messages, ending with a user message]},
+     "preferred_output": [{"role": "assistant", "content": "..."}],
+     "non_preferred_output": [{"role": "assistant", "content": "..."}]}
+
 Text only. Exactly two completions, one preferred (score 1) and one dispreferred (score 0). Each completion is
 encoded after the prompt as the conversation's last model turn, trained as SFT trains a reply (through its
 end-of-turn token); the prompt, earlier model turns included, is never trained. Every problem goes into a
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.data.conversation import Conversation, Message, TextPart
-from tuneforge.data.formats import _gc_parts, _Line, _parse_generate_content, alternates, json_objects
+from tuneforge.data.formats import _gc_parts, _Line, _parse_chat, _parse_generate_content, alternates, json_objects
 from tuneforge.data.report import Report
 from tuneforge.data.tokenize import IGNORE_INDEX, ChatEncoder, Encoded
 from tuneforge.data.validate import Limits, read_lines
@@ -167,10 +173,62 @@ def _prompt(ctx: _Line, obj: dict) -> list[Message] | None:
     return [m for m, _ in items]
 
 
+def _openai_output(ctx: _Line, value: Any, key: str) -> str | None:
+    """The text of a DPO line's ``preferred_output`` / ``non_preferred_output``: one assistant message."""
+    if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict):
+        ctx.error('expected one assistant message: [{"role": "assistant", "content": "..."}]', key)
+        return None
+    message = value[0]
+    if message.get("role") != "assistant":
+        ctx.error(
+            f'the output is the assistant\'s reply; role must be "assistant" (got {message.get("role")!r})',
+            f"{key}[0].role",
+        )
+        return None
+    content = message.get("content")
+    if not isinstance(content, str) or not content.strip():
+        ctx.error("expected the reply's text (a non-empty string)", f"{key}[0].content")
+        return None
+    return content
+
+
+def _openai_pair(ctx: _Line, obj: dict) -> PreferencePair | None:
+    """A line of OpenAI's DPO format."""
+    source = obj["input"]
+    if not isinstance(source, dict) or "messages" not in source:
+        ctx.error('expected {"messages": [{"role": "user", "content": "..."}]}', "input")
+        return None
+    items = _parse_chat(ctx, source, "input.messages")
+    chosen = _openai_output(ctx, obj.get("preferred_output"), "preferred_output")
+    rejected = _openai_output(ctx, obj.get("non_preferred_output"), "non_preferred_output")
+    if items is None or chosen is None or rejected is None or ctx.failed:
+        return None
+    turns = [(m, path) for m, path in items if m.role != "system"]
+    if not turns:
+        ctx.error("empty; give at least one user message", "input.messages")
+        return None
+    if not alternates(ctx, turns):
+        return None
+    if turns[-1][0].role != "user":
+        ctx.error("input.messages must end with a user message (the one the outputs answer)", turns[-1][1])
+        return None
+    if chosen == rejected:
+        ctx.error(
+            "the two outputs are the same text, so there is nothing to prefer; make them differ", "preferred_output"
+        )
+        return None
+    return PreferencePair(Conversation([m for m, _ in items], line=ctx.line), chosen, rejected, line=ctx.line)
+
+
 def parse_preference_lines(lines: Iterable[str], report: Report) -> list[PreferencePair]:
     """Parse a preference dataset's lines; every problem goes into ``report``. Returns the lines that parsed."""
     pairs: list[PreferencePair] = []
     for ctx, obj in json_objects(lines, report, image_error=NO_IMAGES):
+        if "input" in obj and ("preferred_output" in obj or "non_preferred_output" in obj):
+            pair = _openai_pair(ctx, obj)
+            if pair is not None:
+                pairs.append(pair)
+            continue
         if "completions" not in obj:
             looks_sft = any(k in obj for k in ("messages", "prompt", "input_text")) or "contents" in obj
             hint = " (this looks like a supervised tuning line)" if looks_sft else ""

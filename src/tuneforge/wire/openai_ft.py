@@ -6,9 +6,11 @@ Snake-case names and Unix-second times, as OpenAI has them; what the client does
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+from tuneforge.wire.base import problem
 
 FILE_PURPOSES = ("fine-tune", "fine-tune-results", "batch", "batch_output", "assistants", "vision", "user_data")
 FilePurpose = Literal["fine-tune", "fine-tune-results", "batch", "batch_output", "assistants", "vision", "user_data"]
@@ -56,16 +58,47 @@ Auto = Literal["auto"]
 JOB_STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
 
 
+def _auto_or_number(integer: bool, low: float, high: float, low_open: bool = False) -> PlainValidator:
+    """A hyper-parameter: "auto" or a number in [low, high] (``low_open``: over low), one clear message if not."""
+    kind = "an integer" if integer else "a number"
+    bounds = f"over {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
+
+    def check(value: Any) -> Any:
+        if value is None or value == "auto":
+            return value
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if (
+            number is None
+            or (integer and not number.is_integer())
+            or not low <= number <= high
+            or (low_open and number == low)
+        ):
+            raise problem(f'{{field}} must be "auto" or {kind} {bounds}; got {value!r}')
+        return int(number) if integer else number
+
+    return PlainValidator(check, json_schema_input_type=int | float | str | None)
+
+
+_INT = WithJsonSchema({"anyOf": [{"type": "integer"}, {"const": "auto"}]})
+_NUMBER = WithJsonSchema({"anyOf": [{"type": "number"}, {"const": "auto"}]})
+
+
 class Hyperparameters(BaseModel):
     """Each a number or "auto" (the catalog's value, shown resolved on the job once it is known)."""
 
     model_config = ConfigDict(extra="forbid")
-    n_epochs: int | Auto | None = Field(default=None, description="Passes over the training file.")
-    batch_size: int | Auto | None = Field(default=None, description="Examples per optimizer step.")
-    learning_rate_multiplier: float | Auto | None = Field(
+    n_epochs: Annotated[int | Auto | None, _auto_or_number(True, 1, 50), _INT] = Field(
+        default=None, description="Passes over the training file."
+    )
+    batch_size: Annotated[int | Auto | None, _auto_or_number(True, 1, 256), _INT] = Field(
+        default=None, description="Examples per optimizer step."
+    )
+    learning_rate_multiplier: Annotated[float | Auto | None, _auto_or_number(False, 0, 10, True), _NUMBER] = Field(
         default=None, description="Multiplies the model's recommended learning rate."
     )
-    beta: float | Auto | None = Field(default=None, description="DPO only: how far the model may move (default 0.1).")
+    beta: Annotated[float | Auto | None, _auto_or_number(False, 0, 2, True), _NUMBER] = Field(
+        default=None, description="DPO only: how far the model may move (default 0.1)."
+    )
 
 
 class MethodConfig(BaseModel):
