@@ -115,6 +115,8 @@ def test_keys_see_only_their_projects_files(keyed_server):
     assert [f.id for f in _client(keyed_server, "key-both", project="team-c").files.list().data] == [mine.id]
     with pytest.raises(openai.PermissionDeniedError, match="may not use project 'team-c'"):
         _client(keyed_server, "key-d", project="team-c").files.list()
+    with pytest.raises(openai.BadRequestError, match="is not a project id"):
+        _client(keyed_server, "key-both", project="../team-c").files.list()
 
 
 def test_a_file_an_active_job_trains_on_is_not_deleted(keyed_server):

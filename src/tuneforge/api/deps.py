@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request
 
 from tuneforge.control.datasets import DatasetService
@@ -14,6 +16,7 @@ from tuneforge.control.tuning_jobs import TuningJobService
 from tuneforge.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 VERSIONS = ("v1", "v1beta1", "ui")  # the documented API versions; each is a path prefix of the same routes
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # a project named by a header (it names folders too)
 
 
 def parse_api_keys(spec: str) -> dict[str, set[str] | None]:
@@ -57,6 +60,11 @@ def openai_project(request: Request) -> str:
     """The project an OpenAI-API request works in: the ``OpenAI-Project`` header (``openai.OpenAI(project=…)``), else
     the key's one project, else the server's default project; the key must be allowed it."""
     asked = request.headers.get("openai-project", "").strip() or None
+    if asked is not None and not PROJECT_ID.fullmatch(asked):
+        raise InvalidArgument(
+            f"OpenAI-Project {asked[:64]!r} is not a project id: letters, digits, '-' and '_', at most 128",
+            param="OpenAI-Project",
+        )
     default = str(request.app.state.settings.project)
     if not request.app.state.api_keys:
         return asked or default

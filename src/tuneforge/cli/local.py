@@ -115,11 +115,15 @@ def _tune_here(config: TuningConfig) -> None:
     from tuneforge.train import run_tuning  # lazy: torch loads only for a run here, not for --server or --help
     from tuneforge.train.artifacts import RunLayout  # lazy: as above
     from tuneforge.train.checkpoint import latest_checkpoint  # lazy: as above
+    from tuneforge.train.distributed import leave_world  # lazy: as above
 
     run_settings = settings(dev=config.dev)
     try:
         with RunView(enabled=rank0()) as view:
-            result = run_tuning(config, settings=run_settings, callbacks=ViewCallbacks(view))
+            try:
+                result = run_tuning(config, settings=run_settings, callbacks=ViewCallbacks(view))
+            finally:
+                leave_world()  # under torchrun: every rank leaves the process group before exiting
     except TuneforgeError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -74,6 +74,14 @@ def world_from_env(device_name: str) -> World:
     return world
 
 
+def leave_world() -> None:
+    """Tear down the process group a torchrun run joined (``world_from_env``), before the interpreter exits: left
+    to exit, gloo's threads are sometimes destroyed while joinable and abort the process ("terminate called
+    without an active exception") after the run has finished."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def device_for(world: World, device: torch.device) -> torch.device:
     return torch.device("cuda", world.local_rank) if device.type == "cuda" and world.sharded else device
 

@@ -18,10 +18,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import torch.distributed as dist
-
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
+from tuneforge.train.distributed import leave_world
 from tuneforge.train.recipes.sft import run_sft
 
 _RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -64,8 +63,7 @@ def run_sft_processes(
         try:
             result = run_sft(config, settings=settings, callbacks=callbacks, should_stop=stop)
         finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            leave_world()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -93,8 +91,7 @@ def _rank_main(spec_path: str) -> None:
     try:
         run_sft(TuningConfig(**spec["config"]), settings=Settings(**spec["settings"]))
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave_world()
 
 
 if __name__ == "__main__":
