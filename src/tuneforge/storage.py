@@ -157,15 +157,7 @@ def write_new(uri: str, data: bytes, settings: Settings | None = None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     staged.write_bytes(data)
-    try:
-        os.link(staged, target)  # fails if the target exists: no check-then-write race
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links: create it exclusively instead
-        with open(target, "xb") as f:
-            f.write(data)
-    finally:
-        staged.unlink()
+    place_new(staged, uri, settings)
 
 
 def place_new(staged: Path, uri: str, settings: Settings | None = None) -> None:
@@ -182,7 +174,7 @@ def place_new(staged: Path, uri: str, settings: Settings | None = None) -> None:
         target = local_path(uri, settings)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(staged, target)  # fails if the target exists
+            os.link(staged, target)  # fails if the target exists: no check-then-write race
         except FileExistsError:
             raise
         except OSError:  # no hard links (or another device): copy into an exclusively created file

@@ -12,12 +12,13 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from tuneforge.catalog.catalog import ResolvedModel
 from tuneforge.catalog.model_folder import folder_bytes
+from tuneforge.catalog.weights import materialize
 from tuneforge.control import operations
 from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.registry import endpoint_name, model_weights
@@ -146,12 +147,13 @@ class Deployments:
         assert engine is not None
         return self._once(key, lambda: engine.deploy(key, *model_weights(model, self.settings)))
 
-    def load_base(self, model_id: str, folder: Path) -> Deployment:
-        """The engine's deployment of a catalog model's own weights (``base:MODEL``), loaded on first use. It shares
-        its weights with the LoRA adapters deployed on the same base."""
-        key, engine = f"base:{model_id}", self.engine
+    def load_base(self, resolved: ResolvedModel) -> Deployment:
+        """The engine's deployment of a catalog model's own weights (``base:MODEL``; in dev mode its stand-in's),
+        materialised and loaded on first use. It shares its weights with the LoRA adapters deployed on the same
+        base."""
+        key, engine = f"base:{resolved.entry.id}", self.engine
         assert engine is not None
-        return self._once(key, lambda: engine.deploy(key, folder))
+        return self._once(key, lambda: engine.deploy(key, materialize(resolved.weights, self.settings)))
 
     def _once(self, key: str, deploy: Callable[[], Deployment]) -> Deployment:
         """The engine's deployment ``key``, made by ``deploy()`` if it has none (one load at a time per key)."""

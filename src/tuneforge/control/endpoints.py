@@ -285,7 +285,7 @@ class EndpointService:
         catalog = load_catalog(self.settings)
         model_id = publisher_model_id(catalog, publisher, model)
         resolved = catalog.resolve(model_id, settings=self.settings)
-        return self.deployments.load_base(resolved.entry.id, materialize(resolved.weights, self.settings))
+        return self.deployments.load_base(resolved)
 
     def resume(self) -> None:
         self.deployments.resume()

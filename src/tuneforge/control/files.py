@@ -152,13 +152,7 @@ class FileService:
                 newer = (FileRow.create_time > key[0]) | ((FileRow.create_time == key[0]) & (FileRow.id > key[1]))
                 q = q.where(older if newest_first else newer)
             rows = list(s.scalars(q.order_by(*keys).limit(limit + 1)))
-        page = [file_object(r) for r in rows[:limit]]
-        return FileList(
-            data=page,
-            first_id=page[0].id if page else None,
-            last_id=page[-1].id if page else None,
-            has_more=len(rows) > limit,
-        )
+        return FileList.page([file_object(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     # -- delete ---------------------------------------------------------------------------------------------------
     def delete(self, project: str, file_id: str) -> FileDeleted:

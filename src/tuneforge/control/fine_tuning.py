@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneforge.catalog import load_catalog
-from tuneforge.catalog.weights import materialize
 from tuneforge.control import states
 from tuneforge.control.db import Store
 from tuneforge.control.deployments import Deployments
@@ -55,6 +54,7 @@ from tuneforge.wire.tuning import (
 )
 
 PREFIX = "ftjob-"
+T = TypeVar("T")
 STATUS = {
     states.PENDING: "queued",
     states.QUEUED: "queued",
@@ -105,7 +105,7 @@ class FineTuningService:
             _check_metadata(req.metadata)
         seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
         try:
-            job = self._tuning_job(req, method, train, validation)
+            job = self._tuning_job(req, method, hp, train, validation)
         except ValidationError as exc:  # a value the Vertex side refuses (a model id it cannot hold, …)
             raise InvalidArgument("; ".join(text for _, text in messages(exc, "request"))) from None
 
@@ -133,10 +133,11 @@ class FineTuningService:
         return self.retrieve(project, PREFIX + str(created.name).rsplit("/", 1)[-1])
 
     @staticmethod
-    def _tuning_job(req: CreateFineTuningJob, method: Method, train: FileRow, validation: FileRow | None) -> TuningJob:
+    def _tuning_job(
+        req: CreateFineTuningJob, method: Method, hp: Hyperparameters, train: FileRow, validation: FileRow | None
+    ) -> TuningJob:
         """The Vertex TuningJob that runs ``req``: the files' URIs, the hyper-parameters ("auto": unset), the suffix
         in the tuned model's name; a supervised spec, or a preference one for dpo."""
-        hp = _hyperparameters(method)
         uris = {"training_dataset_uri": train.uri, "validation_dataset_uri": validation.uri if validation else None}
         common = {"epoch_count": _number(hp.n_epochs), "learning_rate_multiplier": _number(hp.learning_rate_multiplier)}
         display = f"{req.model.split('/')[-1]}-{req.suffix}"[:128] if req.suffix else None
@@ -174,17 +175,12 @@ class FineTuningService:
                 .order_by(FineTuningJobRow.create_time.desc(), FineTuningJobRow.id.desc())
             )
             pairs = [(a, b) for a, b in s.execute(q) if _matches(a.job_metadata, metadata)]
-        if after:
-            ids = [PREFIX + a.id for a, _ in pairs]
-            if after not in ids:
-                raise InvalidArgument(f"after: no fine-tuning job {after!r} in this project", param="after")
-            pairs = pairs[ids.index(after) + 1 :]
+        pairs = _after(pairs, [PREFIX + a.id for a, _ in pairs], after, "fine-tuning job", "this project")
         return FineTuningJobList(data=[fine_tuning_job(a, b) for a, b in pairs[:limit]], has_more=len(pairs) > limit)
 
     def cancel(self, project: str, ft_id: str) -> FineTuningJob:
         with self.store.session() as s:
-            ours, _ = self._rows(s, project, ft_id)
-        row = self.tuning.row(project, self.settings.location, ours.id)
+            _, row = self._rows(s, project, ft_id)
         if row.state in states.FINAL:
             raise InvalidArgument(f"{ft_id} has already ended ({STATUS[row.state]}); only a running job is cancelled")
         self.tuning.cancel(project, row.location, row.id)
@@ -198,11 +194,7 @@ class FineTuningService:
             found = [_event(e) for e in s.scalars(select(JobEventRow).where(JobEventRow.job_id == ours.id))]
             found += _metric_events(list(s.scalars(select(MetricRow).where(MetricRow.job_id == ours.id))))
         found.sort(key=lambda e: (e.created_at, e.id), reverse=True)
-        if after:
-            ids = [e.id for e in found]
-            if after not in ids:
-                raise InvalidArgument(f"after: no event {after!r} of {ft_id}", param="after")
-            found = found[ids.index(after) + 1 :]
+        found = _after(found, [e.id for e in found], after, "event", ft_id)
         return FineTuningJobEventList(data=found[:limit], has_more=len(found) > limit)
 
     def checkpoints(self, project: str, ft_id: str, after: str | None, limit: int) -> CheckpointList:
@@ -212,33 +204,23 @@ class FineTuningService:
             ours, row = self._rows(s, project, ft_id)
             if row.state != states.SUCCEEDED:
                 return CheckpointList(data=[])
-            steps = list(s.scalars(select(MetricRow).where(MetricRow.job_id == ours.id)))
+            by_step = _by_step(list(s.scalars(select(MetricRow).where(MetricRow.job_id == ours.id))))
         found = []
         for checkpoint in reversed((row.tuned_model or {}).get("checkpoints", [])):
             step = int(checkpoint["step"])
-            at = {METRIC_NAMES.get(m.name, m.name): m.value for m in steps if m.step == step}
+            at = _named(by_step.get(step, []))
             found.append(
                 FineTuningJobCheckpoint(
                     id=f"ftckpt-{ours.id}-{step}",
                     created_at=_seconds(row.end_time) or 0,
-                    fine_tuned_model_checkpoint=f"{_model(ours, row).id}:ckpt-step-{step}",
+                    fine_tuned_model_checkpoint=f"{_ft_name(ours)}:ckpt-step-{step}",
                     fine_tuning_job_id=PREFIX + ours.id,
                     metrics=CheckpointMetrics(step=step, **{k: at[k] for k in CSV_COLUMNS if k in at}),
                     step_number=step,
                 )
             )
-        ids = [c.id for c in found]
-        if after:
-            if after not in ids:
-                raise InvalidArgument(f"after: no checkpoint {after!r} of {ft_id}", param="after")
-            found = found[ids.index(after) + 1 :]
-        page = found[:limit]
-        return CheckpointList(
-            data=page,
-            first_id=page[0].id if page else None,
-            last_id=page[-1].id if page else None,
-            has_more=len(found) > limit,
-        )
+        found = _after(found, [c.id for c in found], after, "checkpoint", ft_id)
+        return CheckpointList.page(found[:limit], has_more=len(found) > limit)
 
     # -- the fine-tuned models -------------------------------------------------------------------------------------
     def _model_rows(self, s: Session, project: str, model: str) -> tuple[FineTuningJobRow, TuningJobRow]:
@@ -287,7 +269,7 @@ class FineTuningService:
         assert self.deployments is not None
         if not model.startswith("ft:"):  # a base model: a catalog id (an OpenAI id on its mapped open model)
             resolved = load_catalog(self.settings).resolve(model, settings=self.settings)
-            return self.deployments.load_base(resolved.entry.id, materialize(resolved.weights, self.settings))
+            return self.deployments.load_base(resolved)
         with self.store.session() as s:
             _, row = self._model_rows(s, project, model)
             parsed = names.parse((row.tuned_model or {})["model"], ("models",))
@@ -302,20 +284,21 @@ def write_results(s: Session, settings: Settings, job_id: str) -> None:
     ours = s.get(FineTuningJobRow, job_id)
     if ours is None:
         return
-    by_step: dict[int, dict[str, float]] = {}
-    for m in s.scalars(select(MetricRow).where(MetricRow.job_id == job_id)):
-        by_step.setdefault(m.step, {})[METRIC_NAMES.get(m.name, m.name)] = m.value
-    columns = ["step", *CSV_COLUMNS]
-    lines = [",".join(columns)]
-    for step, values in sorted(by_step.items()):
+    lines = [",".join(["step", *CSV_COLUMNS])]
+    for step, found in _by_step(list(s.scalars(select(MetricRow).where(MetricRow.job_id == job_id)))).items():
+        values = _named(found)
         lines.append(",".join([str(step), *(f"{values[c]:.6g}" if c in values else "" for c in CSV_COLUMNS)]))
     data = ("\n".join(lines) + "\n").encode()
     ours.result_file = add_file(s, settings, ours.project, "step_metrics.csv", "fine-tune-results", data)
 
 
+def _ft_name(ours: FineTuningJobRow) -> str:
+    """The fine-tuned model's id, as OpenAI spells it: ``ft:<model>:<project>:<suffix>:<job id>``."""
+    return f"ft:{ours.model}:{ours.project}:{ours.suffix or ''}:{ours.id}"
+
+
 def _model(ours: FineTuningJobRow, row: TuningJobRow) -> OpenAIModel:
-    name = f"ft:{ours.model}:{ours.project}:{ours.suffix or ''}:{ours.id}"
-    return OpenAIModel(id=name, created=_seconds(row.end_time), owned_by=ours.project, root=ours.model)
+    return OpenAIModel(id=_ft_name(ours), created=_seconds(row.end_time), owned_by=ours.project, root=ours.model)
 
 
 def _method(req: CreateFineTuningJob) -> Method:
@@ -372,6 +355,15 @@ def _check_metadata(metadata: dict[str, str]) -> None:
             )
 
 
+def _after(items: list[T], ids: list[str], after: str | None, what: str, where: str) -> list[T]:
+    """The items listed after the one whose id is ``after`` (OpenAI's cursor); an id not listed is a 400."""
+    if not after:
+        return items
+    if after not in ids:
+        raise InvalidArgument(f"after: no {what} {after!r} in {where}", param="after")
+    return items[ids.index(after) + 1 :]
+
+
 def _matches(stored: dict[str, Any] | None, wanted: dict[str, str] | None) -> bool:
     return not wanted or all((stored or {}).get(k) == v for k, v in wanted.items())
 
@@ -410,7 +402,7 @@ def fine_tuning_job(ours: FineTuningJobRow, row: TuningJobRow) -> FineTuningJob:
         created_at=_seconds(row.create_time) or 0,
         finished_at=_seconds(row.end_time) if row.state in states.FINAL else None,
         error=error,
-        fine_tuned_model=f"ft:{ours.model}:{ours.project}:{ours.suffix or ''}:{ours.id}" if done else None,
+        fine_tuned_model=_ft_name(ours) if done else None,
         hyperparameters=resolved,
         model=ours.model,
         organization_id=ours.project,
@@ -451,14 +443,24 @@ def _event(e: JobEventRow) -> FineTuningJobEvent:
     )
 
 
+def _by_step(rows: list[MetricRow]) -> dict[int, list[MetricRow]]:
+    """A job's metric rows grouped by step, in step order."""
+    by_step: dict[int, list[MetricRow]] = {}
+    for r in sorted(rows, key=lambda r: r.step):
+        by_step.setdefault(r.step, []).append(r)
+    return by_step
+
+
+def _named(rows: list[MetricRow]) -> dict[str, float]:
+    """One step's values under OpenAI's names (the rest under tuneforge's)."""
+    return {METRIC_NAMES.get(r.name, r.name): r.value for r in rows}
+
+
 def _metric_events(rows: list[MetricRow]) -> list[FineTuningJobEvent]:
     """One "metrics" event per step, its values under OpenAI's names (the rest under tuneforge's)."""
-    by_step: dict[int, list[MetricRow]] = {}
-    for r in rows:
-        by_step.setdefault(r.step, []).append(r)
     out = []
-    for step, found in sorted(by_step.items()):
-        data: dict[str, Any] = {"step": step, **{METRIC_NAMES.get(r.name, r.name): r.value for r in found}}
+    for step, found in _by_step(rows).items():
+        data: dict[str, Any] = {"step": step, **_named(found)}
         shown = ", ".join(f"{k}={v:.4f}" for k, v in data.items() if k != "step" and isinstance(v, float))
         out.append(
             FineTuningJobEvent(

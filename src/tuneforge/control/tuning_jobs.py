@@ -526,12 +526,12 @@ class TuningJobService:
 
     def metrics(self, project: str, location: str, job_id: str, since_step: int = 0) -> JobMetrics:
         """Metrics streamed by the running job, and its progress (a tuneforge extension, for the CLI)."""
-        self.row(project, location, job_id)  # 404 for a job that is not there (or another project's)
         with self.store.session() as s:
             q = select(MetricRow).where(MetricRow.job_id == job_id, MetricRow.step > since_step)
             rows = list(s.scalars(q.order_by(MetricRow.step, MetricRow.id)))
         # Progress is read after the metrics, so it is never older than the last step listed (a step's metrics and
-        # its speed are written together; read first, a step written in between came without its speed).
+        # its speed are written together; read first, a step written in between came without its speed). The row
+        # read is also the 404 for a job that is not there (or another project's): nothing listed is answered.
         progress = self.row(project, location, job_id).progress or {}
         return JobMetrics(
             metrics=[Metric(step=r.step, name=r.name, value=r.value) for r in rows],

@@ -157,18 +157,24 @@ def _prompt(ctx: _Line, obj: dict) -> list[Message] | None:
     items = _parse_generate_content(ctx, obj)
     if items is None or ctx.failed:
         return None
+    fix = "contents must end with a user turn (the message the completions answer); move the last model turn into "
+    empty = "empty; give the prompt as at least one user turn"
+    return _prompt_turns(ctx, items, "contents", "model", empty, fix + "completions or drop it")
+
+
+def _prompt_turns(
+    ctx: _Line, items: list[tuple[Message, str]], key: str, reply: str, empty: str, not_user: str
+) -> list[Message] | None:
+    """A prompt's rules, whichever format gave it: at least one turn besides the system's (``empty``: the message
+    when there is none), turns that alternate (``reply`` names the other side), a user turn last (``not_user``)."""
     turns = [(m, path) for m, path in items if m.role != "system"]
     if not turns:
-        ctx.error("empty; give the prompt as at least one user turn", "contents")
+        ctx.error(empty, key)
         return None
-    if not alternates(ctx, turns, reply="model"):
+    if not alternates(ctx, turns, reply=reply):
         return None
     if turns[-1][0].role != "user":
-        ctx.error(
-            "contents must end with a user turn (the message the completions answer); move the last model turn into "
-            "completions or drop it",
-            turns[-1][1],
-        )
+        ctx.error(not_user, turns[-1][1])
         return None
     return [m for m, _ in items]
 
@@ -203,21 +209,16 @@ def _openai_pair(ctx: _Line, obj: dict) -> PreferencePair | None:
     rejected = _openai_output(ctx, obj.get("non_preferred_output"), "non_preferred_output")
     if items is None or chosen is None or rejected is None or ctx.failed:
         return None
-    turns = [(m, path) for m, path in items if m.role != "system"]
-    if not turns:
-        ctx.error("empty; give at least one user message", "input.messages")
-        return None
-    if not alternates(ctx, turns):
-        return None
-    if turns[-1][0].role != "user":
-        ctx.error("input.messages must end with a user message (the one the outputs answer)", turns[-1][1])
+    fix = "input.messages must end with a user message (the one the outputs answer)"
+    messages = _prompt_turns(ctx, items, "input.messages", "assistant", "empty; give at least one user message", fix)
+    if messages is None:
         return None
     if chosen == rejected:
         ctx.error(
             "the two outputs are the same text, so there is nothing to prefer; make them differ", "preferred_output"
         )
         return None
-    return PreferencePair(Conversation([m for m, _ in items], line=ctx.line), chosen, rejected, line=ctx.line)
+    return PreferencePair(Conversation(messages, line=ctx.line), chosen, rejected, line=ctx.line)
 
 
 def parse_preference_lines(lines: Iterable[str], report: Report) -> list[PreferencePair]:

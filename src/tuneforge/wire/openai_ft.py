@@ -6,7 +6,7 @@ Snake-case names and Unix-second times, as OpenAI has them; what the client does
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
@@ -28,12 +28,23 @@ class FileObject(BaseModel):
     expires_at: int | None = None
 
 
-class FileList(BaseModel):
+class CursorList(BaseModel):
+    """A page of OpenAI's cursor lists: the items, the ids at either end (the next page is ``after=last_id``)."""
+
     object: Literal["list"] = "list"
-    data: list[FileObject]
+    data: list[Any]
     first_id: str | None = None
     last_id: str | None = None
     has_more: bool = False
+
+    @classmethod
+    def page(cls, items: list[Any], has_more: bool) -> Self:
+        ends = {"first_id": items[0].id, "last_id": items[-1].id} if items else {}
+        return cls(data=items, has_more=has_more, **ends)
+
+
+class FileList(CursorList):
+    data: list[FileObject]
 
 
 class FileDeleted(BaseModel):
@@ -206,9 +217,5 @@ class FineTuningJobCheckpoint(BaseModel):
     step_number: int
 
 
-class CheckpointList(BaseModel):
-    object: Literal["list"] = "list"
+class CheckpointList(CursorList):
     data: list[FineTuningJobCheckpoint]
-    first_id: str | None = None
-    last_id: str | None = None
-    has_more: bool = False
