@@ -198,3 +198,41 @@ def test_tune_server_preference_tuning_shows_reward_accuracy(sqlite_server):
     assert "eval reward accuracy" in out.stdout and "JOB_STATE_SUCCEEDED" in out.stdout, out.stdout
     job = json.loads(tf("jobs", "list", "--server", sqlite_server.url, "--project", "pref", "--json").stdout)[0]
     assert job["preferenceOptimizationSpec"]["hyperParameters"]["beta"] == 0.2
+
+
+def test_a_job_whose_worker_is_lost_while_pausing_is_paused(every_database_url, tmp_path):
+    """Recovery settles a stopped run as it was asked: paused (its attempt given back: a pause is no crash), cancelled
+    when a cancel came too, back in the queue when neither was asked; a row the child already settled is left alone."""
+    from datetime import timedelta
+
+    from tuneforge.control import states
+    from tuneforge.control.db import Store
+    from tuneforge.control.tables import TuningJobRow, utcnow
+    from tuneforge.settings import Settings
+    from tuneforge.worker.worker import Worker
+
+    store = Store(every_database_url)
+    stale = utcnow() - timedelta(hours=1)
+    asked = {"pausing": (False, True), "both": (True, True), "neither": (False, False)}
+    with store.session() as s:
+        for i, (cancel, pause) in enumerate(asked.values()):
+            s.add(
+                TuningJobRow(
+                    id=str(10**17 + i), project="p", location="us-central1", state=states.RUNNING, resource={},
+                    config={}, labels={}, display_name="", base_model="x", create_time=utcnow(), update_time=utcnow(),
+                    cancel_requested=cancel, pause_requested=pause, attempts=1, worker_id="lost", heartbeat_time=stale,
+                )
+            )  # fmt: skip
+    worker = Worker(Store(every_database_url, migrate=False), Settings(home=tmp_path), worker_id="w")
+    worker.recover_stale()
+    with store.session() as s:
+        rows = {name: s.get_one(TuningJobRow, str(10**17 + i)) for i, name in enumerate(asked)}
+        assert (rows["pausing"].state, rows["pausing"].attempts, rows["pausing"].pause_requested) == (
+            states.PAUSED, 0, False
+        )  # fmt: skip
+        assert rows["both"].state == states.CANCELLED and not rows["both"].pause_requested
+        assert rows["neither"].state == states.PENDING and rows["neither"].attempts == 1
+        rows["pausing"].worker_id = "w"  # as if this worker's child had paused it and exited
+    worker._after_exit(worker.kinds[0], str(10**17), 0)
+    with store.session() as s:
+        assert s.get_one(TuningJobRow, str(10**17)).state == states.PAUSED

@@ -214,3 +214,64 @@ def test_a_dpo_job_on_openais_preference_lines(jobs_server):
     sft = client.files.create(file=("sft.jsonl", _lines(4)), purpose="fine-tune")
     with pytest.raises(openai.BadRequestError, match="line 1"):
         client.fine_tuning.jobs.create(model="tiny-llama", training_file=sft.id, method={"type": "dpo"})
+
+
+def _step_losses(client: openai.OpenAI, job_id: str) -> dict[int, float]:
+    events = client.fine_tuning.jobs.list_events(job_id, limit=1000).data
+    steps = [e.data["step"] for e in events if e.type == "metrics"]
+    assert len(steps) == len(set(steps)), steps  # a resumed run repeats no step
+    return {e.data["step"]: e.data["train_loss"] for e in events if e.type == "metrics"}
+
+
+def test_pause_and_resume_continue_from_the_checkpoint(jobs_server):
+    """A running job paused mid-run stops at a saved checkpoint ("pausing", then "paused"; JOB_STATE_PAUSED on the
+    Vertex side; its file cannot be deleted), and resumed it continues from that step: every step's loss equals an
+    uninterrupted run's with the same seed. A queued job pauses at once; a paused one can be cancelled."""
+    client = _client(jobs_server)
+    train = client.files.create(file=("train.jsonl", _lines(6)), purpose="fine-tune")
+    method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 8, "batch_size": 1}}}
+    job = client.fine_tuning.jobs.create(model="tiny-llama", training_file=train.id, seed=11, method=method)
+    queued = client.fine_tuning.jobs.create(model="tiny-llama", training_file=train.id, method=method)
+    assert client.fine_tuning.jobs.pause(queued.id).status == "paused"  # not started: paused at once
+    assert client.fine_tuning.jobs.resume(queued.id).status == "queued"
+    assert client.fine_tuning.jobs.pause(queued.id).status == "paused"
+
+    deadline = time.monotonic() + 120
+    while not _step_losses(client, job.id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pausing = client.fine_tuning.jobs.pause(job.id)
+    assert pausing.status in ("pausing", "paused")
+    with pytest.raises(openai.BadRequestError, match="only a queued or running job is paused"):
+        client.fine_tuning.jobs.pause(job.id)
+    paused = _wait(client, job.id, ("paused", "succeeded", "failed"))
+    assert paused.status == "paused", paused
+    stopped_at = max(_step_losses(client, job.id))
+    assert 0 < stopped_at < 48
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    assert f"Paused at step {stopped_at} of 48; resume continues from this step" in messages
+    vertex = httpx.get(
+        f"{jobs_server.url}/v1/{P}/tuningJobs/{job.id.removeprefix('ftjob-')}",
+        headers={"Authorization": "Bearer key-a"},
+        timeout=30,
+    ).json()
+    assert vertex["state"] == "JOB_STATE_PAUSED"
+    with pytest.raises(openai.BadRequestError, match="not ended"):
+        client.files.delete(train.id)  # a paused job still needs its file
+    time.sleep(1.5)  # a paused job stays paused
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
+
+    assert client.fine_tuning.jobs.resume(job.id).status in ("queued", "running")
+    with pytest.raises(openai.BadRequestError, match="only a paused job is resumed"):
+        client.fine_tuning.jobs.resume(job.id)
+    done = _wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=200).data]
+    assert any(m.startswith(f"Training 48 steps from step {stopped_at} ") for m in messages), messages
+    resumed = _step_losses(client, job.id)
+    assert sorted(resumed) == list(range(1, 49))
+
+    assert client.fine_tuning.jobs.cancel(queued.id).status == "cancelled"  # cancelled while paused
+    reference = client.fine_tuning.jobs.create(model="tiny-llama", training_file=train.id, seed=11, method=method)
+    assert _wait(client, reference.id, ("succeeded", "failed", "cancelled")).status == "succeeded"
+    uninterrupted = _step_losses(client, reference.id)
+    assert resumed == pytest.approx(uninterrupted, rel=1e-4), (stopped_at, resumed, uninterrupted)

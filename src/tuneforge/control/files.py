@@ -174,7 +174,7 @@ class FileService:
     def _active_jobs(self, project: str, uri: str) -> list[str]:
         with self.store.session() as s:
             q = select(TuningJobRow.id, TuningJobRow.config).where(
-                TuningJobRow.project == project, TuningJobRow.state.in_(states.ACTIVE)
+                TuningJobRow.project == project, TuningJobRow.state.in_(states.UNFINISHED)
             )
             return [
                 job_id

@@ -24,7 +24,7 @@ from tuneforge.control.deployments import Deployments
 from tuneforge.control.files import FileService, add_file
 from tuneforge.control.tables import FileRow, FineTuningJobRow, JobEventRow, MetricRow, ModelRow, TuningJobRow
 from tuneforge.control.tuning_jobs import TuningJobService
-from tuneforge.errors import InvalidArgument, NotFound
+from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuneforge.infer.engine import Deployment
 from tuneforge.settings import Settings
 from tuneforge.wire import names
@@ -63,6 +63,7 @@ STATUS = {
     states.SUCCEEDED: "succeeded",
     states.FAILED: "failed",
     states.CANCELLED: "cancelled",
+    states.PAUSED: "paused",
 }
 METRIC_NAMES = {  # what the job's metrics are called in OpenAI's events
     "train_total_loss": "train_loss",
@@ -179,11 +180,27 @@ class FineTuningService:
         return FineTuningJobList(data=[fine_tuning_job(a, b) for a, b in pairs[:limit]], has_more=len(pairs) > limit)
 
     def cancel(self, project: str, ft_id: str) -> FineTuningJob:
+        return self._control(project, ft_id, "cancel", "only a job that has not ended is cancelled")
+
+    def pause(self, project: str, ft_id: str) -> FineTuningJob:
+        """A running job saves a checkpoint at its next step and stops ("pausing", then "paused")."""
+        return self._control(project, ft_id, "pause", "only a queued or running job is paused")
+
+    def resume(self, project: str, ft_id: str) -> FineTuningJob:
+        """A paused job goes back in the queue and continues from the checkpoint it paused at."""
+        return self._control(project, ft_id, "resume", "only a paused job is resumed")
+
+    def _control(self, project: str, ft_id: str, action: str, only: str) -> FineTuningJob:
+        """Cancel, pause or resume through the tuning-job service (one state machine for both doors); a request the
+        job's state refuses is a 400 in OpenAI's words."""
         with self.store.session() as s:
             _, row = self._rows(s, project, ft_id)
-        if row.state in states.FINAL:
-            raise InvalidArgument(f"{ft_id} has already ended ({STATUS[row.state]}); only a running job is cancelled")
-        self.tuning.cancel(project, row.location, row.id)
+        try:
+            getattr(self.tuning, action)(project, row.location, row.id)
+        except FailedPrecondition:
+            now = self.retrieve(project, ft_id).status
+            state = f"has already ended ({now})" if now in ("succeeded", "failed", "cancelled") else f"is {now}"
+            raise InvalidArgument(f"{ft_id} {state}; {only}", param="fine_tuning_job_id") from None
         return self.retrieve(project, ft_id)
 
     def events(self, project: str, ft_id: str, after: str | None, limit: int) -> FineTuningJobEventList:
@@ -392,7 +409,7 @@ def fine_tuning_job(ours: FineTuningJobRow, row: TuningJobRow) -> FineTuningJob:
     """The OpenAI job object of a tuning job, from its row (state, progress, error, tuned model) and ours."""
     progress = row.progress or {}
     resolved = _resolved(ours, progress)
-    status = STATUS[row.state]
+    status = "pausing" if row.state == states.RUNNING and row.pause_requested else STATUS[row.state]
     error = None
     if row.state == states.FAILED and row.error:
         error = JobError(code=str(row.error.get("status") or "failed").lower(), message=row.error.get("message", ""))

@@ -66,6 +66,15 @@ def finish_cancelled(row: PipelineJobRow, now: datetime) -> None:
     row.tasks = tasks
 
 
+def finish_stopped(row: PipelineJobRow, now: datetime) -> str | None:
+    """Settle a pipeline whose run stopped because it was asked to: CANCELLED when a cancel was asked (pipelines
+    have no pause), else None."""
+    if not row.cancel_requested:
+        return None
+    finish_cancelled(row, now)
+    return "Cancelled"
+
+
 def _is_resource_or_url(value: str) -> bool:
     return value.startswith(("http://", "https://")) or names.parse(value, ("models", "endpoints")) is not None
 

@@ -56,6 +56,7 @@ class TuningJobRow(Base):
     tuned_model: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     data_stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_requested: Mapped[bool] = mapped_column(Boolean, default=False)  # stop at the next step, then PAUSED
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     heartbeat_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

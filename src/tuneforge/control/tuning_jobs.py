@@ -267,6 +267,22 @@ def finish_cancelled(row: TuningJobRow, now: datetime) -> None:
     row.error = status("CANCELLED", "CANCELED")
 
 
+def finish_stopped(row: TuningJobRow, now: datetime) -> str | None:
+    """Settle a job whose run stopped because it was asked to (the caller holds the row): CANCELLED when a cancel
+    was asked (it wins over a pause), PAUSED when a pause was; what happened, for its event, or None when neither
+    was asked. A pause is not a failed attempt, so it gives its attempt back (``max_attempts`` counts crashes)."""
+    row.update_time = now
+    if row.cancel_requested:
+        finish_cancelled(row, now)
+        row.pause_requested = False
+        return "Cancelled"
+    if row.pause_requested:
+        row.state, row.pause_requested, row.worker_id = states.PAUSED, False, None
+        row.attempts = max(0, row.attempts - 1)
+        return "Paused"
+    return None
+
+
 class TuningJobService:
     def __init__(self, store: Store, settings: Settings):
         self.store = store
@@ -562,12 +578,55 @@ class TuningJobService:
             now = utcnow()
             row.cancel_requested = True
             row.update_time = now
-            if row.state in states.CLAIMABLE:  # not started: nothing to stop
+            if row.state in (*states.CLAIMABLE, states.PAUSED):  # not running: nothing to stop
+                was = "while paused" if row.state == states.PAUSED else "before it started"
                 finish_cancelled(row, now)
-                events.record(s, events.TUNING, job_id, "Cancelled before it started")
+                events.record(s, events.TUNING, job_id, f"Cancelled {was}")
             elif row.state == states.RUNNING:
                 row.state = states.CANCELLING
                 events.record(s, events.TUNING, job_id, "Cancel requested: the run stops at its next step")
+
+    def pause(self, project: str, location: str, job_id: str) -> None:
+        """A running job stops at its next step, saving a checkpoint, then is PAUSED; a job not yet started is
+        PAUSED at once. Only a job that is running or waiting to run can be paused."""
+        self.row(project, location, job_id)
+        with self.store.session() as s:
+            row = fetch(s, TuningJobRow, job_id, lock=True)
+            if row.state not in (*states.CLAIMABLE, states.RUNNING) or row.pause_requested:
+                raise FailedPrecondition(self._cannot(row, "paused", "only a queued or running job"))
+            now = utcnow()
+            row.update_time = now
+            if row.state == states.RUNNING:
+                row.pause_requested = True
+                message = "Pause requested: the run saves a checkpoint at its next step and stops"
+            else:
+                row.state = states.PAUSED
+                message = "Paused before it started"
+            events.record(s, events.TUNING, job_id, message)
+
+    def resume(self, project: str, location: str, job_id: str) -> None:
+        """A paused job goes back in the queue (admitted as a new one is: PENDING, or QUEUED over the project's
+        quota) and continues from its last checkpoint; one still pausing simply keeps running."""
+        self.row(project, location, job_id)
+        with self.store.session() as s:
+            row = fetch(s, TuningJobRow, job_id, lock=True)
+            now = utcnow()
+            if row.state == states.RUNNING and row.pause_requested:
+                row.pause_requested, row.update_time = False, now
+                events.record(s, events.TUNING, job_id, "Resumed before the pause took effect: the run goes on")
+                return
+            if row.state != states.PAUSED:
+                raise FailedPrecondition(self._cannot(row, "resumed", "only a paused job"))
+            row.state, row.update_time = self._admit(s, project), now
+            step = (row.progress or {}).get("step")
+            at = f"from step {step}" if step else "from the start"
+            events.record(s, events.TUNING, job_id, f"Resumed: back in the queue, continues {at}")
+
+    @staticmethod
+    def _cannot(row: TuningJobRow, what: str, only: str) -> str:
+        shown = f"{row.state} (pause requested)" if row.pause_requested else row.state
+        name = names.name("tuningJobs", row.project, row.location, row.id)
+        return f"TuningJob {name} is in state {shown} and cannot be {what}; {only} can"
 
 
 # -- the resource ------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ metrics into the job store, then register (and auto-deploy) the tuned model."""
 from __future__ import annotations
 
 import math
+import os
 import traceback
 from typing import Any
 
@@ -16,7 +17,7 @@ from tuneforge.control.db import Store, fetch
 from tuneforge.control.fine_tuning import write_results
 from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
 from tuneforge.control.tables import MetricRow, TuningJobRow, utcnow
-from tuneforge.control.tuning_jobs import finish_cancelled
+from tuneforge.control.tuning_jobs import finish_stopped
 from tuneforge.data.stats import distillation_data_stats
 from tuneforge.errors import TuneforgeError, status
 from tuneforge.settings import Settings
@@ -97,11 +98,7 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
         _fail(store, job_id, "INTERNAL", f"training failed: {type(exc).__name__}: {exc}")
         return
     if result.cancelled:
-        with store.session() as s:
-            row = fetch(s, TuningJobRow, job_id)
-            if row.cancel_requested:
-                finish_cancelled(row, utcnow())
-                events.record(s, events.TUNING, job_id, f"Cancelled at step {result.steps} of {result.total_steps}")
+        _stopped(store, job_id, result, parent_pid)
         return
     _succeed(store, job_id, result, config, settings)
 
@@ -132,6 +129,24 @@ def _train(
             config, settings.processes_per_job, settings=settings, callbacks=callbacks, should_stop=should_stop
         )
     return run_tuning(config, settings=settings, callbacks=callbacks, should_stop=should_stop)
+
+
+def _stopped(store: Store, job_id: str, result: RunResult, parent_pid: int) -> None:
+    """The run stopped at a step, its checkpoint saved: cancelled or paused, as asked. When neither is asked any more
+    (a resume came while it was stopping) and its worker lives, it goes back in the queue to continue from that
+    checkpoint. (A child whose worker died leaves the job to recovery, which may already have restarted it.)"""
+    with store.session() as s:
+        row = fetch(s, TuningJobRow, job_id, lock=True)
+        now = utcnow()
+        what = finish_stopped(row, now)
+        at = f"at step {result.steps} of {result.total_steps}"
+        if what == "Paused":
+            events.record(s, events.TUNING, job_id, f"Paused {at}; resume continues from this step")
+        elif what is not None:
+            events.record(s, events.TUNING, job_id, f"{what} {at}")
+        elif row.state == states.RUNNING and os.getppid() == parent_pid:
+            row.state, row.worker_id, row.attempts = states.PENDING, None, max(0, row.attempts - 1)
+            events.record(s, events.TUNING, job_id, f"Resumed while pausing {at}: back in the queue, continues there")
 
 
 def _fail(store: Store, job_id: str, code: str, message: str) -> None:

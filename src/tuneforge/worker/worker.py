@@ -28,7 +28,7 @@ from tuneforge.control import events, states
 from tuneforge.control import pipeline_jobs as p
 from tuneforge.control.db import Store
 from tuneforge.control.tables import PipelineJobRow, TuningJobRow, utcnow
-from tuneforge.control.tuning_jobs import finish_cancelled
+from tuneforge.control.tuning_jobs import finish_stopped
 from tuneforge.errors import status
 from tuneforge.settings import Settings
 
@@ -49,7 +49,7 @@ class JobKind:
     claimable: tuple[str, ...]
     final: tuple[str, ...]
     target: str  # "module:function" run in the child process (job_id, db_url, settings_json, parent_pid)
-    finish_cancelled: Callable[[Any, Any], None]
+    finish_stopped: Callable[[Any, Any], str | None]  # (row, now): settle a cancel or pause asked; what, or None
 
 
 def job_kinds() -> tuple[JobKind, ...]:
@@ -63,7 +63,7 @@ def job_kinds() -> tuple[JobKind, ...]:
         states.CLAIMABLE,
         states.FINAL,
         "tuneforge.worker.tuning:run_job",
-        finish_cancelled,
+        finish_stopped,
     )
     pipeline = JobKind(
         "pipeline",
@@ -75,7 +75,7 @@ def job_kinds() -> tuple[JobKind, ...]:
         (p.PENDING,),
         p.FINAL,
         "tuneforge.worker.pipeline:run_job",
-        p.finish_cancelled,
+        p.finish_stopped,
     )
     return (tuning, pipeline)
 
@@ -191,7 +191,8 @@ class Worker:
         """A child that ended without writing a final state crashed or was killed."""
         with self.store.session() as s:
             row = s.get(kind.table, job_id)
-            if row is None or row.state in kind.final:
+            # The child settled it (a final state, paused, back in the queue), or another worker has it by now.
+            if row is None or row.state not in (kind.running, kind.cancelling) or row.worker_id != self.worker_id:
                 return
             self._requeue_or_fail(
                 kind,
@@ -234,9 +235,9 @@ class Worker:
         session = object_session(row)  # the event lands with the state change
         assert session is not None
         row.update_time, row.worker_id = now, None
-        if row.cancel_requested:
-            kind.finish_cancelled(row, now)
-            events.record(session, kind.name, row.id, f"Cancelled ({why})")
+        stopped = kind.finish_stopped(row, now)
+        if stopped is not None:
+            events.record(session, kind.name, row.id, f"{stopped} ({why})")
         elif row.attempts < self.settings.max_attempts:
             row.state = kind.pending
             events.record(
@@ -282,10 +283,12 @@ class Worker:
             kind = run.kind
             with self.store.session() as s:
                 row = s.get(kind.table, run.job_id)
-                if row is not None and row.state not in kind.final:
-                    if row.cancel_requested:
-                        kind.finish_cancelled(row, utcnow())
-                    else:
-                        row.state, row.worker_id, row.attempts = kind.pending, None, max(0, row.attempts - 1)
-                        events.record(s, kind.name, row.id, "The worker stopped; back in the queue", "WARNING")
+                if row is None or row.state not in (kind.running, kind.cancelling):
+                    continue  # its child settled it
+                stopped = kind.finish_stopped(row, utcnow())
+                if stopped is not None:
+                    events.record(s, kind.name, row.id, f"{stopped} (the worker stopped)")
+                else:
+                    row.state, row.worker_id, row.attempts = kind.pending, None, max(0, row.attempts - 1)
+                    events.record(s, kind.name, row.id, "The worker stopped; back in the queue", "WARNING")
         self.running.clear()

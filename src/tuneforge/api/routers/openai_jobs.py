@@ -1,5 +1,6 @@
 """OpenAI's fine-tuning jobs (``/v1/fine_tuning/jobs``), as the ``openai`` client calls them: ``create``,
-``retrieve``, ``list`` (``after``, ``limit``, ``metadata[k]=v``), ``cancel``, ``list_events``. Each is a tuning job
+``retrieve``, ``list`` (``after``, ``limit``, ``metadata[k]=v``), ``cancel``, ``pause``, ``resume``, ``list_events``,
+``checkpoints.list``. Each is a tuning job
 of the same engine (control/fine_tuning.py); the project comes from the API key, errors are OpenAI's shape."""
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ async def retrieve_job(request: Request, job_id: str, service: Service) -> FineT
 async def cancel_job(request: Request, job_id: str, service: Service) -> FineTuningJob:
     """Stop the job (a running one stops at its next step and keeps its checkpoints)."""
     return await run_in_threadpool(service.cancel, openai_project(request), job_id)
+
+
+@router.post(BASE + "/{job_id}/pause", response_model=FineTuningJob, response_model_exclude_none=True)
+async def pause_job(request: Request, job_id: str, service: Service) -> FineTuningJob:
+    """Pause: a running job saves a checkpoint at its next step and stops ("pausing", then "paused")."""
+    return await run_in_threadpool(service.pause, openai_project(request), job_id)
+
+
+@router.post(BASE + "/{job_id}/resume", response_model=FineTuningJob, response_model_exclude_none=True)
+async def resume_job(request: Request, job_id: str, service: Service) -> FineTuningJob:
+    """Resume a paused job: back in the queue, it continues from the checkpoint it paused at."""
+    return await run_in_threadpool(service.resume, openai_project(request), job_id)
 
 
 @router.get(BASE + "/{job_id}/events", response_model=FineTuningJobEventList, response_model_exclude_none=True)

@@ -49,7 +49,7 @@ export const tuningKind: JobKind = {
   id: "tuning",
   label: "Tuning jobs",
   methods: METHODS,
-  states: ["queued", "pending", "running", "cancelling", "succeeded", "failed", "cancelled"],
+  states: ["queued", "pending", "running", "paused", "cancelling", "succeeded", "failed", "cancelled"],
   async list(client, session, query, pageSize, token) {
     const answer = await ok(
       client.GET("/v1/projects/{project}/locations/{location}/tuningJobs", {
