@@ -138,6 +138,14 @@ def test_a_supervised_job_runs_to_success_and_is_the_same_run_as_a_tuning_job(jo
     ops = {"Authorization": "Bearer key-ops"}  # the serving view is the operator's
     groups = httpx.get(f"{jobs_server.url}/tuneforge/serving", headers=ops, timeout=30).json()["groups"]
     assert [len(g["adapters"]) for g in groups if g["adapters"]] == [2]  # both fine-tunes on one loaded base
+    # The same model on the Vertex side: the job's endpoint (auto-deployed, as Vertex does) answers the same.
+    endpoint = openai.OpenAI(
+        base_url=f"{jobs_server.url}/v1beta1/{vertex['tunedModel']['endpoint']}", api_key="key-a", max_retries=0
+    )
+    on_endpoint = endpoint.chat.completions.create(model="any", messages=messages, max_tokens=6, temperature=0)
+    assert on_endpoint.choices[0].message.content.strip() == expected
+    groups = httpx.get(f"{jobs_server.url}/tuneforge/serving", headers=ops, timeout=30).json()["groups"]
+    assert [len(g["adapters"]) for g in groups if g["adapters"]] == [3]  # the endpoint's too, on the same base
     assert client.models.delete(other.fine_tuned_model).deleted
     assert [m.id for m in client.models.list()] == [done.fine_tuned_model]
     with pytest.raises(openai.NotFoundError, match="does not exist"):
@@ -275,3 +283,52 @@ def test_pause_and_resume_continue_from_the_checkpoint(jobs_server):
     assert _wait(client, reference.id, ("succeeded", "failed", "cancelled")).status == "succeeded"
     uninterrupted = _step_losses(client, reference.id)
     assert resumed == pytest.approx(uninterrupted, rel=1e-4), (stopped_at, resumed, uninterrupted)
+
+
+def test_tool_use_lines_train_and_chat_renders_tools_as_training_did(jobs_server):
+    """Tool-use lines (tools, assistant tool_calls, tool messages) train through the model's template; chat with the
+    same tools answers what plain transformers + peft answer from the artifact (read back as tool_calls when it is a
+    call); a model whose template has no tools (Gemma 3) refuses the line by number at create."""
+    from tuneforge.infer.tool_calls import split_tool_calls
+    from tuneforge.train.demo_task import load_model
+    from tuneforge.train.tool_task import TOOLS, call_turns, prompt, template_chat, tool_line
+
+    client = _client(jobs_server)
+    body = "".join(json.dumps(tool_line(city, i)) + "\n" for i, city in enumerate(["abc", "defg", "hij", "klmno"]))
+    train = client.files.create(file=("tools.jsonl", body.encode()), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.fine_tuning.jobs.create(model="tiny-gemma3", training_file=train.id)
+    assert "line 1" in refused.value.message and "does not render tool use" in refused.value.message
+    method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 4}}}
+    job = client.fine_tuning.jobs.create(model="tiny-qwen3", training_file=train.id, method=method)
+    done = _wait(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done.error
+
+    final = jobs_server.bucket / f"tuneforge-team-a/tuningJobs/{job.id.removeprefix('ftjob-')}"
+    tokenizer, model = load_model(final / "postprocess/node-0/checkpoints/final")
+    offered = {t["function"]["name"] for t in TOOLS}
+    for chat in (prompt("pqrs", "weather"), [*prompt("pqrs", "weather"), *call_turns("pqrs", "get_weather", "rainy")]):
+        ids = tokenizer.apply_chat_template(
+            template_chat(chat), tools=TOOLS, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        out = model.generate(**ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        content, calls = split_tool_calls(text.strip(), offered)
+        reply = client.chat.completions.create(
+            model=done.fine_tuned_model, messages=chat, tools=TOOLS, max_tokens=24, temperature=0
+        ).choices[0]
+        assert (reply.message.content or None) == ((content and content.strip()) or None), (text, reply)
+        got = [(c.function.name, json.loads(c.function.arguments)) for c in reply.message.tool_calls or []]
+        assert got == [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls], (text, reply)
+        assert reply.finish_reason == ("tool_calls" if calls else reply.finish_reason)
+        chunks = list(
+            client.chat.completions.create(
+                model=done.fine_tuned_model, messages=chat, tools=TOOLS, max_tokens=24, temperature=0, stream=True
+            )
+        )
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        streamed = [(t.function.name, json.loads(t.function.arguments)) for d in deltas for t in d.tool_calls or []]
+        assert "".join(d.content or "" for d in deltas) == (reply.message.content or "") and streamed == got
+        assert chunks[-1].choices[0].finish_reason == reply.finish_reason
+    with pytest.raises(openai.BadRequestError, match="a call cannot be forced"):
+        client.chat.completions.create(model=done.fine_tuned_model, messages=chat, tools=TOOLS, tool_choice="required")

@@ -22,9 +22,20 @@ TINY_SEED = 1234
 STAND_IN_DIR = Path(__file__).with_name("stand_ins")
 
 # Chat templates (Jinja, as in tokenizer_config / chat_template.jinja). Each mirrors its family's real markers.
+# Tool use, as Llama 3.1 renders it: the tools in a system turn ("Environment: ipython"), with the line's system text
+# after them; a call as {"name", "parameters"} JSON; a tool's result as an "ipython" turn. Without tools, a
+# conversation renders exactly as before tools were added (the shipped pre-training read that).
 LLAMA3_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
-    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{{ bos_token }}{% set sys_first = tools and messages and messages[0]['role'] == 'system' %}"
+    "{% if tools %}<|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\nTools:\n"
+    "{% for t in tools %}{{ t['function'] | tojson }}\n{% endfor %}"
+    "{% if sys_first %}{{ '\n' + messages[0]['content'] }}{% endif %}<|eot_id|>{% endif %}"
+    "{% for m in messages %}{% if not (sys_first and loop.first) %}"
+    "<|start_header_id|>{{ 'ipython' if m['role'] == 'tool' else m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}{% if 'tool_calls' in m %}{% for c in m['tool_calls'] %}"
+    "{% if m['content'] or not loop.first %}{{ '\n' }}{% endif %}"
+    "{\"name\": \"{{ c['function']['name'] }}\", \"parameters\": {{ c['function']['arguments'] | tojson }}}"
+    "{% endfor %}{% endif %}<|eot_id|>{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
 # Gemma has no system role: the system text opens the first user turn, as Gemma 3's own template does.
@@ -45,8 +56,24 @@ LLAMA4_TEMPLATE = (
     "{% endfor %}{% endif %}<|eot|>{% endfor %}"
     "{% if add_generation_prompt %}<|header_start|>assistant<|header_end|>\n\n{% endif %}"
 )
+# Tool use, as Qwen 3 renders it: the tools inside <tools></tools> in the system turn, a call inside
+# <tool_call></tool_call>, the results of one turn's calls together in a user turn, each in <tool_response>.
 CHATML_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% set sys_first = tools and messages and messages[0]['role'] == 'system' %}"
+    "{% if tools %}<|im_start|>system\n{% if sys_first %}{{ messages[0]['content'] }}\n\n{% endif %}"
+    "# Tools\n\n<tools>\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within <tool_call></tool_call> "
+    "XML tags.<|im_end|>\n{% endif %}"
+    "{% for m in messages %}{% if not (sys_first and loop.first) %}{% if m['role'] == 'tool' %}"
+    "{% if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}<|im_start|>user{% endif %}"
+    "{{ '\n' }}<tool_response>\n{{ m['content'] }}\n</tool_response>"
+    "{% if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}<|im_end|>\n{% endif %}"
+    "{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "{% if 'tool_calls' in m %}{% for c in m['tool_calls'] %}"
+    "{% if m['content'] or not loop.first %}{{ '\n' }}{% endif %}"
+    '<tool_call>\n{"name": "{{ c[\'function\'][\'name\'] }}", "arguments": '
+    "{{ c['function']['arguments'] | tojson }}}\n</tool_call>{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endif %}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
@@ -206,13 +233,14 @@ def stand_in_weights(name: str) -> Path | None:
 
 
 def folder_name(name: str) -> str:
-    """The folder a stand-in is built into under ``<home>/models``: its name, tagged with its shipped weights' digest.
-    A new pre-training builds a new folder, while a model tuned on the old one (an adapter names its base folder)
-    keeps the base it was tuned on."""
+    """The folder a stand-in is built into under ``<home>/models``: its name, tagged with the digest of its shipped
+    weights and its chat template. A new pre-training or template builds a new folder, while a model tuned on the
+    old one (an adapter names its base folder) keeps the base it was tuned on."""
     weights = stand_in_weights(name)
     if weights is None:
         return name
-    return f"{name}-{hashlib.sha256(weights.read_bytes()).hexdigest()[:10]}"
+    digest = hashlib.sha256(weights.read_bytes() + TINY_SPECS[name].chat_template.encode())
+    return f"{name}-{digest.hexdigest()[:10]}"
 
 
 def _load_pretrained(model, path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
-Role = Literal["system", "user", "assistant"]
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,28 @@ Part = Union[TextPart, ImagePart]
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the assistant makes: its id (which the tool message answering it names), the function's name
+    and its arguments (a JSON object)."""
+
+    id: str
+    name: str
+    arguments: dict
+    path: str = field(default="", compare=False)  # its JSON path in the line, for reports
+
+    def template(self) -> dict:
+        """The shape chat templates take (Hugging Face's): arguments as an object, not OpenAI's JSON string."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True)
 class Message:
     role: Role
     parts: tuple[Part, ...]
     trained: bool = True  # an assistant turn's loss counts (OpenAI's per-message "weight": 0 makes it context)
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's function calls (trained as its reply is)
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    name: str | None = None  # a tool message: the function that answered
 
     @property
     def text(self) -> str:
@@ -47,6 +65,11 @@ class Conversation:
     messages: list[Message]
     line: int = 0  # 1-based line of the source file, for reports
     meta: dict = field(default_factory=dict)
+    tools: tuple[dict, ...] = ()  # the functions the assistant may call: {"type": "function", "function": {...}}
+
+    @property
+    def uses_tools(self) -> bool:
+        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
 
     @property
     def has_image(self) -> bool:
@@ -59,22 +82,27 @@ class Conversation:
 
     def template_messages(self) -> list[dict]:
         """The shape chat templates take: ``[{"role": ..., "content": ...}]``; a message with images has a list of
-        parts (``{"type": "image"}`` where each image goes, as image-text templates take them)."""
-        return [
-            {
-                "role": m.role,
-                "content": [
-                    {"type": "image"} if isinstance(p, ImagePart) else {"type": "text", "text": p.text} for p in m.parts
-                ]
-                if m.images
-                else m.text,
-            }
-            for m in self.messages
-        ]
+        parts (``{"type": "image"}`` where each image goes, as image-text templates take them); an assistant turn's
+        calls are its ``tool_calls``, a tool message names the call it answers (``tool_call_id``) and the function."""
+        return [_template_message(m) for m in self.messages]
 
     @classmethod
     def from_pairs(cls, *pairs: tuple[str, str], line: int = 0) -> Conversation:
         return cls([Message(role, (TextPart(text),)) for role, text in pairs], line=line)  # type: ignore[arg-type]
+
+
+def _template_message(m: Message) -> dict:
+    content: str | list[dict] = m.text
+    if m.images:
+        content = [{"type": "image"} if isinstance(p, ImagePart) else {"type": "text", "text": p.text} for p in m.parts]
+    out: dict = {"role": m.role, "content": content}
+    if m.tool_calls:
+        out["tool_calls"] = [call.template() for call in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    if m.name is not None:
+        out["name"] = m.name
+    return out
 
 
 def apply_prompt_rules(conversation: Conversation, rules: dict | None) -> Conversation:
@@ -94,4 +122,4 @@ def apply_prompt_rules(conversation: Conversation, rules: dict | None) -> Conver
         ]
     if rules.get("default_system") and (not messages or messages[0].role != "system"):
         messages.insert(0, Message("system", (TextPart(rules["default_system"]),)))
-    return Conversation(messages, line=conversation.line, meta=conversation.meta)
+    return Conversation(messages, line=conversation.line, meta=conversation.meta, tools=conversation.tools)

@@ -4,7 +4,8 @@ Formats (SPEC §2.7), detected per line by their keys, one format per file:
 
 - ``prompt_completion``: ``{"prompt": str, "completion": str}``
 - ``chat``: ``{"messages": [{"role": system|user|assistant, "content": str | [parts]}]}``, parts being
-  ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url", "detail"}}``
+  ``{"type": "text", "text"}`` and ``{"type": "image_url", "image_url": {"url", "detail"}}``; OpenAI's per-message
+  ``weight`` and tool use (``tools``, assistant ``tool_calls``, ``tool`` messages: data/tools.py)
 - ``generate_content``: ``{"systemInstruction"?: {"parts": [{"text"}]}, "contents": [{"role", "parts": [...]}]}``,
   roles user and model/assistant in any case, parts ``{"text"}`` and ``{"file_data": {"mime_type", "file_uri"}}``
 - ``text_pair`` (code generation and distillation, SPEC §3.2, §5.2): ``{"input_text": str, "output_text": str}``
@@ -23,9 +24,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from tuneforge.data.conversation import Conversation, ImagePart, Message, Part, TextPart
+from tuneforge.data import tools
+from tuneforge.data.conversation import Conversation, ImagePart, Message, Part, TextPart, ToolCall
 from tuneforge.data.images import IMAGE_MIME_TYPES, sniff
-from tuneforge.data.report import Report
+from tuneforge.data.report import Report, json_type
 from tuneforge.errors import InvalidArgument
 
 FORMAT_NAMES = {
@@ -38,12 +40,6 @@ FORMAT_NAMES = {
 IMAGE_DETAILS = ("low", "high", "auto")
 IMAGE_MODEL = "meta/llama4@llama-4-scout-17b-16e-instruct"
 _GC_ROLES = {"user": "user", "model": "assistant", "assistant": "assistant"}
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
-    )
 
 
 def _json_problem(text: str, exc: json.JSONDecodeError) -> tuple[str | None, str]:
@@ -93,6 +89,7 @@ class _Line:
         self.failed = False
         self.text_only_model = text_only_model
         self.image_error = image_error  # why this kind of dataset takes no images (preference tuning)
+        self.tools: tuple[dict, ...] = ()  # the functions a chat line offers (its "tools")
 
     def image_allowed(self, path: str) -> bool:
         if self.image_error:
@@ -117,7 +114,7 @@ class _Line:
     def string(self, value: Any, path: str, *, what: str = "a string", empty_fix: str | None = None) -> str | None:
         if not isinstance(value, str):
             fix = f'; write "{value}"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            self.error(f"expected {what}, got {_type_name(value)}{fix}", path)
+            self.error(f"expected {what}, got {json_type(value)}{fix}", path)
             return None
         if not value.strip() and empty_fix:
             self.error(f"empty string; {empty_fix}", path)
@@ -156,7 +153,7 @@ def _check_data_url(ctx: _Line, url: str, path: str) -> str | None:
 
 def _image_url_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
     if not isinstance(spec, dict):
-        ctx.error(f'expected an object like {{"url": "gs://…"}}, got {_type_name(spec)}', path)
+        ctx.error(f'expected an object like {{"url": "gs://…"}}, got {json_type(spec)}', path)
         return None
     detail = spec.get("detail", "auto")
     if detail not in IMAGE_DETAILS:
@@ -187,7 +184,7 @@ def _image_url_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
 def _file_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
     if not isinstance(spec, dict):
         ctx.error(
-            f'expected an object like {{"mime_type": "image/png", "file_uri": "gs://…"}}, got {_type_name(spec)}', path
+            f'expected an object like {{"mime_type": "image/png", "file_uri": "gs://…"}}, got {json_type(spec)}', path
         )
         return None
     mime = spec.get("mime_type", spec.get("mimeType"))
@@ -206,7 +203,7 @@ def _inline_data_part(ctx: _Line, spec: Any, path: str) -> ImagePart | None:
     """``inline_data {mime_type, data}`` (base64 bytes): kept as the equivalent data: URL."""
     if not isinstance(spec, dict):
         ctx.error(
-            f'expected an object like {{"mime_type": "image/png", "data": "<base64>"}}, got {_type_name(spec)}', path
+            f'expected an object like {{"mime_type": "image/png", "data": "<base64>"}}, got {json_type(spec)}', path
         )
         return None
     mime = spec.get("mime_type", spec.get("mimeType"))
@@ -256,13 +253,13 @@ def _chat_content(ctx: _Line, content: Any, path: str) -> tuple[Part, ...] | Non
         return (TextPart(content),)
     if not isinstance(content, list):
         fix = f'; write "{content}"' if isinstance(content, (int, float)) and not isinstance(content, bool) else ""
-        ctx.error(f"expected a string or a list of parts, got {_type_name(content)}{fix}", path)
+        ctx.error(f"expected a string or a list of parts, got {json_type(content)}{fix}", path)
         return None
     parts: list[Part] = []
     for j, part in enumerate(content):
         ppath = f"{path}[{j}]"
         if not isinstance(part, dict):
-            ctx.error(f'expected a part like {{"type": "text", "text": "..."}}, got {_type_name(part)}', ppath)
+            ctx.error(f'expected a part like {{"type": "text", "text": "..."}}, got {json_type(part)}', ppath)
             continue
         kind = part.get("type")
         if kind == "text":
@@ -281,14 +278,14 @@ def _chat_content(ctx: _Line, content: Any, path: str) -> tuple[Part, ...] | Non
 def _message_objects(ctx: _Line, messages: Any, key: str, like: str) -> list[tuple[str, dict]] | None:
     """(path, object) for each object in a message list; a non-list (None) or a non-object item is reported."""
     if not isinstance(messages, list):
-        ctx.error(f"expected a list like [{like}], got {_type_name(messages)}", key)
+        ctx.error(f"expected a list like [{like}], got {json_type(messages)}", key)
         return None
     out = []
     for i, m in enumerate(messages):
         if isinstance(m, dict):
             out.append((f"{key}[{i}]", m))
         else:
-            ctx.error(f"expected an object like {like}, got {_type_name(m)}", f"{key}[{i}]")
+            ctx.error(f"expected an object like {like}, got {json_type(m)}", f"{key}[{i}]")
     return out
 
 
@@ -298,27 +295,54 @@ def _bad_role(ctx: _Line, role: Any, allowed: str, path: str) -> None:
 
 
 def _parse_chat(ctx: _Line, obj: dict, key: str = "messages") -> list[tuple[Message, str]] | None:
-    """``obj["messages"]`` as messages; ``key`` is their JSON path in the line (``input.messages`` in a DPO line)."""
+    """``obj["messages"]`` as messages; ``key`` is their JSON path in the line (``input.messages`` in a DPO line).
+    Tool use (data/tools.py): the line's ``tools`` go to ``ctx.tools``, assistant ``tool_calls`` and ``tool``
+    messages become the messages' calls and results."""
     items = _message_objects(ctx, obj["messages"], key, '{"role": "user", "content": "..."}')
     if items is None:
         return None
+    ctx.tools = tools.parse_tools(ctx, obj)
     out: list[tuple[Message, str]] = []
-    for path, m in items:
+    for index, (path, m) in enumerate(items):
         if "author" in m and "role" not in m:
             ctx.error('chat messages use "role" (system, user or assistant), not "author"; rename the key', path)
             continue
-        role = m.get("role")
-        if role not in ("system", "user", "assistant"):
-            _bad_role(ctx, role, "one of system, user, assistant", path)
-            continue
+        message = _chat_message(ctx, m, path, index)
+        if message is not None:
+            out.append((message, path))
+    return out
+
+
+def _chat_message(ctx: _Line, m: dict, path: str, index: int) -> Message | None:
+    role = m.get("role")
+    if role not in ("system", "user", "assistant", "tool", "function"):
+        _bad_role(ctx, role, "one of system, user, assistant", path)
+        return None
+    calls: tuple[ToolCall, ...] = ()
+    if "tool_calls" in m or "function_call" in m:
+        if role != "assistant":
+            field = "tool_calls" if "tool_calls" in m else "function_call"
+            ctx.error(f"only assistant messages make tool calls; remove {field}", f"{path}.{field}")
+            return None
+        parsed = tools.parse_calls(ctx, m, path, index)
+        if parsed is None:
+            return None
+        calls = parsed
+    parts: tuple[Part, ...] | None = ()
+    if m.get("content") is not None or not calls:  # a message of calls alone may have no content
         if "content" not in m:
             ctx.error("missing; give the message text", f"{path}.content")
-            continue
+            return None
         parts = _chat_content(ctx, m["content"], f"{path}.content")
-        trained = _weight(ctx, m, role, path)
-        if parts is not None and trained is not None:
-            out.append((Message(role, parts, trained), path))
-    return out
+    trained = _weight(ctx, m, role, path)
+    if parts is None or trained is None:
+        return None
+    if role in ("tool", "function"):
+        if any(isinstance(p, ImagePart) for p in parts):
+            ctx.error("a tool's result is text; remove the image parts", f"{path}.content")
+            return None
+        return tools.tool_message(ctx, m, path, "".join(p.text for p in parts if isinstance(p, TextPart)))
+    return Message(role, parts, trained, tool_calls=calls)
 
 
 def _weight(ctx: _Line, message: dict, role: str, path: str) -> bool | None:
@@ -337,13 +361,13 @@ def _weight(ctx: _Line, message: dict, role: str, path: str) -> bool | None:
 
 def _gc_parts(ctx: _Line, parts: Any, path: str) -> tuple[Part, ...] | None:
     if not isinstance(parts, list):
-        ctx.error(f'expected a list like [{{"text": "..."}}], got {_type_name(parts)}', path)
+        ctx.error(f'expected a list like [{{"text": "..."}}], got {json_type(parts)}', path)
         return None
     out: list[Part] = []
     for j, part in enumerate(parts):
         ppath = f"{path}[{j}]"
         if not isinstance(part, dict):
-            ctx.error(f'expected a part like {{"text": "..."}}, got {_type_name(part)}', ppath)
+            ctx.error(f'expected a part like {{"text": "..."}}, got {json_type(part)}', ppath)
         elif "text" in part:
             text = ctx.string(part["text"], f"{ppath}.text")
             if text is not None:
@@ -472,15 +496,20 @@ _PARSERS = {
 
 
 def alternates(ctx: _Line, turns: list[tuple[Message, str]], reply: str = "assistant") -> bool:
-    """The first turn is the user's and turns alternate (``reply``: what the message calls the other side); a
-    broken rule is reported and False returned."""
+    """The first turn is the user's and turns alternate (``reply``: what the message calls the other side); tool
+    results stand on the user's side, several in a row answering one turn's calls. A broken rule is reported and
+    False returned."""
     if turns[0][0].role != "user":
         ctx.error("the first turn must be from the user; add the user's message before it", turns[0][1])
         return False
     for (prev, _), (m, path) in itertools.pairwise(turns):
+        if m.role == prev.role == "tool" or (m.role == "assistant") != (prev.role == "assistant"):
+            continue
         if m.role == prev.role:
             ctx.error(f"two {m.role} turns in a row; turns must alternate user and {reply} (merge them)", path)
-            return False
+        else:
+            ctx.error(f"a {m.role} message right after a {prev.role} message; the {reply} replies in between", path)
+        return False
     return True
 
 
@@ -499,18 +528,19 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     if not any(m.role == "assistant" for m, _ in turns):
         ctx.error("no assistant message, so there is no target to train on; add the expected assistant reply", key)
         return None
-    if not alternates(ctx, turns):
+    if not tools.check_tool_turns(ctx, turns, ctx.tools) or not alternates(ctx, turns):
         return None
     for m, path in turns:
-        if m.role == "assistant" and not m.text.strip() and not m.images:
+        if m.role == "assistant" and not m.text.strip() and not m.images and not m.tool_calls:
             ctx.error(
                 "empty assistant message; the example has nothing to learn; give the reply or drop the line", path
             )
             return None
     messages = [m for m, _ in items]
     if turns[-1][0].role != "assistant":
-        ctx.warning("the last user message has no assistant reply and is not trained on", turns[-1][1])
-        messages = messages[:-1]
+        ctx.warning(f"the last {turns[-1][0].role} message has no assistant reply and is not trained on", turns[-1][1])
+        while messages[-1].role != "assistant":
+            messages.pop()
     return messages
 
 
@@ -531,7 +561,7 @@ def json_objects(
             ctx.error(message, path)
             continue
         if not isinstance(obj, dict):
-            ctx.error(f"expected one JSON object per line, got {_type_name(obj)}; put each example on its own line")
+            ctx.error(f"expected one JSON object per line, got {json_type(obj)}; put each example on its own line")
             continue
         yield ctx, obj
 
@@ -586,7 +616,7 @@ def parse_lines(
             continue
         if default_system and messages[0].role != "system":
             messages = [Message("system", (TextPart(default_system),)), *messages]
-        conversations.append(Conversation(messages, line=number))
+        conversations.append(Conversation(messages, line=number, tools=ctx.tools))
     if file_format is not None:
         report.info["format"] = file_format[0]
     return conversations
@@ -627,14 +657,11 @@ def parse_request(obj: dict, fmt: str, text_only_model: str | None = None) -> Co
             if m.role == "system" and i > 0:
                 ctx.error(f"a system message is allowed only first; move it to {key}[0]", path)
         turns = [(m, path) for m, path in items if m.role != "system"]
-        if turns and turns[0][0].role != "user":
-            ctx.error("the first turn must be from the user", turns[0][1])
-        for (prev, _), (m, path) in itertools.pairwise(turns):
-            if m.role == prev.role:
-                ctx.error(f"two {m.role} turns in a row; turns must alternate (merge them)", path)
-        if turns and turns[-1][0].role != "user":
-            ctx.error("the last turn must be from the user (the message to answer)", turns[-1][1])
+        rules_kept = turns and tools.check_tool_turns(ctx, turns, ctx.tools) and alternates(ctx, turns)
+        if rules_kept and turns[-1][0].role == "assistant":
+            last = turns[-1][1]
+            ctx.error("the last turn must be from the user, or a tool's result (the message to answer)", last)
     if ctx.failed:
         problems = [f"{p.path}: {p.message}" if p.path else p.message for p in report.errors]
         raise InvalidArgument("; ".join(problems))
-    return Conversation([m for m, _ in items or []])
+    return Conversation([m for m, _ in items or []], tools=ctx.tools)

@@ -25,10 +25,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneforge.data import tools
 from tuneforge.data.conversation import Conversation, Message, TextPart
 from tuneforge.data.formats import _gc_parts, _Line, _parse_chat, _parse_generate_content, alternates, json_objects
 from tuneforge.data.report import Report
-from tuneforge.data.tokenize import IGNORE_INDEX, ChatEncoder, Encoded
+from tuneforge.data.tokenize import IGNORE_INDEX, ChatEncoder, Encoded, ExampleRefused
 from tuneforge.data.validate import Limits, read_lines
 from tuneforge.errors import InvalidArgument
 from tuneforge.settings import Settings
@@ -53,7 +54,7 @@ class PreferencePair:
 
     def conversation(self, completion: str) -> Conversation:
         reply = Message("assistant", (TextPart(completion),))
-        return Conversation([*self.prompt.messages, reply], line=self.line)
+        return Conversation([*self.prompt.messages, reply], line=self.line, tools=self.prompt.tools)
 
 
 @dataclass
@@ -171,9 +172,9 @@ def _prompt_turns(
     if not turns:
         ctx.error(empty, key)
         return None
-    if not alternates(ctx, turns, reply=reply):
+    if not tools.check_tool_turns(ctx, turns, ctx.tools) or not alternates(ctx, turns, reply=reply):
         return None
-    if turns[-1][0].role != "user":
+    if turns[-1][0].role not in ("user", "tool"):  # the completions answer the user, or a tool's result
         ctx.error(not_user, turns[-1][1])
         return None
     return [m for m, _ in items]
@@ -218,7 +219,7 @@ def _openai_pair(ctx: _Line, obj: dict) -> PreferencePair | None:
             "the two outputs are the same text, so there is nothing to prefer; make them differ", "preferred_output"
         )
         return None
-    return PreferencePair(Conversation(messages, line=ctx.line), chosen, rejected, line=ctx.line)
+    return PreferencePair(Conversation(messages, line=ctx.line, tools=ctx.tools), chosen, rejected, line=ctx.line)
 
 
 def parse_preference_lines(lines: Iterable[str], report: Report) -> list[PreferencePair]:
@@ -263,7 +264,11 @@ def encode_pair(encoder: ChatEncoder, pair: PreferencePair, index: int = 0) -> E
 def _encode_all(pairs: list[PreferencePair], limits: Limits, encoder: ChatEncoder, report: Report) -> list[EncodedPair]:
     out: list[EncodedPair] = []
     for pair in pairs:
-        encoded = encode_pair(encoder, pair, index=len(out))
+        try:
+            encoded = encode_pair(encoder, pair, index=len(out))
+        except ExampleRefused as exc:
+            report.error(str(exc), pair.line)
+            continue
         longest = max(len(encoded.chosen), len(encoded.rejected))
         if limits.max_seq_len and longest > limits.max_seq_len:
             roomier = {m: v for m, v in limits.other_modes.items() if v >= longest}

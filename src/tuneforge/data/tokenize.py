@@ -9,6 +9,10 @@ it ends. The trained span is the reply plus the end-of-turn token. The text is c
 is tokenised on its own, so a prompt is tokenised exactly as it will be at inference, and no token straddles a
 trained and an untrained piece.
 
+Tools: a conversation's ``tools`` go to the template, and its calls and tool messages are rendered by it (an
+assistant turn of calls is trained as any reply is; tool results, like user turns, never are). A template that leaves
+them out is refused for that example rather than trained on a conversation it cannot show the model.
+
 Images: an image-text model's template renders each image as its placeholder (Llama 4's ``<|image|>``); the
 processor expands each one into that image's tokens (tile and patch markers), inserted where the placeholder was.
 Image tokens are prompt tokens, never trained, and truncation never cuts through them: an example whose images do
@@ -20,10 +24,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from jinja2 import TemplateError
+
 from tuneforge.data.conversation import Conversation, ImagePart
 from tuneforge.errors import InvalidArgument
 
 IGNORE_INDEX = -100
+TOOL_TEMPLATES = "Llama 3.1 and later, Qwen 3"  # families whose own templates render tool use
+
+
+class ExampleRefused(InvalidArgument):
+    """The chat template cannot render this one example as it is (its tool use, or the template's own check):
+    reported at the example's line, while the other examples go on being checked."""
 
 
 @dataclass
@@ -69,10 +81,24 @@ class ChatEncoder:
         if self.end_of_turn is None:
             raise InvalidArgument("the tokenizer has no EOS token; set end_of_turn for the model family")
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
-        return self.tokenizer.apply_chat_template(
-            messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+    def render(self, messages: list[dict], add_generation_prompt: bool = False, tools: Sequence[dict] = ()) -> str:
+        try:
+            return self.tokenizer.apply_chat_template(
+                messages,
+                tools=list(tools) or None,
+                chat_template=self.chat_template,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+            )
+        except TemplateError as exc:  # the template's own raise_exception (e.g. "roles must alternate")
+            raise ExampleRefused(f"the model's chat template refused this conversation: {exc}") from None
+
+    def render_conversation(self, conversation: Conversation, add_generation_prompt: bool = False) -> str:
+        """The whole conversation as the template renders it, its tool use checked to be there."""
+        text = self.render(conversation.template_messages(), add_generation_prompt, conversation.tools)
+        if conversation.uses_tools:
+            _check_tools_rendered(conversation, text)
+        return text
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -124,8 +150,8 @@ class ChatEncoder:
     def pieces(self, conversation: Conversation, *, last_turn_only: bool = False) -> list[tuple[str, bool]]:
         """The rendered conversation cut into (text, trained) pieces; ``last_turn_only``: only the final assistant
         turn is trained (a preference pair's completion; earlier model turns are context)."""
-        messages = conversation.template_messages()
-        full = self.render(messages)
+        messages, tools = conversation.template_messages(), conversation.tools
+        full = self.render_conversation(conversation)
         pieces: list[tuple[str, bool]] = []
         cursor = 0
         for i, m in enumerate(messages):
@@ -133,8 +159,8 @@ class ChatEncoder:
                 continue
             if not conversation.messages[i].trained:  # weight 0: a reply shown as context, not learned
                 continue
-            before = self.render(messages[:i], add_generation_prompt=True)
-            through = self.render(messages[: i + 1])
+            before = self.render(messages[:i], add_generation_prompt=True, tools=tools)
+            through = self.render(messages[: i + 1], tools=tools)
             if not (through.startswith(before) and full.startswith(through)):
                 raise InvalidArgument(
                     "the chat template does not render conversations incrementally (a prefix of the conversation "
@@ -200,10 +226,26 @@ class ChatEncoder:
 
     def encode_prompt(self, conversation: Conversation, images: list | None = None) -> list[int]:
         """Token ids for generation: the conversation so far plus the generation prompt (as at training)."""
-        text = self.render(conversation.template_messages(), add_generation_prompt=True)
+        text = self.render_conversation(conversation, add_generation_prompt=True)
         parts = conversation.images
         if not parts:
             return self._ids(text)
         if not self.takes_images:
             raise InvalidArgument("the model takes text only; remove the image parts")
         return self._text_ids(text, self._opened(parts, images), [], 0)
+
+
+def _check_tools_rendered(conversation: Conversation, text: str) -> None:
+    """Every tool, call and tool result of ``conversation`` shows in ``text``, or the template does not render tool
+    use (Gemma 3's has no tools): training on it would teach calls the model never saw offered."""
+    missing = [f"the tool {t['function']['name']!r}" for t in conversation.tools if t["function"]["name"] not in text]
+    for m in conversation.messages:
+        missing += [f"the call of {c.name!r}" for c in m.tool_calls if c.name not in text]
+        if m.role == "tool" and m.text not in text:
+            missing.append("a tool message's result")
+    if missing:
+        raise ExampleRefused(
+            f"this model's chat template does not render tool use ({missing[0]} is missing from the rendered "
+            f"conversation); tune tool use on a model whose template renders tools, tool_calls and tool messages "
+            f"({TOOL_TEMPLATES}), or remove them from the data"
+        )

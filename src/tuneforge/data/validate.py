@@ -13,7 +13,7 @@ from tuneforge.data.conversation import Conversation
 from tuneforge.data.formats import parse_lines
 from tuneforge.data.images import ImageError, open_image
 from tuneforge.data.report import Report
-from tuneforge.data.tokenize import ChatEncoder, Encoded
+from tuneforge.data.tokenize import ChatEncoder, Encoded, ExampleRefused
 from tuneforge.errors import InvalidArgument
 from tuneforge.settings import Settings
 
@@ -144,7 +144,11 @@ def _encode_all(conversations, limits: Limits, encoder: ChatEncoder, report: Rep
     examples: list[Encoded] = []
     dropped: list[str] = []
     for conv in conversations:
-        enc = encoder.encode(conv, max_length=limits.max_seq_len, index=len(examples))
+        try:
+            enc = encoder.encode(conv, max_length=limits.max_seq_len, index=len(examples))
+        except ExampleRefused as exc:
+            report.error(str(exc), conv.line)
+            continue
         if enc.meta.get("images_cut"):
             n = enc.meta["full_length"]
             msg = (

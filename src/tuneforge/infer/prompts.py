@@ -33,10 +33,7 @@ def conversation_ids(dep: Deployment, conversation: Conversation) -> list[int]:
             "predict with a raw prompt, or deploy a model tuned by tuneforge (its template is saved)"
         )
     conversation = apply_prompt_rules(conversation, dep.prompt_rules)
-    text = dep.tokenizer.apply_chat_template(
-        conversation.template_messages(), chat_template=dep.chat_template, tokenize=False, add_generation_prompt=True
-    )
-    return dep.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ChatEncoder(dep.tokenizer, chat_template=dep.chat_template).encode_prompt(conversation)
 
 
 def prompt_ids(dep: Deployment, text: str) -> list[int]:

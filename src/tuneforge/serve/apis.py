@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from tuneforge.data import formats
 from tuneforge.data.conversation import Conversation
@@ -20,6 +21,7 @@ from tuneforge.errors import InvalidArgument
 from tuneforge.infer.engine import Deployment, GenRequest
 from tuneforge.infer.prompts import check_length, conversation_prompt, prompt_ids
 from tuneforge.infer.sampling import SamplingParams, build_params
+from tuneforge.infer.tool_calls import split_tool_calls
 from tuneforge.wire.base import dump
 from tuneforge.wire.openai import ChatCompletion, ChatCompletionRequest, Choice, ResponseMessage, Usage
 from tuneforge.wire.serving import GenerateContentRequest, GenerateContentResponse, GenerationConfig, PredictRequest
@@ -319,13 +321,31 @@ async def gemini_stream(run: Run, model_version: str, sse: bool) -> AsyncIterato
 # -- OpenAI chat completions -------------------------------------------------------------------------------------
 
 
+def offered_tools(tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None) -> set[str]:
+    """The function names whose calls are parsed from a reply (none for ``tool_choice="none"``)."""
+    if tool_choice not in (None, "auto", "none"):
+        raise InvalidArgument(
+            f'tool_choice {json.dumps(tool_choice)} is not supported: a call cannot be forced; use "auto" (the model '
+            'decides) or "none"',
+            param="tool_choice",
+        )
+    if not tools or tool_choice == "none":
+        return set()
+    return {
+        str(t["function"]["name"])
+        for t in tools
+        if isinstance(t, dict) and isinstance(t.get("function"), dict) and "name" in t["function"]
+    }
+
+
 def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
     # OpenAI's newer "developer" role is the system role
     messages = [
         {**m.model_dump(exclude_none=True), **({"role": "system"} if m.role == "developer" else {})}
         for m in req.messages
     ]
-    conversation = formats.parse_request({"messages": messages}, "chat")
+    offered_tools(req.tools, req.tool_choice)  # a tool_choice it cannot honour is refused first
+    conversation = formats.parse_request({"messages": messages, **({"tools": req.tools} if req.tools else {})}, "chat")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     params = build_params(
         defaults=dep.defaults,
@@ -345,22 +365,36 @@ def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
 FINISH_OPENAI = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
 
 
-def openai_response(results: list[dict], model: str, completion_id: str) -> ChatCompletion:
+def _reply(result: dict, offered: set[str]) -> tuple[str | None, list[dict], str]:
+    """(text, tool calls, finish reason) of one generated reply; calls only of the functions the request offered."""
+    content, calls = split_tool_calls(result["text"], offered)
+    return content, calls, "tool_calls" if calls else FINISH_OPENAI[result["finish_reason"]]
+
+
+def openai_response(
+    results: list[dict], model: str, completion_id: str, offered: set[str] | None = None
+) -> ChatCompletion:
     prompt_tokens = results[0]["prompt_tokens"]
     completion = sum(r["completion_tokens"] for r in results)
+    choices = []
+    for i, r in enumerate(results):
+        content, calls, finish = _reply(r, offered or set())
+        message = ResponseMessage.model_validate({"content": content, "tool_calls": calls or None})
+        choices.append(Choice(index=i, message=message, finish_reason=finish))
     return ChatCompletion(
         id=completion_id,
         created=int(time.time()),
         model=model,
-        choices=[
-            Choice(index=i, message=ResponseMessage(content=r["text"]), finish_reason=FINISH_OPENAI[r["finish_reason"]])
-            for i, r in enumerate(results)
-        ],
+        choices=choices,
         usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion),
     )
 
 
-async def openai_stream(run: Run, model: str, completion_id: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def openai_stream(
+    run: Run, model: str, completion_id: str, include_usage: bool, offered: set[str] | None = None
+) -> AsyncIterator[bytes]:
+    """Server-sent chunks. When the request offers tools, a reply is held until it ends (a call is known only when
+    it is whole), then sent as its text and its calls."""
     created = int(time.time())
 
     def chunk(choices: list[dict], usage: dict | None = None) -> bytes:
@@ -384,10 +418,19 @@ async def openai_stream(run: Run, model: str, completion_id: str, include_usage:
     final: dict[int, dict] = {}
     async for index, event in run.events():
         if event["type"] == "delta":
-            yield chunk([{"index": index, "delta": {"content": event["text"]}, "finish_reason": None}])
-        else:
-            final[index] = event
-            yield chunk([{"index": index, "delta": {}, "finish_reason": FINISH_OPENAI[event["finish_reason"]]}])
+            if not offered:
+                yield chunk([{"index": index, "delta": {"content": event["text"]}, "finish_reason": None}])
+            continue
+        final[index] = event
+        finish = FINISH_OPENAI[event["finish_reason"]]
+        if offered:
+            content, calls, finish = _reply(event, offered)
+            if content:
+                yield chunk([{"index": index, "delta": {"content": content}, "finish_reason": None}])
+            if calls:
+                deltas = [{"index": k, **call} for k, call in enumerate(calls)]
+                yield chunk([{"index": index, "delta": {"tool_calls": deltas}, "finish_reason": None}])
+        yield chunk([{"index": index, "delta": {}, "finish_reason": finish}])
     if include_usage and final:
         prompt_tokens = final[0]["prompt_tokens"]
         completion = sum(e["completion_tokens"] for e in final.values())

@@ -137,6 +137,23 @@ def greedy_answers(
 ) -> list[str]:
     """Answers from a model folder, loaded with plain transformers (and peft for an adapter), greedy decoding."""
     import torch
+
+    tokenizer, model = load_model(model_dir, base_dir)
+    answers = []
+    with torch.no_grad():
+        for p in prompts:
+            chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
+            ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            out = model.generate(
+                **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+            answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip())
+    return answers
+
+
+def load_model(model_dir: Path, base_dir: Path | None = None):
+    """(tokenizer, model in eval mode) of a model folder, with plain transformers (and peft for an adapter, on the
+    base it names unless ``base_dir`` is given): what a user of the artifact would load, without tuneforge."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = Path(model_dir)
@@ -148,17 +165,7 @@ def greedy_answers(
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir or base)), str(model_dir))
     else:
         model = AutoModelForCausalLM.from_pretrained(str(model_dir))
-    model.eval()
-    answers = []
-    with torch.no_grad():
-        for p in prompts:
-            chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-            ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-            out = model.generate(
-                **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-            answers.append(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip())
-    return answers
+    return tokenizer, model.eval()
 
 
 def exact_match(answers: list[str], expected: list[str]) -> float:

@@ -11,13 +11,11 @@ loaded with plain transformers (and peft for an adapter):
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from tuneforge.catalog.model_folder import ADAPTER_CONFIG, is_adapter
 from tuneforge.train.config import TuningConfig
-from tuneforge.train.demo_task import exact_match, full_tuned_base, greedy_answers, make_task, write_lines
+from tuneforge.train.demo_task import exact_match, full_tuned_base, greedy_answers, load_model, make_task, write_lines
 from tuneforge.train.recipes.dpo import run_dpo
 
 
@@ -48,26 +46,12 @@ def mixed_base(root: Path, strings: list[str], settings=None, epochs: float = 4)
     return full_tuned_base(root, "mixed-base", pairs, settings, epochs)
 
 
-def _load(model_dir: Path, base_dir: Path | None = None):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    if is_adapter(model_dir):
-        from peft import PeftModel
-
-        base = base_dir or json.loads((model_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base)), str(model_dir))
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir))
-    return tokenizer, model.eval()
-
-
 def preference_accuracy(model_dir: Path, strings: list[str]) -> float:
     """Share of pairs whose preferred completion the model gives the higher log-probability (summed over the
     completion's tokens and its end-of-turn token, rendered by the model folder's own chat template)."""
     import torch
 
-    tokenizer, model = _load(model_dir)
+    tokenizer, model = load_model(model_dir)
 
     def logp(prompt: str, completion: str) -> float:
         chat = [{"role": "user", "content": prompt}]

@@ -11,9 +11,11 @@ from tuneforge.wire.base import FIELD, LenientModel, problem
 
 
 class ChatMessage(LenientModel):
-    role: str = Field(description="system (or developer), user or assistant.")
+    role: str = Field(description="system (or developer), user, assistant or tool.")
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="An assistant turn's function calls.")
+    tool_call_id: str | None = Field(default=None, description="A tool message: the call it answers.")
 
 
 class StreamOptions(LenientModel):
@@ -37,6 +39,13 @@ class ChatCompletionRequest(LenientModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Functions the model may call: rendered by its chat template, calls parsed back."
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description='"auto" (the default with tools) or "none" (no calls parsed); forcing one is refused.'
+    )
+    parallel_tool_calls: bool | None = None
 
     @field_validator("messages", mode="before")
     @classmethod
@@ -46,9 +55,21 @@ class ChatCompletionRequest(LenientModel):
         return value
 
 
+class FunctionCall(LenientModel):
+    name: str
+    arguments: str = Field(description="A JSON object, as a string.")
+
+
+class ToolCall(LenientModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ResponseMessage(LenientModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(LenientModel):

@@ -270,12 +270,14 @@ async def chat_reply(
 ) -> ChatCompletion | StreamingResponse:
     """One OpenAI chat completion from ``dep`` (streamed as server-sent events when the body asks)."""
     prompt = await run_in_threadpool(apis.openai_prompt, dep, body)
+    offered = apis.offered_tools(body.tools, body.tool_choice)  # the functions whose calls are read back from the reply
     run = apis.Run(dep, [prompt])
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(apis.openai_stream(run, model, completion_id, usage), media_type="text/event-stream")
-    return apis.openai_response(await run.results(request.is_disconnected), model, completion_id)
+        stream = apis.openai_stream(run, model, completion_id, usage, offered)
+        return StreamingResponse(stream, media_type="text/event-stream")
+    return apis.openai_response(await run.results(request.is_disconnected), model, completion_id, offered)
 
 
 @router.post(
