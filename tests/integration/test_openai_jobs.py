@@ -247,6 +247,8 @@ def test_pause_and_resume_continue_from_the_checkpoint(jobs_server):
     deadline = time.monotonic() + 120
     while not _step_losses(client, job.id) and time.monotonic() < deadline:
         time.sleep(0.2)
+    running = client.fine_tuning.jobs.retrieve(job.id)  # mid-run: a finish time estimated from its steps so far
+    assert running.status == "running" and running.estimated_finish >= running.created_at, running
     pausing = client.fine_tuning.jobs.pause(job.id)
     assert pausing.status in ("pausing", "paused")
     with pytest.raises(openai.BadRequestError, match="only a queued or running job is paused"):

@@ -151,6 +151,10 @@ BAD = [
         "line 1, messages[1].tool_calls: only assistant messages make tool calls; remove tool_calls",
     ),
     (
+        with_messages({"role": "assistant", "tool_calls": []}),
+        "line 1, messages[1].tool_calls: expected a non-empty list of tool calls like [",
+    ),
+    (
         {"tools": [{"type": "retrieval"}], "messages": LINE["messages"][1:]},
         'line 1, tools[0]: expected {"type": "function", "function": {"name": …}}: only function tools are tuned',
     ),

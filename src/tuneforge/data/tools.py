@@ -126,7 +126,8 @@ def parse_calls(ctx: _Line, m: dict, path: str, index: int) -> tuple[ToolCall, .
         return (call,) if call else None
     value = m["tool_calls"]
     if not isinstance(value, list) or not value:
-        ctx.error(f"expected a non-empty list of tool calls like [{CALL_SHAPE}], got {json_type(value)}", path)
+        got = "an empty list" if value == [] else json_type(value)
+        ctx.error(f"expected a non-empty list of tool calls like [{CALL_SHAPE}], got {got}", f"{path}.tool_calls")
         return None
     calls = [_call(ctx, spec, f"{path}.tool_calls[{i}]") for i, spec in enumerate(value)]
     if any(c is None for c in calls):
