@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
@@ -180,26 +181,27 @@ class FineTuningService:
         return FineTuningJobList(data=[fine_tuning_job(a, b) for a, b in pairs[:limit]], has_more=len(pairs) > limit)
 
     def cancel(self, project: str, ft_id: str) -> FineTuningJob:
-        return self._control(project, ft_id, "cancel", "only a job that has not ended is cancelled")
+        return self._control(project, ft_id, self.tuning.cancel, "only a job that has not ended is cancelled")
 
     def pause(self, project: str, ft_id: str) -> FineTuningJob:
         """A running job saves a checkpoint at its next step and stops ("pausing", then "paused")."""
-        return self._control(project, ft_id, "pause", "only a queued or running job is paused")
+        return self._control(project, ft_id, self.tuning.pause, "only a queued or running job is paused")
 
     def resume(self, project: str, ft_id: str) -> FineTuningJob:
         """A paused job goes back in the queue and continues from the checkpoint it paused at."""
-        return self._control(project, ft_id, "resume", "only a paused job is resumed")
+        return self._control(project, ft_id, self.tuning.resume, "only a paused job is resumed")
 
-    def _control(self, project: str, ft_id: str, action: str, only: str) -> FineTuningJob:
+    def _control(self, project: str, ft_id: str, action: Callable[[str, str, str], None], only: str) -> FineTuningJob:
         """Cancel, pause or resume through the tuning-job service (one state machine for both doors); a request the
         job's state refuses is a 400 in OpenAI's words."""
         with self.store.session() as s:
             _, row = self._rows(s, project, ft_id)
         try:
-            getattr(self.tuning, action)(project, row.location, row.id)
+            action(project, row.location, row.id)
         except FailedPrecondition:
             now = self.retrieve(project, ft_id).status
-            state = f"has already ended ({now})" if now in ("succeeded", "failed", "cancelled") else f"is {now}"
+            ended = {STATUS[s] for s in states.FINAL}
+            state = f"has already ended ({now})" if now in ended else f"is {now}"
             raise InvalidArgument(f"{ft_id} {state}; {only}", param="fine_tuning_job_id") from None
         return self.retrieve(project, ft_id)
 

@@ -34,6 +34,12 @@ class Base(DeclarativeBase):
     pass
 
 
+def release(row: Any, state: str) -> None:
+    """A job row (tuning or pipeline) leaves its worker for ``state`` without its run counting as an attempt: a pause,
+    a resume that came while pausing, or a worker's own shutdown is no crash (``max_attempts`` counts crashes)."""
+    row.state, row.worker_id, row.attempts = state, None, max(0, row.attempts - 1)
+
+
 class TuningJobRow(Base):
     """A tuning run: the stored TuningJob resource plus what the worker needs to run and recover it."""
 

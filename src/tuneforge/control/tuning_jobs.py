@@ -20,7 +20,7 @@ from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.registry import DEV_LABEL
-from tuneforge.control.tables import MetricRow, ModelRow, PipelineJobRow, TuningJobRow, new_id, utcnow
+from tuneforge.control.tables import MetricRow, ModelRow, PipelineJobRow, TuningJobRow, new_id, release, utcnow
 from tuneforge.data.distill import DistillExample
 from tuneforge.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, status
 from tuneforge.settings import Settings
@@ -277,8 +277,8 @@ def finish_stopped(row: TuningJobRow, now: datetime) -> str | None:
         row.pause_requested = False
         return "Cancelled"
     if row.pause_requested:
-        row.state, row.pause_requested, row.worker_id = states.PAUSED, False, None
-        row.attempts = max(0, row.attempts - 1)
+        row.pause_requested = False
+        release(row, states.PAUSED)
         return "Paused"
     return None
 

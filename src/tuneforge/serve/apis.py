@@ -344,7 +344,6 @@ def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
         {**m.model_dump(exclude_none=True), **({"role": "system"} if m.role == "developer" else {})}
         for m in req.messages
     ]
-    offered_tools(req.tools, req.tool_choice)  # a tool_choice it cannot honour is refused first
     conversation = formats.parse_request({"messages": messages, **({"tools": req.tools} if req.tools else {})}, "chat")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     params = build_params(

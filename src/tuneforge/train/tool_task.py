@@ -118,8 +118,8 @@ def tool_quality(model_dir: Path, held_out: list[str], offset: int = 0) -> dict:
 def run_tool_task(
     root: Path, model: str, mode: str, *, lines: int = 400, held_out: int = 50, settings=None, **overrides
 ) -> dict:
-    """Tune ``model`` (a stand-in) on the task with the catalog's defaults and score the held-out cities before
-    (the base) and after (the saved artifact)."""
+    """Tune ``model`` (a stand-in) on the task with the catalog's defaults (``overrides`` change them) and score the
+    held-out cities from the saved artifact."""
     names = cities(lines + held_out, seed=3)
     random.Random(4).shuffle(names)
     train, test = names[:lines], names[lines:]

@@ -66,7 +66,7 @@ class OpenAIErrorBody(BaseModel):
 
 # -- fine-tuning jobs ----------------------------------------------------------------------------------------------
 Auto = Literal["auto"]
-JOB_STATUSES = ("validating_files", "queued", "running", "pausing", "paused", "succeeded", "failed", "cancelled")
+JobStatus = Literal["validating_files", "queued", "running", "pausing", "paused", "succeeded", "failed", "cancelled"]
 
 
 def _auto_or_number(integer: bool, low: float, high: float, low_open: bool = False) -> PlainValidator:
@@ -158,7 +158,7 @@ class FineTuningJob(BaseModel):
     organization_id: str = Field(description="The project.")
     result_files: list[str] = []
     seed: int
-    status: Literal["validating_files", "queued", "running", "pausing", "paused", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     trained_tokens: int | None = None
     training_file: str
     validation_file: str | None = None

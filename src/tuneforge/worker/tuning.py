@@ -16,7 +16,7 @@ from tuneforge.control import events, states
 from tuneforge.control.db import Store, fetch
 from tuneforge.control.fine_tuning import write_results
 from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
-from tuneforge.control.tables import MetricRow, TuningJobRow, utcnow
+from tuneforge.control.tables import MetricRow, TuningJobRow, release, utcnow
 from tuneforge.control.tuning_jobs import finish_stopped
 from tuneforge.data.stats import distillation_data_stats
 from tuneforge.errors import TuneforgeError, status
@@ -145,7 +145,7 @@ def _stopped(store: Store, job_id: str, result: RunResult, parent_pid: int) -> N
         elif what is not None:
             events.record(s, events.TUNING, job_id, f"{what} {at}")
         elif row.state == states.RUNNING and os.getppid() == parent_pid:
-            row.state, row.worker_id, row.attempts = states.PENDING, None, max(0, row.attempts - 1)
+            release(row, states.PENDING)
             events.record(s, events.TUNING, job_id, f"Resumed while pausing {at}: back in the queue, continues there")
 
 

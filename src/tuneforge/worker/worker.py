@@ -27,7 +27,7 @@ from sqlalchemy.orm import object_session
 from tuneforge.control import events, states
 from tuneforge.control import pipeline_jobs as p
 from tuneforge.control.db import Store
-from tuneforge.control.tables import PipelineJobRow, TuningJobRow, utcnow
+from tuneforge.control.tables import PipelineJobRow, TuningJobRow, release, utcnow
 from tuneforge.control.tuning_jobs import finish_stopped
 from tuneforge.errors import status
 from tuneforge.settings import Settings
@@ -289,6 +289,6 @@ class Worker:
                 if stopped is not None:
                     events.record(s, kind.name, row.id, f"{stopped} (the worker stopped)")
                 else:
-                    row.state, row.worker_id, row.attempts = kind.pending, None, max(0, row.attempts - 1)
+                    release(row, kind.pending)
                     events.record(s, kind.name, row.id, "The worker stopped; back in the queue", "WARNING")
         self.running.clear()

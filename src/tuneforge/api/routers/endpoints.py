@@ -269,8 +269,8 @@ async def chat_reply(
     request: Request, dep: Deployment, body: ChatCompletionRequest, model: str
 ) -> ChatCompletion | StreamingResponse:
     """One OpenAI chat completion from ``dep`` (streamed as server-sent events when the body asks)."""
-    prompt = await run_in_threadpool(apis.openai_prompt, dep, body)
     offered = apis.offered_tools(body.tools, body.tool_choice)  # the functions whose calls are read back from the reply
+    prompt = await run_in_threadpool(apis.openai_prompt, dep, body)
     run = apis.Run(dep, [prompt])
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     if body.stream:
