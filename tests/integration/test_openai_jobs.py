@@ -84,6 +84,11 @@ def test_a_supervised_job_runs_to_success_and_is_the_same_run_as_a_tuning_job(jo
     assert {e.data["step"] for e in metrics} == {1, 2, 3, 4}  # 16 lines, batch 8, 2 epochs
     assert all("train_loss" in e.data for e in metrics) and any("valid_loss" in e.data for e in metrics)
     assert any(e.type == "message" and e.message.startswith("Created") for e in events)
+    messages = [e.message for e in events if e.type == "message"]
+    validated = next(m for m in messages if m.startswith("Validated the data: "))  # validation, start, ..., the end
+    assert f"{train.id}.jsonl: 16 examples" in validated and f"{valid.id}.jsonl: 4 examples" in validated, validated
+    assert "checkpoint saved at step 2: a resumed run continues from it" in messages  # the first epoch's end
+    assert messages[0].startswith("Succeeded after 4 steps")
     page = client.fine_tuning.jobs.list_events(job.id, limit=2)
     assert len(page.data) == 2 and page.has_more
     rest = client.fine_tuning.jobs.list_events(job.id, after=page.data[-1].id, limit=100).data

@@ -426,14 +426,16 @@ class TuningJobService:
             )
         return mode
 
-    def preflight(self, config: TuningConfig, catalog: Catalog) -> ResolvedModel:
+    def preflight(self, config: TuningConfig, catalog: Catalog) -> tuple[ResolvedModel, str]:
         """Resolve the model and validate the datasets now, before the job is stored: a bad request never becomes
-        a job, and every dataset problem is reported at once. Returns what the job runs on."""
+        a job, and every dataset problem is reported at once. Returns what the job runs on, and what was validated
+        (the job's first event)."""
         if config.method == "distillation":
             source, examples = check_distillation(config, settings=self.settings, catalog=catalog)
             self.check_teacher(config.teacher, examples, catalog)
-            return source.resolved
-        return check_datasets(config, settings=self.settings, catalog=catalog).source.resolved
+            return source.resolved, f"Validated the data: {config.train_dataset}: {len(examples):,} prompts"
+        checked = check_datasets(config, settings=self.settings, catalog=catalog)
+        return checked.source.resolved, checked.summary
 
     def check_teacher(self, teacher: str | None, examples: list[DistillExample], catalog: Catalog) -> None:
         """A catalog teacher (baseTeacherModel): NOT_FOUND with suggestions, or its weights not configured; in dev
@@ -462,7 +464,7 @@ class TuningJobService:
         config, resource = self.build_config(project, job_id, job, catalog)
         if run:
             config = TuningConfig.build({}, **{**config.model_dump(exclude_none=True), **run})
-        runs_on = self.preflight(config, catalog)
+        runs_on, validated = self.preflight(config, catalog)
         labels = dict(job.labels)
         if runs_on.stand_in:
             labels[DEV_LABEL] = runs_on.entry.id
@@ -489,6 +491,7 @@ class TuningJobService:
             if attach is not None:
                 s.flush()  # the job row first: an attached record refers to it
                 attach(s, row)
+            events.record(s, events.TUNING, job_id, validated)
             events.record(s, events.TUNING, job_id, f"Created ({state.removeprefix('JOB_STATE_').lower()})")
         return tuning_job(row)
 

@@ -25,6 +25,14 @@ class Preflight:
     validation: PreparedDataset | PreparedPreferences | None
     report: Report  # both datasets' problems
 
+    @property
+    def summary(self) -> str:
+        """What was validated, in a line: each file's examples and tokens (a job's first event)."""
+        files = [d for d in (self.train, self.validation) if d is not None]
+        shown = [f"{d.source}: {d.report.info.get('examples', 0):,} examples, {d.report.info.get('tokens', 0):,} tokens"
+                 for d in files]  # fmt: skip
+        return "Validated the data: " + "; ".join(shown)
+
 
 def open_model(
     catalog: Catalog,

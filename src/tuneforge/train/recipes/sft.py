@@ -490,7 +490,8 @@ def train_loop(
             if run.batches.validation and (state.step % (plan.eval_steps or 1) == 0 or state.step == plan.total_steps):
                 evaluate(run, result, writer, cb)
             stopping = run.world.agree(result.stopped_early or (should_stop is not None and should_stop()))
-            save_due_checkpoint(run, stopping)
+            if save_due_checkpoint(run, stopping):
+                cb.on_message(f"checkpoint saved at step {state.step}: a resumed run continues from it")
             if stopping:
                 if not result.stopped_early:
                     result.cancelled = True
@@ -571,15 +572,17 @@ def record_evaluation(
         )
 
 
-def save_due_checkpoint(run: Run, stopping: bool) -> None:
+def save_due_checkpoint(run: Run, stopping: bool) -> bool:
     """A resumable checkpoint every ``save_steps``, at each epoch's end and when stopping (not at the last step:
-    the export follows)."""
+    the export follows); whether one was saved."""
     step, plan = run.state.step, run.plan
     due = step % plan.save_steps == 0 or step % plan.steps_per_epoch == 0
-    if (due and step < plan.total_steps) or stopping:
-        save_checkpoint(run.layout.step_dir(step), run.model, run.optimizer, run.scheduler, run.state)
-        if run.world.main:
-            prune_checkpoints(run.layout, run.config.keep_checkpoints)
+    if not ((due and step < plan.total_steps) or stopping):
+        return False
+    save_checkpoint(run.layout.step_dir(step), run.model, run.optimizer, run.scheduler, run.state)
+    if run.world.main:
+        prune_checkpoints(run.layout, run.config.keep_checkpoints)
+    return True
 
 
 # --- 6: export ---------------------------------------------------------------------------------------------------
