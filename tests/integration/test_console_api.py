@@ -137,7 +137,8 @@ def test_a_job_s_events_tell_what_happened_in_order(api):
         events = c.get(f"/v1/{api.job['name']}/events").json()["events"]
         gone = c.get(f"{P}/tuningJobs/123/events")
     said = [e["message"] for e in events]
-    assert said[0] == "Created (pending)" and said[1].startswith("Started on worker")
+    assert said[0].startswith("Validated the data: gs://up/good.jsonl: 24 examples, ")  # before it was stored
+    assert said[1] == "Created (pending)" and said[2].startswith("Started on worker")
     assert any(m.startswith("Training 6 steps from the start on cpu") for m in said)
     assert said[-1].startswith("Succeeded after 6 steps: projects/console-api/locations/us-central1/models/")
     assert [e["time"] for e in events] == sorted(e["time"] for e in events)
