@@ -31,6 +31,11 @@ def rpc_code(name: str) -> int:
     return RPC_CODES.get(name, RPC_CODES["INTERNAL"])
 
 
+def rpc_name(number: int) -> str:
+    """The name of a google.rpc code number (an unknown number is UNKNOWN)."""
+    return next((name for name, n in RPC_CODES.items() if n == number), "UNKNOWN")
+
+
 def status(code: str, message: str) -> dict[str, Any]:
     """A google.rpc.Status as stored on a job or an operation: ``{"code": 9, "message": ...}``."""
     return {"code": rpc_code(code), "message": message}

@@ -248,6 +248,11 @@ def test_pause_and_resume_continue_from_the_checkpoint(jobs_server):
     assert client.fine_tuning.jobs.pause(queued.id).status == "paused"  # not started: paused at once
     assert client.fine_tuning.jobs.resume(queued.id).status == "queued"
     assert client.fine_tuning.jobs.pause(queued.id).status == "paused"
+    # A job whose data disappears behind the API's back (removed from the bucket while it waits) fails when it runs.
+    lost = client.files.create(file=("lost.jsonl", _lines(6)), purpose="fine-tune")
+    doomed = client.fine_tuning.jobs.create(model="tiny-llama", training_file=lost.id, method=method)
+    assert client.fine_tuning.jobs.pause(doomed.id).status == "paused"
+    (jobs_server.bucket / f"tuneforge-files/team-a/{lost.id}.jsonl").unlink()
 
     deadline = time.monotonic() + 120
     while not _step_losses(client, job.id) and time.monotonic() < deadline:
@@ -286,6 +291,10 @@ def test_pause_and_resume_continue_from_the_checkpoint(jobs_server):
     assert sorted(resumed) == list(range(1, 49))
 
     assert client.fine_tuning.jobs.cancel(queued.id).status == "cancelled"  # cancelled while paused
+    client.fine_tuning.jobs.resume(doomed.id)
+    failed = _wait(client, doomed.id, ("succeeded", "failed", "cancelled"))
+    assert failed.status == "failed" and failed.error.code == "invalid_argument", failed
+    assert f"{lost.id}.jsonl" in failed.error.message and failed.finished_at and failed.fine_tuned_model is None
     reference = client.fine_tuning.jobs.create(model="tiny-llama", training_file=train.id, seed=11, method=method)
     assert _wait(client, reference.id, ("succeeded", "failed", "cancelled")).status == "succeeded"
     uninterrupted = _step_losses(client, reference.id)

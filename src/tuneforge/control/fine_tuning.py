@@ -25,7 +25,7 @@ from tuneforge.control.deployments import Deployments
 from tuneforge.control.files import FileService, add_file
 from tuneforge.control.tables import FileRow, FineTuningJobRow, JobEventRow, MetricRow, ModelRow, TuningJobRow
 from tuneforge.control.tuning_jobs import TuningJobService
-from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
+from tuneforge.errors import RPC_CODES, FailedPrecondition, InvalidArgument, NotFound, rpc_name
 from tuneforge.infer.engine import Deployment
 from tuneforge.settings import Settings
 from tuneforge.wire import names
@@ -414,7 +414,10 @@ def fine_tuning_job(ours: FineTuningJobRow, row: TuningJobRow) -> FineTuningJob:
     status = "pausing" if row.state == states.RUNNING and row.pause_requested else STATUS[row.state]
     error = None
     if row.state == states.FAILED and row.error:
-        error = JobError(code=str(row.error.get("status") or "failed").lower(), message=row.error.get("message", ""))
+        code = rpc_name(
+            int(row.error.get("code", RPC_CODES["UNKNOWN"]))
+        ).lower()  # google.rpc's name: "invalid_argument"
+        error = JobError(code=code, message=row.error.get("message", ""))
     done = row.state == states.SUCCEEDED
     return FineTuningJob(
         id=PREFIX + ours.id,
