@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Comma-separated API keys; KEY=proj1|proj2 scopes a key to projects. Empty: no authentication "
         "(only allowed on loopback unless --insecure).",
     )
+    bucket_access: str = Field(
+        default="",
+        description="With API keys: who may use which bucket, comma-separated BUCKET[/PREFIX]=PROJECT[:read]|… "
+        "(a project without :read may read and write; e.g. shared-data=a|b:read,team=a|b). A bucket named here "
+        "belongs to the projects it lists; any other belongs to the project that first writes to it.",
+    )
     insecure: bool = Field(default=False, description="Allow listening on a non-loopback address without API keys.")
     max_running_jobs_per_project: int = Field(
         default=1, ge=1, description="Concurrent tuning jobs per project (quota)."

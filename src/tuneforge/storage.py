@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from tuneforge.errors import InvalidArgument
@@ -19,6 +20,13 @@ from tuneforge.settings import Settings, get_settings
 
 class StorageError(InvalidArgument, ValueError):
     """A URI that cannot be read or written (INVALID_ARGUMENT); the message says what to do."""
+
+
+class Access(Protocol):
+    """Who may use which bucket: one project's view (control/access.py decides, from the operator's configuration
+    and the store). ``check`` raises PermissionDenied, never saying whether the object exists."""
+
+    def check(self, bucket: str, path: str, *, write: bool, uri: str, field: str) -> None: ...
 
 
 def _split_gs(uri: str) -> tuple[str, str]:
@@ -66,27 +74,64 @@ def local_path(uri: str | Path, settings: Settings | None = None) -> Path:
     return Path(uri).expanduser()
 
 
-def check_client_uri(uri: str, field: str, settings: Settings | None = None) -> str:
+def check_client_uri(
+    uri: str, field: str, settings: Settings | None = None, *, access: Access | None, write: bool = False
+) -> str:
     """A URI from an API client: gs:// (mapped under the bucket root), or a file path inside the bucket root.
 
     Operators' own paths (catalog weights, CLI arguments) are not limited; what a client sends over the API can
-    never reach outside the bucket root: no '..', no absolute path or file:// URI elsewhere, no symlink out.
+    never reach outside the bucket root: no '..', no absolute path or file:// URI elsewhere, no symlink out. With
+    ``access`` (a server with API keys: several tenants), the bucket must also be one the client's project may read
+    (or, with ``write``, write); ``access=None`` is for one tenant and the operator's own paths.
     """
     settings = settings or get_settings()
     if not isinstance(uri, str) or not uri:
         raise StorageError(f"{field} must be a gs:// URI")
+    if "\x00" in uri or len(uri) > MAX_URI or not uri.isprintable() or not _encodable(uri):
+        raise StorageError(
+            f"{field} must be a gs:// URI of at most {MAX_URI} characters, without NUL bytes, control characters or "
+            "lone surrogates"
+        )
     if uri.startswith("gs://"):
+        bucket, path = _split_gs(uri)
+        if any(len(part) > MAX_SEGMENT for part in [bucket, *path.split("/")]):
+            raise StorageError(f"{field}: each part of a gs:// path may have at most {MAX_SEGMENT} characters")
         if not settings.real_gcs:
             local_path(uri, settings)  # raises for '..' and symlinks out of the root
-        return uri
+    else:
+        bucket, path = _inside_root(uri, field, settings)
+    if access is not None:
+        access.check(bucket, path, write=write, uri=uri, field=field)
+    return uri
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+MAX_URI = 2048
+MAX_SEGMENT = 255  # what a file system allows a name (longer ones would fail with an OSError)
+
+
+def _inside_root(uri: str, field: str, settings: Settings) -> tuple[str, str]:
+    """(bucket, path) of a client's local path, which must lie inside the bucket root."""
     scheme = urlparse(uri).scheme
     if scheme not in ("", "file"):
         raise StorageError(f"{field}: {uri!r} is not supported; use a gs://BUCKET/path URI")
     path = local_path(uri, settings)
     root = settings.resolved_bucket_root.resolve()
+    if any(len(part) > MAX_SEGMENT for part in path.parts):
+        raise StorageError(f"{field}: each part of a path may have at most {MAX_SEGMENT} characters")
     if not path.is_absolute() or not path.resolve().is_relative_to(root):
         raise StorageError(f"{field}: {uri!r} is outside the bucket root; use a gs://BUCKET/path URI")
-    return uri
+    parts = path.resolve().relative_to(root).parts
+    if not parts:
+        raise StorageError(f"{field}: {uri!r} is the bucket root itself; name a file in a bucket")
+    return parts[0], "/".join(parts[1:])
 
 
 def _fs_for(uri: str):
@@ -109,7 +154,7 @@ def fetch(uri: str | Path, settings: Settings | None = None) -> Path:
     if not is_remote(uri, settings):
         path = local_path(uri, settings)
         if not path.exists():
-            raise StorageError(f"{uri} not found (looked at {path}); upload it there or fix the path")
+            raise StorageError(f"{uri} not found; upload it there or fix the path")
         return path
     cache = settings.home / "cache" / urlparse(uri).scheme / uri.split("://", 1)[1].strip("/")
     if not cache.exists():

@@ -60,7 +60,8 @@ def server(tmp_path_factory):
     (bucket / "bad.jsonl").write_text(BAD)
     shutil.copy(examples_dir() / "code_generation.jsonl", bucket / "code.jsonl")
     (home / "form.jsonl").write_text(GOOD)  # the file the form uploads from "this computer"
-    env = {"TUNEFORGE_API_KEYS": KEY, "TUNEFORGE_QUEUE_OVER_QUOTA": "1"}
+    # gs://b was filled by hand (as an operator would): it is granted to the project, as an operator grants it
+    env = {"TUNEFORGE_API_KEYS": KEY, "TUNEFORGE_QUEUE_OVER_QUOTA": "1", "TUNEFORGE_BUCKET_ACCESS": f"b={PROJECT}"}
     srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}", extra_env=env)
     body = {
         "baseModel": "tiny-llama",

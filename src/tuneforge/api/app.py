@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 import tuneforge
 from tuneforge.api import errors
-from tuneforge.api.deps import VERSIONS, parse_api_keys
+from tuneforge.api.deps import VERSIONS, parse_api_keys, project_scope
 from tuneforge.api.routers import (
     base_models,
     console,
@@ -28,6 +28,7 @@ from tuneforge.api.routers import (
     sdk_support,
     tuning_jobs,
 )
+from tuneforge.control.access import BucketPolicy
 from tuneforge.control.datasets import DatasetService
 from tuneforge.control.db import Store
 from tuneforge.control.endpoints import EndpointService
@@ -76,10 +77,12 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
         description=DESCRIPTION,
         lifespan=lifespan,
         separate_input_output_schemas=False,
+        dependencies=[Depends(project_scope)],
     )
     app.state.settings = settings
     app.state.store = store
     app.state.api_keys = parse_api_keys(settings.api_keys)
+    app.state.buckets = BucketPolicy(store, settings)
     app.state.tuning_jobs = TuningJobService(store, settings)
     app.state.pipeline_jobs = PipelineJobService(store, settings)
     app.state.models = ModelService(store, settings)

@@ -6,6 +6,7 @@ import re
 
 from fastapi import Request
 
+from tuneforge.control.access import BucketPolicy
 from tuneforge.control.datasets import DatasetService
 from tuneforge.control.endpoints import EndpointService
 from tuneforge.control.files import FileService
@@ -14,6 +15,7 @@ from tuneforge.control.models import ModelService
 from tuneforge.control.pipeline_jobs import PipelineJobService
 from tuneforge.control.tuning_jobs import TuningJobService
 from tuneforge.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from tuneforge.storage import Access
 
 VERSIONS = ("v1", "v1beta1", "ui")  # the documented API versions; each is a path prefix of the same routes
 PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")  # a project named by a header (it names folders too)
@@ -54,6 +56,20 @@ def authorize(request: Request, project: str | None) -> None:
             if project is not None
             else "this view needs an API key that is not scoped to projects"
         )
+
+
+def bucket_access(request: Request, project: str) -> Access | None:
+    """What ``project`` may read and write in the buckets (None on a server without API keys: one tenant)."""
+    policy: BucketPolicy = request.app.state.buckets
+    return policy.for_project(project)
+
+
+def project_scope(request: Request) -> None:
+    """The app-wide dependency: a route under ``/projects/{project}/…`` needs a key for that project, checked before
+    its query and body are read, so no route can forget it and another project's key learns nothing from a 400."""
+    project = request.path_params.get("project")
+    if project is not None:
+        authorize(request, project)
 
 
 def openai_project(request: Request) -> str:

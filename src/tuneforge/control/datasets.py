@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from tuneforge import storage
 from tuneforge.catalog import TuningMode
+from tuneforge.control.access import BucketPolicy
 from tuneforge.control.db import Store
 from tuneforge.control.previews import problems
 from tuneforge.control.tables import DatasetRow, PipelineJobRow, TuningJobRow, utcnow
@@ -64,14 +65,15 @@ def _uses(store: Store, project: str, location: str) -> dict[str, _Use]:
 class DatasetService:
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
+        self.buckets = BucketPolicy(store, settings)
         self._checked: dict[tuple[str, str, int, float], Report] = {}  # (uri, purpose, size, mtime) -> report
         self._lock = threading.Lock()
 
     def upload(self, project: str, location: str, uri: str, purpose: str, data: bytes) -> DatasetFile:
         """Write a new file into the bucket root (never over an existing one) and record the upload."""
-        storage.check_client_uri(uri, "uri", self.settings)
+        storage.check_client_uri(uri, "uri", self.settings, access=self.buckets.for_project(project), write=True)
         if not uri.startswith("gs://") or not uri.endswith(".jsonl"):
-            raise InvalidArgument(f"uri must be a gs://BUCKET/path/NAME.jsonl URI (got {uri!r})")
+            raise InvalidArgument(f"uri must be a gs://BUCKET/path/NAME.jsonl URI (got {uri[:256]!r})")
         _purpose(purpose)
         if len(data) > self.settings.max_upload_bytes:
             raise too_large(self.settings.max_upload_bytes)
@@ -112,7 +114,7 @@ class DatasetService:
 
     def inspect(self, project: str, location: str, req: InspectDatasetRequest) -> DatasetReport:
         """One file's whole report, for a purpose and (optionally) a model's token limits."""
-        storage.check_client_uri(req.uri, "uri", self.settings)
+        storage.check_client_uri(req.uri, "uri", self.settings, access=self.buckets.for_project(project))
         _purpose(req.purpose)
         mode = TuningMode.parse(req.tuning_mode or "PEFT_ADAPTER")
         report, limits = dataset_report(req.uri, req.purpose, req.base_model, mode, self.settings)

@@ -14,6 +14,7 @@ from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import base_model_id, is_adapter
 from tuneforge.catalog.weights import materialize
 from tuneforge.control import operations
+from tuneforge.control.access import BucketPolicy
 from tuneforge.control.base_models import publisher_model_id
 from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.deployments import GARDEN, V1, Deployments, deployed_json
@@ -134,6 +135,7 @@ class EndpointService:
     def __init__(self, store: Store, settings: Settings, engine: Engine | None = None):
         self.store, self.settings = store, settings
         self.deployments = Deployments(store, settings, engine)
+        self.buckets = BucketPolicy(store, settings)
 
     def create(self, project: str, location: str, endpoint: Endpoint, version: str) -> Operation:
         if not endpoint.display_name or not endpoint.display_name.strip():
@@ -239,7 +241,8 @@ class EndpointService:
                 'customModel.gcsUri is required: {"customModel": {"gcsUri": "gs://…/final"}}; '
                 "publisher models are not deployable here (tune one, then deploy the tuned model)"
             )
-        uri = storage.check_client_uri(req.custom_model.gcs_uri, "customModel.gcsUri", self.settings)
+        access = self.buckets.for_project(project)
+        uri = storage.check_client_uri(req.custom_model.gcs_uri, "customModel.gcsUri", self.settings, access=access)
         folder = materialize(uri, self.settings)
         deploy = req.deploy_config
         recorded = resources(deploy.dedicated_resources if deploy else None, None, "deployConfig")

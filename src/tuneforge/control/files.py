@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge import storage
 from tuneforge.control import states
+from tuneforge.control.access import FILES_BUCKET
 from tuneforge.control.datasets import too_large
 from tuneforge.control.db import Store
 from tuneforge.control.tables import FileRow, TuningJobRow, utcnow
@@ -23,7 +24,7 @@ from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuneforge.settings import Settings
 from tuneforge.wire.openai_ft import FILE_PURPOSES, FileDeleted, FileList, FileObject
 
-BUCKET = "tuneforge-files"  # gs://tuneforge-files/<project>/<file id>.<ext>: where uploads live
+BUCKET = FILES_BUCKET
 
 
 class Upload:

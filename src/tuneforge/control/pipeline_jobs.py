@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from tuneforge import storage
 from tuneforge.catalog import Catalog, load_catalog
 from tuneforge.control import events
+from tuneforge.control.access import BucketPolicy, default_output_bucket
 from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.filters import PIPELINE_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
@@ -107,9 +108,13 @@ class PipelineJobService:
     def __init__(self, store: Store, settings: Settings):
         self.store = store
         self.settings = settings
+        self.buckets = BucketPolicy(store, settings)
 
-    def validate(self, location: str, job: PipelineJob) -> tuple[str, dict[str, Any], str | None]:
-        """(template, parameters with defaults, the tiny stand-in a dev-mode job runs on or None)."""
+    def validate(
+        self, project: str, location: str, job: PipelineJob, *, claim: bool = True
+    ) -> tuple[str, dict[str, Any], str | None]:
+        """(template, parameters with defaults, the tiny stand-in a dev-mode job runs on or None). Every URI must be
+        in a bucket the project may use (``claim=False``: a preview records no new bucket owner)."""
         if location not in PIPELINE_REGIONS:
             raise InvalidArgument(f"location {location!r} is not supported; use one of {', '.join(PIPELINE_REGIONS)}")
         if job.template_uri not in TEMPLATES:
@@ -124,9 +129,11 @@ class PipelineJobService:
         stand_in = self._resolve_models(template, params, catalog)
         uris = {f"parameterValues.{k}": params.get(k) for k in ("dataset_uri", "evaluation_data_uri")}
         uris["gcsOutputDirectory"] = runtime.gcs_output_directory
+        access = self.buckets.for_project(project, claim=claim)
         for where, uri in uris.items():
             if uri is not None:
-                storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings)
+                write = where == "gcsOutputDirectory"
+                storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings, access=access, write=write)
         teacher = params.get("teacher_model_reference")
         if teacher and params.get("dataset_uri") and not _is_resource_or_url(teacher):
             resolved = catalog.resolve(teacher, settings=self.settings)
@@ -160,7 +167,7 @@ class PipelineJobService:
         return stand_in
 
     def create(self, project: str, location: str, job: PipelineJob, job_id: str | None) -> PipelineJob:
-        template, params, stand_in = self.validate(location, job)
+        template, params, stand_in = self.validate(project, location, job)
         if params.get("project", project) != project:
             raise InvalidArgument(
                 f"runtimeConfig.parameterValues.project is {params['project']!r} but the job is "
@@ -371,7 +378,7 @@ def pipeline_tuning_config(
 def output_root(row: PipelineJobRow) -> str:
     """``runtimeConfig.gcsOutputDirectory``/JOB_ID when given (the SDK always sends one), else the project's bucket."""
     root = ((row.resource.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "").rstrip("/")
-    return f"{root}/{row.id}" if root else f"gs://tuneforge-{row.project}/pipelineJobs/{row.id}"
+    return f"{root}/{row.id}" if root else f"gs://{default_output_bucket(row.project)}/pipelineJobs/{row.id}"
 
 
 def pipeline_job(row: PipelineJobRow) -> PipelineJob:

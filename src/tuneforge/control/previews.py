@@ -15,6 +15,7 @@ from tuneforge.control.tuning_jobs import TuningJobService
 from tuneforge.data import Report
 from tuneforge.errors import DatasetInvalid
 from tuneforge.settings import Settings
+from tuneforge.storage import Access
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.pipeline_data import check_pipeline_data
 from tuneforge.train.preflight import check_distillation
@@ -48,10 +49,13 @@ def _summary(dataset: Any, role: str) -> DatasetSummary:
     )
 
 
-def _run_preview(store: Store, config: TuningConfig, catalog: Catalog, settings: Settings) -> JobPreview:
-    """The preview of a run the SFT or DPO recipe executes (a tuning job, or a code pipeline's tune task)."""
+def _run_preview(
+    store: Store, config: TuningConfig, catalog: Catalog, settings: Settings, access: Access | None
+) -> JobPreview:
+    """The preview of a run the SFT or DPO recipe executes (a tuning job, or a code pipeline's tune task); its
+    images are read with ``access``."""
     try:
-        run = preview_run(config, settings=settings, catalog=catalog)
+        run = preview_run(config, settings=settings, catalog=catalog, access=access)
     except DatasetInvalid as exc:
         return JobPreview(ready=False, problems=problems(exc.report))
     resolved = run.data.source.resolved
@@ -78,9 +82,10 @@ def _run_preview(store: Store, config: TuningConfig, catalog: Catalog, settings:
 def preview_tuning_job(service: TuningJobService, project: str, location: str, job: TuningJob) -> JobPreview:
     service.check_region(location)
     catalog = load_catalog(service.settings)
-    config, _ = service.build_config(project, PREVIEW_ID, job, catalog)
+    config, _ = service.build_config(project, PREVIEW_ID, job, catalog, claim=False)
     if config.method != "distillation":
-        return _run_preview(service.store, config, catalog, service.settings)
+        access = service.buckets.for_project(project, claim=False)
+        return _run_preview(service.store, config, catalog, service.settings, access)
     try:
         source, examples = check_distillation(config, settings=service.settings, catalog=catalog)
     except DatasetInvalid as exc:
@@ -96,8 +101,8 @@ def preview_tuning_job(service: TuningJobService, project: str, location: str, j
     )
 
 
-def preview_pipeline_job(service: PipelineJobService, location: str, job: PipelineJob) -> JobPreview:
-    template, params, _ = service.validate(location, job)
+def preview_pipeline_job(service: PipelineJobService, project: str, location: str, job: PipelineJob) -> JobPreview:
+    template, params, _ = service.validate(project, location, job, claim=False)
     settings = service.settings
     report, counts = check_pipeline_data(template, params["dataset_uri"], params.get("evaluation_data_uri"), settings)
     if not report.ok:
@@ -108,7 +113,7 @@ def preview_pipeline_job(service: PipelineJobService, location: str, job: Pipeli
         )
     catalog = load_catalog(settings)
     config = pipeline_tuning_config(template, params, "gs://preview", catalog)
-    preview = _run_preview(service.store, config, catalog, settings)
+    preview = _run_preview(service.store, config, catalog, settings, service.buckets.for_project(project, claim=False))
     seen = problems(report)  # the pipeline's own rules first, then what the tune task's preflight adds
     preview.problems = seen + [p for p in preview.problems if p not in seen]
     return preview

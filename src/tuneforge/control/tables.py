@@ -240,3 +240,13 @@ class FineTuningJobRow(Base):
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     model_deleted: Mapped[bool] = mapped_column(Boolean, default=False)  # models.delete of its fine-tuned model
     result_file: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the metrics CSV, once it succeeded
+
+
+class BucketOwnerRow(Base):
+    """A bucket that became a project's when it first wrote to it (control/access.py; with API keys only)."""
+
+    __tablename__ = "bucket_owners"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from tuneforge import storage
 from tuneforge.catalog import Catalog, ResolvedModel, TuningMode, load_catalog
 from tuneforge.control import events, states
+from tuneforge.control.access import BucketPolicy, default_output_bucket
 from tuneforge.control.db import Store, fetch, get_scoped
 from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
@@ -287,6 +288,7 @@ class TuningJobService:
     def __init__(self, store: Store, settings: Settings):
         self.store = store
         self.settings = settings
+        self.buckets = BucketPolicy(store, settings)
 
     # -- create -------------------------------------------------------------------------------------------------
     def check_region(self, location: str, allowed: tuple[str, ...] = PIPELINE_REGIONS) -> None:
@@ -294,9 +296,10 @@ class TuningJobService:
             raise InvalidArgument(f"location {location!r} is not supported; use one of {', '.join(allowed)}")
 
     def build_config(
-        self, project: str, job_id: str, job: TuningJob, catalog: Catalog
+        self, project: str, job_id: str, job: TuningJob, catalog: Catalog, *, claim: bool = True
     ) -> tuple[TuningConfig, dict[str, Any]]:
-        """(the run's config, the stored request echo) from a create request; every problem a 400 naming the field."""
+        """(the run's config, the stored request echo) from a create request; every problem a 400 naming the field.
+        Every URI must be in a bucket the project may use (``claim=False``: a preview records no new bucket owner)."""
         steps = intervals(job)  # first: a reinforcement tuning request is refused as what it is
         method = tuning_method(job)
         spec_name, data_field = SPECS[method]
@@ -314,7 +317,7 @@ class TuningJobService:
         if len(display) > 128:
             raise InvalidArgument(f"tunedModelDisplayName is {len(display)} characters; at most 128 are allowed")
         mode = self._mode(base_model, spec.tuning_mode, catalog, spec_name)
-        output_uri = job.output_uri or f"gs://tuneforge-{project}/tuningJobs/{job_id}"
+        output_uri = job.output_uri or f"gs://{default_output_bucket(project)}/tuningJobs/{job_id}"
         train_uri = _training_uri(spec)
         uris = {
             f"{spec_name}.{data_field}": train_uri,
@@ -322,9 +325,10 @@ class TuningJobService:
             f"{spec_name}.validationDatasetUri": spec.validation_dataset_uri,
             "customBaseModel": job.custom_base_model,
         }
+        access = self.buckets.for_project(project, claim=claim)
         for field, uri in uris.items():
             if uri:
-                storage.check_client_uri(uri, field, self.settings)
+                storage.check_client_uri(uri, field, self.settings, access=access, write=field == "outputUri")
         config = TuningConfig.build(
             config_names(method),
             method=method,
@@ -426,7 +430,7 @@ class TuningJobService:
             )
         return mode
 
-    def preflight(self, config: TuningConfig, catalog: Catalog) -> tuple[ResolvedModel, str]:
+    def preflight(self, project: str, config: TuningConfig, catalog: Catalog) -> tuple[ResolvedModel, str]:
         """Resolve the model and validate the datasets now, before the job is stored: a bad request never becomes
         a job, and every dataset problem is reported at once. Returns what the job runs on, and what was validated
         (the job's first event)."""
@@ -434,7 +438,8 @@ class TuningJobService:
             source, examples = check_distillation(config, settings=self.settings, catalog=catalog)
             self.check_teacher(config.teacher, examples, catalog)
             return source.resolved, f"Validated the data: {config.train_dataset}: {len(examples):,} prompts"
-        checked = check_datasets(config, settings=self.settings, catalog=catalog)
+        access = self.buckets.for_project(project)
+        checked = check_datasets(config, settings=self.settings, catalog=catalog, access=access)
         return checked.source.resolved, checked.summary
 
     def check_teacher(self, teacher: str | None, examples: list[DistillExample], catalog: Catalog) -> None:
@@ -464,7 +469,7 @@ class TuningJobService:
         config, resource = self.build_config(project, job_id, job, catalog)
         if run:
             config = TuningConfig.build({}, **{**config.model_dump(exclude_none=True), **run})
-        runs_on, validated = self.preflight(config, catalog)
+        runs_on, validated = self.preflight(project, config, catalog)
         labels = dict(job.labels)
         if runs_on.stand_in:
             labels[DEV_LABEL] = runs_on.entry.id

@@ -53,8 +53,9 @@ def _what(data: bytes) -> str:
     return next((name for magic, name in _OTHER_KINDS if data.startswith(magic)), "not an image type tuneforge reads")
 
 
-def image_bytes(part: ImagePart, settings: Settings | None = None) -> bytes:
-    """The bytes of ``part``: a decoded data: URL, or the gs:// object (under the bucket root, never outside it)."""
+def image_bytes(part: ImagePart, settings: Settings | None = None, access: storage.Access | None = None) -> bytes:
+    """The bytes of ``part``: a decoded data: URL, or the gs:// object (under the bucket root, never outside it; with
+    ``access``, in a bucket the client's project may read)."""
     settings = settings or get_settings()
     if part.uri.startswith("data:"):
         payload = part.uri.partition(",")[2]
@@ -63,7 +64,7 @@ def image_bytes(part: ImagePart, settings: Settings | None = None) -> bytes:
         except (binascii.Error, ValueError) as exc:
             raise ImageError("the data URL's payload is not valid base64; re-encode the image") from exc
     try:
-        storage.check_client_uri(part.uri, "image", settings)
+        storage.check_client_uri(part.uri, "image", settings, access=access)
         path = storage.fetch(part.uri, settings)
     except storage.StorageError as exc:
         raise ImageError(f"image {exc}") from exc
@@ -82,12 +83,12 @@ def _too_large(size: int, settings: Settings) -> str:
     )
 
 
-def open_image(part: ImagePart, settings: Settings | None = None):
+def open_image(part: ImagePart, settings: Settings | None = None, access: storage.Access | None = None):
     """``part`` as an RGB PIL image, after every check; raises ImageError with the reason and the fix."""
     from PIL import Image  # lazy: PIL only for runs and requests with images
 
     settings = settings or get_settings()
-    data = image_bytes(part, settings)
+    data = image_bytes(part, settings, access)
     if len(data) > settings.max_image_bytes:
         raise ImageError(_too_large(len(data), settings))
     kind = sniff(data)
@@ -112,5 +113,7 @@ def open_image(part: ImagePart, settings: Settings | None = None):
         raise ImageError(f"the {kind} image does not open ({type(exc).__name__}: {exc}); re-save the file") from exc
 
 
-def open_images(parts: Sequence[ImagePart], settings: Settings | None = None) -> list:
-    return [open_image(p, settings) for p in parts]
+def open_images(
+    parts: Sequence[ImagePart], settings: Settings | None = None, access: storage.Access | None = None
+) -> list:
+    return [open_image(p, settings, access) for p in parts]

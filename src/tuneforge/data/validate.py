@@ -14,7 +14,7 @@ from tuneforge.data.formats import parse_lines
 from tuneforge.data.images import ImageError, open_image
 from tuneforge.data.report import Report
 from tuneforge.data.tokenize import ChatEncoder, Encoded, ExampleRefused
-from tuneforge.errors import InvalidArgument
+from tuneforge.errors import InvalidArgument, PermissionDenied
 from tuneforge.settings import Settings
 
 
@@ -78,14 +78,16 @@ def _drop_text_only(conversations: list[Conversation], report: Report) -> tuple[
     return kept, [f"line {c.line}: text-only example in a dataset with images (dropped)" for c in text_only]
 
 
-def _check_images(conversations: list[Conversation], report: Report, settings: Settings | None) -> None:
+def _check_images(
+    conversations: list[Conversation], report: Report, settings: Settings | None, access: storage.Access | None
+) -> None:
     """Every image of every example opened and checked, each problem reported at its line and JSON path. Nothing is
     kept: encoding opens them again one example at a time, so memory never holds a dataset's images."""
     for conv in conversations:
         for part in conv.images:
             try:
-                open_image(part, settings)
-            except ImageError as exc:
+                open_image(part, settings, access)
+            except (ImageError, PermissionDenied) as exc:
                 report.error(str(exc), conv.line, part.path or None)
 
 
@@ -98,8 +100,10 @@ def prepare_dataset(
     report: Report | None = None,
     expected: str | None = None,
     default_system: str | None = None,
+    access: storage.Access | None = None,
 ) -> PreparedDataset:
-    """Parse and (when ``encoder`` is given) tokenise ``uri``. Never raises for bad data: problems go to the report."""
+    """Parse and (when ``encoder`` is given) tokenise ``uri``; its images must be readable with ``access``. Never
+    raises for bad data: problems go to the report."""
     report = report or Report(source=uri)
     lines = read_lines(uri, report, settings)
     if lines is None:
@@ -113,7 +117,7 @@ def prepare_dataset(
     if not lines or (not conversations and report.ok):
         report.error("the dataset has no examples; give one JSON object per line")
     if any(c.has_image for c in conversations):
-        _check_images(conversations, report, settings)
+        _check_images(conversations, report, settings, access)
         report.info["images"] = sum(len(c.images) for c in conversations)
     examples: list[Encoded] = []
     if encoder is not None and report.ok:

@@ -3,6 +3,7 @@ own chat template, shaped by its saved serving rules, as token ids."""
 
 from __future__ import annotations
 
+from tuneforge import storage
 from tuneforge.data.conversation import Conversation, Message, TextPart, apply_prompt_rules
 from tuneforge.data.images import open_images
 from tuneforge.data.tokenize import ChatEncoder
@@ -12,8 +13,11 @@ from tuneforge.infer.engine import Deployment
 IMAGE_MODEL = "meta/llama4@llama-4-scout-17b-16e-instruct"
 
 
-def conversation_prompt(dep: Deployment, conversation: Conversation) -> tuple[list[int], dict | None]:
-    """(token ids, the image tensors or None) of a conversation that may hold images, rendered as at training."""
+def conversation_prompt(
+    dep: Deployment, conversation: Conversation, access: storage.Access | None
+) -> tuple[list[int], dict | None]:
+    """(token ids, the image tensors or None) of a conversation that may hold images, rendered as at training; its
+    gs:// images must be readable with ``access`` (the client's project, where the server has tenants)."""
     if not conversation.images:
         return conversation_ids(dep, conversation), None
     if dep.processor is None:
@@ -22,7 +26,7 @@ def conversation_prompt(dep: Deployment, conversation: Conversation) -> tuple[li
         )
     conversation = apply_prompt_rules(conversation, dep.prompt_rules)
     encoder = ChatEncoder(dep.tokenizer, chat_template=dep.chat_template, processor=dep.processor)
-    images = open_images(conversation.images)
+    images = open_images(conversation.images, access=access)
     return encoder.encode_prompt(conversation, images), encoder.image_inputs(conversation.images, images)
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from tuneforge import storage
 from tuneforge.data import formats
 from tuneforge.data.conversation import Conversation
 from tuneforge.errors import InvalidArgument
@@ -128,7 +129,9 @@ def _legacy_params(dep: Deployment, parameters: dict, path: str) -> SamplingPara
     )
 
 
-def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt], list[str]]:
+def predict_prompts(
+    dep: Deployment, req: PredictRequest, access: storage.Access | None
+) -> tuple[list[Prompt], list[str]]:
     """Prompts for each instance and how to shape each answer: "open" (string), "text", "chat"."""
     parameters = req.parameters or {}
     prompts, kinds = [], []
@@ -170,13 +173,13 @@ def predict_prompts(dep: Deployment, req: PredictRequest) -> tuple[list[Prompt],
             except InvalidArgument as exc:
                 raise InvalidArgument(f"{path}: {exc}") from None
             params = _legacy_params(dep, parameters, "parameters")
-            ids, images = conversation_prompt(dep, conversation)
+            ids, images = conversation_prompt(dep, conversation, access)
             text = ""
             kinds.append("raw")
         elif "messages" in inst:  # ChatModel / CodeChatModel: author/content messages, optional context
             conversation = _legacy_chat(inst, path)
             params = _legacy_params(dep, parameters, "parameters")
-            ids, images = conversation_prompt(dep, conversation)
+            ids, images = conversation_prompt(dep, conversation, access)
             text = ""
             kinds.append("chat")
         else:
@@ -230,7 +233,7 @@ def predict_answer(kind: str, prompt: Prompt, results: list[dict]):
 # -- generateContent ---------------------------------------------------------------------------------------------
 
 
-def generate_content_prompt(dep: Deployment, req: GenerateContentRequest) -> Prompt:
+def generate_content_prompt(dep: Deployment, req: GenerateContentRequest, access: storage.Access | None) -> Prompt:
     conversation = formats.parse_request(dump(req), "generate_content")
     config = req.generation_config or GenerationConfig()
     params = build_params(
@@ -252,7 +255,7 @@ def generate_content_prompt(dep: Deployment, req: GenerateContentRequest) -> Pro
             "n": "generationConfig.candidateCount",
         },
     )
-    ids, images = conversation_prompt(dep, conversation)
+    ids, images = conversation_prompt(dep, conversation, access)
     check_length(dep, ids, "contents")
     return Prompt(ids, params, images=images)
 
@@ -338,7 +341,7 @@ def offered_tools(tools: list[dict[str, Any]] | None, tool_choice: str | dict[st
     }
 
 
-def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
+def openai_prompt(dep: Deployment, req: ChatCompletionRequest, access: storage.Access | None) -> Prompt:
     # OpenAI's newer "developer" role is the system role
     messages = [
         {**m.model_dump(exclude_none=True), **({"role": "system"} if m.role == "developer" else {})}
@@ -356,7 +359,7 @@ def openai_prompt(dep: Deployment, req: ChatCompletionRequest) -> Prompt:
         seed=req.seed,
         n=req.n,
     )
-    ids, images = conversation_prompt(dep, conversation)
+    ids, images = conversation_prompt(dep, conversation, access)
     check_length(dep, ids, "messages")
     return Prompt(ids, params, images=images)
 

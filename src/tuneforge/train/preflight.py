@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuneforge import storage
 from tuneforge.catalog.catalog import Catalog, TuningMode
 from tuneforge.data import ChatEncoder, Limits, PreparedDataset, Report, prepare_dataset
 from tuneforge.data.distill import DistillExample, read_examples
@@ -57,9 +58,12 @@ def prepare(
     *,
     expected: str | None = None,
     default_system: str | None = None,
+    access: storage.Access | None = None,
 ) -> list[PreparedDataset]:
     return [
-        prepare_dataset(uri, limits, encoder, settings=settings, expected=expected, default_system=default_system)
+        prepare_dataset(
+            uri, limits, encoder, settings=settings, expected=expected, default_system=default_system, access=access
+        )
         for uri in uris
     ]
 
@@ -86,8 +90,16 @@ def require_clean(report: Report, base_model: str, validate_with: str | None = N
     )
 
 
-def check_datasets(config: TuningConfig, *, settings: Settings, catalog: Catalog, tokenizer=None) -> Preflight:
-    """Resolve the model and read, validate and tokenise both datasets; any error raises here."""
+def check_datasets(
+    config: TuningConfig,
+    *,
+    settings: Settings,
+    catalog: Catalog,
+    tokenizer=None,
+    access: storage.Access | None = None,
+) -> Preflight:
+    """Resolve the model and read, validate and tokenise both datasets (their images read with ``access``: a
+    client's project, where the server has tenants); any error raises here."""
     dev = settings.dev if config.dev is None else config.dev
     source, limits = open_model(
         catalog,
@@ -105,7 +117,13 @@ def check_datasets(config: TuningConfig, *, settings: Settings, catalog: Catalog
         prepared = [prepare_preferences(uri, limits, encoder, settings=settings) for uri in uris]
     else:
         prepared = prepare(
-            uris, limits, encoder, settings, expected=config.dataset_format, default_system=config.default_context
+            uris,
+            limits,
+            encoder,
+            settings,
+            expected=config.dataset_format,
+            default_system=config.default_context,
+            access=access,
         )
     train, validation = prepared[0], (prepared[1] if len(prepared) > 1 else None)
     report = combined([train, validation])

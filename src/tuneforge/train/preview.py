@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuneforge import storage
 from tuneforge.catalog import Catalog
 from tuneforge.devices import pick_device, pick_dtype
 from tuneforge.settings import Settings
@@ -27,9 +28,11 @@ class RunPreview:
     tokens: int  # tokens the run trains on: every training example's tokens x the effective epochs
 
 
-def preview_run(config: TuningConfig, *, settings: Settings, catalog: Catalog) -> RunPreview:
+def preview_run(
+    config: TuningConfig, *, settings: Settings, catalog: Catalog, access: storage.Access | None = None
+) -> RunPreview:
     """The run's preflight, plan and statistics; a dataset with errors raises DatasetInvalid (with its report)."""
-    data = check_datasets(config, settings=settings, catalog=catalog)
+    data = check_datasets(config, settings=settings, catalog=catalog, access=access)
     device = pick_device(config.device)
     plan = resolve_plan(config, data, SINGLE, device, pick_dtype(config.dtype, device))
     if config.method == "preference":

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from tuneforge.api.deps import api_version, authorize, endpoints, unknown_verb
+from tuneforge.api.deps import api_version, authorize, bucket_access, endpoints, unknown_verb
 from tuneforge.api.errors import ERRORS
 from tuneforge.control import operations
 from tuneforge.control.endpoints import EndpointService
@@ -125,7 +125,7 @@ async def predict(
     """Vertex predict: open-model prompts, or the text, code and chat models' instances."""
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
-    prompts, kinds = await run_in_threadpool(apis.predict_prompts, dep, body)
+    prompts, kinds = await run_in_threadpool(apis.predict_prompts, dep, body, bucket_access(request, project))
     results = await apis.Run(dep, prompts).results(request.is_disconnected)
     answers, cursor = [], 0
     for prompt, kind in zip(prompts, kinds):
@@ -147,7 +147,8 @@ async def generate_content(
 ) -> GenerateContentResponse:
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
-    return await _generate(request, dep, body, names.name("models", row.project, row.location, row.model_id) + "@1")
+    model_version = names.name("models", row.project, row.location, row.model_id) + "@1"
+    return await _generate(request, project, dep, body, model_version)
 
 
 @router.post(BASE + "/{endpoint_id}:streamGenerateContent", response_class=StreamingResponse, responses=STREAM)
@@ -163,7 +164,8 @@ async def stream_generate_content(
     """generateContent, streamed: GenerateContentResponse chunks with the new text."""
     authorize(request, project)
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id)
-    return await _stream(dep, body, names.name("models", row.project, row.location, row.model_id) + "@1", alt)
+    model_version = names.name("models", row.project, row.location, row.model_id) + "@1"
+    return await _stream(request, project, dep, body, model_version, alt)
 
 
 PUBLISHER = LOCATION + "/publishers/{publisher}/models/{model}"
@@ -184,7 +186,7 @@ async def publisher_generate_content(
     comparing a tuned model with where it started."""
     authorize(request, project)
     dep = await run_in_threadpool(service.base_serving, publisher, model)
-    return await _generate(request, dep, body, f"publishers/{publisher}/models/{model}")
+    return await _generate(request, project, dep, body, f"publishers/{publisher}/models/{model}")
 
 
 @router.post(PUBLISHER + ":streamGenerateContent", response_class=StreamingResponse, responses=STREAM)
@@ -201,21 +203,21 @@ async def publisher_stream_generate_content(
     """streamGenerateContent on a catalog model's own weights."""
     authorize(request, project)
     dep = await run_in_threadpool(service.base_serving, publisher, model)
-    return await _stream(dep, body, f"publishers/{publisher}/models/{model}", alt)
+    return await _stream(request, project, dep, body, f"publishers/{publisher}/models/{model}", alt)
 
 
 async def _generate(
-    request: Request, dep: Deployment, body: GenerateContentRequest, model_version: str
+    request: Request, project: str, dep: Deployment, body: GenerateContentRequest, model_version: str
 ) -> GenerateContentResponse:
-    prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
+    prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body, bucket_access(request, project))
     results = await apis.Run(dep, [prompt]).results(request.is_disconnected)
     return apis.gemini_response(results, model_version, uuid.uuid4().hex)
 
 
 async def _stream(
-    dep: Deployment, body: GenerateContentRequest, model_version: str, alt: str | None
+    request: Request, project: str, dep: Deployment, body: GenerateContentRequest, model_version: str, alt: str | None
 ) -> StreamingResponse:
-    prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body)
+    prompt = await run_in_threadpool(apis.generate_content_prompt, dep, body, bucket_access(request, project))
     sse = alt == "sse"
     return StreamingResponse(
         apis.gemini_stream(apis.Run(dep, [prompt]), model_version, sse),
@@ -262,15 +264,16 @@ async def chat_completions(
             )
         endpoint_id, choose = choose.rstrip("/").split("/")[-1], None
     row, dep = await run_in_threadpool(service.serving, project, location, endpoint_id, choose)
-    return await chat_reply(request, dep, body, body.model or row.display_name)
+    return await chat_reply(request, project, dep, body, body.model or row.display_name)
 
 
 async def chat_reply(
-    request: Request, dep: Deployment, body: ChatCompletionRequest, model: str
+    request: Request, project: str, dep: Deployment, body: ChatCompletionRequest, model: str
 ) -> ChatCompletion | StreamingResponse:
-    """One OpenAI chat completion from ``dep`` (streamed as server-sent events when the body asks)."""
+    """One OpenAI chat completion from ``dep`` for ``project`` (its images read from its own buckets), streamed as
+    server-sent events when the body asks."""
     offered = apis.offered_tools(body.tools, body.tool_choice)  # the functions whose calls are read back from the reply
-    prompt = await run_in_threadpool(apis.openai_prompt, dep, body)
+    prompt = await run_in_threadpool(apis.openai_prompt, dep, body, bucket_access(request, project))
     run = apis.Run(dep, [prompt])
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     if body.stream:

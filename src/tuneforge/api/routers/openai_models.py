@@ -48,4 +48,4 @@ async def chat(
     if not body.model:
         raise InvalidArgument("model is required: a fine-tuned model (ft:…) or a base model id", param="model")
     dep = await run_in_threadpool(service.serving, project, body.model)
-    return await chat_reply(request, dep, body, body.model)
+    return await chat_reply(request, project, dep, body, body.model)

@@ -42,7 +42,7 @@ async def preview(
     """What create would do with this body, stored nowhere: the data's report under the pipeline's rules and, for the
     code pipelines, the tune task's plan, statistics, trained tokens and estimated duration."""
     authorize(request, project)
-    return await run_in_threadpool(preview_pipeline_job, service, location, job)
+    return await run_in_threadpool(preview_pipeline_job, service, project, location, job)
 
 
 @router.get(BASE, response_model=ListPipelineJobsResponse, response_model_exclude_none=True)
