@@ -61,7 +61,11 @@ def server(tmp_path_factory):
     shutil.copy(examples_dir() / "code_generation.jsonl", bucket / "code.jsonl")
     (home / "form.jsonl").write_text(GOOD)  # the file the form uploads from "this computer"
     # gs://b was filled by hand (as an operator would): it is granted to the project, as an operator grants it
-    env = {"TUNEFORGE_API_KEYS": KEY, "TUNEFORGE_QUEUE_OVER_QUOTA": "1", "TUNEFORGE_BUCKET_ACCESS": f"b={PROJECT}"}
+    env = {
+        "TUNEFORGE_API_KEYS": KEY,
+        "TUNEFORGE_QUEUE_OVER_QUOTA": "1",
+        "TUNEFORGE_BUCKET_ACCESS": f"b={PROJECT}|paging-test",
+    }
     srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}", extra_env=env)
     body = {
         "baseModel": "tiny-llama",

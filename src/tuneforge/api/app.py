@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 import tuneforge
 from tuneforge.api import errors
+from tuneforge.api.body_check import CheckJsonBodies
 from tuneforge.api.deps import VERSIONS, parse_api_keys, project_scope
 from tuneforge.api.routers import (
     base_models,
@@ -121,7 +122,8 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     for router in (openai_files.router, openai_jobs.router, openai_models.router):  # OpenAI's paths: /v1/... only
         app.include_router(router)
     app.include_router(console.router)
-    app.add_middleware(JsonByDefault)
+    app.add_middleware(CheckJsonBodies, limit=settings.max_upload_bytes)
+    app.add_middleware(JsonByDefault)  # outermost: a body that names no type is read (and checked) as JSON
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

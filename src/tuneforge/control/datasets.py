@@ -139,7 +139,7 @@ class DatasetService:
             return out
         report = report or self._structure(uri, purpose, found)
         out.format, out.lines, out.examples = (report.info.get(k) for k in ("format", "lines", "examples"))
-        out.errors, out.warnings = len(report.errors), len(report.warnings)
+        out.errors, out.warnings = report.count("error"), report.count("warning")
         return out
 
     def _structure(self, uri: str, purpose: str, found: tuple[int, float]) -> Report:

@@ -287,7 +287,14 @@ class FineTuningService:
         """The engine's deployment of a fine-tuned model, loaded on first use (on the shared base of its family)."""
         assert self.deployments is not None
         if not model.startswith("ft:"):  # a base model: a catalog id (an OpenAI id on its mapped open model)
-            resolved = load_catalog(self.settings).resolve(model, settings=self.settings)
+            catalog = load_catalog(self.settings)
+            if model not in catalog.models and model not in catalog.aliases:  # gpt-* patterns name no model
+                raise NotFound(
+                    f"the model {model[:128]!r} does not exist: name a fine-tuned model (ft:…, GET /v1/models lists "
+                    "them) or a catalog model id",
+                    param="model",
+                )
+            resolved = catalog.resolve(model, settings=self.settings)
             return self.deployments.load_base(resolved)
         with self.store.session() as s:
             _, row = self._model_rows(s, project, model)

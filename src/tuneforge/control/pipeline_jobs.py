@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import re
+import secrets
 import time
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from tuneforge import storage
 from tuneforge.catalog import Catalog, load_catalog
@@ -178,18 +180,37 @@ class PipelineJobService:
             labels[DEV_LABEL] = stand_in
         if job_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", job_id):
             raise InvalidArgument("pipelineJobId must be 1-128 lowercase letters, digits or hyphens")
-        job_id = job_id or f"{template}-{time.strftime('%Y%m%d%H%M%S')}"
-        now = utcnow()
+        job_id = job_id or f"{template}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         kept = job.model_copy(update={f: None for f in PipelineJob.model_fields if f not in KEPT})
         resource = dump(kept)
         resource.setdefault("displayName", job_id)
         resource["templateMetadata"] = {"version": str(job.template_uri).rsplit("/", 1)[-1]}
+        taken = AlreadyExists(
+            f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already exists; use another "
+            "pipelineJobId (the SDK makes one per second)"
+        )
+        try:
+            row = self._store_new(project, location, job_id, template, resource, params, labels, stand_in, taken)
+        except IntegrityError:  # the same id created at the same moment by another request
+            raise taken from None
+        return pipeline_job(row)
+
+    def _store_new(
+        self,
+        project: str,
+        location: str,
+        job_id: str,
+        template: str,
+        resource: dict[str, Any],
+        params: dict[str, Any],
+        labels: dict[str, str],
+        stand_in: str | None,
+        taken: AlreadyExists,
+    ) -> PipelineJobRow:
+        now = utcnow()
         with self.store.session() as s:
             if s.get(PipelineJobRow, job_id) is not None:
-                raise AlreadyExists(
-                    f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already "
-                    "exists; use another pipelineJobId (the SDK makes one per second)"
-                )
+                raise taken
             row = PipelineJobRow(
                 id=job_id,
                 project=project,
@@ -208,7 +229,7 @@ class PipelineJobService:
             events.record(s, events.PIPELINE, job_id, f"Created: the {template} pipeline")
             if stand_in:
                 events.record(s, events.PIPELINE, job_id, f"dev mode: runs on the tiny stand-in {stand_in}", "WARNING")
-        return pipeline_job(row)
+        return row
 
     def row(self, project: str, location: str, job_id: str) -> PipelineJobRow:
         return get_scoped(self.store, PipelineJobRow, job_id, project, location, "PipelineJob", "pipelineJobs")

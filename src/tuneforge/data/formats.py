@@ -29,6 +29,7 @@ from tuneforge.data.conversation import Conversation, ImagePart, Message, Part, 
 from tuneforge.data.images import IMAGE_MIME_TYPES, sniff
 from tuneforge.data.report import Report, json_type
 from tuneforge.errors import InvalidArgument
+from tuneforge.wire.base import hostile_value
 
 FORMAT_NAMES = {
     "prompt_completion": "prompt/completion",
@@ -544,6 +545,10 @@ def _check_turns(ctx: _Line, items: list[tuple[Message, str]], key: str) -> list
     return messages
 
 
+def _unreadable(exc: ValueError | RecursionError) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+
+
 def json_objects(
     lines: Iterable[str], report: Report, text_only_model: str | None = None, image_error: str | None = None
 ):
@@ -559,6 +564,13 @@ def json_objects(
         except json.JSONDecodeError as exc:
             path, message = _json_problem(text, exc)
             ctx.error(message, path)
+            continue
+        except (ValueError, RecursionError) as exc:  # a number of thousands of digits; nesting Python cannot read
+            ctx.error(f"the line cannot be read ({_unreadable(exc)}); write examples as the documented formats do")
+            continue
+        problem = hostile_value(obj)
+        if problem:
+            ctx.error(f"{problem} (the line is not read)")
             continue
         if not isinstance(obj, dict):
             ctx.error(f"expected one JSON object per line, got {json_type(obj)}; put each example on its own line")

@@ -38,25 +38,50 @@ class Problem:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+LISTED = 100  # problems of each severity a report keeps; past that it counts them (a file of a million bad lines)
+
+
 @dataclass
 class Report:
     source: str = ""
     problems: list[Problem] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # counts, detected format, limits, token figures
+    unlisted: dict[str, int] = field(default_factory=dict)  # severity -> problems past the first LISTED
 
     def error(self, message: str, line: int | None = None, path: str | None = None) -> None:
-        self.problems.append(Problem("error", message, line, path, self.source))
+        self._add(Problem("error", message, line, path, self.source))
 
     def warning(self, message: str, line: int | None = None, path: str | None = None) -> None:
-        self.problems.append(Problem("warning", message, line, path, self.source))
+        self._add(Problem("warning", message, line, path, self.source))
+
+    def _add(self, problem: Problem) -> None:
+        if problem.severity in self.unlisted or sum(p.severity == problem.severity for p in self.problems) >= LISTED:
+            self.unlisted[problem.severity] = self.unlisted.get(problem.severity, 0) + 1
+            return
+        self.problems.append(problem)
+
+    def _of(self, severity: Severity) -> list[Problem]:
+        found = [p for p in self.problems if p.severity == severity]
+        more = self.unlisted.get(severity, 0)
+        if more:
+            found.append(
+                Problem(
+                    severity, f"and {more:,} more {severity}(s) like those above, not listed", None, None, self.source
+                )
+            )
+        return found
+
+    def count(self, severity: Severity) -> int:
+        """Every problem of ``severity``, listed or not."""
+        return sum(p.severity == severity for p in self.problems) + self.unlisted.get(severity, 0)
 
     @property
     def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
+        return self._of("error")
 
     @property
     def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
+        return self._of("warning")
 
     @property
     def ok(self) -> bool:
@@ -64,6 +89,8 @@ class Report:
 
     def extend(self, other: Report) -> None:
         self.problems.extend(other.problems)
+        for severity, more in other.unlisted.items():
+            self.unlisted[severity] = self.unlisted.get(severity, 0) + more
 
     def to_json(self) -> dict:
         return {

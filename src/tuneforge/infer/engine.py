@@ -285,7 +285,12 @@ class ModelGroup:
             items = self._one_adapter(items)
         rows = []
         for req, tok, eos, ctx in items:
-            row = _Row(req, tok, eos, ctx)
+            try:
+                row = _Row(req, tok, eos, ctx)
+            except Exception as exc:  # a request that cannot join fails alone; the batch and the queue go on
+                log.exception("a request could not join the batch")
+                req.on_event({"type": "done", "finish_reason": "error", "text": "", "error": f"{type(exc).__name__}"})
+                continue
             if req.cancelled.is_set():
                 row.done("cancelled")
             else:

@@ -41,13 +41,16 @@ class SamplingParams:
         return g
 
 
+MAX_SEED = 2**63 - 1 - 64  # a seed plus a candidate's index must fit torch's int64 seed
+
+
 def _number(value, field_name: str, *, integer: bool = False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"{field_name} must be a number, got {type(value).__name__} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidArgument(f"{field_name} must be a finite number, got {value!r}")
     if integer:
-        if float(value) != int(value):
+        if isinstance(value, float) and not value.is_integer():
             raise InvalidArgument(f"{field_name} must be a whole number, got {value!r}")
         return int(value)
     return float(value)
@@ -104,6 +107,8 @@ def build_params(
         p.stop = list(stop)
     if seed is not None:
         p.seed = _number(seed, name("seed"), integer=True)
+        if not 0 <= p.seed <= MAX_SEED:
+            raise InvalidArgument(f"{name('seed')} must be between 0 and {MAX_SEED} (2**63 - 1 - 64), got {p.seed}")
     if n is not None:
         p.n = _number(n, name("n"), integer=True)
         if not 1 <= p.n <= MAX_CANDIDATES:

@@ -255,9 +255,25 @@ def generate_content_prompt(dep: Deployment, req: GenerateContentRequest, access
             "n": "generationConfig.candidateCount",
         },
     )
+    _plain_text_only(config)
     ids, images = conversation_prompt(dep, conversation, access)
     check_length(dep, ids, "contents")
     return Prompt(ids, params, images=images)
+
+
+def _plain_text_only(config: GenerationConfig) -> None:
+    """Structured output is not generated here: asking for it is a clear 400, not an answer that ignores it."""
+    if config.response_mime_type not in (None, "text/plain"):
+        raise InvalidArgument(
+            f"generationConfig.responseMimeType {config.response_mime_type[:64]!r} is not supported: tuneforge answers "
+            "text/plain (leave it out, or ask for JSON in the prompt)"
+        )
+    for given, field in (
+        (config.response_schema, "responseSchema"),
+        (config.response_json_schema, "responseJsonSchema"),
+    ):
+        if given is not None:
+            raise InvalidArgument(f"generationConfig.{field} (structured output) is not supported; leave it out")
 
 
 def gemini_response(
@@ -359,6 +375,13 @@ def openai_prompt(dep: Deployment, req: ChatCompletionRequest, access: storage.A
         seed=req.seed,
         n=req.n,
     )
+    kind = (req.response_format or {}).get("type", "text")
+    if kind != "text":
+        raise InvalidArgument(
+            f"response_format type {str(kind)[:64]!r} is not supported: tuneforge answers text (leave response_format "
+            'out, or send {"type": "text"})',
+            param="response_format",
+        )
     ids, images = conversation_prompt(dep, conversation, access)
     check_length(dep, ids, "messages")
     return Prompt(ids, params, images=images)

@@ -11,6 +11,11 @@ from tuneforge.catalog.catalog import TuningMode
 from tuneforge.errors import InvalidArgument
 
 ADAPTER_SIZES = (1, 2, 4, 8, 16, 32)
+# What a run can use: past these a request is refused at once instead of planning 2**64 steps.
+MAX_EPOCHS = 1000
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_LR_MULTIPLIER = 1000
 # Distillation step-by-step (Hsieh et al., 2023): the two tasks a student learns, told apart by their input prefix.
 PREDICT_PREFIX = "predict: "
 EXPLAIN_PREFIX = "explain: "
@@ -53,13 +58,18 @@ class TuningConfig(BaseModel):
         "postprocess/node-0/checkpoints/final inside it."
     )
 
-    epochs: float | None = Field(default=None, gt=0, description="Passes over the training set (catalog default).")
-    max_steps: int | None = Field(
-        default=None, gt=0, description="Train this many optimizer steps instead of epochs (pipelines' train_steps)."
+    epochs: float | None = Field(
+        default=None, gt=0, le=MAX_EPOCHS, description="Passes over the training set (catalog default)."
     )
-    learning_rate: float | None = Field(default=None, gt=0, description="Absolute peak learning rate.")
+    max_steps: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_STEPS,
+        description="Train this many optimizer steps instead of epochs (pipelines' train_steps).",
+    )
+    learning_rate: float | None = Field(default=None, gt=0, le=1, description="Absolute peak learning rate.")
     learning_rate_multiplier: float | None = Field(
-        default=None, gt=0, description="Multiplies the catalog's recommended rate."
+        default=None, gt=0, le=MAX_LR_MULTIPLIER, description="Multiplies the catalog's recommended rate."
     )
     adapter_size: int | None = Field(default=None, description="LoRA rank: 1, 2, 4, 8, 16 or 32.")
     lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha (default 2 x rank).")
@@ -73,7 +83,7 @@ class TuningConfig(BaseModel):
         description="Mixture-of-experts models (Llama 4): adapt the routed experts' fused weights too (peft "
         "target_parameters). Default: yes when lora_dropout is 0, which peft needs for them.",
     )
-    batch_size: int | None = Field(default=None, gt=0, description="Examples per optimizer step.")
+    batch_size: int | None = Field(default=None, gt=0, le=MAX_BATCH, description="Examples per optimizer step.")
     micro_batch_size: int | None = Field(
         default=None,
         gt=0,
@@ -158,7 +168,9 @@ class TuningConfig(BaseModel):
         default="none", description="liger: Liger's Triton RMSNorm, RoPE and SwiGLU (CUDA, `pip install liger-kernel`)."
     )
     compile: bool = Field(default=False, description="torch.compile each decoder layer (regional compilation).")
-    seed: int = Field(default=42, description="Seed of the weights' init (LoRA), the data order and sampling.")
+    seed: int = Field(
+        default=42, ge=0, lt=2**63, description="Seed of the weights' init (LoRA), the data order and sampling."
+    )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="Weights' dtype (auto: bfloat16 on CUDA devices that have it, else float32)."

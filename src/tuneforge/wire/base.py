@@ -10,6 +10,7 @@ them. A validator reports a problem with :func:`problem`; its message may hold `
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -249,3 +250,51 @@ def enum_parser(
 
 def enum_schema(enum: type[Enum], numbers: dict[int, Any]) -> dict[str, Any]:
     return {"anyOf": [{"type": "string", "enum": list(enum.__members__)}, {"type": "integer", "enum": sorted(numbers)}]}
+
+
+# -- what no request body may hold -----------------------------------------------------------------------------------
+
+INT64 = (-(2**63), 2**63 - 1)
+MAX_DEPTH = 64  # nesting of a request body; Vertex's and OpenAI's deepest shapes (tool schemas) stay well inside
+
+
+def hostile_value(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """What makes a parsed JSON body unusable by any route, as a message naming its path: a number that is not
+    finite or an integer past int64, a string with a NUL byte or a lone surrogate, nesting past MAX_DEPTH. None when
+    the body is fine (each route then checks its own fields and ranges)."""
+    where = path or "the request body"
+    if depth > MAX_DEPTH:
+        return f"{where} is nested more than {MAX_DEPTH} levels deep; flatten it"
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} must be a finite number (got {value})"
+    if isinstance(value, int):
+        if INT64[0] <= value <= INT64[1]:
+            return None
+        return f"{where} is out of range: integers must lie between -2**63 and 2**63 - 1"
+    if isinstance(value, str):
+        return _bad_text(value, where)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else key
+            found = _bad_text(key, f"a key of {where}") or hostile_value(item, inner, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = hostile_value(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _bad_text(text: str, where: str) -> str | None:
+    if "\x00" in text:
+        return f"{where} holds a NUL character (\\u0000); remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{where} holds a lone surrogate (an unpaired \\ud800-\\udfff escape); send valid UTF-16 pairs"
+    return None

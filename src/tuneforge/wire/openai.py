@@ -46,6 +46,9 @@ class ChatCompletionRequest(LenientModel):
         default=None, description='"auto" (the default with tools) or "none" (no calls parsed); forcing one is refused.'
     )
     parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = Field(
+        default=None, description='{"type": "text"} only: structured output (json_object, json_schema) is refused.'
+    )
 
     @field_validator("messages", mode="before")
     @classmethod

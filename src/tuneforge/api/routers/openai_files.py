@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
@@ -39,6 +40,10 @@ MULTIPART_BODY = {
 SMALL_FIELD = 1024  # purpose and any other plain field: a few bytes
 
 
+MAX_FILENAME = 512  # what the files table keeps
+MAX_HEADER = 8192  # a part's header value (its content-disposition, with the file name)
+
+
 class _Form:
     """A multipart body parsed as it streams in: the ``file`` part goes to an Upload chunk by chunk, small fields
     are kept, anything else is refused."""
@@ -57,7 +62,7 @@ class _Form:
         return {
             "on_part_begin": self._begin,
             "on_header_field": lambda d, s, e: setattr(self, "_header", self._header + d[s:e]),
-            "on_header_value": lambda d, s, e: setattr(self, "_value", self._value + d[s:e]),
+            "on_header_value": self._header_value,
             "on_header_end": self._header_end,
             "on_headers_finished": self._headers_done,
             "on_part_data": self._part_data,
@@ -66,6 +71,13 @@ class _Form:
 
     def _begin(self) -> None:
         self._headers, self._name, self._data = {}, None, bytearray()
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+        if len(self._value) > MAX_HEADER:
+            raise InvalidArgument(
+                f"a part's header is over {MAX_HEADER:,} bytes; send a shorter file name", param="file"
+            )
 
     def _header_end(self) -> None:
         self._headers[self._header.decode("latin-1").lower()] = self._value
@@ -76,6 +88,10 @@ class _Form:
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
         if self._name == "file":
             self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
+            if len(self.filename) > MAX_FILENAME or "\x00" in self.filename:
+                raise InvalidArgument(
+                    f"the file's name must have at most {MAX_FILENAME} characters and no NUL byte", param="file"
+                )
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._name == "file":
@@ -100,9 +116,12 @@ async def _parse(request: Request, upload: Upload) -> _Form:
         )
     form = _Form(upload)
     parser = MultipartParser(boundary, form.callbacks())
-    async for chunk in request.stream():
-        await run_in_threadpool(parser.write, chunk)  # the file part is written to disk as it arrives
-    parser.finalize()
+    try:
+        async for chunk in request.stream():
+            await run_in_threadpool(parser.write, chunk)  # the file part is written to disk as it arrives
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise InvalidArgument(f"the multipart body cannot be read ({exc}); keep file names short") from None
     if form.filename is None:
         raise InvalidArgument("the upload has no 'file' part; send the file as the form field 'file'", param="file")
     if "purpose" not in form.fields:
