@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from tests.integration.conftest import start_server, wait_for, write_dataset
 
@@ -207,8 +208,11 @@ def test_killed_worker_job_is_resumed_from_its_checkpoint(tmp_path, database_url
                 ),
                 what="first checkpoint",
             )
-            os.killpg(w1.pid, signal.SIGKILL)  # the worker and its training child, like a lost machine
+            children = psutil.Process(w1.pid).children(recursive=True)
+            os.kill(w1.pid, signal.SIGKILL)  # the worker alone, like a lost process: its training child dies with it
             w1.wait()
+            _, alive = psutil.wait_procs(children, timeout=3)
+            assert all(p.status() == psutil.STATUS_ZOMBIE for p in alive if p.is_running()), alive
             w2 = worker()
             try:
                 final = wait_for(

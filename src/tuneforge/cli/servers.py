@@ -95,6 +95,9 @@ def _check_port(host: str, port: int) -> None:
             )
 
 
+GRACEFUL_SECONDS = 3  # what open requests get after SIGTERM before the server stops
+
+
 def serve(
     host: Optional[str] = typer.Option(
         None, "--host", help="Listen address [default: $TUNEFORGE_HOST or 127.0.0.1].", show_default=False
@@ -147,7 +150,9 @@ def serve(
         f"tuneforge API on http://{s.host}:{s.port} (database {s.resolved_database_url.split('://')[0]}, "
         f"dev mode {'on' if s.dev else 'off'}; docs at http://{s.host}:{s.port}/docs)"
     )
-    uvicorn.run(app, host=s.host, port=s.port, log_level="warning")
+    # SIGTERM: open requests get a few seconds (a stream never holds the process), then the lifespan stops the
+    # engine and the worker, whose children save their checkpoints and stop.
+    uvicorn.run(app, host=s.host, port=s.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SECONDS)
 
 
 def worker(

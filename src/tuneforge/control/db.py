@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tuneforge.control.tables import ProjectLockRow
 from tuneforge.errors import NotFound
 from tuneforge.wire import names
 
@@ -105,3 +107,12 @@ def fetch(s: Session, table: type[T], key: str, *, lock: bool = False) -> T:
     if row is None:
         raise NotFound(f"{table.__name__.removesuffix('Row')} {key} not found.")
     return row
+
+
+def lock_project(s: Session, project: str) -> None:
+    """Take ``project``'s admission lock for the rest of this transaction (a write to its lock row: PostgreSQL locks
+    the row, SQLite the database), so a quota count that follows sees every admission that came before it."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    upsert = insert(ProjectLockRow).values(project=project, admissions=1)
+    bump = {"admissions": ProjectLockRow.admissions + 1}
+    s.execute(upsert.on_conflict_do_update(index_elements=[ProjectLockRow.project], set_=bump))

@@ -250,3 +250,13 @@ class BucketOwnerRow(Base):
     bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
     project: Mapped[str] = mapped_column(String(128))
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProjectLockRow(Base):
+    """One row per project, written at the start of every admission (a create, a resume, a claim) so that concurrent
+    admissions of one project take turns and its quota holds exactly (control/db.lock_project)."""
+
+    __tablename__ = "project_locks"
+
+    project: Mapped[str] = mapped_column(String(128), primary_key=True)
+    admissions: Mapped[int] = mapped_column(BigInteger, default=0)

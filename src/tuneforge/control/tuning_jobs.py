@@ -17,7 +17,7 @@ from tuneforge import storage
 from tuneforge.catalog import Catalog, ResolvedModel, TuningMode, load_catalog
 from tuneforge.control import events, states
 from tuneforge.control.access import BucketPolicy, default_output_bucket
-from tuneforge.control.db import Store, fetch, get_scoped
+from tuneforge.control.db import Store, fetch, get_scoped, lock_project
 from tuneforge.control.filters import TUNING_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.registry import DEV_LABEL
@@ -501,7 +501,9 @@ class TuningJobService:
         return tuning_job(row)
 
     def _admit(self, s: Session, project: str) -> str:
-        """PENDING, or QUEUED over the project's quota (when queueing is on; else RESOURCE_EXHAUSTED)."""
+        """PENDING, or QUEUED over the project's quota (when queueing is on; else RESOURCE_EXHAUSTED); concurrent
+        admissions of one project take turns (its lock row), so the count is exact."""
+        lock_project(s, project)
         active = (
             s.scalar(
                 select(func.count())

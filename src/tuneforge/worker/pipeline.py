@@ -386,9 +386,9 @@ def _fail(ctx: Context, tasks: Tasks, name: str, code: str, message: str) -> Non
         row.error = status(code, message)
 
 
-def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid: int) -> None:
+def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid: int, worker_id: str) -> None:
     """The worker's child process for one pipeline job (a fresh interpreter)."""
-    settings, store = child_setup(db_url, settings_json)
+    settings, store = child_setup(db_url, settings_json, parent_pid)
     with store.session() as s:
         row = fetch(s, PipelineJobRow, job_id)
         ctx = Context(
@@ -401,6 +401,6 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
             p.output_root(row),
             settings,
             store,
-            StopCheck(store, PipelineJobRow, job_id, parent_pid),
+            StopCheck(store, PipelineJobRow, job_id, parent_pid, worker_id),
         )
     run_pipeline(ctx)

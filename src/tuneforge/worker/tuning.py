@@ -25,7 +25,7 @@ from tuneforge.train import Callbacks, RunResult, TuningConfig, run_tuning
 from tuneforge.train.config import ResolvedRun
 from tuneforge.train.launch import run_sft_processes
 from tuneforge.train.recipes.distill import DEFAULT_RATIONALE_WEIGHT, run_distill, teacher_from_reference
-from tuneforge.worker.child import StopCheck, child_setup
+from tuneforge.worker.child import StopCheck, child_setup, terminating
 
 
 class DbCallbacks(Callbacks):
@@ -80,13 +80,14 @@ class DbCallbacks(Callbacks):
         self._metrics(step, metrics)
 
 
-def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid: int) -> None:
-    """Run one tuning job to a final state (or stop when cancelled or orphaned). Runs in a fresh interpreter."""
-    settings, store = child_setup(db_url, settings_json)
+def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid: int, worker_id: str) -> None:
+    """Run one tuning job to a final state (or stop when cancelled, paused or its worker stops). Runs in a fresh
+    interpreter."""
+    settings, store = child_setup(db_url, settings_json, parent_pid)
     with store.session() as s:
         row = fetch(s, TuningJobRow, job_id)
         config, project = TuningConfig(**row.config), row.project
-    should_stop = StopCheck(store, TuningJobRow, job_id, parent_pid)
+    should_stop = StopCheck(store, TuningJobRow, job_id, parent_pid, worker_id)
     callbacks = DbCallbacks(store, job_id)
     try:
         result = _train(config, settings, store, project, callbacks, should_stop)
@@ -146,7 +147,8 @@ def _stopped(store: Store, job_id: str, result: RunResult, parent_pid: int) -> N
             events.record(s, events.TUNING, job_id, f"{what} {at}")
         elif row.state == states.RUNNING and os.getppid() == parent_pid:
             release(row, states.PENDING)
-            events.record(s, events.TUNING, job_id, f"Resumed while pausing {at}: back in the queue, continues there")
+            why = "The worker stopped" if terminating() else "Resumed while pausing"
+            events.record(s, events.TUNING, job_id, f"{why} {at}: back in the queue, continues from this step")
 
 
 def _fail(store: Store, job_id: str, code: str, message: str) -> None:

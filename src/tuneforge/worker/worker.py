@@ -22,15 +22,16 @@ from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, select, text, update
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from tuneforge.control import events, states
 from tuneforge.control import pipeline_jobs as p
-from tuneforge.control.db import Store
+from tuneforge.control.db import Store, lock_project
 from tuneforge.control.tables import PipelineJobRow, TuningJobRow, release, utcnow
 from tuneforge.control.tuning_jobs import finish_stopped
 from tuneforge.errors import status
 from tuneforge.settings import Settings
+from tuneforge.worker.child import LeaseLost
 
 log = logging.getLogger("tuneforge.worker")
 CANCEL_GRACE_SECONDS = 6.0  # after this the child is killed: cancel completes well inside 10 s
@@ -48,7 +49,7 @@ class JobKind:
     failed: str
     claimable: tuple[str, ...]
     final: tuple[str, ...]
-    target: str  # "module:function" run in the child process (job_id, db_url, settings_json, parent_pid)
+    target: str  # "module:function" run in the child (job_id, db_url, settings_json, parent_pid, worker_id)
     finish_stopped: Callable[[Any, Any], str | None]  # (row, now): settle a cancel or pause asked; what, or None
 
 
@@ -91,7 +92,10 @@ class Running:
 
 def _child(target: str, *args: Any) -> None:
     module, function = target.split(":")
-    getattr(importlib.import_module(module), function)(*args)
+    try:
+        getattr(importlib.import_module(module), function)(*args)
+    except LeaseLost as lost:  # another attempt owns the job now: leave without a word written
+        log.warning("stopped without writing: %s", lost)
 
 
 class Worker:
@@ -127,7 +131,7 @@ class Worker:
             if self.store.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True, of=table)
             job_id = s.scalar(q)
-            if job_id is None:
+            if job_id is None or not self._under_quota(s, kind, job_id, limit):
                 return None
             now = utcnow()
             done = cast(
@@ -151,6 +155,20 @@ class Worker:
             events.record(s, kind.name, job_id, f"Started on worker {self.worker_id} (attempt {attempt})")
             return job_id
 
+    def _under_quota(self, s: Session, kind: JobKind, job_id: str, limit: int) -> bool:
+        """Recount the job's project under its admission lock: two workers claiming at once stay within quota."""
+        table = kind.table
+        project = s.scalar(select(table.project).where(table.id == job_id))
+        if project is None:
+            return False
+        lock_project(s, project)
+        running = s.scalar(
+            select(func.count())
+            .select_from(table)
+            .where(table.project == project, table.state.in_((kind.running, kind.cancelling)))
+        )
+        return (running or 0) < limit
+
     # -- one pass of the loop -------------------------------------------------------------------------------------
     def tick(self) -> None:
         self.recover_stale()
@@ -160,7 +178,8 @@ class Worker:
                 job_id = self.claim(kind)
                 if job_id is None:
                     break
-                args = (kind.target, job_id, self.store.url, self.settings.model_dump(mode="json"), os.getpid())
+                settings = self.settings.model_dump(mode="json")
+                args = (kind.target, job_id, self.store.url, settings, os.getpid(), self.worker_id)
                 process = self._ctx.Process(
                     target=_child, args=args, name=f"tuneforge-{kind.name}-{job_id}", daemon=False
                 )
