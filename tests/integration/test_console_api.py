@@ -263,7 +263,17 @@ def test_the_json_column_filters_work_on_both_databases(every_database_url):
             s.add(TuningJobRow(id=str(i), resource={}, config={"method": method}, **common))
         for job_id, (template, params) in pipelines.items():
             display = {"displayName": f"job {job_id[1]}"}
-            s.add(PipelineJobRow(id=job_id, template=template, parameters=params, resource=display, tasks=[], **common))
+            s.add(
+                PipelineJobRow(
+                    id=job_id,
+                    pipeline_job_id=job_id,
+                    template=template,
+                    parameters=params,
+                    resource=display,
+                    tasks=[],
+                    **common,
+                )
+            )
 
     def found(table, columns, text):
         with store.session() as s:

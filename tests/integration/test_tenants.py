@@ -201,3 +201,31 @@ def test_every_project_route_refuses_another_projects_key(tenants):
             for headers, status in ((B, 403), ({}, 401), ({"Authorization": "Bearer nope"}, 401)):
                 r = c.request(method, _fill(path), headers=headers, json={})
                 assert r.status_code == status, (method, path, headers, r.status_code, r.text[:300])
+
+
+def test_pipeline_job_ids_are_per_project(tenants):
+    template = "https://us-kfp.pkg.dev/ml-pipeline/large-language-model-pipelines/tune-large-model/v2.0.0"
+
+    def create(project: str, headers: dict, data: str) -> httpx.Response:
+        body = {
+            "templateUri": template,
+            "runtimeConfig": {"parameterValues": {"dataset_uri": data, "large_model_reference": "text-bison@002"}},
+        }
+        with tenants.client() as c:
+            return c.post(
+                f"/v1/projects/{project}/locations/{LOC}/pipelineJobs",
+                params={"pipelineJobId": "same-name"},
+                json=body,
+                headers=headers,
+            )
+
+    a = create("a", A, "gs://bkt-a/secret-train.jsonl")
+    b = create("b", B, "gs://shared/common.jsonl")
+    assert a.status_code == b.status_code == 200, (a.text, b.text)  # B is not told that A has one of that name
+    assert create("b", B, "gs://shared/common.jsonl").status_code == 409  # within a project, still unique
+    with tenants.client() as c:
+        got = c.get(f"/v1/projects/b/locations/{LOC}/pipelineJobs/same-name", headers=B).json()
+        mine = c.get(f"/v1/projects/a/locations/{LOC}/pipelineJobs/same-name", headers=A).json()
+    assert got["name"].startswith("projects/b/") and mine["name"].startswith("projects/a/")
+    assert got["runtimeConfig"]["parameterValues"]["dataset_uri"] == "gs://shared/common.jsonl"
+    assert mine["runtimeConfig"]["parameterValues"]["dataset_uri"] == "gs://bkt-a/secret-train.jsonl"

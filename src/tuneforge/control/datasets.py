@@ -51,7 +51,7 @@ def _uses(store: Store, project: str, location: str) -> dict[str, _Use]:
             name = names.name("tuningJobs", project, location, job_id)
             add(config.get("train_dataset"), config.get("method", "supervised"), name)
             add(config.get("validation_dataset"), config.get("method", "supervised"), name)
-        pipelines = select(PipelineJobRow.id, PipelineJobRow.template, PipelineJobRow.parameters).where(
+        pipelines = select(PipelineJobRow.pipeline_job_id, PipelineJobRow.template, PipelineJobRow.parameters).where(
             PipelineJobRow.project == project, PipelineJobRow.location == location
         )
         for job_id, template, params in s.execute(pipelines.order_by(PipelineJobRow.create_time.desc())):

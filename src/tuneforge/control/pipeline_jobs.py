@@ -15,13 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tuneforge import storage
 from tuneforge.catalog import Catalog, load_catalog
 from tuneforge.control import events
 from tuneforge.control.access import BucketPolicy, default_output_bucket
-from tuneforge.control.db import Store, fetch, get_scoped
+from tuneforge.control.db import Store, fetch
 from tuneforge.control.filters import PIPELINE_JOB_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.pipeline_templates import (
@@ -33,10 +35,10 @@ from tuneforge.control.pipeline_templates import (
     task_names,
 )
 from tuneforge.control.registry import DEV_LABEL
-from tuneforge.control.tables import PipelineJobRow, utcnow
+from tuneforge.control.tables import PipelineJobRow, new_id, utcnow
 from tuneforge.control.tuning_jobs import PIPELINE_REGIONS, refuse_unlabelled_for_stand_in_teacher, server_fields
 from tuneforge.data.distill import read_examples
-from tuneforge.errors import AlreadyExists, FailedPrecondition, InvalidArgument, status
+from tuneforge.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, status
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.pipeline_data import FORMATS
@@ -209,10 +211,11 @@ class PipelineJobService:
     ) -> PipelineJobRow:
         now = utcnow()
         with self.store.session() as s:
-            if s.get(PipelineJobRow, job_id) is not None:
+            if self._find(s, project, location, job_id) is not None:
                 raise taken
             row = PipelineJobRow(
-                id=job_id,
+                id=new_id(),
+                pipeline_job_id=job_id,
                 project=project,
                 location=location,
                 state=PENDING,
@@ -226,13 +229,28 @@ class PipelineJobService:
                 cancel_requested=False,
             )
             s.add(row)
-            events.record(s, events.PIPELINE, job_id, f"Created: the {template} pipeline")
+            events.record(s, events.PIPELINE, row.id, f"Created: the {template} pipeline")
             if stand_in:
-                events.record(s, events.PIPELINE, job_id, f"dev mode: runs on the tiny stand-in {stand_in}", "WARNING")
+                events.record(s, events.PIPELINE, row.id, f"dev mode: runs on the tiny stand-in {stand_in}", "WARNING")
         return row
 
     def row(self, project: str, location: str, job_id: str) -> PipelineJobRow:
-        return get_scoped(self.store, PipelineJobRow, job_id, project, location, "PipelineJob", "pipelineJobs")
+        """The project's pipeline job ``job_id`` (its pipelineJobId), or NOT_FOUND naming it."""
+        with self.store.session() as s:
+            row = self._find(s, project, location, job_id)
+        if row is None:
+            raise NotFound(f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} not found.")
+        return row
+
+    @staticmethod
+    def _find(s: Session, project: str, location: str, job_id: str) -> PipelineJobRow | None:
+        return s.scalar(
+            select(PipelineJobRow).where(
+                PipelineJobRow.project == project,
+                PipelineJobRow.location == location,
+                PipelineJobRow.pipeline_job_id == job_id,
+            )
+        )
 
     def get(self, project: str, location: str, job_id: str) -> PipelineJob:
         return pipeline_job(self.row(project, location, job_id))
@@ -251,23 +269,22 @@ class PipelineJobService:
         return ListPipelineJobsResponse(pipeline_jobs=[pipeline_job(r) for r in rows], next_page_token=token or None)
 
     def events(self, project: str, location: str, job_id: str) -> ListJobEventsResponse:
-        self.row(project, location, job_id)
-        return events.listed(self.store, events.PIPELINE, job_id)
+        return events.listed(self.store, events.PIPELINE, self.row(project, location, job_id).id)
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
-        self.row(project, location, job_id)
+        key = self.row(project, location, job_id).id
         with self.store.session() as s:
-            row = fetch(s, PipelineJobRow, job_id, lock=True)
+            row = fetch(s, PipelineJobRow, key, lock=True)
             if row.state in FINAL:
                 raise FailedPrecondition(f"PipelineJob {job_id} is in state {row.state} and cannot be cancelled")
             now = utcnow()
             row.cancel_requested, row.update_time = True, now
             if row.state == PENDING:
                 finish_cancelled(row, now)
-                events.record(s, events.PIPELINE, job_id, "Cancelled before it started")
+                events.record(s, events.PIPELINE, key, "Cancelled before it started")
             else:
                 row.state = CANCELLING  # the worker stops the running task, then finishes the cancellation
-                events.record(s, events.PIPELINE, job_id, "Cancel requested: the running task stops")
+                events.record(s, events.PIPELINE, key, "Cancel requested: the running task stops")
 
 
 # -- parameters ------------------------------------------------------------------------------------------------------
@@ -399,11 +416,12 @@ def pipeline_tuning_config(
 def output_root(row: PipelineJobRow) -> str:
     """``runtimeConfig.gcsOutputDirectory``/JOB_ID when given (the SDK always sends one), else the project's bucket."""
     root = ((row.resource.get("runtimeConfig") or {}).get("gcsOutputDirectory") or "").rstrip("/")
-    return f"{root}/{row.id}" if root else f"gs://{default_output_bucket(row.project)}/pipelineJobs/{row.id}"
+    job_id = row.pipeline_job_id
+    return f"{root}/{job_id}" if root else f"gs://{default_output_bucket(row.project)}/pipelineJobs/{job_id}"
 
 
 def pipeline_job(row: PipelineJobRow) -> PipelineJob:
-    name = names.name("pipelineJobs", row.project, row.location, row.id)
+    name = names.name("pipelineJobs", row.project, row.location, row.pipeline_job_id)
     detail = {
         "pipelineContext": {"name": f"{name}/contexts/pipeline"},
         "pipelineRunContext": {"name": f"{name}/contexts/run"},

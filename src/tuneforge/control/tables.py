@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -108,8 +109,10 @@ class PipelineJobRow(Base):
     """A pipelineJobs resource (code-model tuning, distillation): the echo of the request plus state and tasks."""
 
     __tablename__ = "pipeline_jobs"
+    __table_args__ = (UniqueConstraint("project", "location", "pipeline_job_id", name="uq_pipeline_job_id"),)
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # internal (workers, events); never shown
+    pipeline_job_id: Mapped[str] = mapped_column(String(128))  # the resource's id: pipelineJobId, per project
     project: Mapped[str] = mapped_column(String(128), index=True)
     location: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(40), index=True)

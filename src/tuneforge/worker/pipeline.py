@@ -59,7 +59,8 @@ class Stopped(Exception):
 
 @dataclass
 class Context:
-    job_id: str
+    job_id: str  # the row's (internal) id
+    pipeline_job_id: str  # the resource's id, as the client named it
     template: str
     params: dict
     project: str
@@ -303,12 +304,12 @@ def upload(ctx: Context, tasks: Tasks) -> dict:
             project=ctx.project,
             location=ctx.upload_location,
             display_name=ctx.params["model_display_name"],
-            description=f"{base} {what} by pipelineJobs/{ctx.job_id}",
+            description=f"{base} {what} by pipelineJobs/{ctx.pipeline_job_id}",
             artifact_uri=tasks.outputs("tune")["model_dir"],
             base_model=base,
             kind="lora",
             labels=ctx.labels,
-            source_job=ctx.job_id,
+            source_job=ctx.pipeline_job_id,
         )
         return {"model_resource_name": model_name(model)}
 
@@ -393,6 +394,7 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
         row = fetch(s, PipelineJobRow, job_id)
         ctx = Context(
             job_id,
+            row.pipeline_job_id,
             row.template,
             dict(row.parameters),
             row.project,
