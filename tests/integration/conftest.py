@@ -227,3 +227,29 @@ def examples_dir() -> Path:
     from tests.conftest import EXAMPLES
 
     return EXAMPLES
+
+
+def add_pending_jobs(store, count: int, project: str = "p") -> None:
+    """``count`` PENDING tuning jobs of ``project`` written straight into the store (for tests of claiming)."""
+    from tuneforge.control import states
+    from tuneforge.control.tables import TuningJobRow, utcnow
+
+    with store.session() as s:
+        for i in range(count):
+            s.add(
+                TuningJobRow(
+                    id=str(10**17 + i),
+                    project=project,
+                    location="us-central1",
+                    state=states.PENDING,
+                    resource={},
+                    config={},
+                    labels={},
+                    display_name="",
+                    base_model="x",
+                    create_time=utcnow(),
+                    update_time=utcnow(),
+                    cancel_requested=False,
+                    attempts=0,
+                )
+            )

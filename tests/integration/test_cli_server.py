@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.integration.conftest import write_dataset
+from tests.integration.conftest import add_pending_jobs, write_dataset
 
 TF = str(Path(sys.executable).with_name("tuneforge"))
 
@@ -139,31 +139,13 @@ def test_two_workers_never_claim_the_same_job(every_database_url, tmp_path):
 
     from tuneforge.control import states
     from tuneforge.control.db import Store
-    from tuneforge.control.tables import TuningJobRow, utcnow
+    from tuneforge.control.tables import TuningJobRow
     from tuneforge.settings import Settings
     from tuneforge.worker.worker import Worker
 
     settings = Settings(home=tmp_path, max_running_jobs_per_project=1000)
     store = Store(database_url)
-    with store.session() as s:
-        for i in range(40):
-            s.add(
-                TuningJobRow(
-                    id=str(10**17 + i),
-                    project="p",
-                    location="us-central1",
-                    state=states.PENDING,
-                    resource={},
-                    config={},
-                    labels={},
-                    display_name="",
-                    base_model="x",
-                    create_time=utcnow(),
-                    update_time=utcnow(),
-                    cancel_requested=False,
-                    attempts=0,
-                )
-            )
+    add_pending_jobs(store, 40)
     claimed: dict[str, list[str]] = {"a": [], "b": [], "c": []}
 
     def claim_all(name):

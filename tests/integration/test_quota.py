@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from tests.integration.conftest import add_pending_jobs
 
 from tuneforge.control import states
 from tuneforge.control.db import Store
-from tuneforge.control.tables import TuningJobRow, utcnow
+from tuneforge.control.tables import TuningJobRow
 from tuneforge.errors import ResourceExhausted
 from tuneforge.settings import Settings
 from tuneforge.wire.tuning import TuningJob
@@ -69,25 +70,7 @@ def test_workers_claiming_at_once_keep_a_project_within_its_quota(every_database
 
     settings = Settings(home=tmp_path, max_running_jobs_per_project=2)
     store = Store(every_database_url)
-    with store.session() as s:
-        for i in range(10):
-            s.add(
-                TuningJobRow(
-                    id=str(10**17 + i),
-                    project="p",
-                    location="us-central1",
-                    state=states.PENDING,
-                    resource={},
-                    config={},
-                    labels={},
-                    display_name="",
-                    base_model="x",
-                    create_time=utcnow(),
-                    update_time=utcnow(),
-                    cancel_requested=False,
-                    attempts=0,
-                )
-            )
+    add_pending_jobs(store, 10)
     claimed: list[str] = []
     start = threading.Barrier(6)
 
