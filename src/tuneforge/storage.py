@@ -134,6 +134,19 @@ def _inside_root(uri: str, field: str, settings: Settings) -> tuple[str, str]:
     return parts[0], "/".join(parts[1:])
 
 
+def client_text(message: str, settings: Settings | None = None) -> str:
+    """``message`` as a client may read it: a path under the bucket root as its gs:// URI, other server paths
+    (tuneforge's home: caches, built models) as <home>. A job's error or event never shows where the server keeps
+    things."""
+    settings = settings or get_settings()
+    root = str(settings.resolved_bucket_root.resolve()).rstrip("/") + "/"
+    for prefix in {root, str(settings.resolved_bucket_root).rstrip("/") + "/"}:
+        message = message.replace(prefix, "gs://")
+    for home in {str(settings.home.resolve()), str(settings.home)}:
+        message = message.replace(home, "<home>")
+    return message
+
+
 def _fs_for(uri: str):
     try:
         import fsspec

@@ -61,3 +61,32 @@ def test_real_gcs_without_backend_is_a_clear_error(settings):
     except ImportError:
         with pytest.raises(storage.StorageError, match="pip install gcsfs"):
             storage.fetch("gs://b/x.jsonl", s)
+
+
+def test_no_server_path_reaches_a_client(settings):
+    root = settings.resolved_bucket_root
+    with pytest.raises(storage.StorageError) as missing:
+        storage.fetch("gs://b/missing.jsonl", settings)
+    assert str(root) not in str(missing.value) and "gs://b/missing.jsonl" in str(missing.value)
+    text = storage.client_text(f"cannot open {root}/b/x/step-3 (cache {settings.home}/cache/y)", settings)
+    assert text == "cannot open gs://b/x/step-3 (cache <home>/cache/y)"
+
+
+@pytest.mark.parametrize(
+    "uri", ["gs://b/a\x00b.jsonl", "gs://b/" + "x" * 256, "gs://b/\ud800.jsonl", "gs://b/tab\there.jsonl"]
+)
+def test_client_uris_refuse_nul_control_characters_surrogates_and_overlong_parts(settings, uri):
+    with pytest.raises(storage.StorageError):
+        storage.check_client_uri(uri, "field", settings, access=None)
+
+
+def test_a_report_lists_a_bounded_number_of_problems_and_counts_the_rest():
+    from tuneforge.data.report import LISTED
+
+    report = Report(source="f")
+    for i in range(LISTED * 5):
+        report.warning("blank line skipped", i + 1)
+    report.error("bad", 1)
+    assert len(report.problems) == LISTED + 1 and report.count("warning") == LISTED * 5
+    assert len(report.warnings) == LISTED + 1 and "400 more" in report.warnings[-1].message
+    assert not report.ok

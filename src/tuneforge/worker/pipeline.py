@@ -372,6 +372,7 @@ def run_pipeline(ctx: Context) -> None:
 
 
 def _fail(ctx: Context, tasks: Tasks, name: str, code: str, message: str) -> None:
+    message = storage.client_text(message, ctx.settings)
     tasks.finish(name, "FAILED", message=message)
     tasks.finish(ctx.template, "FAILED")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
+from tuneforge import storage
 from tuneforge.catalog import TuningMode
 from tuneforge.catalog.model_folder import final_uri
 from tuneforge.control import events, states
@@ -92,11 +93,11 @@ def run_job(job_id: str, db_url: str, settings_json: dict[str, Any], parent_pid:
     try:
         result = _train(config, settings, store, project, callbacks, should_stop)
     except TuneforgeError as exc:
-        _fail(store, job_id, exc.code, str(exc))
+        _fail(store, job_id, exc.code, storage.client_text(str(exc), settings))
         return
     except Exception as exc:  # a bug or an environment problem: the job says so instead of hanging
         traceback.print_exc()
-        _fail(store, job_id, "INTERNAL", f"training failed: {type(exc).__name__}: {exc}")
+        _fail(store, job_id, "INTERNAL", storage.client_text(f"training failed: {type(exc).__name__}: {exc}", settings))
         return
     if result.cancelled:
         _stopped(store, job_id, result, parent_pid)
