@@ -9,8 +9,10 @@ written so far let a rerun resume.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +26,16 @@ from tuneforge.train.distributed import leave_world
 from tuneforge.train.recipes.sft import run_sft
 
 _RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Have Linux kill this process when the thread that started it ends (a worker killed outright, a rank 0 that
+    died): nothing of a run outlives what owns it. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _free_port() -> int:
@@ -86,7 +98,8 @@ def run_sft_processes(
 
 
 def _rank_main(spec_path: str) -> None:
-    """A child rank: the same run, no callbacks (rank 0 reports)."""
+    """A child rank: the same run, no callbacks (rank 0 reports); it dies with rank 0."""
+    die_with_parent()
     spec = json.loads(Path(spec_path).read_text())
     try:
         run_sft(TuningConfig(**spec["config"]), settings=Settings(**spec["settings"]))

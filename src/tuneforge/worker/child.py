@@ -8,10 +8,8 @@ new attempt), it raises LeaseLost, which ends the child without a checkpoint, a 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
 from typing import Any
 
 from sqlalchemy import select
@@ -19,8 +17,7 @@ from sqlalchemy import select
 from tuneforge.control.db import Store
 from tuneforge.quiet import quiet_libraries
 from tuneforge.settings import Settings
-
-PR_SET_PDEATHSIG = 1
+from tuneforge.train.launch import die_with_parent
 
 
 class LeaseLost(BaseException):
@@ -38,8 +35,7 @@ def child_setup(db_url: str, settings_json: dict[str, Any], parent_pid: int) -> 
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    die_with_parent()
     if os.getppid() != parent_pid:  # the worker died before the signal was armed
         raise LeaseLost(f"the worker {parent_pid} is gone")
 
