@@ -75,7 +75,7 @@ class BucketPolicy:
 
     def __init__(self, store: Store, settings: Settings):
         self.store = store
-        self.enabled = bool(settings.api_keys.strip())
+        self.enabled = any(key.strip() for key in settings.api_keys.split(","))  # as the API reads its keys
         self.grants = parse_grants(settings.bucket_access)
 
     def for_project(self, project: str, *, claim: bool = True) -> ProjectAccess | None:
