@@ -24,8 +24,6 @@ from tuneforge.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuneforge.settings import Settings
 from tuneforge.wire.openai_ft import FILE_PURPOSES, FileDeleted, FileList, FileObject
 
-BUCKET = FILES_BUCKET
-
 
 class Upload:
     """One upload in progress: ``write`` its chunks, then the service's ``finish`` or ``abort``."""
@@ -69,7 +67,7 @@ def new_file(project: str, filename: str, purpose: str) -> FileRow:
         project=project,
         filename=filename[:512],
         purpose=purpose,
-        uri=f"gs://{BUCKET}/{project}/{file_id}{suffix}",
+        uri=f"gs://{FILES_BUCKET}/{project}/{file_id}{suffix}",
         create_time=utcnow(),
     )
 

@@ -187,52 +187,35 @@ class PipelineJobService:
         resource = dump(kept)
         resource.setdefault("displayName", job_id)
         resource["templateMetadata"] = {"version": str(job.template_uri).rsplit("/", 1)[-1]}
-        taken = AlreadyExists(
-            f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already exists; use another "
-            "pipelineJobId (the SDK makes one per second)"
-        )
-        try:
-            row = self._store_new(project, location, job_id, template, resource, params, labels, stand_in, taken)
-        except IntegrityError:  # the same id created at the same moment by another request
-            raise taken from None
-        return pipeline_job(row)
-
-    def _store_new(
-        self,
-        project: str,
-        location: str,
-        job_id: str,
-        template: str,
-        resource: dict[str, Any],
-        params: dict[str, Any],
-        labels: dict[str, str],
-        stand_in: str | None,
-        taken: AlreadyExists,
-    ) -> PipelineJobRow:
         now = utcnow()
-        with self.store.session() as s:
-            if self._find(s, project, location, job_id) is not None:
-                raise taken
-            row = PipelineJobRow(
-                id=new_id(),
-                pipeline_job_id=job_id,
-                project=project,
-                location=location,
-                state=PENDING,
-                template=template,
-                resource=resource,
-                parameters=params,
-                tasks=_planned_tasks(template, params, timestamp(now)),
-                labels=labels,
-                create_time=now,
-                update_time=now,
-                cancel_requested=False,
-            )
-            s.add(row)
-            events.record(s, events.PIPELINE, row.id, f"Created: the {template} pipeline")
-            if stand_in:
-                events.record(s, events.PIPELINE, row.id, f"dev mode: runs on the tiny stand-in {stand_in}", "WARNING")
-        return row
+        try:
+            with self.store.session() as s:
+                row = PipelineJobRow(
+                    id=new_id(),
+                    pipeline_job_id=job_id,
+                    project=project,
+                    location=location,
+                    state=PENDING,
+                    template=template,
+                    resource=resource,
+                    parameters=params,
+                    tasks=_planned_tasks(template, params, timestamp(now)),
+                    labels=labels,
+                    create_time=now,
+                    update_time=now,
+                    cancel_requested=False,
+                )
+                s.add(row)
+                events.record(s, events.PIPELINE, row.id, f"Created: the {template} pipeline")
+                if stand_in:
+                    message = f"dev mode: runs on the tiny stand-in {stand_in}"
+                    events.record(s, events.PIPELINE, row.id, message, "WARNING")
+        except IntegrityError:  # the project's pipelineJobId is taken (uq_pipeline_job_id), before or at this moment
+            raise AlreadyExists(
+                f"PipelineJob {names.name('pipelineJobs', project, location, job_id)} already exists; use another "
+                "pipelineJobId (the SDK makes one per second)"
+            ) from None
+        return pipeline_job(row)
 
     def row(self, project: str, location: str, job_id: str) -> PipelineJobRow:
         """The project's pipeline job ``job_id`` (its pipelineJobId), or NOT_FOUND naming it."""
