@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         "(a project without :read may read and write; e.g. shared-data=a|b:read,team=a|b). A bucket named here "
         "belongs to the projects it lists; any other belongs to the project that first writes to it.",
     )
+    teacher_urls: str = Field(
+        default="",
+        description="With API keys: comma-separated URL prefixes a distillation pipeline may call as an "
+        "OpenAI-compatible teacher (e.g. https://llm.internal/v1/). With keys, any other URL is refused, so a tenant "
+        "cannot make the server call addresses of its choosing; without keys any URL is allowed.",
+    )
     insecure: bool = Field(default=False, description="Allow listening on a non-loopback address without API keys.")
     max_running_jobs_per_project: int = Field(
         default=1, ge=1, description="Concurrent tuning jobs per project (quota)."

@@ -4,6 +4,7 @@ answer that breaks its schema."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,16 @@ def test_the_document_names_every_body_answer_and_error(shared_server):
                     "$ref": f"#/components/schemas/{body}"
                 }
     assert not [p for p in doc["paths"] if p.startswith(("/v1beta1/", "/ui/"))]  # the same routes, listed once
+    # OpenAPI links from each create to what its id reaches (a stateful fuzzer follows them), to real operations
+    ids = {op["operationId"] for ops in doc["paths"].values() for op in ops.values()}
+    links = {
+        path: operations["post"]["responses"].get("200", {}).get("links", {})
+        for path, operations in doc["paths"].items()
+        if "post" in operations
+    }
+    assert len(links["/v1/projects/{project}/locations/{location}/pipelineJobs"]) == 3
+    assert len(links["/v1/files"]) == 4 and len(links["/v1/fine_tuning/jobs"]) == 6
+    assert all(link["operationId"] in ids for found in links.values() for link in found.values())
     assert httpx.get(shared_server.url + "/docs", timeout=30).status_code == 200
 
 
@@ -87,6 +98,9 @@ def test_a_fuzzing_run_finds_no_server_error_and_no_undocumented_answer(shared_s
         cwd=tmp_path,  # schemathesis keeps a cache in its working folder
     )
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
+    # the stateful phase ran and followed links (an uploaded file's id into get, content, delete, a job's create)
+    covered = re.search(r"API Links:\s+(\d+) covered", out.stdout)
+    assert covered and int(covered.group(1)) >= 1, out.stdout[-4000:]
 
 
 def test_openai_routes_answer_openais_error_shape(shared_server):

@@ -176,6 +176,52 @@ def test_server_upgrades_an_older_database(tmp_path):
     upgrade(engine)  # idempotent
 
 
+def test_an_upgrade_gives_each_bucket_in_use_to_the_project_that_used_it_first(tmp_path):
+    """Bucket owners came in with 0010: the backfill (0012) gives a bucket an older deployment's project uploaded to
+    or trained into to the earliest such project, so its tenants keep reading their data after the upgrade."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    import tuneforge.control.db as db
+    from tuneforge.control.access import BucketPolicy
+    from tuneforge.control.db import Store, make_engine
+    from tuneforge.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).with_name("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0011")
+        for project, uri, day in (("a", "gs://lake/a.jsonl", 2), ("b", "gs://lake/b.jsonl", 3), ("b", "gs://bb/x", 1)):
+            conn.execute(
+                text(
+                    "INSERT INTO datasets (project, location, uri, purpose, size_bytes, sha256, create_time) "
+                    f"VALUES ('{project}', 'us-central1', '{uri}', 'supervised', 1, '', '2026-01-0{day} 00:00:00')"
+                )
+            )
+        conn.execute(
+            text(
+                "INSERT INTO tuning_jobs (id, project, location, state, resource, config, labels, display_name, "
+                "base_model, create_time, update_time, cancel_requested, pause_requested, attempts) VALUES ('1', 'c', "
+                """'us-central1', 'JOB_STATE_SUCCEEDED', '{}', '{"output_uri": "gs://out-c/run"}', '{}', '', '', """
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0, 0, 1)"
+            )
+        )
+    store = Store(url)  # what the server does on start
+    policy = BucketPolicy(store, Settings(api_keys="K=a"))
+    assert [policy.owner(b, "x") for b in ("lake", "bb", "out-c", "new")] == [
+        {"a": True},
+        {"b": True},
+        {"c": True},
+        None,
+    ]
+
+
 def test_sdk_support_publisher_models_templates_and_bucket_probe(shared_server):
     import yaml
 

@@ -30,6 +30,7 @@ def tenants(tmp_path_factory):
         "TUNEFORGE_BUCKET_ACCESS": "shared=a|b:read,team/b-corner=b",
         "TUNEFORGE_WORKERS": "0",
         "TUNEFORGE_QUEUE_OVER_QUOTA": "1",
+        "TUNEFORGE_TEACHER_URLS": "https://llm.internal/v1/",
     }
     srv = start_server(home, f"sqlite:///{home / 'tuneforge.db'}", extra_env=env)
     with srv.client() as c:
@@ -229,3 +230,27 @@ def test_pipeline_job_ids_are_per_project(tenants):
     assert got["name"].startswith("projects/b/") and mine["name"].startswith("projects/a/")
     assert got["runtimeConfig"]["parameterValues"]["dataset_uri"] == "gs://shared/common.jsonl"
     assert mine["runtimeConfig"]["parameterValues"]["dataset_uri"] == "gs://bkt-a/secret-train.jsonl"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:5432/v1", "https://llm.internal.evil/v1/"]
+)
+def test_a_teacher_url_the_operator_did_not_allow_is_refused(tenants, url):
+    """A distillation teacher given as a URL makes the server connect to it: with tenants, only the operator's
+    TUNEFORGE_TEACHER_URLS prefixes, on create and on preview (the worker checks again when it runs)."""
+    body = {
+        "templateUri": "https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0",
+        "runtimeConfig": {
+            "parameterValues": {
+                "dataset_uri": "gs://shared/common.jsonl",
+                "teacher_model_reference": url,
+                "student_model_reference": "text-bison@002",
+            }
+        },
+    }
+    for path in ("/pipelineJobs", "/pipelineJobs:preview"):
+        r = _post(tenants, path, body)
+        assert r.status_code == 403, r.text
+        assert "TUNEFORGE_TEACHER_URLS" in r.json()["error"]["message"], r.text
+    body["runtimeConfig"]["parameterValues"]["teacher_model_reference"] = "https://llm.internal/v1/chat"
+    assert _post(tenants, "/pipelineJobs", body).status_code == 200

@@ -301,3 +301,32 @@ def test_scout_with_configured_weights_loads_them_trains_and_refuses_a_text_mode
     catalog.write_text(f"models:\n  {SCOUT}:\n    weights: gs://w/llama3\n")
     with pytest.raises(Exception, match="architecture must match"):
         run_sft(config.model_copy(update={"output_uri": str(tmp_path / "bad")}), settings=real)
+
+
+def test_a_run_reads_its_images_with_the_jobs_access(settings, png):
+    """The training run reads the images again (the create checked them): with the job's project's access, so an
+    image the project may not read stops the run before any weights load, and one it may read trains."""
+    from tuneforge.errors import DatasetInvalid, PermissionDenied
+    from tuneforge.train.callbacks import Callbacks
+    from tuneforge.train.config import TuningConfig
+    from tuneforge.train.recipes.sft import resolve_data
+
+    class OnlyBucket:
+        def __init__(self, bucket: str):
+            self.bucket = bucket
+
+        def check(self, bucket: str, path: str, *, write: bool, uri: str, field: str) -> None:
+            if bucket != self.bucket:
+                raise PermissionDenied(f"{field}: may not read {uri}")
+
+    config = TuningConfig(
+        base_model=SCOUT,
+        train_dataset=_write(settings, "run.jsonl", [_chat(_image(settings, "r.png", png))] * 2),
+        output_uri="gs://b/out",
+        dev=True,
+    )
+    data = resolve_data(config, settings, load_catalog(settings), Callbacks(), OnlyBucket("b"))
+    assert len(data.train.examples) == 2
+    with pytest.raises(DatasetInvalid) as refused:  # the line's problem, as the create reports it
+        resolve_data(config, settings, load_catalog(settings), Callbacks(), OnlyBucket("other"))
+    assert "may not read gs://b/r.png" in str(refused.value)

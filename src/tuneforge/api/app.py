@@ -153,6 +153,73 @@ def _lifespan(store: Store, settings: Settings, with_worker: bool) -> Any:
     return lifespan
 
 
+_VERTEX = "/v1/projects/{project}/locations/{location}"
+_IN_PLACE = {"project": "$request.path.project", "location": "$request.path.location"}
+# OpenAPI links (what a client, and a stateful fuzzer, may call next with what an answer gave it), where the id is a
+# whole value: a pipeline's ?pipelineJobId=, an OpenAI file's or job's id. (A Vertex tuning job's or endpoint's id is
+# only the last part of its name, which a link cannot cut out.)
+_LINKS: list[tuple[str, str, str, dict[str, str], dict[str, str] | None]] = [
+    *(
+        (
+            f"{_VERTEX}/pipelineJobs",
+            f"{_VERTEX}/pipelineJobs/{{job_id}}{verb}",
+            method,
+            {**_IN_PLACE, "job_id": "$request.query.pipelineJobId"},
+            None,
+        )
+        for verb, method in (("", "get"), (":cancel", "post"), ("/events", "get"))
+    ),
+    (
+        f"{_VERTEX}/tuneforge/datasets:upload",
+        f"{_VERTEX}/tuneforge/datasets:inspect",
+        "post",
+        _IN_PLACE,
+        {"uri": "$request.query.uri"},
+    ),
+    *(
+        ("/v1/files", f"/v1/files/{{file_id}}{tail}", method, {"file_id": "$response.body#/id"}, None)
+        for tail, method in (("", "get"), ("/content", "get"), ("", "delete"))
+    ),
+    (
+        "/v1/files",
+        "/v1/fine_tuning/jobs",
+        "post",
+        {},
+        {"training_file": "$response.body#/id", "model": "gpt-4o-mini-2024-07-18"},
+    ),
+    *(
+        (
+            "/v1/fine_tuning/jobs",
+            f"/v1/fine_tuning/jobs/{{job_id}}{tail}",
+            method,
+            {"job_id": "$response.body#/id"},
+            None,
+        )
+        for tail, method in (
+            ("", "get"),
+            ("/cancel", "post"),
+            ("/pause", "post"),
+            ("/resume", "post"),
+            ("/events", "get"),
+            ("/checkpoints", "get"),
+        )
+    ),
+]
+
+
+def _add_links(paths: dict[str, Any]) -> None:
+    """Each of _LINKS on its source's 200 answer (the source is always a POST, a create)."""
+    for source, target, method, parameters, body in _LINKS:
+        answer = paths[source]["post"]["responses"]["200"]
+        link: dict[str, Any] = {"operationId": paths[target][method]["operationId"]}
+        if parameters:
+            link["parameters"] = parameters
+        if body:
+            link["requestBody"] = body
+        name = paths[target][method]["operationId"].split("_v1_")[0]
+        answer.setdefault("links", {})[f"{name}{len(answer.get('links', {}))}"] = link
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, without FastAPI's 422 answers: tuneforge answers a bad request with 400 and a
     google.rpc.Status (documented on every route)."""
@@ -163,5 +230,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 operation.get("responses", {}).pop("422", None)
         for name in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(name, None)
+        _add_links(schema["paths"])
         app.openapi_schema = schema
     return app.openapi_schema

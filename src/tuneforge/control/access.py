@@ -30,6 +30,7 @@ from tuneforge.settings import Settings
 FILES_BUCKET = "tuneforge-files"  # gs://tuneforge-files/<project>/<file id>.<ext>: the OpenAI files API's uploads
 OUTPUT_BUCKET_PREFIX = "tuneforge-"  # gs://tuneforge-<project>/: where a project's jobs write by default
 SETTING = "TUNEFORGE_BUCKET_ACCESS"
+URL_SETTING = "TUNEFORGE_TEACHER_URLS"
 
 
 def default_output_bucket(project: str) -> str:
@@ -77,6 +78,20 @@ class BucketPolicy:
         self.store = store
         self.enabled = any(key.strip() for key in settings.api_keys.split(","))  # as the API reads its keys
         self.grants = parse_grants(settings.bucket_access)
+
+    def check_teacher_url(self, url: str, field: str, settings: Settings) -> None:
+        """With tenants, the server calls only the teacher URLs the operator allows (no request chooses where the
+        server connects: its own loopback services, a cloud metadata address, another tenant's endpoint)."""
+        if not self.enabled:
+            return
+        allowed = [p.strip() for p in settings.teacher_urls.split(",") if p.strip()]
+        if not any(url.startswith(prefix) for prefix in allowed):
+            raise PermissionDenied(
+                f"{field}: this server calls only the teacher URLs its operator allows ({URL_SETTING}), and {url!r} "
+                "is not one of them; name a model or endpoint of this project (projects/P/locations/L/models/ID or "
+                "…/endpoints/ID), or ask the operator to allow the URL",
+                param=field,
+            )
 
     def for_project(self, project: str, *, claim: bool = True) -> ProjectAccess | None:
         """``project``'s access; ``claim=False`` (a preview) allows a write to a bucket nobody owns without recording

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tuneforge import storage
 from tuneforge.settings import Settings
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.distributed import leave_world
@@ -51,8 +52,10 @@ def run_sft_processes(
     settings: Settings,
     callbacks=None,
     should_stop: Callable[[], bool] | None = None,
+    access: storage.Access | None = None,
 ):
-    """``run_sft`` over ``processes`` ranks on this machine (FULL tuning sharded with FSDP2)."""
+    """``run_sft`` over ``processes`` ranks on this machine (FULL tuning sharded with FSDP2); rank 0 reads the
+    images with ``access`` (and stops the run when one is refused)."""
     base = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(processes)}
     with tempfile.TemporaryDirectory(prefix="tuneforge-ranks-") as tmp:
         spec = Path(tmp) / "run.json"
@@ -73,7 +76,7 @@ def run_sft_processes(
             return any(c.poll() not in (None, 0) for c in children) or (should_stop is not None and should_stop())
 
         try:
-            result = run_sft(config, settings=settings, callbacks=callbacks, should_stop=stop)
+            result = run_sft(config, settings=settings, callbacks=callbacks, should_stop=stop, access=access)
         finally:
             leave_world()
             for key, value in saved.items():

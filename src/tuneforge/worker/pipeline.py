@@ -31,6 +31,7 @@ from tuneforge.catalog import load_catalog
 from tuneforge.catalog.model_folder import final_uri, has_tokenizer, weights_at
 from tuneforge.control import events
 from tuneforge.control import pipeline_jobs as p
+from tuneforge.control.access import BucketPolicy
 from tuneforge.control.db import Store, fetch
 from tuneforge.control.pipeline_templates import deploy_task, upload_task
 from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
@@ -185,8 +186,11 @@ def validate_data(ctx: Context) -> dict:
 
 
 def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
+    reference = ctx.params["teacher_model_reference"]
+    if reference.startswith(("http://", "https://")):  # checked at create; the operator may have changed the list
+        BucketPolicy(ctx.store, ctx.settings).check_teacher_url(reference, "teacher_model_reference", ctx.settings)
     teacher = teacher_from_reference(
-        ctx.params["teacher_model_reference"],
+        reference,
         ctx.settings,
         resource_weights(ctx.store, ctx.project, ctx.settings, "teacher_model_reference"),
     )

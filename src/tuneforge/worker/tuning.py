@@ -14,6 +14,7 @@ from tuneforge import storage
 from tuneforge.catalog import TuningMode
 from tuneforge.catalog.model_folder import final_uri
 from tuneforge.control import events, states
+from tuneforge.control.access import BucketPolicy
 from tuneforge.control.db import Store, fetch
 from tuneforge.control.fine_tuning import write_results
 from tuneforge.control.registry import auto_deploy, model_name, register_model, resource_weights
@@ -126,11 +127,18 @@ def _train(
             result.data_stats, prepared.summary["examples"], prepared.teacher.unusable
         )
         return result
+    # The images the lines name are checked again as they are read (the create checked them; a bucket can change).
+    access = BucketPolicy(store, settings).for_project(project, claim=False)
     if settings.processes_per_job > 1 and config.tuning_mode == TuningMode.FULL and config.method == "supervised":
         return run_sft_processes(
-            config, settings.processes_per_job, settings=settings, callbacks=callbacks, should_stop=should_stop
+            config,
+            settings.processes_per_job,
+            settings=settings,
+            callbacks=callbacks,
+            should_stop=should_stop,
+            access=access,
         )
-    return run_tuning(config, settings=settings, callbacks=callbacks, should_stop=should_stop)
+    return run_tuning(config, settings=settings, callbacks=callbacks, should_stop=should_stop, access=access)
 
 
 def _stopped(store: Store, job_id: str, result: RunResult, parent_pid: int) -> None:

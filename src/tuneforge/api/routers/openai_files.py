@@ -16,7 +16,7 @@ from tuneforge.api.deps import files, openai_project
 from tuneforge.api.errors import OPENAI_ERRORS
 from tuneforge.control.files import FileService, Upload
 from tuneforge.errors import InvalidArgument
-from tuneforge.wire.openai_ft import FileDeleted, FileList, FileObject
+from tuneforge.wire.openai_ft import FILE_PURPOSES, FileDeleted, FileList, FileObject
 
 if TYPE_CHECKING:  # the parser's TypedDict of callbacks exists for type checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -31,7 +31,10 @@ MULTIPART_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file", "purpose"],
-                    "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "purpose": {"type": "string", "enum": list(FILE_PURPOSES)},
+                    },
                 }
             }
         },

@@ -79,15 +79,16 @@ def run_dpo(
     catalog: Catalog | None = None,
     callbacks: Callbacks | None = None,
     should_stop: Callable[[], bool] | None = None,
+    access: storage.Access | None = None,
 ) -> RunResult:
-    """Resolve, build, train, export: the method of the module docstring."""
+    """Resolve, build, train, export: the method of the module docstring (``access`` as run_sft's)."""
     settings = settings or get_settings()
     cb = callbacks or Callbacks()
     if config.method != "preference":
         raise InvalidArgument("run_dpo runs preference tuning (method preference); use run_sft for supervised tuning")
     if processes_from_env() > 1:  # checked before joining a process group
         raise InvalidArgument("preference tuning runs in one process; start it without torchrun")
-    data = resolve_data(config, settings, catalog or load_catalog(settings), cb)  # 1
+    data = resolve_data(config, settings, catalog or load_catalog(settings), cb, access)  # 1
     world, device, dtype = setup_world(config)
     plan = resolve_plan(config, data, world, device, dtype)  # 2 (beta too)
     layout = RunLayout(storage.output_dir(config.output_uri, settings))

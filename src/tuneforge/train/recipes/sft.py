@@ -141,11 +141,13 @@ def run_sft(
     catalog: Catalog | None = None,
     callbacks: Callbacks | None = None,
     should_stop: Callable[[], bool] | None = None,
+    access: storage.Access | None = None,
 ) -> RunResult:
-    """Resolve the model and data, build the model and optimizer, train, export: the method of the module docstring."""
+    """Resolve the model and data, build the model and optimizer, train, export: the method of the module docstring.
+    ``access``: the job's project's view of the buckets, which the images its lines name are read with."""
     settings = settings or get_settings()
     cb = callbacks or Callbacks()
-    data = resolve_data(config, settings, catalog or load_catalog(settings), cb)  # 1-2
+    data = resolve_data(config, settings, catalog or load_catalog(settings), cb, access)  # 1-2
     world, device, dtype = setup_world(config)
     if not world.main:
         cb = Callbacks()  # rank 0 reports progress and writes files; the others compute
@@ -172,9 +174,11 @@ def run_sft(
 # --- 1-3: model, data, hyperparameters ---------------------------------------------------------------------------
 
 
-def resolve_data(config: TuningConfig, settings: Settings, catalog: Catalog, cb: Callbacks) -> Preflight:
+def resolve_data(
+    config: TuningConfig, settings: Settings, catalog: Catalog, cb: Callbacks, access: storage.Access | None = None
+) -> Preflight:
     """The model and its limits; both datasets read, validated and tokenised before any weights are loaded."""
-    data = check_datasets(config, settings=settings, catalog=catalog)
+    data = check_datasets(config, settings=settings, catalog=catalog, access=access)
     if data.source.resolved.note:
         cb.on_message(data.source.resolved.note)
     for warning in data.report.warnings:
