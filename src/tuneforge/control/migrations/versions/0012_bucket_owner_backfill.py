@@ -40,8 +40,9 @@ def upgrade() -> None:
     for project, config, time in conn.execute(sa.select(jobs.c.project, jobs.c.config, jobs.c.create_time)):
         uses.append((time, project, _bucket((config or {}).get("output_uri"))))
     owners: dict[str, tuple[str, object]] = {}
-    for time, project, bucket in sorted((u for u in uses if u[2]), key=lambda u: u[0]):
-        owners.setdefault(bucket, (project, time))
+    for time, project, bucket in sorted(uses, key=lambda u: u[0]):
+        if bucket is not None:
+            owners.setdefault(bucket, (project, time))
     taken = {row[0] for row in conn.execute(sa.text("SELECT bucket FROM bucket_owners"))}
     rows = [{"bucket": b, "project": p, "create_time": t} for b, (p, t) in owners.items() if b not in taken]
     if rows:
