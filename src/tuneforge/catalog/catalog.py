@@ -85,7 +85,11 @@ class ModelEntry(_Strict):
     family: str
     modes: dict[TuningMode, ModeSpec]
     modalities: list[str] = ["text"]
-    weights: str | None = Field(default=None, description="Local folder or gs:// URI in Hugging Face format.")
+    weights: str | None = Field(
+        default=None,
+        description="Local folder or gs:// URI in Hugging Face format, or a .gguf file (a path, a gs:// URI, or "
+        "package:DIST/PATH in an installed Python package), de-quantized once into the models cache.",
+    )
     defaults: Defaults = Defaults()
 
     def mode(self, mode: TuningMode) -> ModeSpec:
@@ -206,6 +210,10 @@ class Catalog:
                 note = f"{model_id} runs as {alias.maps_to}" + (f"; {target.note}" if target.note else "")
                 return target.model_copy(update={"requested_id": model_id, "note": note})
             family = self.families[alias.family]
+            if dev and settings.dev_base and settings.dev_base != model_id:
+                target = self.resolve(settings.dev_base, dev=dev, settings=settings)
+                note = f"{model_id} runs as {settings.dev_base} in dev mode (TUNEFORGE_DEV_BASE)"
+                return target.model_copy(update={"requested_id": model_id, "note": note})
             if dev and family.tiny:
                 return self._stand_in(model_id, family, closed=True)
             raise WeightsNotConfigured(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tuneforge import storage
 from tuneforge.catalog.catalog import ResolvedModel
+from tuneforge.catalog.gguf import PACKAGE, gguf_folder, is_gguf, package_file
 from tuneforge.catalog.tiny import TINY_SPECS, build_tiny_model, folder_name
 from tuneforge.errors import FailedPrecondition, InvalidArgument
 from tuneforge.settings import Settings, get_settings
@@ -14,8 +15,10 @@ from tuneforge.settings import Settings, get_settings
 BUILTIN = "builtin:"
 
 
-def materialize(weights: str, settings: Settings | None = None) -> Path:
-    """A local folder with the weights: builds a tiny model on first use, downloads remote URIs once."""
+def materialize(weights: str, settings: Settings | None = None, *, model_type: str | None = None) -> Path:
+    """A local folder with the weights: builds a tiny model on first use, downloads remote URIs once, de-quantizes a
+    GGUF file (a path, a gs:// URI or ``package:DIST/PATH``) once into a Hugging Face folder; a GGUF file of another
+    architecture than ``model_type`` is refused before it is converted."""
     settings = settings or get_settings()
     if weights.startswith(BUILTIN):
         name = weights[len(BUILTIN) :]
@@ -25,12 +28,21 @@ def materialize(weights: str, settings: Settings | None = None) -> Path:
         if not (dest / "config.json").exists():
             build_tiny_model(name, dest)
         return dest
-    try:
-        path = storage.fetch(weights, settings)
-    except storage.StorageError as exc:
-        raise FailedPrecondition(f"model weights: {exc}") from exc
+    if weights.startswith(PACKAGE):
+        path = package_file(weights)
+    else:
+        try:
+            path = storage.fetch(weights, settings)
+        except storage.StorageError as exc:
+            raise FailedPrecondition(f"model weights: {exc}") from exc
+    if is_gguf(weights):
+        if not path.is_file():
+            raise InvalidArgument(f"model weights {weights}: expected a .gguf file, got a folder")
+        return gguf_folder(path, weights, settings, model_type)
     if not path.is_dir():
-        raise InvalidArgument(f"model weights {weights}: expected a folder in Hugging Face format, got a file")
+        raise InvalidArgument(
+            f"model weights {weights}: expected a folder in Hugging Face format or a .gguf file, got another file"
+        )
     if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
         raise InvalidArgument(
             f"model weights {weights}: no config.json (or adapter_config.json) in {path}; point at a folder in "

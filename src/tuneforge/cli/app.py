@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneforge.cli import demo, local, remote, servers
+from tuneforge.cli import demo, export, local, remote, servers
 
 app = typer.Typer(
     add_completion=False,
@@ -19,6 +19,7 @@ app.command()(local.tune)
 app.command()(local.distill)
 app.command()(local.validate)
 app.command()(local.models)
+app.command()(export.export)
 app.command()(demo.demo)
 # Servers.
 app.command()(servers.serve)

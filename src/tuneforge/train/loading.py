@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from tuneforge.catalog.catalog import Catalog, ModelEntry, ResolvedModel, TuningMode
+from tuneforge.catalog.gguf import weights_source
 from tuneforge.catalog.model_folder import (
     TOKENIZER_FILES,
     adapter_base,
@@ -20,7 +21,7 @@ from tuneforge.catalog.model_folder import (
 from tuneforge.catalog.weights import check_architecture, materialize
 from tuneforge.data import ChatEncoder, Limits
 from tuneforge.data.images import open_images
-from tuneforge.errors import InvalidArgument, WeightsNotConfigured
+from tuneforge.errors import InvalidArgument, TuneforgeError, WeightsNotConfigured
 from tuneforge.settings import Settings
 
 
@@ -42,6 +43,7 @@ class ModelSource:
             "note": self.resolved.note,
             "base_dir": str(self.base_dir),
             "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None,
+            "weights_source": weights_source(self.base_dir),  # a GGUF file's, when the base was converted from one
         }
 
 
@@ -51,12 +53,12 @@ def resolve_source(
     """Resolve the catalog id and, if given, the custom base (a full model or an earlier run's adapter)."""
     if custom_base_model is None:
         resolved = catalog.resolve(base_model, dev=dev, settings=settings)
-        base_dir = materialize(resolved.weights, settings)
+        base_dir = materialize(resolved.weights, settings, model_type=resolved.family.model_type)
         if not resolved.stand_in:  # an operator's folder: a wrong one is named here, not by a later shape error
             check_architecture(base_dir, resolved, f"the weights configured for {resolved.entry.id}")
         return ModelSource(resolved, base_dir, tokenizer_dir=base_dir)
 
-    custom = materialize(custom_base_model, settings)
+    custom = materialize(custom_base_model, settings, model_type=_model_type(catalog, base_model))
     if is_adapter(custom):
         # An earlier PEFT run: its adapter sits on the base model the manifest (or base_model) names.
         resolved = catalog.resolve(base_model, dev=dev, settings=settings)
@@ -82,6 +84,14 @@ def resolve_source(
             f"weights of {base_model} are not configured to take them from; add the tokenizer to the folder"
         ) from exc
     return ModelSource(resolved, custom, tokenizer_dir=tok)
+
+
+def _model_type(catalog: Catalog, model_id: str) -> str | None:
+    """The architecture ``model_id`` needs, when the catalog knows it (a GGUF file is checked against it)."""
+    try:
+        return catalog.families[catalog.entry(model_id).family].model_type
+    except TuneforgeError:
+        return None
 
 
 def _adapter_base(adapter_dir: Path, resolved: ResolvedModel, settings: Settings) -> Path:

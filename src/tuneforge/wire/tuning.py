@@ -17,7 +17,6 @@ from tuneforge.wire.base import (
     WireModel,
     enum_parser,
     enum_schema,
-    problem,
 )
 from tuneforge.wire.content import Content
 from tuneforge.wire.status import Status
@@ -53,23 +52,15 @@ ADAPTER_RANKS = {
     AdapterSize.ADAPTER_SIZE_SIXTEEN: 16,
     AdapterSize.ADAPTER_SIZE_THIRTY_TWO: 32,
 }
-_ADAPTER_NAMES = "ADAPTER_SIZE_ONE, _TWO, _FOUR, _EIGHT, _SIXTEEN or _THIRTY_TWO"
-# The proto's enum numbers are not ranks (3 is ADAPTER_SIZE_EIGHT, 6 is _TWO), so a number is refused with the name it
-# stands for rather than read silently as a rank it is not; the SDKs send names.
-_ADAPTER_PROTO_NUMBERS = {1: "ONE", 2: "FOUR", 3: "EIGHT", 4: "SIXTEEN", 5: "THIRTY_TWO", 6: "TWO"}
-
-
-def _no_adapter_number(value: Any) -> Any:
-    number = value if isinstance(value, int) and not isinstance(value, bool) else None
-    if isinstance(value, str) and value.strip().isdigit():
-        number = int(value)
-    if number is None:
-        return value
-    meant = _ADAPTER_PROTO_NUMBERS.get(number)
-    hint = f"; the proto's enum number {number} is ADAPTER_SIZE_{meant}, not a rank of {number}" if meant else ""
-    raise problem(f"{FIELD} must be a name, one of {_ADAPTER_NAMES}; got the number {number}{hint}")
-
-
+_ADAPTER_NUMBERS = {
+    0: AdapterSize.ADAPTER_SIZE_UNSPECIFIED,
+    1: AdapterSize.ADAPTER_SIZE_ONE,
+    2: AdapterSize.ADAPTER_SIZE_FOUR,
+    3: AdapterSize.ADAPTER_SIZE_EIGHT,
+    4: AdapterSize.ADAPTER_SIZE_SIXTEEN,
+    5: AdapterSize.ADAPTER_SIZE_THIRTY_TWO,
+    6: AdapterSize.ADAPTER_SIZE_TWO,
+}
 _MODE_NUMBERS = {
     0: TuningMode.TUNING_MODE_UNSPECIFIED,
     1: TuningMode.TUNING_MODE_FULL,
@@ -85,9 +76,16 @@ _MODE_WORDS = {
 
 AdapterSizeField = Annotated[
     AdapterSize,
-    BeforeValidator(enum_parser(AdapterSize, {}, f"{FIELD} must be one of {_ADAPTER_NAMES}; got {{value}}")),
-    BeforeValidator(_no_adapter_number),
-    WithJsonSchema({"type": "string", "enum": list(AdapterSize.__members__)}),
+    BeforeValidator(
+        enum_parser(
+            AdapterSize,
+            _ADAPTER_NUMBERS,
+            # The numbers are the proto's, as the official SDK sends them (enum-encoding=int); they are not ranks.
+            f"{FIELD} must be one of ADAPTER_SIZE_ONE, _TWO, _FOUR, _EIGHT, _SIXTEEN, _THIRTY_TWO, or the proto's enum "
+            "numbers (1 ONE, 6 TWO, 2 FOUR, 3 EIGHT, 4 SIXTEEN, 5 THIRTY_TWO; not ranks); got {value}",
+        )
+    ),
+    WithJsonSchema(enum_schema(AdapterSize, _ADAPTER_NUMBERS)),
 ]
 TuningModeField = Annotated[
     TuningMode,

@@ -169,6 +169,12 @@ def _fail(store: Store, job_id: str, code: str, message: str) -> None:
         events.record(s, events.TUNING, job_id, f"Failed: {message}", "ERROR")
 
 
+def _weights_note(result: RunResult) -> str:
+    """Where the base's weights came from, when tuneforge converted them (a GGUF file, de-quantized)."""
+    source = (result.record.get("model") or {}).get("weights_source")
+    return f"; base weights {source['note']} ({source['weights']})" if source else ""
+
+
 def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig, settings: Settings) -> None:
     deploy = settings.auto_deploy
     now = utcnow()
@@ -180,7 +186,7 @@ def _succeed(store: Store, job_id: str, result: RunResult, config: TuningConfig,
             project=row.project,
             location=row.location,
             display_name=display,
-            description=f"Tuned by tuningJobs/{job_id} from {config.base_model}",
+            description=f"Tuned by tuningJobs/{job_id} from {config.base_model}{_weights_note(result)}",
             artifact_uri=final_uri(config.output_uri),
             base_model=config.base_model,
             kind="lora" if config.tuning_mode == TuningMode.PEFT_ADAPTER else "full",

