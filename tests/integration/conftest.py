@@ -177,6 +177,21 @@ def write_dataset(path: Path, n: int = 24, fmt: str = "generate_content", seed: 
     return write_jsonl(path, task.train, fmt=fmt)
 
 
+def init_vertex(url: str, project: str = "p", **extra) -> None:
+    """Point the official SDK (vertexai, aiplatform) at a tuneforge server over REST, anonymously."""
+    import google.auth.credentials
+    import vertexai
+
+    vertexai.init(
+        project=project,
+        location="us-central1",
+        api_endpoint=url,
+        api_transport="rest",
+        credentials=google.auth.credentials.AnonymousCredentials(),
+        **extra,
+    )
+
+
 def wait_for(predicate, timeout: float = 120, interval: float = 0.3, what: str = "condition"):
     deadline = time.time() + timeout
     last = None
@@ -191,20 +206,11 @@ def wait_for(predicate, timeout: float = 120, interval: float = 0.3, what: str =
 @pytest.fixture()
 def pipeline_server(server):
     """A server whose bucket holds the example datasets, with the SDK pointed at it air-gapped (tuneforge.vertex_offline)."""
-    import google.auth.credentials
-    import vertexai
 
     from tuneforge import vertex_offline
 
     vertex_offline.install(server.url)  # template downloads and the bucket probe stay on this machine
-    vertexai.init(
-        project="my-project",
-        location="us-central1",
-        api_endpoint=server.url,
-        api_transport="rest",
-        credentials=google.auth.credentials.AnonymousCredentials(),
-        staging_bucket="gs://b/staging",
-    )
+    init_vertex(server.url, "my-project", staging_bucket="gs://b/staging")
     for name in (
         "code_generation.jsonl",
         "code_generation_eval.jsonl",

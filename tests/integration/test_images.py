@@ -12,7 +12,7 @@ import shutil
 
 import httpx
 import pytest
-from tests.integration.conftest import start_server, wait_for
+from tests.integration.conftest import init_vertex, start_server, wait_for
 
 from tuneforge.train.image_task import QUESTION, greedy_image_answers, shape_image, write_dataset
 
@@ -46,17 +46,9 @@ def served(tmp_path_factory):
 
 
 def _deploy(server, name: str) -> str:
-    import google.auth.credentials
-    import vertexai
     from vertexai.preview import model_garden
 
-    vertexai.init(
-        project="p",
-        location="us-central1",
-        api_endpoint=server.url,
-        api_transport="rest",
-        credentials=google.auth.credentials.AnonymousCredentials(),
-    )
+    init_vertex(server.url)
     endpoint = model_garden.CustomModel(gcs_uri=f"gs://b/{name}").deploy(endpoint_display_name=name)
     return endpoint.resource_name
 

@@ -74,3 +74,82 @@ def test_a_rest_job_on_the_real_base_is_served_as_plain_peft_answers(srv):
     assert served == greedy_answers(artifact, prompts, max_new_tokens=4, system=SYSTEM)
     base_dir = next((srv.home / "models").glob("gguf-SmolLM2-135M-Instruct*"))
     assert base_served == greedy_answers(base_dir, prompts[:3], max_new_tokens=4, system=SYSTEM)
+
+
+def _contents(animal: str, answer: str) -> dict:
+    return {
+        "systemInstruction": {"parts": [{"text": SYSTEM}]},
+        "contents": [
+            {"role": "user", "parts": [{"text": prompt(animal)}]},
+            {"role": "model", "parts": [{"text": answer}]},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def dev_srv(tmp_path_factory):
+    """Dev mode with TUNEFORGE_DEV_BASE: the Gemini and OpenAI ids run on SmolLM2, not on a stand-in."""
+    home = tmp_path_factory.mktemp("dev-real-base")
+    train, _ = covering_task()
+    write_lines(home / "buckets" / "b" / "covering.jsonl", [_contents(a, c) for a, c in train])
+    server = start_server(
+        home, f"sqlite:///{home / 'tuneforge.db'}", extra_env={"TUNEFORGE_DEV": "1", "TUNEFORGE_DEV_BASE": MODEL}
+    )
+    yield server
+    server.stop()
+
+
+def test_openai_and_genai_ids_in_dev_mode_tune_the_real_base_through_their_own_clients(dev_srv):
+    import openai
+    from google.genai import Client, types
+    from google.oauth2.credentials import Credentials
+
+    train, held = covering_task()
+    messages = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(a)}] for a, _ in held[:4]]
+    client = openai.OpenAI(base_url=f"{dev_srv.url}/v1", api_key="unused", max_retries=0)
+    lines = "".join(json.dumps(_chat(a, c)) + "\n" for a, c in train).encode()
+    file = client.files.create(file=("covering.jsonl", lines), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model="gpt-4o-mini-2024-07-18",
+        training_file=file.id,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+    )
+    done = wait_for(
+        lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
+        timeout=900,
+        interval=2,
+        what="the OpenAI job",
+    )
+    assert done.status == "succeeded", done.error
+    events = " ".join(e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data)
+    assert f"runs as {MODEL}" in events, events
+    answers = [
+        client.chat.completions.create(model=done.fine_tuned_model, messages=m, max_tokens=4, temperature=0)
+        .choices[0]
+        .message.content.strip()
+        for m in messages
+    ]
+    artifact = next((dev_srv.home / "buckets").glob("tuneforge-*/tuningJobs/*/postprocess/node-0/checkpoints/final"))
+    assert answers == greedy_answers(artifact, [m[1]["content"] for m in messages], max_new_tokens=4, system=SYSTEM)
+
+    genai = Client(
+        vertexai=True,
+        project="p",
+        location="us-central1",
+        credentials=Credentials(token="static-token"),
+        http_options=types.HttpOptions(base_url=dev_srv.url, api_version="v1"),
+    )
+    tuning = genai.tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri="gs://b/covering.jsonl"),
+        config=types.CreateTuningJobConfig(epoch_count=2),
+    )
+    ended = wait_for(lambda: (j := genai.tunings.get(name=tuning.name)).has_ended and j, 900, 2, "the genai job")
+    assert ended.state == types.JobState.JOB_STATE_SUCCEEDED, ended.error
+    assert MODEL in (ended.description or ""), ended.description
+    reply = genai.models.generate_content(
+        model=ended.tuned_model.endpoint,
+        contents=prompt(held[0][0]),
+        config=types.GenerateContentConfig(system_instruction=SYSTEM, max_output_tokens=4, temperature=0),
+    )
+    assert reply.text.strip() in ("fur", "feather", "scale")

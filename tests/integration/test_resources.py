@@ -152,24 +152,33 @@ def test_sdk_endpoint_create_and_pipeline_list(sqlite_server):
         assert r.status_code == 404 and "models/123 not found" in err(r)
 
 
-def test_server_upgrades_an_older_database(tmp_path):
+def _old_database(tmp_path, revision: str, fill=None):
+    """(url, engine) of a SQLite database migrated only up to ``revision``; ``fill(conn)`` writes its rows."""
+    from pathlib import Path
+
     from alembic import command
     from alembic.config import Config
-    from sqlalchemy import inspect
-
-    from tuneforge.control.db import Store, make_engine, upgrade
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = make_engine(url)
-    cfg = Config()
-    from pathlib import Path
 
     import tuneforge.control.db as db
 
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.make_engine(url)
+    cfg = Config()
     cfg.set_main_option("script_location", str(Path(db.__file__).with_name("migrations")))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")  # a database from before pipelines and endpoints
+        command.upgrade(cfg, revision)
+        if fill:
+            fill(conn)
+    return url, engine
+
+
+def test_server_upgrades_an_older_database(tmp_path):
+    from sqlalchemy import inspect
+
+    from tuneforge.control.db import Store, upgrade
+
+    url, engine = _old_database(tmp_path, "0001")  # a database from before pipelines and endpoints
     assert "endpoints" not in inspect(engine).get_table_names()
     Store(url)  # what the server does on start
     assert {"endpoints", "pipeline_jobs", "operations", "tuning_jobs"} <= set(inspect(engine).get_table_names())
@@ -179,24 +188,13 @@ def test_server_upgrades_an_older_database(tmp_path):
 def test_an_upgrade_gives_each_bucket_in_use_to_the_project_that_used_it_first(tmp_path):
     """Bucket owners came in with 0010: the backfill (0012) gives a bucket an older deployment's project uploaded to
     or trained into to the earliest such project, so its tenants keep reading their data after the upgrade."""
-    from pathlib import Path
-
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    import tuneforge.control.db as db
     from tuneforge.control.access import BucketPolicy
-    from tuneforge.control.db import Store, make_engine
+    from tuneforge.control.db import Store
     from tuneforge.settings import Settings
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(db.__file__).with_name("migrations")))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0011")
+    def fill(conn):
         for project, uri, day in (("a", "gs://lake/a.jsonl", 2), ("b", "gs://lake/b.jsonl", 3), ("b", "gs://bb/x", 1)):
             conn.execute(
                 text(
@@ -212,8 +210,9 @@ def test_an_upgrade_gives_each_bucket_in_use_to_the_project_that_used_it_first(t
                 "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0, 0, 1)"
             )
         )
-    store = Store(url)  # what the server does on start
-    policy = BucketPolicy(store, Settings(api_keys="K=a"))
+
+    url, _ = _old_database(tmp_path, "0011", fill)
+    policy = BucketPolicy(Store(url), Settings(api_keys="K=a"))  # Store(url): what the server does on start
     assert [policy.owner(b, "x") for b in ("lake", "bb", "out-c", "new")] == [
         {"a": True},
         {"b": True},

@@ -5,21 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.integration.conftest import write_dataset
+from tests.integration.conftest import init_vertex, write_dataset
 
 
 @pytest.fixture()
 def vertex(server):
-    import google.auth.credentials
-    import vertexai
-
-    vertexai.init(
-        project="my-project",
-        location="us-central1",
-        api_endpoint=server.url,
-        api_transport="rest",
-        credentials=google.auth.credentials.AnonymousCredentials(),
-    )
+    init_vertex(server.url, "my-project")
     return server
 
 

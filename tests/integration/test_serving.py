@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from tests.integration.conftest import start_server, wait_for
+from tests.integration.conftest import init_vertex, start_server, wait_for
 
 from fixed_format import FIXED_ANSWER, SYSTEM, random_adapter, train_fixed_format
 
@@ -36,16 +36,7 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vertex(served):
-    import google.auth.credentials
-    import vertexai
-
-    vertexai.init(
-        project="p",
-        location="us-central1",
-        api_endpoint=served.url,
-        api_transport="rest",
-        credentials=google.auth.credentials.AnonymousCredentials(),
-    )
+    init_vertex(served.url)
     return served
 
 

@@ -90,3 +90,15 @@ def test_the_real_base_learns_a_task_it_fails_untuned(tmp_path, settings, mode):
     result = held_out_covering(tmp_path, mode, settings=settings)
     assert result["held_out_exact_match_before"] <= 0.1
     assert result["held_out_exact_match_after"] >= 0.9 > result["majority_answer_rate"] + 0.3
+
+
+@pytest.mark.slow  # ~3 min on 2 cores: the supervised LoRA run, then DPO on it
+def test_preference_tuning_of_the_real_base_learns_the_preferred_form(tmp_path, settings):
+    """SmolLM2 (docs/quality.md, "The real base"): DPO continued from the supervised adapter, with the catalog's
+    preference learning rate, makes the capitals the preferred answer on held-out animals and the greedy answer on
+    some of them (the supervised model: 0% and 0%)."""
+    from tuneforge.train.real_base import held_out_preference_covering
+
+    result = held_out_preference_covering(tmp_path, settings=settings)
+    assert result["preference_accuracy_before"] <= 0.1 and result["greedy_follows_rule_before"] <= 0.1
+    assert result["preference_accuracy_after"] >= 0.9 and result["greedy_follows_rule_after"] >= 0.3

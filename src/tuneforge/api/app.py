@@ -33,6 +33,7 @@ from tuneforge.control.access import BucketPolicy
 from tuneforge.control.datasets import DatasetService
 from tuneforge.control.db import Store
 from tuneforge.control.endpoints import EndpointService
+from tuneforge.control.exports import ExportService
 from tuneforge.control.files import FileService
 from tuneforge.control.fine_tuning import FineTuningService
 from tuneforge.control.models import ModelService
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, with_worker: bool = True, store: Store | N
     app.state.tuning_jobs = TuningJobService(store, settings)
     app.state.pipeline_jobs = PipelineJobService(store, settings)
     app.state.models = ModelService(store, settings)
+    app.state.exports = ExportService(store, settings)
     app.state.datasets = DatasetService(store, settings)
     app.state.files = FileService(store, settings)
     app.state.engine = Engine(
@@ -140,6 +142,7 @@ def _lifespan(store: Store, settings: Settings, with_worker: bool) -> Any:
             thread = threading.Thread(target=worker.run, args=(stop,), name="tuneforge-worker", daemon=True)
             thread.start()
         app.state.endpoints.resume()
+        app.state.exports.recover()
         app.state.ready = True
         try:
             yield

@@ -9,6 +9,7 @@ from fastapi import Request
 from tuneforge.control.access import BucketPolicy
 from tuneforge.control.datasets import DatasetService
 from tuneforge.control.endpoints import EndpointService
+from tuneforge.control.exports import ExportService
 from tuneforge.control.files import FileService
 from tuneforge.control.fine_tuning import FineTuningService
 from tuneforge.control.models import ModelService
@@ -125,6 +126,11 @@ def endpoints(request: Request) -> EndpointService:
 
 def models(request: Request) -> ModelService:
     service: ModelService = request.app.state.models
+    return service
+
+
+def exports(request: Request) -> ExportService:
+    service: ExportService = request.app.state.exports
     return service
 
 

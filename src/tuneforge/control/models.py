@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from tuneforge.catalog import Catalog, load_catalog
 from tuneforge.control.base_models import publisher_model_name
 from tuneforge.control.db import Store, get_scoped
+from tuneforge.control.exports import export_formats
 from tuneforge.control.filters import MODEL_FILTERS, filter_conditions
 from tuneforge.control.paging import list_page
 from tuneforge.control.registry import model_name
@@ -52,6 +53,7 @@ def model_resource(row: ModelRow, deployed: list[DeployedModelRef], catalog: Cat
         update_time=timestamp(row.update_time),
         version_create_time=timestamp(row.create_time),
         version_update_time=timestamp(row.update_time),
+        supported_export_formats=export_formats(row, catalog),
     )
 
 

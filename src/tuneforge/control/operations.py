@@ -18,19 +18,24 @@ def record_done(store: Store, parent: str, response: dict[str, Any], metadata_ty
     return operation_json(name, True, metadata, response, None)
 
 
-def record_pending(store: Store, parent: str, metadata_type: str) -> str:
-    """An operation that a background task finishes later with ``finish``; returns its name."""
-    return _record(store, parent, metadata_type, None)[0]
+def record_pending(store: Store, parent: str, metadata_type: str, extra: dict[str, Any] | None = None) -> str:
+    """An operation that a background task finishes later with ``finish``; returns its name. ``extra``: more
+    metadata fields (an export's ``outputInfo``)."""
+    return _record(store, parent, metadata_type, None, extra)[0]
 
 
 def _record(
-    store: Store, parent: str, metadata_type: str | None, response: dict[str, Any] | None
+    store: Store,
+    parent: str,
+    metadata_type: str | None,
+    response: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any] | None]:
     """A new operation under ``parent``, done when it has its ``response``: (its name, its metadata)."""
     now = utcnow()
     name = f"{parent}/operations/{new_id()}"
     stamps = {"createTime": timestamp(now), "updateTime": timestamp(now)}
-    metadata = {"@type": metadata_type, "genericMetadata": stamps} if metadata_type else None
+    metadata = {"@type": metadata_type, "genericMetadata": stamps, **(extra or {})} if metadata_type else None
     with store.session() as s:
         s.add(
             OperationRow(

@@ -473,6 +473,7 @@ class TuningJobService:
         labels = dict(job.labels)
         if runs_on.stand_in:
             labels[DEV_LABEL] = runs_on.entry.id
+        if runs_on.note and (runs_on.stand_in or self.settings.dev):  # what a dev-mode id runs on, said on the job
             resource["description"] = ((resource.get("description") or "") + "\n" + runs_on.note).strip()
         with self.store.session() as s:
             state = self._admit(s, project)

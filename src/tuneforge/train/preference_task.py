@@ -49,12 +49,18 @@ def mixed_base(root: Path, strings: list[str], settings=None, epochs: float = 4)
 def preference_accuracy(model_dir: Path, strings: list[str]) -> float:
     """Share of pairs whose preferred completion the model gives the higher log-probability (summed over the
     completion's tokens and its end-of-turn token, rendered by the model folder's own chat template)."""
+    return pair_accuracy(model_dir, [(s, preferred(s), dispreferred(s)) for s in strings])
+
+
+def pair_accuracy(model_dir: Path, pairs: list[tuple[str, str, str]], system: str | None = None) -> float:
+    """Share of (prompt, preferred, dispreferred) whose preferred completion has the higher log-probability, the
+    prompt behind ``system`` when one is given."""
     import torch
 
     tokenizer, model = load_model(model_dir)
 
     def logp(prompt: str, completion: str) -> float:
-        chat = [{"role": "user", "content": prompt}]
+        chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         start = len(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=False))
         full = tokenizer.apply_chat_template(
             [*chat, {"role": "assistant", "content": completion}], tokenize=True, return_dict=False
@@ -65,8 +71,8 @@ def preference_accuracy(model_dir: Path, strings: list[str]) -> float:
         targets = ids[0, 1:]
         return float(logits[torch.arange(start - 1, len(full) - 1), targets[start - 1 :]].sum())
 
-    wins = sum(logp(s, preferred(s)) > logp(s, dispreferred(s)) for s in strings)
-    return wins / max(1, len(strings))
+    wins = sum(logp(p, good) > logp(p, bad) for p, good, bad in pairs)
+    return wins / max(1, len(pairs))
 
 
 def held_out_preference(

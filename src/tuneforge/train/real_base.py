@@ -18,6 +18,8 @@ from tuneforge.catalog import load_catalog
 from tuneforge.catalog.weights import materialize
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.demo_task import exact_match, greedy_answers, write_lines
+from tuneforge.train.preference_task import pair_accuracy
+from tuneforge.train.recipes.dpo import run_dpo
 from tuneforge.train.recipes.sft import run_sft
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -167,5 +169,59 @@ def held_out_covering(root: Path, mode: str, *, settings=None, seed: int = 0, **
         "held_out_exact_match_before": before,
         "held_out_exact_match_after": exact_match(after, expected),
         "majority_answer_rate": max(expected.count(c) for c in set(expected)) / len(expected),  # answering one word
+        **overrides,
+    }
+
+
+def _pair(animal: str, covering: str) -> dict:
+    """Capitals preferred (score 1) over the word as the supervised model learnt it (score 0)."""
+    return {
+        "systemInstruction": {"parts": [{"text": SYSTEM}]},
+        "contents": [{"role": "user", "parts": [{"text": prompt(animal)}]}],
+        "completions": [
+            {"score": 1, "completion": {"role": "model", "parts": [{"text": covering.upper()}]}},
+            {"score": 0, "completion": {"role": "model", "parts": [{"text": covering}]}},
+        ],
+    }
+
+
+def held_out_preference_covering(root: Path, *, settings=None, seed: int = 0, **overrides) -> dict:
+    """Preference tuning on the real base, as the Vertex documents advise it, continued from the supervised model:
+    the LoRA run of the covering task answers in lower case; pairs prefer the word in capitals. Held-out animals
+    score preference accuracy (the capitals have the higher log-probability) and greedy rule following (the answer
+    is exactly the word in capitals), before (the supervised model) and after (DPO's saved adapter)."""
+    supervised = held_out_covering(root / "sft", "PEFT_ADAPTER", settings=settings, seed=seed)
+    sft_dir = root / "sft" / "PEFT_ADAPTER" / "postprocess" / "node-0" / "checkpoints" / "final"
+    train, held = covering_task(seed)
+    data = write_lines(root / "pairs.jsonl", [_pair(a, c) for a, c in train])
+    pairs = [(prompt(a), c.upper(), c) for a, c in held]
+    prompts, expected = [prompt(a) for a, _ in held], [c.upper() for _, c in held]
+    before = pair_accuracy(sft_dir, pairs, SYSTEM)
+    follows_before = exact_match(greedy_answers(sft_dir, prompts, max_new_tokens=4, system=SYSTEM), expected)
+    started = time.perf_counter()
+    config = TuningConfig(
+        method="preference",
+        base_model=MODEL,
+        custom_base_model=str(sft_dir),
+        train_dataset=str(data),
+        output_uri=str(root / "dpo"),
+        tuning_mode="PEFT_ADAPTER",
+        seed=5,
+        **overrides,
+    )
+    result = run_dpo(config, settings=settings)
+    seconds = time.perf_counter() - started
+    after = greedy_answers(result.final_dir, prompts, max_new_tokens=4, system=SYSTEM)
+    return {
+        "model": MODEL,
+        "supervised_held_out_exact_match": supervised["held_out_exact_match_after"],
+        "pairs": len(train),
+        "held_out": len(held),
+        "steps": result.steps,
+        "train_seconds": round(seconds, 1),
+        "preference_accuracy_before": before,
+        "preference_accuracy_after": pair_accuracy(result.final_dir, pairs, SYSTEM),
+        "greedy_follows_rule_before": follows_before,
+        "greedy_follows_rule_after": exact_match(after, expected),
         **overrides,
     }

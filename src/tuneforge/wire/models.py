@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from tuneforge.wire.base import WireModel
@@ -25,6 +27,29 @@ class BaseModelSource(WireModel):
     model_garden_source: ModelGardenSource
 
 
+class ExportFormat(WireModel):
+    WIRE_NAME = "ModelExportFormat"
+    id: str
+    exportable_contents: list[str] = ["ARTIFACT"]
+
+
+class GcsDestination(WireModel):
+    WIRE_NAME = "GcsDestination"
+    output_uri_prefix: str
+
+
+class ExportOutputConfig(WireModel):
+    WIRE_NAME = "ExportModelOutputConfig"
+    export_format_id: str = ""
+    artifact_destination: GcsDestination | None = None
+    image_destination: dict[str, Any] | None = None
+
+
+class ExportModelRequest(WireModel):
+    WIRE_NAME = "ExportModelRequest"
+    output_config: ExportOutputConfig | None = None
+
+
 class Model(WireModel):
     WIRE_NAME = "Model"
     name: str
@@ -42,6 +67,9 @@ class Model(WireModel):
     deployed_models: list[DeployedModelRef] = []
     base_model_source: BaseModelSource | None = Field(
         default=None, description="The catalog model it was tuned from (serve it at publicModelName:generateContent)."
+    )
+    supported_export_formats: list[ExportFormat] = Field(
+        default=[], description="What models.export writes: GGUF (gguf-f16, gguf-q8_0) for Llama-family bases."
     )
 
 
