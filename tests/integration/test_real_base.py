@@ -11,7 +11,7 @@ import pytest
 from tests.integration.conftest import start_server, wait_for
 
 from tuneforge.train.demo_task import greedy_answers, write_lines
-from tuneforge.train.real_base import MODEL, SYSTEM, _chat, covering_task, prompt
+from tuneforge.train.real_base import MODEL, SYSTEM, chat_line, covering_task, prompt
 
 P = "/v1/projects/p/locations/us-central1"
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def srv(tmp_path_factory):
     home = tmp_path_factory.mktemp("real-base")
     train, _ = covering_task()
-    write_lines(home / "buckets" / "b" / "covering.jsonl", [_chat(a, c) for a, c in train])
+    write_lines(home / "buckets" / "b" / "covering.jsonl", [chat_line(a, c) for a, c in train])
     server = start_server(home, f"sqlite:///{home / 'tuneforge.db'}", extra_env={"TUNEFORGE_DEV": "0"})
     yield server
     server.stop()
@@ -107,7 +107,7 @@ def test_openai_and_genai_ids_in_dev_mode_tune_the_real_base_through_their_own_c
     train, held = covering_task()
     messages = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt(a)}] for a, _ in held[:4]]
     client = openai.OpenAI(base_url=f"{dev_srv.url}/v1", api_key="unused", max_retries=0)
-    lines = "".join(json.dumps(_chat(a, c)) + "\n" for a, c in train).encode()
+    lines = "".join(json.dumps(chat_line(a, c)) + "\n" for a, c in train).encode()
     file = client.files.create(file=("covering.jsonl", lines), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
         model="gpt-4o-mini-2024-07-18",
@@ -153,3 +153,18 @@ def test_openai_and_genai_ids_in_dev_mode_tune_the_real_base_through_their_own_c
         config=types.GenerateContentConfig(system_instruction=SYSTEM, max_output_tokens=4, temperature=0),
     )
     assert reply.text.strip() in ("fur", "feather", "scale")
+
+
+def test_the_real_demo_teaches_smollm2_through_the_server(tmp_path):
+    """`tuneforge demo --real` (the README's real-model demo): a server, a REST job, held-out answers before and
+    after; it exits 0 only when the tuned model reaches 90% held out."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TUNEFORGE_HOME": str(tmp_path), "TOKENIZERS_PARALLELISM": "false"}
+    out = subprocess.run(
+        [sys.executable, "-m", "tuneforge", "demo", "--real"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "held-out exact match: before 0%" in out.stdout, out.stdout[-2000:]

@@ -254,3 +254,32 @@ def test_a_teacher_url_the_operator_did_not_allow_is_refused(tenants, url):
         assert "TUNEFORGE_TEACHER_URLS" in r.json()["error"]["message"], r.text
     body["runtimeConfig"]["parameterValues"]["teacher_model_reference"] = "https://llm.internal/v1/chat"
     assert _post(tenants, "/pipelineJobs", body).status_code == 200
+
+
+def test_b_cannot_export_its_model_into_a_bucket_it_does_not_own(tenants):
+    """models.export writes where the request says: the destination is checked like every URI (write access)."""
+    from tuneforge.control.db import Store
+    from tuneforge.control.registry import register_model
+
+    store = Store(f"sqlite:///{tenants.home / 'tuneforge.db'}")
+    with store.session() as s:
+        model = register_model(
+            s,
+            project="b",
+            location=LOC,
+            display_name="b's",
+            description="",
+            artifact_uri="gs://tuneforge-b/m",
+            base_model="meta/llama3_1@llama-3.1-8b",
+            kind="lora",
+            labels={},
+            source_job="1",
+        )
+        model_id = model.id
+    store.dispose()
+    body = {"outputConfig": {"exportFormatId": "gguf-q8_0", "artifactDestination": {"outputUriPrefix": "gs://bkt-a/x"}}}
+    r = _post(tenants, f"/models/{model_id}:export", body)
+    assert r.status_code == 403 and "may not write to gs://bkt-a/x/model-" in r.json()["error"]["message"], r.text
+    with tenants.client() as c:  # and A cannot export B's model at all
+        r = c.post(f"/v1/projects/a/locations/{LOC}/models/{model_id}:export", json=body, headers=A)
+    assert r.status_code == 404, r.text

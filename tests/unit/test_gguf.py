@@ -95,6 +95,33 @@ def test_the_packaged_gguf_is_converted_once_records_its_source_and_answers(sett
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0][ids.shape[1] :])
+    # exported again (q8_0), it keeps the file's own pre-tokenizer and answers the same
+    from tuneforge.catalog.gguf_export import export_gguf
+
+    path = export_gguf(folder, settings.home / "export", "q8_0")
+    assert gguf.GGUFReader(path).fields["tokenizer.ggml.pre"].contents() == "smollm"
+    back = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    with torch.no_grad():
+        again = back.generate(ids, max_new_tokens=12, do_sample=False)
+    assert again.tolist() == out.tolist()
+    # its chat template renders no tools, so tool-use data is refused by line with the reason (not trained blind)
+    from tuneforge.catalog.catalog import TuningMode
+    from tuneforge.train.dataset_check import dataset_report
+
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "oslo"}'}}
+    line = {
+        "messages": [
+            {"role": "user", "content": "oslo"},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            {"role": "assistant", "content": "oslo: sunny"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    }
+    tools = settings.home / "tools.jsonl"
+    tools.write_text(json.dumps(line) + "\n")
+    report, _ = dataset_report(str(tools), "supervised", SMOLLM2, TuningMode.PEFT_ADAPTER, settings)
+    assert "does not render tool use" in report.errors[0].message and report.errors[0].line == 1, report.errors
 
 
 # -- export --------------------------------------------------------------------------------------------------------

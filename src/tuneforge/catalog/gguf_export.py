@@ -28,7 +28,7 @@ def export_gguf(model_dir: Path, out_dir: Path, quantization: str = "f16", *, ba
 
     if quantization not in QUANTIZATIONS:
         raise InvalidArgument(f"quantization {quantization!r} is not supported; use one of {', '.join(QUANTIZATIONS)}")
-    model, tokenizer_dir = _merged_model(Path(model_dir), base_dir)
+    model, tokenizer_dir, weights_dir = _merged_model(Path(model_dir), base_dir)
     config = model.config
     if config.model_type != "llama":
         raise InvalidArgument(
@@ -39,25 +39,28 @@ def export_gguf(model_dir: Path, out_dir: Path, quantization: str = "f16", *, ba
     parts = Path(model_dir).resolve().parts  # a run's …/<run>/postprocess/node-0/checkpoints/final is named <run>
     name = parts[parts.index("postprocess") - 1] if "postprocess" in parts[1:] else parts[-1]
     path = out_dir / f"{name}.{quantization}.gguf"
-    writer = gguf.GGUFWriter(path, "llama")
+    partial = path.with_name(path.name + ".partial")  # a failed export leaves no file that looks whole
+    writer = gguf.GGUFWriter(partial, "llama")
     _write_metadata(writer, config, name, quantization)
-    _write_tokenizer(writer, tokenizer_dir, config.vocab_size)
+    _write_tokenizer(writer, tokenizer_dir, config.vocab_size, _pre_tokenizer(weights_dir))
     _write_tensors(writer, model, config, quantization)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    partial.rename(path)
     (out_dir / MODELFILE).write_text(modelfile(path.name, tokenizer_dir))
     return path
 
 
-def _merged_model(model_dir: Path, base_dir: Path | None) -> tuple[Any, Path]:
-    """(the model in float32 with any LoRA merged in, the folder holding its tokenizer)."""
+def _merged_model(model_dir: Path, base_dir: Path | None) -> tuple[Any, Path, Path]:
+    """(the model in float32 with any LoRA merged in, the folder holding its tokenizer, the folder of the weights it
+    started from: the adapter's base, or the model itself)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if not is_adapter(model_dir):
-        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), model_dir
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), model_dir, model_dir
     from peft import PeftModel
 
     base = base_dir or Path(json.loads((model_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"])
@@ -65,7 +68,7 @@ def _merged_model(model_dir: Path, base_dir: Path | None) -> tuple[Any, Path]:
         raise InvalidArgument(f"{model_dir} is a LoRA adapter whose base {base} is not here; name it (--base)")
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), model_dir)
     merged = model.merge_and_unload()
-    return merged, model_dir if (model_dir / "tokenizer.json").exists() else base
+    return merged, model_dir if (model_dir / "tokenizer.json").exists() else base, base
 
 
 def _write_metadata(writer: Any, config: Any, name: str, quantization: str) -> None:
@@ -90,7 +93,7 @@ def _write_metadata(writer: Any, config: Any, name: str, quantization: str) -> N
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
-def _write_tokenizer(writer: Any, tokenizer_dir: Path, vocab_size: int) -> None:
+def _write_tokenizer(writer: Any, tokenizer_dir: Path, vocab_size: int, pre: str) -> None:
     """Byte-level BPE as llama.cpp reads it: every id up to the model's vocabulary size (unused ids padded), their
     types, the merges, the special ids and the chat template."""
     import gguf
@@ -110,7 +113,7 @@ def _write_tokenizer(writer: Any, tokenizer_dir: Path, vocab_size: int) -> None:
             tokens[i] = token["content"]
             types[i] = gguf.TokenType.CONTROL if token.get("special") else gguf.TokenType.USER_DEFINED
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(_pre_tokenizer(tokenizer_dir))
+    writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_scores([0.0] * vocab_size)  # readers that find no merges derive them from these
@@ -120,20 +123,18 @@ def _write_tokenizer(writer: Any, tokenizer_dir: Path, vocab_size: int) -> None:
     gguf.SpecialVocab(tokenizer_dir, load_merges=False, n_vocab=vocab_size).add_to_gguf(writer, quiet=True)
 
 
-def _pre_tokenizer(tokenizer_dir: Path) -> str:
-    """llama.cpp's pre-tokenizer name: the one the base's own GGUF file named, when the base came from one."""
+def _pre_tokenizer(weights_dir: Path) -> str:
+    """llama.cpp's pre-tokenizer name: the one the base's own GGUF file named, when tuneforge converted the base from
+    one (its source record); else llama.cpp's default."""
     import gguf
 
-    for folder in (tokenizer_dir, *tokenizer_dir.parents):
-        source = folder / SOURCE_FILE
-        if source.exists():
-            weights = json.loads(source.read_text())["weights"]
-            file = package_file(weights) if weights.startswith("package:") else Path(weights)
-            if file.exists():
-                found = gguf.GGUFReader(file).fields.get("tokenizer.ggml.pre")
-                if found is not None:
-                    return str(found.contents())
-            break
+    source = weights_dir / SOURCE_FILE
+    if source.exists():
+        weights = json.loads(source.read_text())["weights"]
+        file = package_file(weights) if weights.startswith("package:") else Path(weights)
+        found = gguf.GGUFReader(file).fields.get("tokenizer.ggml.pre") if file.exists() else None
+        if found is not None:
+            return str(found.contents())
     return "default"
 
 

