@@ -87,3 +87,19 @@ def test_models_that_cannot_be_exported_and_bad_requests_are_refused(srv):
             assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
         r = c.post(f"{P}/models/nope:export", json={"outputConfig": {"exportFormatId": "gguf-q8_0"}})
         assert r.status_code == 404
+
+
+def test_an_export_a_restart_interrupted_ends_aborted(tmp_path):
+    from tuneforge.control import operations
+    from tuneforge.control.db import Store
+    from tuneforge.control.exports import METADATA, ExportService
+    from tuneforge.settings import Settings
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    name = operations.record_pending(store, "projects/p/locations/us-central1/models/1", METADATA, {"outputInfo": {}})
+    other = operations.record_pending(store, "projects/p/locations/us-central1/endpoints/2", "x.DeployMetadata")
+    ExportService(store, Settings(home=tmp_path)).recover()
+    op = operations.get(store, name)
+    assert op.done and op.error.code == 10 and "export the model again" in op.error.message  # 10: ABORTED
+    assert not operations.get(store, other).done  # a deployment's operation is the deployments' to resume
+    store.dispose()

@@ -108,8 +108,9 @@ def gguf_folder(path: Path, shown: str, settings: Settings, model_type: str | No
             _convert(path, tmp)
             (tmp / SOURCE_FILE).write_text(json.dumps(_source(path, shown, meta), indent=2))
             tmp.rename(dest)
-        except FileExistsError:  # another process converted it meanwhile
-            pass
+        except OSError:  # another process converted it meanwhile (the rename finds a full folder), or a real fault
+            if not (dest / "config.json").exists():
+                raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
