@@ -206,6 +206,7 @@ def wait_for(predicate, timeout: float = 120, interval: float = 0.3, what: str =
 @pytest.fixture()
 def pipeline_server(server):
     """A server whose bucket holds the example datasets, with the SDK pointed at it air-gapped (tuneforge.vertex_offline)."""
+    import vertexai  # noqa: F401 - the SDK loads before vertex_offline patches it (its loggers are its own class then)
 
     from tuneforge import vertex_offline
 
