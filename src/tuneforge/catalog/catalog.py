@@ -72,6 +72,12 @@ class Defaults(_Strict):
     beta: float = Field(default=0.1, gt=0, description="Preference tuning (DPO): how far from the reference model.")
 
 
+def same_architecture(found: str, expected: str) -> bool:
+    """Whether a checkpoint's model_type (or a GGUF file's architecture) is the family's: Gemma 3 text-only
+    checkpoints report gemma3_text, multimodal ones gemma3."""
+    return found == expected or found.startswith(expected + "_")
+
+
 class Family(_Strict):
     name: str = ""
     model_type: str = Field(description="Hugging Face config.model_type a checkpoint of this family has.")
@@ -188,6 +194,13 @@ class Catalog:
 
     def _config_hint(self) -> str:
         return str(self.operator_file) if self.operator_file else "TUNEFORGE_CATALOG or <TUNEFORGE_HOME>/catalog.yaml"
+
+    def model_type(self, model_id: str) -> str | None:
+        """The architecture (config.model_type) ``model_id`` needs, or None when the catalog does not know the id."""
+        try:
+            return self.families[self.entry(model_id).family].model_type
+        except ModelNotFound:
+            return None
 
     def entry(self, model_id: str) -> ModelEntry:
         """The catalog entry for an open model id (aliases resolve to their target)."""

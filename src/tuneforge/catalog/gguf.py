@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tuneforge.catalog.catalog import same_architecture
 from tuneforge.errors import FailedPrecondition, InvalidArgument
 from tuneforge.settings import Settings
 
@@ -81,7 +82,11 @@ def gguf_metadata(path: Path, shown: str) -> dict[str, Any]:
         quantization = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_") if file_type is not None else "F32"
     except ValueError:
         quantization = f"file type {file_type}"
-    return {"architecture": architecture, "quantization": quantization, "name": field("general.name")}
+    return {
+        "architecture": architecture,
+        "quantization": quantization,
+        "tokenizer_pre": field("tokenizer.ggml.pre") or "default",  # llama.cpp's pre-tokenizer (an export keeps it)
+    }
 
 
 def gguf_folder(path: Path, shown: str, settings: Settings, model_type: str | None = None) -> Path:
@@ -94,7 +99,7 @@ def gguf_folder(path: Path, shown: str, settings: Settings, model_type: str | No
     if (dest / "config.json").exists():
         return dest
     meta = gguf_metadata(path, shown)
-    if model_type and meta["architecture"] != model_type and not str(meta["architecture"]).startswith(model_type):
+    if model_type and not same_architecture(str(meta["architecture"]), model_type):
         raise InvalidArgument(
             f"model weights {shown}: a GGUF file of a {meta['architecture']!r} model, but the base model is a "
             f"{model_type!r} model; the architecture must match the base model"
@@ -143,6 +148,7 @@ def _source(path: Path, shown: str, meta: dict[str, Any]) -> dict[str, Any]:
         "sha256": digest.hexdigest(),
         "format": "gguf",
         "quantization": meta["quantization"],
+        "tokenizer_pre": meta["tokenizer_pre"],
         "note": f"de-quantized to float32 from the {meta['quantization']} GGUF file {path.name}",
     }
 

@@ -13,16 +13,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuneforge.catalog.gguf import SOURCE_FILE, package_file
-from tuneforge.catalog.model_folder import ADAPTER_CONFIG, is_adapter
+from tuneforge.catalog.gguf import weights_source
+from tuneforge.catalog.model_folder import is_adapter
 from tuneforge.errors import InvalidArgument
 
 QUANTIZATIONS = ("f16", "q8_0")
+EXPORTABLE = "llama"  # the model_type written (llama.cpp's "llama" architecture; SmolLM2 is one)
 MODELFILE = "Modelfile"
 
 
 def export_gguf(model_dir: Path, out_dir: Path, quantization: str = "f16", *, base_dir: Path | None = None) -> Path:
-    """Write ``model_dir`` (a full model folder, or a LoRA adapter on ``base_dir`` / the base its config names) as
+    """Write ``model_dir`` (a full model folder, or a LoRA adapter on ``base_dir``: model_folder.weights_at finds it) as
     ``out_dir/<name>.<quantization>.gguf`` plus ``out_dir/Modelfile``; returns the GGUF file's path."""
     import gguf  # lazy: torch, transformers and gguf load only for an export
 
@@ -30,7 +31,7 @@ def export_gguf(model_dir: Path, out_dir: Path, quantization: str = "f16", *, ba
         raise InvalidArgument(f"quantization {quantization!r} is not supported; use one of {', '.join(QUANTIZATIONS)}")
     model, tokenizer_dir, weights_dir = _merged_model(Path(model_dir), base_dir)
     config = model.config
-    if config.model_type != "llama":
+    if config.model_type != EXPORTABLE:
         raise InvalidArgument(
             f"{model_dir}: GGUF export writes Llama-family models (llama, SmolLM2); this one is a "
             f"{config.model_type!r} model"
@@ -40,7 +41,7 @@ def export_gguf(model_dir: Path, out_dir: Path, quantization: str = "f16", *, ba
     name = parts[parts.index("postprocess") - 1] if "postprocess" in parts[1:] else parts[-1]
     path = out_dir / f"{name}.{quantization}.gguf"
     partial = path.with_name(path.name + ".partial")  # a failed export leaves no file that looks whole
-    writer = gguf.GGUFWriter(partial, "llama")
+    writer = gguf.GGUFWriter(partial, EXPORTABLE)
     _write_metadata(writer, config, name, quantization)
     _write_tokenizer(writer, tokenizer_dir, config.vocab_size, _pre_tokenizer(weights_dir))
     _write_tensors(writer, model, config, quantization)
@@ -63,12 +64,11 @@ def _merged_model(model_dir: Path, base_dir: Path | None) -> tuple[Any, Path, Pa
         return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), model_dir, model_dir
     from peft import PeftModel
 
-    base = base_dir or Path(json.loads((model_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"])
-    if not (base / "config.json").exists():
-        raise InvalidArgument(f"{model_dir} is a LoRA adapter whose base {base} is not here; name it (--base)")
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), model_dir)
+    if base_dir is None or not (base_dir / "config.json").exists():
+        raise InvalidArgument(f"{model_dir} is a LoRA adapter; name its base model folder (--base)")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), model_dir)
     merged = model.merge_and_unload()
-    return merged, model_dir if (model_dir / "tokenizer.json").exists() else base, base
+    return merged, model_dir if (model_dir / "tokenizer.json").exists() else base_dir, base_dir
 
 
 def _write_metadata(writer: Any, config: Any, name: str, quantization: str) -> None:
@@ -126,16 +126,7 @@ def _write_tokenizer(writer: Any, tokenizer_dir: Path, vocab_size: int, pre: str
 def _pre_tokenizer(weights_dir: Path) -> str:
     """llama.cpp's pre-tokenizer name: the one the base's own GGUF file named, when tuneforge converted the base from
     one (its source record); else llama.cpp's default."""
-    import gguf
-
-    source = weights_dir / SOURCE_FILE
-    if source.exists():
-        weights = json.loads(source.read_text())["weights"]
-        file = package_file(weights) if weights.startswith("package:") else Path(weights)
-        found = gguf.GGUFReader(file).fields.get("tokenizer.ggml.pre") if file.exists() else None
-        if found is not None:
-            return str(found.contents())
-    return "default"
+    return str((weights_source(weights_dir) or {}).get("tokenizer_pre", "default"))
 
 
 def _permute(weights: Any, n_head: int) -> Any:

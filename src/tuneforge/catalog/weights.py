@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tuneforge import storage
-from tuneforge.catalog.catalog import ResolvedModel
+from tuneforge.catalog.catalog import ResolvedModel, same_architecture
 from tuneforge.catalog.gguf import PACKAGE, gguf_folder, is_gguf, package_file
 from tuneforge.catalog.tiny import TINY_SPECS, build_tiny_model, folder_name
 from tuneforge.errors import FailedPrecondition, InvalidArgument
@@ -59,8 +59,7 @@ def check_architecture(path: Path, resolved: ResolvedModel, what: str = "custom 
         return
     model_type = json.loads(config_file.read_text()).get("model_type", "")
     expected = resolved.family.model_type
-    # Gemma 3 text-only checkpoints report gemma3_text; multimodal ones gemma3.
-    if model_type != expected and not model_type.startswith(expected + "_"):
+    if not same_architecture(model_type, expected):
         raise InvalidArgument(
             f"{what} at {path} is a {model_type!r} model, but {resolved.requested_id} is a "
             f"{expected!r} model; the architecture must match the base model"

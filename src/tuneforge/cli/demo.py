@@ -97,10 +97,8 @@ def _real_demo(s: Settings, data_uri: str, local: bool) -> None:
         f'wheel) to answer "{real_base.SYSTEM}" with one of those words: {len(train)} animals to learn from, '
         f"{len(held)} held-out animals it never sees in training."
     )
-    resolved = load_catalog(s).resolve(real_base.MODEL, settings=s)
-    base_dir = materialize(resolved.weights, s, model_type=resolved.family.model_type)
     prompts, expected = [real_base.prompt(a) for a, _ in held], [c for _, c in held]
-    before = demo_task.greedy_answers(base_dir, prompts, max_new_tokens=4, system=real_base.SYSTEM)
+    before = real_base.answers(real_base.base_folder(s), prompts)
     body = {
         "baseModel": real_base.MODEL,
         "tunedModelDisplayName": "demo-covering",
@@ -116,7 +114,7 @@ def _real_demo(s: Settings, data_uri: str, local: bool) -> None:
     else:
         _through_server(s, body)
     out = storage.local_path(output_uri, s)
-    after = demo_task.greedy_answers(final_dir(out), prompts, max_new_tokens=4, system=real_base.SYSTEM)
+    after = real_base.answers(final_dir(out), prompts)
     animals = [a for a, _ in held]
     accuracy = demo_task.exact_match(before, expected), demo_task.exact_match(after, expected)
     _report(animals, expected, before, after, *accuracy, out)

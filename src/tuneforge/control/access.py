@@ -78,18 +78,19 @@ class BucketPolicy:
         self.store = store
         self.enabled = any(key.strip() for key in settings.api_keys.split(","))  # as the API reads its keys
         self.grants = parse_grants(settings.bucket_access)
+        self.teacher_urls = [p.strip() for p in settings.teacher_urls.split(",") if p.strip()]
 
-    def check_teacher_url(self, url: str, field: str, settings: Settings) -> None:
-        """With tenants, the server calls only the teacher URLs the operator allows (no request chooses where the
-        server connects: its own loopback services, a cloud metadata address, another tenant's endpoint)."""
-        if not self.enabled:
+    def check_teacher(self, reference: str, field: str) -> None:
+        """With tenants, a teacher given as a URL must be one the operator allows: no request chooses where the
+        server connects (its own loopback services, a cloud metadata address, another tenant's endpoint). A teacher
+        named as a model or endpoint is not a URL and passes."""
+        if not self.enabled or not reference.startswith(("http://", "https://")):
             return
-        allowed = [p.strip() for p in settings.teacher_urls.split(",") if p.strip()]
-        if not any(url.startswith(prefix) for prefix in allowed):
+        if not any(reference.startswith(prefix) for prefix in self.teacher_urls):
             raise PermissionDenied(
-                f"{field}: this server calls only the teacher URLs its operator allows ({URL_SETTING}), and {url!r} "
-                "is not one of them; name a model or endpoint of this project (projects/P/locations/L/models/ID or "
-                "…/endpoints/ID), or ask the operator to allow the URL",
+                f"{field}: this server calls only the teacher URLs its operator allows ({URL_SETTING}), and "
+                f"{reference!r} is not one of them; name a model or endpoint of this project "
+                "(projects/P/locations/L/models/ID or …/endpoints/ID), or ask the operator to allow the URL",
                 param=field,
             )
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tuneforge import storage
 from tuneforge.catalog import Catalog, load_catalog
-from tuneforge.catalog.gguf_export import export_gguf
+from tuneforge.catalog.gguf_export import EXPORTABLE, export_gguf
 from tuneforge.control import operations
 from tuneforge.control.access import BucketPolicy
 from tuneforge.control.db import Store, get_scoped
@@ -35,11 +35,7 @@ FIELD = "outputConfig.artifactDestination.outputUriPrefix"
 
 def export_formats(row: ModelRow, catalog: Catalog) -> list[ExportFormat]:
     """``Model.supportedExportFormats``: the GGUF formats for a model of a Llama-family base, else none."""
-    try:
-        family = catalog.families[catalog.entry(row.base_model).family]
-    except TuneforgeError:
-        return []
-    if family.model_type != "llama":
+    if catalog.model_type(row.base_model) != EXPORTABLE:
         return []
     return [ExportFormat(id=f, exportable_contents=["ARTIFACT"]) for f in FORMATS]
 
@@ -96,9 +92,8 @@ class ExportService:
     def recover(self) -> None:
         """Exports a restart interrupted end as ABORTED (their thread is gone); the client may export again."""
         with self.store.session() as s:
-            pending = s.scalars(select(OperationRow.name).where(OperationRow.done.is_(False))).all()
-        for op in pending:
-            row = operations.get_row(self.store, op)
-            if row is not None and (row.metadata_json or {}).get("@type") == METADATA:
-                message = "the server restarted during the export; export the model again"
-                operations.finish(self.store, op, error={"code": rpc_code("ABORTED"), "message": message})
+            pending = s.scalars(select(OperationRow).where(OperationRow.done.is_(False))).all()
+        message = "the server restarted during the export; export the model again"
+        for row in pending:
+            if (row.metadata_json or {}).get("@type") == METADATA:
+                operations.finish(self.store, row.name, error={"code": rpc_code("ABORTED"), "message": message})

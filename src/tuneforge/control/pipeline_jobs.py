@@ -139,8 +139,8 @@ class PipelineJobService:
                 write = where == "gcsOutputDirectory"
                 storage.check_client_uri(uri, f"runtimeConfig.{where}", self.settings, access=access, write=write)
         teacher = params.get("teacher_model_reference")
-        if teacher and teacher.startswith(("http://", "https://")):
-            self.buckets.check_teacher_url(teacher, f"{PARAMS}.teacher_model_reference", self.settings)
+        if teacher:
+            self.buckets.check_teacher(teacher, f"{PARAMS}.teacher_model_reference")
         if teacher and params.get("dataset_uri") and not _is_resource_or_url(teacher):
             resolved = catalog.resolve(teacher, settings=self.settings)
             if resolved.stand_in:  # an unreadable dataset is left to the validate-data task

@@ -21,7 +21,7 @@ from tuneforge.catalog.model_folder import (
 from tuneforge.catalog.weights import check_architecture, materialize
 from tuneforge.data import ChatEncoder, Limits
 from tuneforge.data.images import open_images
-from tuneforge.errors import InvalidArgument, TuneforgeError, WeightsNotConfigured
+from tuneforge.errors import InvalidArgument, WeightsNotConfigured
 from tuneforge.settings import Settings
 
 
@@ -58,7 +58,7 @@ def resolve_source(
             check_architecture(base_dir, resolved, f"the weights configured for {resolved.entry.id}")
         return ModelSource(resolved, base_dir, tokenizer_dir=base_dir)
 
-    custom = materialize(custom_base_model, settings, model_type=_model_type(catalog, base_model))
+    custom = materialize(custom_base_model, settings, model_type=catalog.model_type(base_model))
     if is_adapter(custom):
         # An earlier PEFT run: its adapter sits on the base model the manifest (or base_model) names.
         resolved = catalog.resolve(base_model, dev=dev, settings=settings)
@@ -84,14 +84,6 @@ def resolve_source(
             f"weights of {base_model} are not configured to take them from; add the tokenizer to the folder"
         ) from exc
     return ModelSource(resolved, custom, tokenizer_dir=tok)
-
-
-def _model_type(catalog: Catalog, model_id: str) -> str | None:
-    """The architecture ``model_id`` needs, when the catalog knows it (a GGUF file is checked against it)."""
-    try:
-        return catalog.families[catalog.entry(model_id).family].model_type
-    except TuneforgeError:
-        return None
 
 
 def _adapter_base(adapter_dir: Path, resolved: ResolvedModel, settings: Settings) -> Path:

